@@ -1,0 +1,123 @@
+//! The one error type of the crate, shared by both runtimes.
+
+use crate::codec::FrameError;
+use std::time::Duration;
+
+/// A boxed error from a lower layer (HTTP, TLS, I/O).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in gossiphttp, as an enum callers can match.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A peer sent bytes that are not a valid sequence of frames.
+    #[error("malformed frame: {0}")]
+    Frame(#[from] FrameError),
+    /// The transport was shut down before or while the operation ran.
+    #[error("transport is shut down")]
+    Shutdown,
+    /// The operation did not finish within its deadline.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// What was being waited for.
+        what: &'static str,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// A peer address could not be parsed or resolved.
+    #[error("invalid peer address {addr:?}: {reason}")]
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Connecting to a peer failed (TCP, TLS or the HTTP/2 handshake).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The peer address.
+        addr: String,
+        /// The underlying cause.
+        #[source]
+        source: BoxError,
+    },
+    /// The peer answered with a status other than `200 OK`.
+    #[error("peer {addr} answered HTTP {status}")]
+    Status {
+        /// The peer address.
+        addr: String,
+        /// The HTTP status code it answered with.
+        status: u16,
+    },
+    /// The HTTP exchange with a peer failed after the connection was made.
+    #[error("HTTP exchange with {addr} failed: {source}")]
+    Http {
+        /// The peer address.
+        addr: String,
+        /// The underlying cause.
+        #[source]
+        source: BoxError,
+    },
+    /// A packet was dropped from a full send queue to make room for newer
+    /// ones (the queue keeps the newest packets, as UDP-style gossip wants).
+    #[error("packet dropped: the send queue for {addr} was full")]
+    Dropped {
+        /// The peer address.
+        addr: String,
+    },
+    /// A configuration value (option, certificate, key) is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An I/O error outside a peer exchange (binding, reading a file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// A copy for a second caller waiting on the same outcome (one failed
+    /// request fails every packet it carried). Sources become their text.
+    pub(crate) fn duplicate(&self) -> Error {
+        let text = |e: &BoxError| -> BoxError { e.to_string().into() };
+        match self {
+            Error::Frame(e) => Error::Frame(e.clone()),
+            Error::Shutdown => Error::Shutdown,
+            Error::Timeout { what, after } => Error::Timeout { what, after: *after },
+            Error::InvalidAddress { addr, reason } => Error::InvalidAddress {
+                addr: addr.clone(),
+                reason: reason.clone(),
+            },
+            Error::Connect { addr, source } => Error::Connect {
+                addr: addr.clone(),
+                source: text(source),
+            },
+            Error::Status { addr, status } => Error::Status {
+                addr: addr.clone(),
+                status: *status,
+            },
+            Error::Http { addr, source } => Error::Http {
+                addr: addr.clone(),
+                source: text(source),
+            },
+            Error::Dropped { addr } => Error::Dropped { addr: addr.clone() },
+            Error::Config(s) => Error::Config(s.clone()),
+            Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+
+    /// A short, stable name for the error kind, for logs, metrics labels and
+    /// the `code` of JavaScript errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Frame(_) => "frame",
+            Error::Shutdown => "shutdown",
+            Error::Timeout { .. } => "timeout",
+            Error::InvalidAddress { .. } => "invalid_address",
+            Error::Connect { .. } => "connect",
+            Error::Status { .. } => "status",
+            Error::Http { .. } => "http",
+            Error::Dropped { .. } => "dropped",
+            Error::Config(_) => "config",
+            Error::Io(_) => "io",
+        }
+    }
+}

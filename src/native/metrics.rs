@@ -1,0 +1,97 @@
+//! Prometheus metrics under the reference's names.
+//!
+//! Counters here really are counters (the reference registers several
+//! `*_total` series as gauges); names are otherwise identical, so existing
+//! ckit dashboards keep working. `cluster_transport_tx_packets_dropped_total`
+//! is new: packets dropped from a full per-peer send queue.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// The transport's metrics. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Metrics {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub rx_packets_failed: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    pub tx_packets_failed: Counter,
+    pub tx_packets_dropped: Counter,
+    pub streams: Gauge,
+    pub streams_refused: Counter,
+    pub stream_rx_packets: Counter,
+    pub stream_rx_bytes: Counter,
+    pub stream_rx_packets_failed: Counter,
+    pub stream_tx_packets: Counter,
+    pub stream_tx_bytes: Counter,
+    pub stream_tx_packets_failed: Counter,
+    pub rx_packet_queue_length: Gauge,
+    pub tx_packet_queue_length: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric, prefixed `cluster_transport_`, into `registry`.
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("cluster_transport");
+        let counters: [(&str, &str, &Counter); 14] = [
+            ("rx_packets", "Packets received through /message", &self.rx_packets),
+            ("rx_bytes", "Payload bytes received through /message", &self.rx_bytes),
+            ("rx_packets_failed", "Requests to /message refused for a malformed or oversized frame", &self.rx_packets_failed),
+            ("tx_packets", "Packets sent to peers (failed or otherwise)", &self.tx_packets),
+            ("tx_bytes", "Payload bytes sent to peers (failed or otherwise)", &self.tx_bytes),
+            ("tx_packets_failed", "Packets whose delivery failed", &self.tx_packets_failed),
+            ("tx_packets_dropped", "Packets dropped from a full per-peer send queue", &self.tx_packets_dropped),
+            ("streams_refused", "Incoming streams refused because the stream queue was full", &self.streams_refused),
+            ("stream_rx_packets", "Frames read from streams", &self.stream_rx_packets),
+            ("stream_rx_bytes", "Payload bytes read from streams", &self.stream_rx_bytes),
+            ("stream_rx_packets_failed", "Stream reads that failed", &self.stream_rx_packets_failed),
+            ("stream_tx_packets", "Frames written to streams", &self.stream_tx_packets),
+            ("stream_tx_bytes", "Payload bytes written to streams", &self.stream_tx_bytes),
+            ("stream_tx_packets_failed", "Stream writes that failed", &self.stream_tx_packets_failed),
+        ];
+        for (name, help, c) in counters {
+            r.register(name, help, c.clone());
+        }
+        r.register("streams", "Open stream connections", self.streams.clone());
+        r.register(
+            "rx_packet_queue_length",
+            "Received packets not yet taken by the application",
+            self.rx_packet_queue_length.clone(),
+        );
+        r.register(
+            "tx_packet_queue_length",
+            "Packets queued for sending, over all peers",
+            self.tx_packet_queue_length.clone(),
+        );
+    }
+}
+
+/// The registry holding a transport's metrics, shareable with an HTTP
+/// handler that serves them.
+#[derive(Debug, Clone)]
+pub struct MetricsRegistry(Arc<Registry>);
+
+impl MetricsRegistry {
+    pub(crate) fn new(metrics: &Metrics) -> Self {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        MetricsRegistry(Arc::new(registry))
+    }
+
+    /// The underlying prometheus-client registry.
+    pub fn registry(&self) -> &Registry {
+        &self.0
+    }
+
+    /// The metrics in the Prometheus text exposition format (OpenMetrics).
+    pub fn encode_text(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.0);
+        out
+    }
+}

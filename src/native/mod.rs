@@ -1,0 +1,17 @@
+//! The native runtime: tokio, hyper 1.x and h2, rustls.
+
+mod body;
+mod connector;
+mod metrics;
+mod sender;
+mod server;
+mod stream;
+pub mod tls;
+mod transport;
+
+pub use body::FrameBody;
+pub use metrics::MetricsRegistry;
+pub use server::{RemoteAddr, Server, TransportService};
+pub use stream::StreamConn;
+pub use tls::{ClientTls, ServerTls};
+pub use transport::{Options, Packets, Streams, Transport};

@@ -1,0 +1,322 @@
+//! Per-peer packet delivery.
+//!
+//! Every peer gets its own bounded queue and its own task, so a slow or dead
+//! peer only ever delays its own packets (the reference sends every packet
+//! from one goroutine, so one dead peer stalls all of them). A task sends
+//! what has queued up as one `/message` request (the contract lets a body
+//! carry any number of frames), keeps a few requests in flight on the peer's
+//! one HTTP/2 connection, and retires itself when the peer goes quiet.
+
+use super::body::FrameBody;
+use super::connector::Connector;
+use super::metrics::Metrics;
+use crate::codec::{encode_frame, encoded_len};
+use crate::{Error, PeerAddr, CONTENT_TYPE, MESSAGE_PATH};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use hyper::{Method, Request, StatusCode};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What bounds a peer's delivery.
+#[derive(Debug, Clone)]
+pub(crate) struct SendLimits {
+    pub queue_size: usize,
+    pub packet_timeout: Duration,
+    pub max_batch_bytes: usize,
+    pub max_in_flight: usize,
+    pub idle_timeout: Duration,
+}
+
+/// A queued packet, with the caller waiting for its outcome if any.
+pub(crate) struct Outgoing {
+    pub payload: Bytes,
+    pub done: Option<oneshot::Sender<Result<(), Error>>>,
+}
+
+type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>>>;
+
+pub(crate) struct Senders {
+    ctx: Arc<SendCtx>,
+}
+
+struct SendCtx {
+    peers: PeerMap,
+    connector: Arc<Connector>,
+    metrics: Metrics,
+    limits: SendLimits,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+struct PeerQueue {
+    key: String,
+    addr: PeerAddr,
+    state: Mutex<QueueState>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<Outgoing>,
+    /// Set when the peer's task has retired or shut down: the next packet
+    /// for this peer starts a new queue.
+    closed: bool,
+}
+
+impl Senders {
+    pub(crate) fn new(
+        connector: Arc<Connector>,
+        metrics: Metrics,
+        limits: SendLimits,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        Senders {
+            ctx: Arc::new(SendCtx {
+                peers: Mutex::new(HashMap::new()),
+                connector,
+                metrics,
+                limits,
+                shutdown,
+                tasks,
+            }),
+        }
+    }
+
+    /// Queues a packet for `addr`. When the queue is full the oldest packet
+    /// is dropped (and counted): fresh gossip is worth more than stale.
+    pub(crate) fn enqueue(&self, addr: &str, out: Outgoing) -> Result<(), Error> {
+        if self.ctx.shutdown.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        let mut out = Some(out);
+        loop {
+            let queue = self.queue_for(addr)?;
+            let mut state = queue.state.lock().unwrap();
+            if state.closed {
+                // Retired between lookup and lock; the next lookup makes a
+                // fresh queue (the retiring task removed this one).
+                drop(state);
+                if self.ctx.shutdown.is_cancelled() {
+                    return Err(Error::Shutdown);
+                }
+                continue;
+            }
+            state.items.push_back(out.take().expect("pushed once"));
+            self.ctx.metrics.tx_packet_queue_length.inc();
+            let dropped = if state.items.len() > self.ctx.limits.queue_size {
+                state.items.pop_front()
+            } else {
+                None
+            };
+            drop(state);
+            queue.wake.notify_one();
+            if let Some(old) = dropped {
+                self.ctx.metrics.tx_packet_queue_length.dec();
+                self.ctx.metrics.tx_packets_dropped.inc();
+                tracing::debug!(peer = %queue.addr, "send queue full, dropped the oldest packet");
+                if let Some(done) = old.done {
+                    let _ = done.send(Err(Error::Dropped {
+                        addr: queue.addr.to_string(),
+                    }));
+                }
+            }
+            return Ok(());
+        }
+    }
+
+    fn queue_for(&self, addr: &str) -> Result<Arc<PeerQueue>, Error> {
+        let mut peers = self.ctx.peers.lock().unwrap();
+        if let Some(q) = peers.get(addr) {
+            return Ok(q.clone());
+        }
+        let queue = Arc::new(PeerQueue {
+            key: addr.to_string(),
+            addr: addr.parse()?,
+            state: Mutex::new(QueueState::default()),
+            wake: Notify::new(),
+        });
+        peers.insert(addr.to_string(), queue.clone());
+        self.ctx
+            .tasks
+            .spawn(run_peer(self.ctx.clone(), queue.clone()));
+        Ok(queue)
+    }
+
+    /// Peers with a live queue right now.
+    pub(crate) fn peer_count(&self) -> usize {
+        self.ctx.peers.lock().unwrap().len()
+    }
+}
+
+impl PeerQueue {
+    /// Takes queued packets up to the batch limit (at least one if any).
+    fn take_batch(&self, max_bytes: usize) -> Vec<Outgoing> {
+        let mut state = self.state.lock().unwrap();
+        let mut bytes = 0;
+        let mut batch = Vec::new();
+        while let Some(front) = state.items.front() {
+            let len = encoded_len(front.payload.len());
+            if !batch.is_empty() && bytes + len > max_bytes {
+                break;
+            }
+            bytes += len;
+            batch.push(state.items.pop_front().expect("front exists"));
+        }
+        batch
+    }
+
+    /// Closes the queue and hands back what it still held.
+    fn close(&self) -> VecDeque<Outgoing> {
+        let mut state = self.state.lock().unwrap();
+        state.closed = true;
+        std::mem::take(&mut state.items)
+    }
+}
+
+impl SendCtx {
+    /// Removes an idle peer's queue, unless a packet arrived meanwhile.
+    fn try_retire(&self, queue: &Arc<PeerQueue>) -> bool {
+        let mut peers = self.peers.lock().unwrap();
+        let mut state = queue.state.lock().unwrap();
+        if !state.items.is_empty() {
+            return false;
+        }
+        state.closed = true;
+        if peers.get(&queue.key).is_some_and(|q| Arc::ptr_eq(q, queue)) {
+            peers.remove(&queue.key);
+        }
+        true
+    }
+
+    fn fail(&self, items: impl IntoIterator<Item = Outgoing>, err: &Error) {
+        fail(&self.metrics, items, err)
+    }
+
+    /// Sends one batch as one `/message` request.
+    async fn send_batch(&self, addr: &PeerAddr, items: Vec<Outgoing>) {
+        let mut batch = Batch {
+            items,
+            metrics: &self.metrics,
+        };
+        let mut body = BytesMut::with_capacity(
+            batch.items.iter().map(|o| encoded_len(o.payload.len())).sum(),
+        );
+        let mut payload_bytes = 0u64;
+        for item in &batch.items {
+            payload_bytes += item.payload.len() as u64;
+            // Payloads over 4 GiB were refused by write_to; encoding cannot fail.
+            let _ = encode_frame(&item.payload, &mut body);
+        }
+        self.metrics.tx_packets.inc_by(batch.items.len() as u64);
+        self.metrics.tx_bytes.inc_by(payload_bytes);
+
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(self.connector.uri(addr, MESSAGE_PATH))
+            .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(FrameBody::once(body.freeze()))
+            .expect("a valid request");
+        let timeout = self.limits.packet_timeout;
+        let result = match tokio::time::timeout(timeout, self.connector.request(addr, req)).await {
+            Err(_) => Err(Error::Timeout {
+                what: "packet delivery",
+                after: timeout,
+            }),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(resp)) if resp.status() == StatusCode::OK => Ok(()),
+            Ok(Ok(resp)) => Err(Error::Status {
+                addr: addr.to_string(),
+                status: resp.status().as_u16(),
+            }),
+        };
+        let items = std::mem::take(&mut batch.items);
+        match result {
+            Ok(()) => {
+                for item in items {
+                    if let Some(done) = item.done {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(peer = %addr, packets = items.len(), error = %e, "packet delivery failed");
+                self.fail(items, &e);
+            }
+        }
+    }
+}
+
+/// Fails packets, telling whoever waits on them why.
+fn fail(metrics: &Metrics, items: impl IntoIterator<Item = Outgoing>, err: &Error) {
+    let mut n = 0;
+    for item in items {
+        n += 1;
+        if let Some(done) = item.done {
+            let _ = done.send(Err(err.duplicate()));
+        }
+    }
+    metrics.tx_packets_failed.inc_by(n);
+}
+
+/// A batch on its way. If its request is abandoned (transport shutdown
+/// drops the future), its packets fail with [`Error::Shutdown`] rather than
+/// vanish.
+struct Batch<'a> {
+    items: Vec<Outgoing>,
+    metrics: &'a Metrics,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.items.is_empty() {
+            fail(self.metrics, std::mem::take(&mut self.items), &Error::Shutdown);
+        }
+    }
+}
+
+/// A peer's delivery task.
+async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
+    let limits = &ctx.limits;
+    let mut in_flight = FuturesUnordered::new();
+    let mut last_active = Instant::now();
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        while in_flight.len() < limits.max_in_flight {
+            let batch = queue.take_batch(limits.max_batch_bytes);
+            if batch.is_empty() {
+                break;
+            }
+            ctx.metrics.tx_packet_queue_length.dec_by(batch.len() as i64);
+            last_active = Instant::now();
+            in_flight.push(ctx.send_batch(&queue.addr, batch));
+        }
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            _ = queue.wake.notified() => {}
+            _ = &mut idle => {
+                if in_flight.is_empty()
+                    && last_active.elapsed() >= limits.idle_timeout
+                    && ctx.try_retire(&queue)
+                {
+                    return;
+                }
+                let next = (last_active + limits.idle_timeout).max(Instant::now() + limits.idle_timeout / 4);
+                idle.as_mut().reset(next.into());
+            }
+        }
+    }
+    // Shutdown: whatever is queued or in flight fails, loudly.
+    drop(in_flight);
+    let left = queue.close();
+    ctx.metrics.tx_packet_queue_length.dec_by(left.len() as i64);
+    ctx.fail(left, &Error::Shutdown);
+}

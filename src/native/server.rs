@@ -1,0 +1,439 @@
+//! The server side: the request handler as a service, and `serve()`.
+//!
+//! Status codes follow the contract (`PROTOCOL.md`): `505` for HTTP/1.x,
+//! `400` for a wrong `Content-Type` or a malformed frame (frames before the
+//! bad one are delivered), `503` after shutdown, `200` otherwise; `404` for
+//! other paths and `405` for methods other than `POST`.
+
+use super::body::FrameBody;
+use super::connector::{CONNECTION_WINDOW, STREAM_WINDOW};
+use super::stream::{write_channel, StreamConn};
+use super::transport::{Inner, Transport};
+use crate::codec::PacketDecoder;
+use crate::{BoxError, Error, Packet, CONTENT_TYPE, MESSAGE_PATH, STREAM_PATH};
+use bytes::{Bytes, BytesMut};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE as CONTENT_TYPE_HEADER};
+use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Server::shutdown`] lets open requests finish.
+const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The peer's TCP address, as a request extension.
+///
+/// [`Transport::serve`] adds it to every request. When mounting
+/// [`TransportService`] in your own server, either use
+/// [`TransportService::for_peer`] per connection or insert this extension
+/// (e.g. from axum's `ConnectInfo`); without it packets report `0.0.0.0:0`
+/// as their source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// The transport's HTTP handler: answers `POST /api/v1/ckit/transport/message`
+/// and `/stream`. It is a `tower::Service` and a `hyper::service::Service`.
+///
+/// Mounted in hyper, per accepted connection:
+///
+/// ```no_run
+/// # async fn demo(transport: gossiphttp::Transport) -> std::io::Result<()> {
+/// use hyper_util::rt::{TokioExecutor, TokioIo};
+/// use hyper_util::server::conn::auto;
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7946").await?;
+/// loop {
+///     let (tcp, remote) = listener.accept().await?;
+///     let service = transport.handler().for_peer(remote);
+///     tokio::spawn(async move {
+///         let _ = auto::Builder::new(TokioExecutor::new())
+///             .serve_connection(TokioIo::new(tcp), service)
+///             .await;
+///     });
+/// }
+/// # }
+/// ```
+///
+/// Mounted in axum, beside your own routes (the handler matches the full
+/// path, so use `route_service`, not `nest_service`, which strips it):
+///
+/// ```ignore
+/// let app = axum::Router::new()
+///     .route("/healthz", axum::routing::get(|| async { "ok" }))
+///     .route_service(gossiphttp::MESSAGE_PATH, transport.handler())
+///     .route_service(gossiphttp::STREAM_PATH, transport.handler());
+/// ```
+///
+/// Go peers only speak HTTP/2 to this handler: serve it with h2c (prior
+/// knowledge) or TLS with ALPN `h2`, e.g. axum's `serve` with the `http2`
+/// feature.
+#[derive(Clone)]
+pub struct TransportService {
+    inner: Arc<Inner>,
+    remote: Option<SocketAddr>,
+}
+
+impl Transport {
+    /// The HTTP handler for this transport's endpoints.
+    pub fn handler(&self) -> TransportService {
+        TransportService {
+            inner: self.inner.clone(),
+            remote: None,
+        }
+    }
+
+    /// Serves the endpoints on `listener` in the background: h2c, or h2
+    /// over TLS when [`Options::server_tls`](crate::Options::server_tls) is
+    /// set. HTTP/1.1 requests are answered `505`, as the reference does.
+    ///
+    /// The server outlives [`Transport::shutdown`] (its endpoints then answer
+    /// `503`) until [`Server::shutdown`] is called or the `Server` dropped.
+    pub fn serve(&self, listener: TcpListener) -> Result<Server, Error> {
+        let local_addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let tls = self.inner.options.server_tls.clone().map(|t| TlsAcceptor::from(t.0));
+        let accept_loop = AcceptLoop {
+            listener,
+            tls,
+            handler: self.handler(),
+            stop: stop.clone(),
+            tasks: tasks.clone(),
+        };
+        tasks.spawn(accept_loop.run());
+        Ok(Server {
+            local_addr,
+            stop,
+            tasks,
+        })
+    }
+}
+
+impl TransportService {
+    /// This handler with the peer's TCP address set, for servers that make
+    /// one service per connection.
+    pub fn for_peer(mut self, remote: SocketAddr) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    async fn handle<B>(self, req: Request<B>) -> Response<FrameBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let inner = &self.inner;
+        let path = req.uri().path();
+        let is_message = path == MESSAGE_PATH;
+        if !is_message && path != STREAM_PATH {
+            if inner.options.serve_metrics && path == "/metrics" && req.method() == Method::GET {
+                return metrics_response(inner);
+            }
+            return status(StatusCode::NOT_FOUND);
+        }
+        if inner.shutdown.is_cancelled() {
+            return status(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        if req.version() < Version::HTTP_2 {
+            return status(StatusCode::HTTP_VERSION_NOT_SUPPORTED);
+        }
+        if req.method() != Method::POST {
+            let mut resp = status(StatusCode::METHOD_NOT_ALLOWED);
+            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        }
+        if req.headers().get(CONTENT_TYPE_HEADER).map(|v| v.as_bytes()) != Some(CONTENT_TYPE.as_bytes()) {
+            return status(StatusCode::BAD_REQUEST);
+        }
+        let remote = self
+            .remote
+            .or_else(|| req.extensions().get::<RemoteAddr>().map(|r| r.0))
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let body = req.into_body().map_err(Into::into).boxed_unsync();
+        if is_message {
+            receive_packets(inner, body, remote).await
+        } else {
+            accept_stream(inner, body, remote)
+        }
+    }
+}
+
+fn status(code: StatusCode) -> Response<FrameBody> {
+    let mut resp = Response::new(FrameBody::empty());
+    *resp.status_mut() = code;
+    resp
+}
+
+fn metrics_response(inner: &Inner) -> Response<FrameBody> {
+    let mut resp = Response::new(FrameBody::once(inner.registry.encode_text().into()));
+    resp.headers_mut().insert(
+        CONTENT_TYPE_HEADER,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+/// `/message`: every frame is a packet, delivered as soon as it is whole.
+async fn receive_packets(
+    inner: &Inner,
+    mut body: super::stream::IncomingBody,
+    from: SocketAddr,
+) -> Response<FrameBody> {
+    let received_at = Instant::now();
+    let mut decoder = PacketDecoder::new(inner.options.max_packet_size);
+    let mut buf = BytesMut::new();
+    let idle = inner.options.body_read_timeout;
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(payload)) => {
+                    if !deliver(inner, payload, from, received_at).await {
+                        return status(StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return refuse_body(inner, from, &e.to_string()),
+            }
+        }
+        let frame = tokio::select! {
+            f = tokio::time::timeout(idle, body.frame()) => f,
+            _ = inner.shutdown.cancelled() => return status(StatusCode::SERVICE_UNAVAILABLE),
+        };
+        match frame {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok(Some(Err(e))) => return refuse_body(inner, from, &format!("body error: {e}")),
+            Ok(None) => break,
+            Err(_) => return refuse_body(inner, from, &format!("no body bytes for {idle:?}")),
+        }
+    }
+    match decoder.decode_eof(&mut buf) {
+        // decode() already took every whole frame; only an error can remain.
+        Ok(_) => status(StatusCode::OK),
+        Err(e) => refuse_body(inner, from, &e.to_string()),
+    }
+}
+
+fn refuse_body(inner: &Inner, from: SocketAddr, why: &str) -> Response<FrameBody> {
+    inner.metrics.rx_packets_failed.inc();
+    tracing::warn!(peer = %from, error = why, "refused a /message body");
+    status(StatusCode::BAD_REQUEST)
+}
+
+/// Hands a packet to the application, waiting for room in the queue (so
+/// HTTP/2 flow control slows the sender rather than anything being
+/// dropped). False once the transport is shut down.
+async fn deliver(inner: &Inner, payload: Bytes, from: SocketAddr, received_at: Instant) -> bool {
+    let len = payload.len() as u64;
+    let packet = Packet {
+        payload,
+        from,
+        received_at,
+    };
+    let sent = tokio::select! {
+        r = inner.packets_tx.send(packet) => r.is_ok(),
+        _ = inner.shutdown.cancelled() => false,
+    };
+    if sent {
+        inner.metrics.rx_packets.inc();
+        inner.metrics.rx_bytes.inc_by(len);
+        inner.metrics.rx_packet_queue_length.set(inner.packets_tx.len() as i64);
+    }
+    sent
+}
+
+/// `/stream`: answer `200` at once (Go dialers wait for the headers before
+/// writing), then the bodies carry the byte pipe both ways.
+fn accept_stream(
+    inner: &Inner,
+    body: super::stream::IncomingBody,
+    remote: SocketAddr,
+) -> Response<FrameBody> {
+    let (writer, response_body) = write_channel(&inner.shutdown);
+    let conn = StreamConn::new(
+        body,
+        writer,
+        &inner.shutdown,
+        *inner.advertise.lock().unwrap(),
+        remote,
+        inner.metrics.clone(),
+    );
+    match inner.streams_tx.try_send(conn) {
+        Ok(()) => {
+            let mut resp = Response::new(response_body);
+            resp.headers_mut()
+                .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+            resp
+        }
+        Err(async_channel::TrySendError::Full(_)) => {
+            inner.metrics.streams_refused.inc();
+            tracing::warn!(peer = %remote, "refused a stream: the stream queue is full (is anyone accepting streams?)");
+            status(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        Err(async_channel::TrySendError::Closed(_)) => status(StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response<FrameBody>, Infallible>> + Send>>;
+
+impl<B> tower_service::Service<Request<B>> for TransportService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<FrameBody>;
+    type Error = Infallible;
+    type Future = HandlerFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> HandlerFuture {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for TransportService {
+    type Response = Response<FrameBody>;
+    type Error = Infallible;
+    type Future = HandlerFuture;
+
+    fn call(&self, req: Request<Incoming>) -> HandlerFuture {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+impl std::fmt::Debug for TransportService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportService").field("remote", &self.remote).finish()
+    }
+}
+
+/// A running server from [`Transport::serve`].
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Server {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting connections, lets open requests finish for a few
+    /// seconds, then closes every connection; returns when all are closed.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+struct AcceptLoop {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: TransportService,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl AcceptLoop {
+    async fn run(self) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                a = self.listener.accept() => a,
+            };
+            let (tcp, remote) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead
+                    // of spinning, then keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = self.handler.clone().for_peer(remote);
+            let stop = self.stop.clone();
+            match self.tls.clone() {
+                None => {
+                    self.tasks.spawn(serve_connection(tcp, service, stop));
+                }
+                Some(acceptor) => {
+                    self.tasks.spawn(async move {
+                        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                        let tls = tokio::select! {
+                            r = handshake => r,
+                            _ = stop.cancelled() => return,
+                        };
+                        match tls {
+                            Ok(Ok(io)) => serve_connection(io, service, stop).await,
+                            Ok(Err(e)) => tracing::debug!(peer = %remote, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(peer = %remote, "TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection<T>(io: T, service: TransportService, stop: CancellationToken)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = stop.cancelled() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(GRACEFUL_SHUTDOWN_TIMEOUT, conn).await;
+}

@@ -1,0 +1,251 @@
+//! A stream connection: `AsyncRead + AsyncWrite` over one `/stream` request.
+//!
+//! Writes become frames on our body; reads reassemble the byte pipe from the
+//! peer's frames, wherever their boundaries fall. Frame boundaries carry no
+//! meaning on a stream, so a frame of any legal size is passed through as its
+//! bytes arrive, never buffered whole.
+
+use super::body::FrameBody;
+use super::metrics::Metrics;
+use crate::codec::{frame_header, StreamDecoder, MAX_SHORT_PAYLOAD};
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Body;
+use http_body_util::combinators::UnsyncBoxBody;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, PollSender, WaitForCancellationFutureOwned};
+
+/// The peer's half of a stream: an HTTP body of frames.
+pub(crate) type IncomingBody = UnsyncBoxBody<Bytes, crate::BoxError>;
+
+/// How many encoded writes may wait for HTTP/2 flow control per stream.
+/// Bounds a stream's send-side memory to this many 64 KiB frames.
+const WRITE_QUEUE: usize = 4;
+
+/// One write becomes at most one frame of this size, so every frame we
+/// write uses the `0xCC` header that all peers can read.
+const MAX_WRITE: usize = MAX_SHORT_PAYLOAD;
+
+/// The channel a stream's writes go through, and the HTTP body (request
+/// or response) that sends them, which ends at transport shutdown.
+pub(crate) fn write_channel(shutdown: &CancellationToken) -> (mpsc::Sender<Bytes>, FrameBody) {
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    (tx, FrameBody::channel(rx, shutdown.clone().cancelled_owned()))
+}
+
+/// A full-duplex stream connection to a peer, from [`Transport::dial`] or
+/// [`Transport::streams`].
+///
+/// Reading returns the bytes the peer wrote, in order, and `Ok(0)` once the
+/// peer ends its side. Writing sends bytes to the peer; `shutdown()` ends our
+/// side (the peer reads end-of-stream). Dropping the connection ends both.
+///
+/// [`Transport::dial`]: crate::Transport::dial
+/// [`Transport::streams`]: crate::Transport::streams
+pub struct StreamConn {
+    body: IncomingBody,
+    decoder: StreamDecoder,
+    /// Received frame bytes not yet decoded.
+    rx_buf: BytesMut,
+    /// Decoded payload not yet read.
+    pending: Bytes,
+    read_done: bool,
+    writer: Option<PollSender<Bytes>>,
+    shutdown: CancellationToken,
+    shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    local_addr: Option<SocketAddr>,
+    remote_addr: SocketAddr,
+    metrics: Metrics,
+}
+
+impl StreamConn {
+    /// Wraps the peer's body and the sender of [`write_channel`].
+    pub(crate) fn new(
+        body: IncomingBody,
+        writer: mpsc::Sender<Bytes>,
+        shutdown: &CancellationToken,
+        local_addr: Option<SocketAddr>,
+        remote_addr: SocketAddr,
+        metrics: Metrics,
+    ) -> StreamConn {
+        metrics.streams.inc();
+        StreamConn {
+            body,
+            decoder: StreamDecoder::new(),
+            rx_buf: BytesMut::new(),
+            pending: Bytes::new(),
+            read_done: false,
+            writer: Some(PollSender::new(writer)),
+            shutdown: shutdown.clone(),
+            shutdown_wait: Box::pin(shutdown.clone().cancelled_owned()),
+            local_addr,
+            remote_addr,
+            metrics,
+        }
+    }
+
+    /// The peer's address: the TCP address a server saw, or the address a
+    /// client dialed.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
+    }
+
+    /// This transport's advertised address, once
+    /// [`final_advertise_addr`](crate::Transport::final_advertise_addr) set it.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    fn read_error(&mut self, kind: io::ErrorKind, msg: String) -> io::Error {
+        self.read_done = true;
+        self.metrics.stream_rx_packets_failed.inc();
+        io::Error::new(kind, msg)
+    }
+
+    /// Moves decoded payload into `pending`, pulling body frames as needed.
+    /// Ready(Ok(())) with `pending` empty means end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if !self.pending.is_empty() || self.read_done {
+                return Poll::Ready(Ok(()));
+            }
+            let frames_before = self.decoder.frames_started();
+            let decoded = self.decoder.decode(&mut self.rx_buf);
+            self.metrics
+                .stream_rx_packets
+                .inc_by(self.decoder.frames_started() - frames_before);
+            match decoded {
+                Ok(Some(chunk)) => {
+                    self.metrics.stream_rx_bytes.inc_by(chunk.len() as u64);
+                    self.pending = chunk;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let e = self.read_error(io::ErrorKind::InvalidData, e.to_string());
+                    return Poll::Ready(Err(e));
+                }
+            }
+            if self.shutdown_wait.as_mut().poll(cx).is_ready() {
+                let e = self.read_error(io::ErrorKind::ConnectionAborted, "transport shut down".into());
+                return Poll::Ready(Err(e));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.rx_buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    let e = self.read_error(io::ErrorKind::ConnectionReset, format!("stream broken: {e}"));
+                    return Poll::Ready(Err(e));
+                }
+                None => {
+                    self.read_done = true;
+                    if let Err(e) = self.decoder.decode_eof(&mut self.rx_buf) {
+                        let e = self.read_error(io::ErrorKind::UnexpectedEof, e.to_string());
+                        return Poll::Ready(Err(e));
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+
+impl AsyncRead for StreamConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_fill(cx))?;
+        let n = this.pending.len().min(buf.remaining());
+        buf.put_slice(&this.pending.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for StreamConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.shutdown.is_cancelled() {
+            this.metrics.stream_tx_packets_failed.inc();
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "transport shut down",
+            )));
+        }
+        let Some(writer) = this.writer.as_mut() else {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "stream already shut down for writing",
+            )));
+        };
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if ready!(writer.poll_reserve(cx)).is_err() {
+            this.metrics.stream_tx_packets_failed.inc();
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "peer closed the stream",
+            )));
+        }
+        let n = data.len().min(MAX_WRITE);
+        let (h, hl) = frame_header(n);
+        let mut frame = BytesMut::with_capacity(hl + n);
+        frame.put_slice(&h[..hl]);
+        frame.put_slice(&data[..n]);
+        if writer.send_item(frame.freeze()).is_err() {
+            this.metrics.stream_tx_packets_failed.inc();
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "peer closed the stream",
+            )));
+        }
+        this.metrics.stream_tx_packets.inc();
+        this.metrics.stream_tx_bytes.inc_by(n as u64);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Frames go to HTTP/2 as soon as they are written; there is nothing
+        // held back to flush.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Dropping the sender ends our body once queued frames are sent.
+        self.get_mut().writer = None;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for StreamConn {
+    fn drop(&mut self) {
+        self.metrics.streams.dec();
+    }
+}
+
+impl std::fmt::Debug for StreamConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConn")
+            .field("remote_addr", &self.remote_addr)
+            .field("local_addr", &self.local_addr)
+            .field("read_done", &self.read_done)
+            .field("write_open", &self.writer.is_some())
+            .finish()
+    }
+}

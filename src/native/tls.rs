@@ -1,0 +1,159 @@
+//! rustls configurations: server certificates from PEM files, client trust.
+//!
+//! Both sides negotiate HTTP/2 with ALPN `h2`, as Go peers do. The server
+//! also offers `http/1.1`, so that an HTTP/1.1 client gets a clear `505`
+//! instead of a failed handshake.
+
+use crate::Error;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn config_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Config(format!("{what}: {e}"))
+}
+
+/// Reads every certificate in a PEM file.
+pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let path = path.as_ref();
+    let pem = std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| config_err(&format!("parsing certificates in {}", path.display()), e))?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!("no certificate found in {}", path.display())));
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
+pub fn load_private_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>, Error> {
+    let path = path.as_ref();
+    let pem = std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| config_err(&format!("parsing key in {}", path.display()), e))?
+        .ok_or_else(|| Error::Config(format!("no private key found in {}", path.display())))
+}
+
+/// TLS settings for the server side.
+#[derive(Clone, Debug)]
+pub struct ServerTls(pub(crate) Arc<ServerConfig>);
+
+impl ServerTls {
+    /// A server presenting the certificate chain and key from PEM files.
+    pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::from_der(load_certs(cert)?, load_private_key(key)?)
+    }
+
+    /// A server presenting an in-memory certificate chain and key.
+    pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, Error> {
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_err("TLS versions", e))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| config_err("server certificate", e))?;
+        Ok(Self::from_config(config))
+    }
+
+    /// Uses a rustls configuration as given, setting ALPN to `h2` and
+    /// `http/1.1`.
+    pub fn from_config(mut config: ServerConfig) -> Self {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        ServerTls(Arc::new(config))
+    }
+}
+
+/// TLS settings for the client side: whom to trust.
+#[derive(Clone, Debug)]
+pub struct ClientTls(pub(crate) Arc<ClientConfig>);
+
+impl ClientTls {
+    /// Trusts the CA certificates in a PEM file.
+    pub fn from_ca_pem_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::from_roots(load_certs(path)?)
+    }
+
+    /// Trusts the given CA certificates.
+    pub fn from_roots(roots: Vec<CertificateDer<'static>>) -> Result<Self, Error> {
+        let mut store = RootCertStore::empty();
+        for cert in roots {
+            store.add(cert).map_err(|e| config_err("CA certificate", e))?;
+        }
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_err("TLS versions", e))?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        Ok(Self::from_config(config))
+    }
+
+    /// Accepts any server certificate. **For tests only**: it gives no
+    /// protection against an attacker in the middle.
+    pub fn insecure() -> Self {
+        let provider = provider();
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default TLS versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth();
+        Self::from_config(config)
+    }
+
+    /// Uses a rustls configuration as given, setting ALPN to `h2`.
+    pub fn from_config(mut config: ClientConfig) -> Self {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        ClientTls(Arc::new(config))
+    }
+}
+
+/// The verifier behind [`ClientTls::insecure`]: checks signatures (so the
+/// handshake is well-formed) but trusts every certificate.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
