@@ -76,6 +76,7 @@ pub enum Error {
 impl Error {
     /// A copy for a second caller waiting on the same outcome (one failed
     /// request fails every packet it carried). Sources become their text.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) fn duplicate(&self) -> Error {
         let text = |e: &BoxError| -> BoxError { e.to_string().into() };
         match self {
