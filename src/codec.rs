@@ -125,6 +125,18 @@ pub fn encode_frame(payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError
     Ok(())
 }
 
+/// Writes payloads as frames; the encoding half of the codec, for symmetry
+/// with the decoders (and, on native targets, a `tokio_util` `Encoder`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameEncoder;
+
+impl FrameEncoder {
+    /// Appends one frame carrying `payload` to `dst`; see [`encode_frame`].
+    pub fn encode(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        encode_frame(payload, dst)
+    }
+}
+
 /// A frame header, once enough bytes for it have arrived.
 struct Header {
     len: usize,

@@ -2,6 +2,7 @@
 
 mod body;
 mod connector;
+mod framed;
 mod metrics;
 mod sender;
 mod server;
