@@ -62,7 +62,10 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::BadMagic(b) => {
-                write!(f, "unrecognized magic byte 0x{b:02x} (expected 0xcc or 0xcd)")
+                write!(
+                    f,
+                    "unrecognized magic byte 0x{b:02x} (expected 0xcc or 0xcd)"
+                )
             }
             FrameError::Truncated {
                 received,
@@ -73,7 +76,10 @@ impl fmt::Display for FrameError {
                 expected: None,
             } => write!(f, "truncated frame header: got {received} bytes"),
             FrameError::TooLarge { len, max } => {
-                write!(f, "frame payload of {len} bytes exceeds the limit of {max} bytes")
+                write!(
+                    f,
+                    "frame payload of {len} bytes exceeds the limit of {max} bytes"
+                )
             }
         }
     }
@@ -354,7 +360,10 @@ mod tests {
         let cap = buf.capacity();
         assert!(matches!(
             dec.decode(&mut buf),
-            Err(FrameError::TooLarge { len: 0xffff_ffff, max: 1024 })
+            Err(FrameError::TooLarge {
+                len: 0xffff_ffff,
+                max: 1024
+            })
         ));
         assert_eq!(buf.capacity(), cap);
     }

@@ -82,7 +82,10 @@ impl Error {
         match self {
             Error::Frame(e) => Error::Frame(e.clone()),
             Error::Shutdown => Error::Shutdown,
-            Error::Timeout { what, after } => Error::Timeout { what, after: *after },
+            Error::Timeout { what, after } => Error::Timeout {
+                what,
+                after: *after,
+            },
             Error::InvalidAddress { addr, reason } => Error::InvalidAddress {
                 addr: addr.clone(),
                 reason: reason.clone(),

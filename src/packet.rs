@@ -146,7 +146,9 @@ impl std::str::FromStr for PeerAddr {
             return Err(bad("empty host"));
         }
         let port = match (port, scheme) {
-            (Some(p), _) => p.parse::<u16>().map_err(|_| bad("port is not a number 0-65535"))?,
+            (Some(p), _) => p
+                .parse::<u16>()
+                .map_err(|_| bad("port is not a number 0-65535"))?,
             (None, Some(Scheme::Http)) => 80,
             (None, Some(Scheme::Https)) => 443,
             (None, None) => return Err(bad("missing port (host:port)")),
@@ -166,7 +168,14 @@ mod tests {
     #[test]
     fn refuses_what_is_not_an_address() {
         for bad in [
-            "", "host", ":80", "host:http", "host:70000", "ftp://x:1", "::1:80", "[::1",
+            "",
+            "host",
+            ":80",
+            "host:http",
+            "host:70000",
+            "ftp://x:1",
+            "::1:80",
+            "[::1",
             "http://x/y",
         ] {
             assert!(bad.parse::<PeerAddr>().is_err(), "{bad:?} parsed");

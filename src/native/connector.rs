@@ -37,7 +37,11 @@ pub(crate) struct Connector {
 }
 
 impl Connector {
-    pub(crate) fn new(tls: Option<ClientTls>, shutdown: CancellationToken, tasks: TaskTracker) -> Self {
+    pub(crate) fn new(
+        tls: Option<ClientTls>,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
         Connector {
             tls,
             pool: Mutex::new(HashMap::new()),
@@ -58,7 +62,12 @@ impl Connector {
 
     /// The absolute URI of `path` on `peer`.
     pub(crate) fn uri(&self, peer: &PeerAddr, path: &str) -> String {
-        format!("{}://{}{}", self.scheme_for(peer).as_str(), peer.authority(), path)
+        format!(
+            "{}://{}{}",
+            self.scheme_for(peer).as_str(),
+            peer.authority(),
+            path
+        )
     }
 
     /// Sends `req` to `peer` on its pooled connection, connecting first if
@@ -103,7 +112,11 @@ impl Connector {
         self.pool.lock().unwrap().clear();
     }
 
-    async fn connect(&self, peer: &PeerAddr, scheme: Scheme) -> Result<SendRequest<FrameBody>, Error> {
+    async fn connect(
+        &self,
+        peer: &PeerAddr,
+        scheme: Scheme,
+    ) -> Result<SendRequest<FrameBody>, Error> {
         let connect_err = |e: crate::BoxError| Error::Connect {
             addr: peer.to_string(),
             source: e,

@@ -38,20 +38,76 @@ impl Metrics {
     pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("cluster_transport");
         let counters: [(&str, &str, &Counter); 14] = [
-            ("rx_packets", "Packets received through /message", &self.rx_packets),
-            ("rx_bytes", "Payload bytes received through /message", &self.rx_bytes),
-            ("rx_packets_failed", "Requests to /message refused for a malformed or oversized frame", &self.rx_packets_failed),
-            ("tx_packets", "Packets sent to peers (failed or otherwise)", &self.tx_packets),
-            ("tx_bytes", "Payload bytes sent to peers (failed or otherwise)", &self.tx_bytes),
-            ("tx_packets_failed", "Packets whose delivery failed", &self.tx_packets_failed),
-            ("tx_packets_dropped", "Packets dropped from a full per-peer send queue", &self.tx_packets_dropped),
-            ("streams_refused", "Incoming streams refused because the stream queue was full", &self.streams_refused),
-            ("stream_rx_packets", "Frames read from streams", &self.stream_rx_packets),
-            ("stream_rx_bytes", "Payload bytes read from streams", &self.stream_rx_bytes),
-            ("stream_rx_packets_failed", "Stream reads that failed", &self.stream_rx_packets_failed),
-            ("stream_tx_packets", "Frames written to streams", &self.stream_tx_packets),
-            ("stream_tx_bytes", "Payload bytes written to streams", &self.stream_tx_bytes),
-            ("stream_tx_packets_failed", "Stream writes that failed", &self.stream_tx_packets_failed),
+            (
+                "rx_packets",
+                "Packets received through /message",
+                &self.rx_packets,
+            ),
+            (
+                "rx_bytes",
+                "Payload bytes received through /message",
+                &self.rx_bytes,
+            ),
+            (
+                "rx_packets_failed",
+                "Requests to /message refused for a malformed or oversized frame",
+                &self.rx_packets_failed,
+            ),
+            (
+                "tx_packets",
+                "Packets sent to peers (failed or otherwise)",
+                &self.tx_packets,
+            ),
+            (
+                "tx_bytes",
+                "Payload bytes sent to peers (failed or otherwise)",
+                &self.tx_bytes,
+            ),
+            (
+                "tx_packets_failed",
+                "Packets whose delivery failed",
+                &self.tx_packets_failed,
+            ),
+            (
+                "tx_packets_dropped",
+                "Packets dropped from a full per-peer send queue",
+                &self.tx_packets_dropped,
+            ),
+            (
+                "streams_refused",
+                "Incoming streams refused because the stream queue was full",
+                &self.streams_refused,
+            ),
+            (
+                "stream_rx_packets",
+                "Frames read from streams",
+                &self.stream_rx_packets,
+            ),
+            (
+                "stream_rx_bytes",
+                "Payload bytes read from streams",
+                &self.stream_rx_bytes,
+            ),
+            (
+                "stream_rx_packets_failed",
+                "Stream reads that failed",
+                &self.stream_rx_packets_failed,
+            ),
+            (
+                "stream_tx_packets",
+                "Frames written to streams",
+                &self.stream_tx_packets,
+            ),
+            (
+                "stream_tx_bytes",
+                "Payload bytes written to streams",
+                &self.stream_tx_bytes,
+            ),
+            (
+                "stream_tx_packets_failed",
+                "Stream writes that failed",
+                &self.stream_tx_packets_failed,
+            ),
         ];
         for (name, help, c) in counters {
             r.register(name, help, c.clone());

@@ -205,7 +205,11 @@ impl SendCtx {
             metrics: &self.metrics,
         };
         let mut body = BytesMut::with_capacity(
-            batch.items.iter().map(|o| encoded_len(o.payload.len())).sum(),
+            batch
+                .items
+                .iter()
+                .map(|o| encoded_len(o.payload.len()))
+                .sum(),
         );
         let mut payload_bytes = 0u64;
         for item in &batch.items {
@@ -275,7 +279,11 @@ struct Batch<'a> {
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
         if !self.items.is_empty() {
-            fail(self.metrics, std::mem::take(&mut self.items), &Error::Shutdown);
+            fail(
+                self.metrics,
+                std::mem::take(&mut self.items),
+                &Error::Shutdown,
+            );
         }
     }
 }
@@ -293,7 +301,9 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
             if batch.is_empty() {
                 break;
             }
-            ctx.metrics.tx_packet_queue_length.dec_by(batch.len() as i64);
+            ctx.metrics
+                .tx_packet_queue_length
+                .dec_by(batch.len() as i64);
             last_active = Instant::now();
             in_flight.push(ctx.send_batch(&queue.addr, batch));
         }

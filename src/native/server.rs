@@ -73,11 +73,24 @@ pub struct RemoteAddr(pub SocketAddr);
 /// path, so use `route_service`, not `nest_service`, which strips it):
 ///
 /// ```ignore
+/// use axum::extract::{ConnectInfo, Request};
+/// use std::net::SocketAddr;
+///
 /// let app = axum::Router::new()
 ///     .route("/healthz", axum::routing::get(|| async { "ok" }))
 ///     .route_service(gossiphttp::MESSAGE_PATH, transport.handler())
-///     .route_service(gossiphttp::STREAM_PATH, transport.handler());
+///     .route_service(gossiphttp::STREAM_PATH, transport.handler())
+///     // Packets report their sender's TCP address: pass it on.
+///     .layer(axum::middleware::map_request(
+///         |ConnectInfo(remote): ConnectInfo<SocketAddr>, mut req: Request| async move {
+///             req.extensions_mut().insert(gossiphttp::RemoteAddr(remote));
+///             req
+///         },
+///     ));
+/// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
 /// ```
+///
+/// (`tests/mounting.rs` runs both examples against a real peer.)
 ///
 /// Go peers only speak HTTP/2 to this handler: serve it with h2c (prior
 /// knowledge) or TLS with ALPN `h2`, e.g. axum's `serve` with the `http2`
@@ -107,7 +120,12 @@ impl Transport {
         let local_addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let tls = self.inner.options.server_tls.clone().map(|t| TlsAcceptor::from(t.0));
+        let tls = self
+            .inner
+            .options
+            .server_tls
+            .clone()
+            .map(|t| TlsAcceptor::from(t.0));
         let accept_loop = AcceptLoop {
             listener,
             tls,
@@ -154,10 +172,13 @@ impl TransportService {
         }
         if req.method() != Method::POST {
             let mut resp = status(StatusCode::METHOD_NOT_ALLOWED);
-            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
             return resp;
         }
-        if req.headers().get(CONTENT_TYPE_HEADER).map(|v| v.as_bytes()) != Some(CONTENT_TYPE.as_bytes()) {
+        if req.headers().get(CONTENT_TYPE_HEADER).map(|v| v.as_bytes())
+            != Some(CONTENT_TYPE.as_bytes())
+        {
             return status(StatusCode::BAD_REQUEST);
         }
         let remote = self
@@ -255,7 +276,10 @@ async fn deliver(inner: &Inner, payload: Bytes, from: SocketAddr, received_at: I
     if sent {
         inner.metrics.rx_packets.inc();
         inner.metrics.rx_bytes.inc_by(len);
-        inner.metrics.rx_packet_queue_length.set(inner.packets_tx.len() as i64);
+        inner
+            .metrics
+            .rx_packet_queue_length
+            .set(inner.packets_tx.len() as i64);
     }
     sent
 }
@@ -326,7 +350,9 @@ impl hyper::service::Service<Request<Incoming>> for TransportService {
 
 impl std::fmt::Debug for TransportService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransportService").field("remote", &self.remote).finish()
+        f.debug_struct("TransportService")
+            .field("remote", &self.remote)
+            .finish()
     }
 }
 
@@ -393,14 +419,17 @@ impl AcceptLoop {
                 }
                 Some(acceptor) => {
                     self.tasks.spawn(async move {
-                        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                        let handshake =
+                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
                         let tls = tokio::select! {
                             r = handshake => r,
                             _ = stop.cancelled() => return,
                         };
                         match tls {
                             Ok(Ok(io)) => serve_connection(io, service, stop).await,
-                            Ok(Err(e)) => tracing::debug!(peer = %remote, error = %e, "TLS handshake failed"),
+                            Ok(Err(e)) => {
+                                tracing::debug!(peer = %remote, error = %e, "TLS handshake failed")
+                            }
                             Err(_) => tracing::debug!(peer = %remote, "TLS handshake timed out"),
                         }
                     });
@@ -422,7 +451,10 @@ where
         .initial_connection_window_size(CONNECTION_WINDOW)
         .keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10));
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

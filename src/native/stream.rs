@@ -35,7 +35,10 @@ const MAX_WRITE: usize = MAX_SHORT_PAYLOAD;
 /// or response) that sends them, which ends at transport shutdown.
 pub(crate) fn write_channel(shutdown: &CancellationToken) -> (mpsc::Sender<Bytes>, FrameBody) {
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    (tx, FrameBody::channel(rx, shutdown.clone().cancelled_owned()))
+    (
+        tx,
+        FrameBody::channel(rx, shutdown.clone().cancelled_owned()),
+    )
 }
 
 /// A full-duplex stream connection to a peer, from [`Transport::dial`] or
@@ -132,7 +135,10 @@ impl StreamConn {
                 }
             }
             if self.shutdown_wait.as_mut().poll(cx).is_ready() {
-                let e = self.read_error(io::ErrorKind::ConnectionAborted, "transport shut down".into());
+                let e = self.read_error(
+                    io::ErrorKind::ConnectionAborted,
+                    "transport shut down".into(),
+                );
                 return Poll::Ready(Err(e));
             }
             match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
@@ -142,7 +148,10 @@ impl StreamConn {
                     }
                 }
                 Some(Err(e)) => {
-                    let e = self.read_error(io::ErrorKind::ConnectionReset, format!("stream broken: {e}"));
+                    let e = self.read_error(
+                        io::ErrorKind::ConnectionReset,
+                        format!("stream broken: {e}"),
+                    );
                     return Poll::Ready(Err(e));
                 }
                 None => {
@@ -157,7 +166,6 @@ impl StreamConn {
         }
     }
 }
-
 
 impl AsyncRead for StreamConn {
     fn poll_read(

@@ -23,12 +23,16 @@ fn config_err(what: &str, e: impl std::fmt::Display) -> Error {
 /// Reads every certificate in a PEM file.
 pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>, Error> {
     let path = path.as_ref();
-    let pem = std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))?;
+    let pem =
+        std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_err(&format!("parsing certificates in {}", path.display()), e))?;
     if certs.is_empty() {
-        return Err(Error::Config(format!("no certificate found in {}", path.display())));
+        return Err(Error::Config(format!(
+            "no certificate found in {}",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -36,7 +40,8 @@ pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>
 /// Reads the first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
 pub fn load_private_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>, Error> {
     let path = path.as_ref();
-    let pem = std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))?;
+    let pem =
+        std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| config_err(&format!("parsing key in {}", path.display()), e))?
         .ok_or_else(|| Error::Config(format!("no private key found in {}", path.display())))
@@ -88,7 +93,9 @@ impl ClientTls {
     pub fn from_roots(roots: Vec<CertificateDer<'static>>) -> Result<Self, Error> {
         let mut store = RootCertStore::empty();
         for cert in roots {
-            store.add(cert).map_err(|e| config_err("CA certificate", e))?;
+            store
+                .add(cert)
+                .map_err(|e| config_err("CA certificate", e))?;
         }
         let config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -141,7 +148,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -150,7 +162,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -233,7 +233,12 @@ impl Transport {
 
     /// [`write_to`](Self::write_to) for memberlist's `NodeAwareTransport`:
     /// the node name travels alongside for logs; the address decides.
-    pub fn write_to_address(&self, payload: Bytes, addr: &str, name: &str) -> Result<Instant, Error> {
+    pub fn write_to_address(
+        &self,
+        payload: Bytes,
+        addr: &str,
+        name: &str,
+    ) -> Result<Instant, Error> {
         tracing::trace!(node = name, addr, "queueing packet");
         self.write_to(payload, addr)
     }
@@ -316,7 +321,10 @@ impl Transport {
                 .and_then(|mut a| a.next())
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], peer.port()))),
         };
-        let body = resp.into_body().map_err(crate::BoxError::from).boxed_unsync();
+        let body = resp
+            .into_body()
+            .map_err(crate::BoxError::from)
+            .boxed_unsync();
         Ok(StreamConn::new(
             body,
             writer,
@@ -399,18 +407,21 @@ impl Packets {
     /// queue drained.
     pub async fn recv(&mut self) -> Option<Packet> {
         let p = self.rx.recv().await.ok();
-        self.metrics.rx_packet_queue_length.set(self.rx.len() as i64);
+        self.metrics
+            .rx_packet_queue_length
+            .set(self.rx.len() as i64);
         p
     }
 
     /// The next packet if one is waiting.
     pub fn try_recv(&mut self) -> Option<Packet> {
         let p = self.rx.try_recv().ok();
-        self.metrics.rx_packet_queue_length.set(self.rx.len() as i64);
+        self.metrics
+            .rx_packet_queue_length
+            .set(self.rx.len() as i64);
         p
     }
 }
-
 
 /// The receiving end of [`Transport::streams`]; clones share one queue.
 #[derive(Clone, Debug)]
@@ -424,4 +435,3 @@ impl Streams {
         self.rx.recv().await.ok()
     }
 }
-

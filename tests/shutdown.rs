@@ -1,0 +1,113 @@
+//! Shutdown: endpoints refuse, open streams end on both sides, sends fail
+//! loudly, received packets stay readable, and it all finishes promptly.
+
+use bytes::Bytes;
+use gossiphttp::{Error, Options, Transport};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn served() -> (Transport, gossiphttp::Server, String) {
+    let (t, _) = Transport::new(Options::default()).unwrap();
+    let server = t
+        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    (t, server, addr)
+}
+
+#[tokio::test]
+async fn shutdown_closes_streams_on_both_sides() {
+    let (a, a_server, _) = served().await;
+    let (b, b_server, b_addr) = served().await;
+    let mut streams = b.streams();
+    let mut dialed = a.dial(&b_addr, WAIT).await.unwrap();
+    dialed.write_all(b"hello").await.unwrap();
+    let mut accepted = timeout(WAIT, streams.accept()).await.unwrap().unwrap();
+    let mut buf = [0u8; 5];
+    accepted.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"hello");
+
+    // B shuts down: its side of the stream fails, and A's side sees the end.
+    timeout(WAIT, b.shutdown()).await.expect("shutdown hung");
+    let err = accepted.write_all(b"late").await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
+    assert!(accepted.read(&mut buf).await.is_err());
+    let mut rest = Vec::new();
+    let end = timeout(WAIT, dialed.read_to_end(&mut rest))
+        .await
+        .expect("dialer never saw the end");
+    assert!(rest.is_empty(), "unexpected bytes {rest:?} ({end:?})");
+
+    // New streams and packets to B are refused with 503.
+    match a.dial(&b_addr, WAIT).await {
+        Err(Error::Status { status: 503, .. }) => {}
+        other => panic!("expected 503, got {other:?}"),
+    }
+    match a.send(Bytes::from_static(b"x"), &b_addr).await {
+        Err(Error::Status { status: 503, .. }) => {}
+        other => panic!("expected 503, got {other:?}"),
+    }
+    assert!(
+        b.streams().accept().await.is_none(),
+        "streams() must end after shutdown"
+    );
+
+    a.shutdown().await;
+    a_server.shutdown().await;
+    timeout(WAIT, b_server.shutdown())
+        .await
+        .expect("server shutdown hung");
+}
+
+#[tokio::test]
+async fn after_shutdown_sends_fail_and_received_packets_stay_readable() {
+    let (a, a_server, a_addr) = served().await;
+    let (b, b_server, _) = served().await;
+    for i in 0..3u8 {
+        b.send(Bytes::from(vec![i]), &a_addr).await.unwrap();
+    }
+    timeout(WAIT, a.shutdown()).await.unwrap();
+    let mut packets = a.packets();
+    for i in 0..3u8 {
+        assert_eq!(&packets.recv().await.unwrap().payload[..], &[i]);
+    }
+    assert!(
+        packets.recv().await.is_none(),
+        "packets() must end once drained"
+    );
+    assert!(matches!(
+        a.write_to(Bytes::from_static(b"x"), &a_addr),
+        Err(Error::Shutdown)
+    ));
+    assert!(matches!(a.dial(&a_addr, WAIT).await, Err(Error::Shutdown)));
+    b.shutdown().await;
+    a_server.shutdown().await;
+    b_server.shutdown().await;
+}
+
+#[tokio::test]
+async fn write_to_refuses_bad_input_clearly() {
+    let mut opts = Options::default();
+    opts.max_packet_size = 16;
+    let (t, _) = Transport::new(opts).unwrap();
+    assert!(matches!(
+        t.write_to(Bytes::from(vec![0; 17]), "127.0.0.1:1"),
+        Err(Error::Frame(_))
+    ));
+    for bad in ["nohost", "127.0.0.1", "[::1", "ftp://x:1", "h:99999"] {
+        assert!(
+            matches!(
+                t.write_to(Bytes::new(), bad),
+                Err(Error::InvalidAddress { .. })
+            ),
+            "{bad} accepted"
+        );
+    }
+    let mut bad = Options::default();
+    bad.peer_queue_size = 0;
+    assert!(matches!(Transport::new(bad), Err(Error::Config(_))));
+}
