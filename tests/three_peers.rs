@@ -2,7 +2,7 @@
 //! through a stream in both directions at once, over h2c and over TLS.
 
 use bytes::Bytes;
-use gossiphttp::{ClientTls, Options, ServerTls, Server, Transport};
+use gossiphttp::{ClientTls, Options, Server, ServerTls, Transport};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -71,7 +71,11 @@ async fn exchange_packets(peers: &[Peer]) {
             let p = timeout(WAIT, packets.recv()).await.unwrap().unwrap();
             assert_eq!(p.payload[1] as usize, j, "packet for {j} arrived elsewhere");
             assert!(p.from.ip().is_loopback());
-            assert!(got.insert(p.payload.to_vec()), "duplicate packet {:?}", p.payload);
+            assert!(
+                got.insert(p.payload.to_vec()),
+                "duplicate packet {:?}",
+                p.payload
+            );
         }
         assert!(packets.try_recv().is_none(), "peer {j} got extra packets");
     }
@@ -91,10 +95,7 @@ async fn stream_both_ways(a: &Peer, b: &Peer) {
         async move { timeout(WAIT, streams.accept()).await.unwrap().unwrap() },
     );
 
-    async fn pump(
-        conn: gossiphttp::StreamConn,
-        send: Vec<u8>,
-    ) -> Vec<u8> {
+    async fn pump(conn: gossiphttp::StreamConn, send: Vec<u8>) -> Vec<u8> {
         let (mut rd, mut wr) = tokio::io::split(conn);
         let writer = async move {
             // Odd-sized writes, so frames and reads never line up.
@@ -113,10 +114,9 @@ async fn stream_both_ways(a: &Peer, b: &Peer) {
         got
     }
 
-    let (got_b, got_a) = timeout(
-        Duration::from_secs(60),
-        async { tokio::join!(pump(client, data_ab.clone()), pump(server, data_ba.clone())) },
-    )
+    let (got_b, got_a) = timeout(Duration::from_secs(60), async {
+        tokio::join!(pump(client, data_ab.clone()), pump(server, data_ba.clone()))
+    })
     .await
     .expect("stream exchange timed out");
     assert_eq!(got_b.len(), LEN);
