@@ -35,6 +35,8 @@ mod packet;
 pub use error::{BoxError, Error};
 pub use packet::{Packet, PeerAddr, Scheme, BASE_ROUTE, CONTENT_TYPE, MESSAGE_PATH, STREAM_PATH};
 
+#[cfg(all(not(target_arch = "wasm32"), feature = "cluster"))]
+pub mod cluster;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]

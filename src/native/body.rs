@@ -24,11 +24,13 @@ enum Kind {
 }
 
 impl FrameBody {
-    pub(crate) fn empty() -> Self {
+    /// An empty body.
+    pub fn empty() -> Self {
         FrameBody(Kind::Empty)
     }
 
-    pub(crate) fn once(bytes: Bytes) -> Self {
+    /// A body of one buffer.
+    pub fn once(bytes: Bytes) -> Self {
         FrameBody(Kind::Once(Some(bytes)))
     }
 

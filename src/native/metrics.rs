@@ -129,13 +129,19 @@ impl Metrics {
 /// The registry holding a transport's metrics, shareable with an HTTP
 /// handler that serves them.
 #[derive(Debug, Clone)]
-pub struct MetricsRegistry(Arc<Registry>);
+pub struct MetricsRegistry(Arc<Registry>, Metrics);
 
 impl MetricsRegistry {
     pub(crate) fn new(metrics: &Metrics) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        MetricsRegistry(Arc::new(registry))
+        MetricsRegistry(Arc::new(registry), metrics.clone())
+    }
+
+    /// Registers the same metrics into another registry too (say, your
+    /// application's), prefixed `cluster_transport_`.
+    pub fn register_into(&self, registry: &mut Registry) {
+        self.1.register(registry);
     }
 
     /// The underlying prometheus-client registry.

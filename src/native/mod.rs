@@ -12,7 +12,7 @@ mod transport;
 
 pub use body::FrameBody;
 pub use metrics::MetricsRegistry;
-pub use server::{RemoteAddr, Server, TransportService};
+pub use server::{Fallback, RemoteAddr, Server, TransportService};
 pub use stream::StreamConn;
 pub use tls::{ClientTls, ServerTls};
 pub use transport::{Options, Packets, Streams, Transport};

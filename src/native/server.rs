@@ -99,7 +99,13 @@ pub struct RemoteAddr(pub SocketAddr);
 pub struct TransportService {
     inner: Arc<Inner>,
     remote: Option<SocketAddr>,
+    fallback: Option<Fallback>,
 }
+
+/// Answers requests for paths that are not the transport's (see
+/// [`TransportService::with_fallback`]); `None` means `404`.
+pub type Fallback =
+    Arc<dyn Fn(&hyper::http::request::Parts) -> Option<Response<FrameBody>> + Send + Sync>;
 
 impl Transport {
     /// The HTTP handler for this transport's endpoints.
@@ -107,6 +113,7 @@ impl Transport {
         TransportService {
             inner: self.inner.clone(),
             remote: None,
+            fallback: None,
         }
     }
 
@@ -117,6 +124,16 @@ impl Transport {
     /// The server outlives [`Transport::shutdown`] (its endpoints then answer
     /// `503`) until [`Server::shutdown`] is called or the `Server` dropped.
     pub fn serve(&self, listener: TcpListener) -> Result<Server, Error> {
+        self.serve_service(listener, self.handler())
+    }
+
+    /// [`serve`](Self::serve) with a handler of your own making, such as one
+    /// [`with_fallback`](TransportService::with_fallback) routes.
+    pub fn serve_service(
+        &self,
+        listener: TcpListener,
+        handler: TransportService,
+    ) -> Result<Server, Error> {
         let local_addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -129,7 +146,7 @@ impl Transport {
         let accept_loop = AcceptLoop {
             listener,
             tls,
-            handler: self.handler(),
+            handler,
             stop: stop.clone(),
             tasks: tasks.clone(),
         };
@@ -150,6 +167,14 @@ impl TransportService {
         self
     }
 
+    /// This handler answering other paths with `fallback` (read-only
+    /// routes such as a status page; the request body is not available).
+    /// The transport's own paths always go to the transport.
+    pub fn with_fallback(mut self, fallback: Fallback) -> Self {
+        self.fallback = Some(fallback);
+        self
+    }
+
     async fn handle<B>(self, req: Request<B>) -> Response<FrameBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -161,6 +186,10 @@ impl TransportService {
         if !is_message && path != STREAM_PATH {
             if inner.options.serve_metrics && path == "/metrics" && req.method() == Method::GET {
                 return metrics_response(inner);
+            }
+            if let Some(fallback) = &self.fallback {
+                let (parts, _body) = req.into_parts();
+                return fallback(&parts).unwrap_or_else(|| status(StatusCode::NOT_FOUND));
             }
             return status(StatusCode::NOT_FOUND);
         }
