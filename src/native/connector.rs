@@ -2,6 +2,7 @@
 //! packet batch and stream to that peer, re-established on the next use
 //! after it breaks.
 
+use super::access::Token;
 use super::body::FrameBody;
 use super::tls::ClientTls;
 use crate::{Error, PeerAddr, Scheme};
@@ -31,6 +32,7 @@ type PoolKey = (Scheme, String);
 
 pub(crate) struct Connector {
     tls: Option<ClientTls>,
+    token: Option<Token>,
     pool: Mutex<HashMap<PoolKey, SendRequest<FrameBody>>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -39,11 +41,13 @@ pub(crate) struct Connector {
 impl Connector {
     pub(crate) fn new(
         tls: Option<ClientTls>,
+        token: Option<Token>,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Self {
         Connector {
             tls,
+            token,
             pool: Mutex::new(HashMap::new()),
             shutdown,
             tasks,
@@ -75,8 +79,12 @@ impl Connector {
     pub(crate) async fn request(
         &self,
         peer: &PeerAddr,
-        req: Request<FrameBody>,
+        mut req: Request<FrameBody>,
     ) -> Result<Response<Incoming>, Error> {
+        if let Some(token) = &self.token {
+            req.headers_mut()
+                .insert(hyper::header::AUTHORIZATION, token.header());
+        }
         let key = (self.scheme_for(peer), peer.authority());
         let pooled = {
             let pool = self.pool.lock().unwrap();

@@ -6,7 +6,9 @@
 //! is new: packets dropped from a full per-peer send queue.
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -31,6 +33,18 @@ pub(crate) struct Metrics {
     pub stream_tx_packets_failed: Counter,
     pub rx_packet_queue_length: Gauge,
     pub tx_packet_queue_length: Gauge,
+    /// Requests refused by a limit or an access rule, by reason.
+    pub requests_refused: Family<Reason, Counter>,
+}
+
+/// Why a request or connection was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Reason {
+    pub reason: &'static str,
+}
+
+pub(crate) fn refused(reason: &'static str) -> Reason {
+    Reason { reason }
 }
 
 impl Metrics {
@@ -113,6 +127,11 @@ impl Metrics {
             r.register(name, help, c.clone());
         }
         r.register("streams", "Open stream connections", self.streams.clone());
+        r.register(
+            "requests_refused",
+            "Requests and connections refused by a limit or access rule, by reason",
+            self.requests_refused.clone(),
+        );
         r.register(
             "rx_packet_queue_length",
             "Received packets not yet taken by the application",

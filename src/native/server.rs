@@ -5,8 +5,10 @@
 //! bad one are delivered), `503` after shutdown, `200` otherwise; `404` for
 //! other paths and `405` for methods other than `POST`.
 
+use super::access::Cors;
 use super::body::FrameBody;
 use super::connector::{CONNECTION_WINDOW, STREAM_WINDOW};
+use super::metrics::refused;
 use super::stream::{write_channel, StreamConn};
 use super::transport::{Inner, Transport};
 use crate::codec::PacketDecoder;
@@ -15,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE as CONTENT_TYPE_HEADER};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE as CONTENT_TYPE_HEADER, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -193,10 +195,45 @@ impl TransportService {
             }
             return status(StatusCode::NOT_FOUND);
         }
+
+        // CORS, when configured: refuse other origins outright, answer
+        // preflights, and let allowed pages read every response.
+        let mut allowed_origin = None;
+        if let (Some(cors), Some(origin)) = (&inner.cors, req.headers().get(ORIGIN)) {
+            if !cors.allows(origin) {
+                inner
+                    .metrics
+                    .requests_refused
+                    .get_or_create(&refused("origin"))
+                    .inc();
+                tracing::warn!(origin = ?origin, "refused a request from an origin not in cors_allowed_origins");
+                return status(StatusCode::FORBIDDEN);
+            }
+            let origin = origin.clone();
+            if req.method() == Method::OPTIONS {
+                let mut resp = status(StatusCode::NO_CONTENT);
+                cors.preflight_headers(&origin, inner.token.is_some(), resp.headers_mut());
+                return resp;
+            }
+            allowed_origin = Some(origin);
+        }
+        let mut resp = self.handle_transport(req, is_message).await;
+        if let Some(origin) = allowed_origin {
+            Cors::allow_origin(&origin, resp.headers_mut());
+        }
+        resp
+    }
+
+    async fn handle_transport<B>(&self, req: Request<B>, is_message: bool) -> Response<FrameBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let inner = &self.inner;
         if inner.shutdown.is_cancelled() {
             return status(StatusCode::SERVICE_UNAVAILABLE);
         }
-        if req.version() < Version::HTTP_2 {
+        if req.version() < Version::HTTP_2 && !inner.options.accept_http1 {
             return status(StatusCode::HTTP_VERSION_NOT_SUPPORTED);
         }
         if req.method() != Method::POST {
@@ -204,6 +241,17 @@ impl TransportService {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return resp;
+        }
+        if let Some(token) = &inner.token {
+            if !token.accepts(req.headers()) {
+                inner
+                    .metrics
+                    .requests_refused
+                    .get_or_create(&refused("auth"))
+                    .inc();
+                tracing::warn!(peer = ?self.remote, "refused a request without the shared-secret token");
+                return status(StatusCode::UNAUTHORIZED);
+            }
         }
         if req.headers().get(CONTENT_TYPE_HEADER).map(|v| v.as_bytes())
             != Some(CONTENT_TYPE.as_bytes())

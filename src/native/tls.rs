@@ -8,6 +8,7 @@ use crate::Error;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use std::path::Path;
 use std::sync::Arc;
@@ -71,6 +72,47 @@ impl ServerTls {
         Ok(Self::from_config(config))
     }
 
+    /// Mutual TLS: like [`from_pem_files`](Self::from_pem_files), and every
+    /// client must present a certificate issued by a CA in `client_ca` (a
+    /// PEM file). Clients without one, or with one from another CA, are
+    /// refused during the handshake.
+    pub fn from_pem_files_with_client_auth(
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+        client_ca: impl AsRef<Path>,
+    ) -> Result<Self, Error> {
+        Self::from_der_with_client_auth(
+            load_certs(cert)?,
+            load_private_key(key)?,
+            load_certs(client_ca)?,
+        )
+    }
+
+    /// Mutual TLS from in-memory certificates; see
+    /// [`from_pem_files_with_client_auth`](Self::from_pem_files_with_client_auth).
+    pub fn from_der_with_client_auth(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        client_ca: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, Error> {
+        let mut roots = RootCertStore::empty();
+        for cert in client_ca {
+            roots
+                .add(cert)
+                .map_err(|e| config_err("client CA certificate", e))?;
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| config_err("client certificate verifier", e))?;
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_err("TLS versions", e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| config_err("server certificate", e))?;
+        Ok(Self::from_config(config))
+    }
+
     /// Uses a rustls configuration as given, setting ALPN to `h2` and
     /// `http/1.1`.
     pub fn from_config(mut config: ServerConfig) -> Self {
@@ -102,6 +144,41 @@ impl ClientTls {
             .map_err(|e| config_err("TLS versions", e))?
             .with_root_certificates(store)
             .with_no_client_auth();
+        Ok(Self::from_config(config))
+    }
+
+    /// Trusts the CA certificates in `ca` and presents the client
+    /// certificate chain and key from PEM files (for mutual TLS).
+    pub fn from_pem_files_with_client_cert(
+        ca: impl AsRef<Path>,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, Error> {
+        Self::from_roots_with_client_cert(
+            load_certs(ca)?,
+            load_certs(cert)?,
+            load_private_key(key)?,
+        )
+    }
+
+    /// Trusts `roots` and presents `chain`/`key` as client certificate.
+    pub fn from_roots_with_client_cert(
+        roots: Vec<CertificateDer<'static>>,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, Error> {
+        let mut store = RootCertStore::empty();
+        for cert in roots {
+            store
+                .add(cert)
+                .map_err(|e| config_err("CA certificate", e))?;
+        }
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_err("TLS versions", e))?
+            .with_root_certificates(store)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| config_err("client certificate", e))?;
         Ok(Self::from_config(config))
     }
 

@@ -1,5 +1,6 @@
 //! The transport: options, sending, receiving, dialing, shutting down.
 
+use super::access::{Cors, Token};
 use super::connector::Connector;
 use super::metrics::{Metrics, MetricsRegistry};
 use super::sender::{Outgoing, SendLimits, Senders};
@@ -69,6 +70,22 @@ pub struct Options {
     /// Whether the served handler also answers `GET /metrics` with the
     /// Prometheus text of this transport's metrics. Default false.
     pub serve_metrics: bool,
+    /// Browser origins (`https://app.example.com`) allowed to call the
+    /// endpoints: preflights from them are answered and their responses
+    /// carry `Access-Control-Allow-Origin`; requests from other origins get
+    /// `403`. `"*"` allows any origin. Empty (the default): CORS is off and
+    /// `Origin` is ignored, as the reference does.
+    pub cors_allowed_origins: Vec<String>,
+    /// **Extension, off by default**: accept HTTP/1.1 on the endpoints (the
+    /// reference answers `505`). For clients whose `fetch` cannot speak
+    /// HTTP/2, such as Node's built-in `fetch` and Cloudflare workerd; Go
+    /// peers never need it.
+    pub accept_http1: bool,
+    /// **Extension, off by default**: a shared secret. When set, requests
+    /// must carry `Authorization: Bearer <token>` (answered `401` otherwise,
+    /// nothing delivered) and this transport sends it on its own requests.
+    /// Go peers send no token, so they cannot join a cluster that sets one.
+    pub auth_token: Option<String>,
 }
 
 impl Default for Options {
@@ -87,6 +104,9 @@ impl Default for Options {
             body_read_timeout: Duration::from_secs(30),
             advertise_addr: None,
             serve_metrics: false,
+            cors_allowed_origins: Vec::new(),
+            accept_http1: false,
+            auth_token: None,
         }
     }
 }
@@ -120,6 +140,16 @@ impl Options {
                 return Err(Error::Config(format!("{name} must be longer than zero")));
             }
         }
+        if let Some(token) = &self.auth_token {
+            Token::validate(token).map_err(Error::Config)?;
+        }
+        for origin in &self.cors_allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "CORS origin {origin:?} must look like https://host[:port] (or be \"*\")"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -150,6 +180,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) advertise: Mutex<Option<SocketAddr>>,
+    pub(crate) cors: Option<Cors>,
+    pub(crate) token: Option<Token>,
 }
 
 impl Drop for Inner {
@@ -170,8 +202,10 @@ impl Transport {
         let registry = MetricsRegistry::new(&metrics);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let token = options.auth_token.as_deref().map(Token::new);
         let connector = Arc::new(Connector::new(
             options.client_tls.clone(),
+            token.clone(),
             shutdown.clone(),
             tasks.clone(),
         ));
@@ -192,6 +226,8 @@ impl Transport {
         let (streams_tx, streams_rx) = async_channel::bounded(options.stream_queue_size);
         let inner = Inner {
             advertise: Mutex::new(options.advertise_addr),
+            cors: Cors::new(&options.cors_allowed_origins),
+            token,
             options,
             metrics,
             registry: registry.clone(),

@@ -1,0 +1,305 @@
+//! Locked doors: CORS allowlist, the shared-secret token, mutual TLS, and
+//! the HTTP/1.1 opt-in for runtimes whose fetch cannot speak HTTP/2.
+
+use bytes::Bytes;
+use gossiphttp::{ClientTls, Error, Options, ServerTls, Transport, MESSAGE_PATH, STREAM_PATH};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn served(opts: Options) -> (Transport, gossiphttp::Server, String) {
+    let (t, _) = Transport::new(opts).unwrap();
+    let server = t
+        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    (t, server, addr)
+}
+
+/// One request over a fresh h2c (or, with `http1`, HTTP/1.1) connection.
+async fn request(
+    addr: &str,
+    http1: bool,
+    req: Request<Full<Bytes>>,
+) -> (StatusCode, hyper::HeaderMap, Bytes) {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let resp = if http1 {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    };
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = timeout(WAIT, resp.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    (status, headers, body)
+}
+
+fn post(addr: &str, path: &str, body: &'static [u8]) -> hyper::http::request::Builder {
+    Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/x.ckit")
+        .header("host", addr)
+        .header("x-body-len", body.len())
+}
+
+#[tokio::test]
+async fn cors_allows_listed_origins_only() {
+    let mut opts = Options::default();
+    opts.cors_allowed_origins = vec!["https://app.example".into()];
+    let (t, _server, addr) = served(opts).await;
+
+    // Preflight from the allowed origin.
+    let req = Request::options(format!("http://{addr}{MESSAGE_PATH}"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .body(Full::default())
+        .unwrap();
+    let (status, h, _) = request(&addr, false, req).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert_eq!(h["access-control-allow-methods"], "POST");
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("content-type"));
+
+    // The real request from it is served and readable by the page.
+    let req = post(&addr, MESSAGE_PATH, b"")
+        .header("origin", "https://app.example")
+        .body(Full::new(Bytes::from_static(b"\xcc\x00\x02hi")))
+        .unwrap();
+    let (status, h, _) = request(&addr, false, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    let p = timeout(WAIT, t.packets().recv()).await.unwrap().unwrap();
+    assert_eq!(&p.payload[..], b"hi");
+
+    // Another origin is refused, preflight and request alike, and nothing
+    // is delivered.
+    for method in ["OPTIONS", "POST"] {
+        let req = post(&addr, MESSAGE_PATH, b"")
+            .method(method)
+            .header("origin", "https://evil.example")
+            .body(Full::new(Bytes::from_static(b"\xcc\x00\x01x")))
+            .unwrap();
+        let (status, h, _) = request(&addr, false, req).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method}");
+        assert!(!h.contains_key("access-control-allow-origin"));
+    }
+    assert!(t.packets().try_recv().is_none());
+    assert!(t
+        .metrics()
+        .encode_text()
+        .contains("cluster_transport_requests_refused_total{reason=\"origin\"} 2"));
+}
+
+#[tokio::test]
+async fn without_cors_configured_origin_is_ignored_and_no_cors_headers_are_sent() {
+    let (_t, _server, addr) = served(Options::default()).await;
+    let req = post(&addr, MESSAGE_PATH, b"")
+        .header("origin", "https://any.example")
+        .body(Full::default())
+        .unwrap();
+    let (status, h, _) = request(&addr, false, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!h.contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn the_shared_secret_is_required_when_set() {
+    let mut opts = Options::default();
+    opts.auth_token = Some("s3cret".into());
+    let (t, _server, addr) = served(opts.clone()).await;
+
+    for auth in [None, Some("Bearer wrong"), Some("s3cret")] {
+        let mut req = post(&addr, MESSAGE_PATH, b"");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let (status, _, _) = request(
+            &addr,
+            false,
+            req.body(Full::new(Bytes::from_static(b"\xcc\x00\x01x")))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    assert!(
+        t.packets().try_recv().is_none(),
+        "a refused request delivered a packet"
+    );
+
+    // A transport with the same token gets through; one without is refused.
+    let (good, _) = Transport::new(opts).unwrap();
+    good.send(Bytes::from_static(b"ok"), &addr).await.unwrap();
+    assert_eq!(
+        &timeout(WAIT, t.packets().recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .payload[..],
+        b"ok"
+    );
+    let (bad, _) = Transport::new(Options::default()).unwrap();
+    assert!(matches!(
+        bad.send(Bytes::from_static(b"no"), &addr).await,
+        Err(Error::Status { status: 401, .. })
+    ));
+    assert!(matches!(
+        bad.dial(&addr, WAIT).await,
+        Err(Error::Status { status: 401, .. })
+    ));
+    let mut opts = Options::default();
+    opts.auth_token = Some("has space".into());
+    assert!(matches!(Transport::new(opts), Err(Error::Config(_))));
+}
+
+#[tokio::test]
+async fn http1_is_refused_by_default_and_accepted_when_opted_in() {
+    let (_t, _server, addr) = served(Options::default()).await;
+    let req = post(&addr, MESSAGE_PATH, b"")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        request(&addr, true, req).await.0,
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED
+    );
+
+    let mut opts = Options::default();
+    opts.accept_http1 = true;
+    let (t, _server, addr) = served(opts).await;
+    let req = post(&addr, MESSAGE_PATH, b"")
+        .body(Full::new(Bytes::from_static(
+            b"\xcc\x00\x03one\xcc\x00\x03two",
+        )))
+        .unwrap();
+    assert_eq!(request(&addr, true, req).await.0, StatusCode::OK);
+    let mut packets = t.packets();
+    assert_eq!(&packets.recv().await.unwrap().payload[..], b"one");
+    assert_eq!(&packets.recv().await.unwrap().payload[..], b"two");
+
+    // A half-duplex stream exchange over HTTP/1.1: the request body ends,
+    // then the server's frames come back.
+    let mut streams = t.streams();
+    let echo = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = streams.accept().await.unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).await.unwrap();
+        conn.write_all(&got).await.unwrap();
+        conn.shutdown().await.unwrap();
+    });
+    let req = post(&addr, STREAM_PATH, b"")
+        .body(Full::new(Bytes::from_static(b"\xcc\x00\x04ping")))
+        .unwrap();
+    let (status, _, body) = request(&addr, true, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[..], b"\xcc\x00\x04ping");
+    echo.await.unwrap();
+}
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca { cert, key }
+}
+
+fn leaf(ca: &Ca, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    (
+        vec![CertificateDer::from(cert.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+}
+
+#[tokio::test]
+async fn mutual_tls_refuses_clients_without_a_good_certificate() {
+    let server_ca = ca("server ca");
+    let client_ca = ca("client ca");
+    let other_ca = ca("other ca");
+    let server_root = CertificateDer::from(server_ca.cert.der().to_vec());
+    let client_root = CertificateDer::from(client_ca.cert.der().to_vec());
+
+    let (chain, key) = leaf(&server_ca, "127.0.0.1");
+    let mut opts = Options::default();
+    opts.server_tls =
+        Some(ServerTls::from_der_with_client_auth(chain, key, vec![client_root]).unwrap());
+    let (t, _server, addr) = served(opts).await;
+
+    let client = |tls: ClientTls| {
+        let mut o = Options::default();
+        o.client_tls = Some(tls);
+        o.packet_timeout = Duration::from_secs(3);
+        Transport::new(o).unwrap().0
+    };
+
+    // No client certificate: refused at the handshake.
+    let none = client(ClientTls::from_roots(vec![server_root.clone()]).unwrap());
+    let err = none
+        .send(Bytes::from_static(b"x"), &addr)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connect { .. } | Error::Http { .. }),
+        "{err:?}"
+    );
+
+    // A certificate from another CA: refused.
+    let (c, k) = leaf(&other_ca, "intruder");
+    let other =
+        client(ClientTls::from_roots_with_client_cert(vec![server_root.clone()], c, k).unwrap());
+    let err = other
+        .send(Bytes::from_static(b"x"), &addr)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connect { .. } | Error::Http { .. }),
+        "{err:?}"
+    );
+    assert!(t.packets().try_recv().is_none());
+
+    // A good one: packets and streams work.
+    let (c, k) = leaf(&client_ca, "peer");
+    let good = client(ClientTls::from_roots_with_client_cert(vec![server_root], c, k).unwrap());
+    good.send(Bytes::from_static(b"welcome"), &addr)
+        .await
+        .unwrap();
+    assert_eq!(
+        &timeout(WAIT, t.packets().recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .payload[..],
+        b"welcome"
+    );
+    good.dial(&addr, WAIT).await.unwrap();
+}
