@@ -11,7 +11,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The transport's metrics. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -24,7 +26,6 @@ pub(crate) struct Metrics {
     pub tx_packets_failed: Counter,
     pub tx_packets_dropped: Counter,
     pub streams: Gauge,
-    pub streams_refused: Counter,
     pub stream_rx_packets: Counter,
     pub stream_rx_bytes: Counter,
     pub stream_rx_packets_failed: Counter,
@@ -35,6 +36,8 @@ pub(crate) struct Metrics {
     pub tx_packet_queue_length: Gauge,
     /// Requests refused by a limit or an access rule, by reason.
     pub requests_refused: Family<Reason, Counter>,
+    /// When each refusal reason was last logged.
+    log_gate: Arc<Mutex<HashMap<&'static str, Instant>>>,
 }
 
 /// Why a request or connection was refused.
@@ -43,15 +46,30 @@ pub(crate) struct Reason {
     pub reason: &'static str,
 }
 
-pub(crate) fn refused(reason: &'static str) -> Reason {
-    Reason { reason }
+impl Metrics {
+    /// Counts a refusal and says whether to log it: at most once a second
+    /// per reason, so a flood of refusals cannot flood the logs too.
+    pub(crate) fn refuse(&self, reason: &'static str) -> bool {
+        self.requests_refused
+            .get_or_create(&Reason { reason })
+            .inc();
+        let now = Instant::now();
+        let mut gate = self.log_gate.lock().unwrap();
+        match gate.get(reason) {
+            Some(last) if now.duration_since(*last) < Duration::from_secs(1) => false,
+            _ => {
+                gate.insert(reason, now);
+                true
+            }
+        }
+    }
 }
 
 impl Metrics {
     /// Registers every metric, prefixed `cluster_transport_`, into `registry`.
     pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("cluster_transport");
-        let counters: [(&str, &str, &Counter); 14] = [
+        let counters: [(&str, &str, &Counter); 13] = [
             (
                 "rx_packets",
                 "Packets received through /message",
@@ -86,11 +104,6 @@ impl Metrics {
                 "tx_packets_dropped",
                 "Packets dropped from a full per-peer send queue",
                 &self.tx_packets_dropped,
-            ),
-            (
-                "streams_refused",
-                "Incoming streams refused because the stream queue was full",
-                &self.streams_refused,
             ),
             (
                 "stream_rx_packets",

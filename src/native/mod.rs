@@ -3,6 +3,7 @@
 mod access;
 mod body;
 mod connector;
+mod deadline;
 mod framed;
 mod metrics;
 mod sender;

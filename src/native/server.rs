@@ -8,7 +8,7 @@
 use super::access::Cors;
 use super::body::FrameBody;
 use super::connector::{CONNECTION_WINDOW, STREAM_WINDOW};
-use super::metrics::refused;
+use super::deadline::FirstBytesDeadline;
 use super::stream::{write_channel, StreamConn};
 use super::transport::{Inner, Transport};
 use crate::codec::PacketDecoder;
@@ -29,12 +29,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long a TLS client may take to finish its handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`Server::shutdown`] lets open requests finish.
 const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -201,12 +200,9 @@ impl TransportService {
         let mut allowed_origin = None;
         if let (Some(cors), Some(origin)) = (&inner.cors, req.headers().get(ORIGIN)) {
             if !cors.allows(origin) {
-                inner
-                    .metrics
-                    .requests_refused
-                    .get_or_create(&refused("origin"))
-                    .inc();
-                tracing::warn!(origin = ?origin, "refused a request from an origin not in cors_allowed_origins");
+                if inner.metrics.refuse("origin") {
+                    tracing::warn!(origin = ?origin, "refused a request from an origin not in cors_allowed_origins");
+                }
                 return status(StatusCode::FORBIDDEN);
             }
             let origin = origin.clone();
@@ -244,12 +240,9 @@ impl TransportService {
         }
         if let Some(token) = &inner.token {
             if !token.accepts(req.headers()) {
-                inner
-                    .metrics
-                    .requests_refused
-                    .get_or_create(&refused("auth"))
-                    .inc();
-                tracing::warn!(peer = ?self.remote, "refused a request without the shared-secret token");
+                if inner.metrics.refuse("auth") {
+                    tracing::warn!(peer = ?self.remote, "refused a request without the shared-secret token");
+                }
                 return status(StatusCode::UNAUTHORIZED);
             }
         }
@@ -368,15 +361,14 @@ fn accept_stream(
     body: super::stream::IncomingBody,
     remote: SocketAddr,
 ) -> Response<FrameBody> {
+    let Ok(permit) = inner.stream_permits.clone().try_acquire_owned() else {
+        if inner.metrics.refuse("streams") {
+            tracing::warn!(peer = %remote, limit = inner.options.max_streams, "refused a stream: max_streams reached");
+        }
+        return status(StatusCode::SERVICE_UNAVAILABLE);
+    };
     let (writer, response_body) = write_channel(&inner.shutdown);
-    let conn = StreamConn::new(
-        body,
-        writer,
-        &inner.shutdown,
-        *inner.advertise.lock().unwrap(),
-        remote,
-        inner.metrics.clone(),
-    );
+    let conn = StreamConn::new(body, writer, remote, Some(permit), inner);
     match inner.streams_tx.try_send(conn) {
         Ok(()) => {
             let mut resp = Response::new(response_body);
@@ -385,8 +377,9 @@ fn accept_stream(
             resp
         }
         Err(async_channel::TrySendError::Full(_)) => {
-            inner.metrics.streams_refused.inc();
-            tracing::warn!(peer = %remote, "refused a stream: the stream queue is full (is anyone accepting streams?)");
+            if inner.metrics.refuse("stream_queue") {
+                tracing::warn!(peer = %remote, "refused a stream: the stream queue is full (is anyone accepting streams?)");
+            }
             status(StatusCode::SERVICE_UNAVAILABLE)
         }
         Err(async_channel::TrySendError::Closed(_)) => status(StatusCode::SERVICE_UNAVAILABLE),
@@ -472,6 +465,9 @@ struct AcceptLoop {
 
 impl AcceptLoop {
     async fn run(self) {
+        let options = self.handler.inner.options.clone();
+        let limits = Arc::new(ConnLimits::from(&options));
+        let connections = Arc::new(Semaphore::new(options.max_connections));
         loop {
             let accepted = tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -487,37 +483,75 @@ impl AcceptLoop {
                     continue;
                 }
             };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                if self.handler.inner.metrics.refuse("connections") {
+                    tracing::warn!(peer = %remote, limit = options.max_connections, "closed a connection: max_connections reached");
+                }
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let service = self.handler.clone().for_peer(remote);
             let stop = self.stop.clone();
-            match self.tls.clone() {
-                None => {
-                    self.tasks.spawn(serve_connection(tcp, service, stop));
-                }
-                Some(acceptor) => {
-                    self.tasks.spawn(async move {
-                        let handshake =
-                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-                        let tls = tokio::select! {
-                            r = handshake => r,
-                            _ = stop.cancelled() => return,
-                        };
-                        match tls {
-                            Ok(Ok(io)) => serve_connection(io, service, stop).await,
-                            Ok(Err(e)) => {
-                                tracing::debug!(peer = %remote, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(peer = %remote, "TLS handshake timed out"),
+            let limits = limits.clone();
+            let tls = self.tls.clone();
+            let metrics = self.handler.inner.metrics.clone();
+            self.tasks.spawn(async move {
+                let _permit = permit;
+                let Some(acceptor) = tls else {
+                    let io = FirstBytesDeadline::new(tcp, limits.header_read_timeout);
+                    return serve_connection(io, service, stop, &limits).await;
+                };
+                let handshake =
+                    tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+                let tls = tokio::select! {
+                    r = handshake => r,
+                    _ = stop.cancelled() => return,
+                };
+                match tls {
+                    Ok(Ok(io)) => {
+                        let io = FirstBytesDeadline::new(io, limits.header_read_timeout);
+                        serve_connection(io, service, stop, &limits).await
+                    }
+                    Ok(Err(e)) => {
+                        if metrics.refuse("tls_handshake") {
+                            tracing::warn!(peer = %remote, error = %e, "TLS handshake failed");
                         }
-                    });
+                    }
+                    Err(_) => {
+                        if metrics.refuse("tls_handshake_timeout") {
+                            tracing::warn!(peer = %remote, "TLS handshake timed out");
+                        }
+                    }
                 }
-            }
+            });
         }
     }
 }
 
-async fn serve_connection<T>(io: T, service: TransportService, stop: CancellationToken)
-where
+/// Per-connection settings, taken from the options once.
+struct ConnLimits {
+    header_read_timeout: Duration,
+    max_concurrent_streams: u32,
+    max_header_list_size: u32,
+}
+
+impl From<&crate::Options> for ConnLimits {
+    fn from(o: &crate::Options) -> Self {
+        ConnLimits {
+            header_read_timeout: o.header_read_timeout,
+            max_concurrent_streams: o.max_concurrent_streams_per_connection,
+            max_header_list_size: o.max_header_list_size,
+        }
+    }
+}
+
+async fn serve_connection<T>(
+    io: T,
+    service: TransportService,
+    stop: CancellationToken,
+    limits: &ConnLimits,
+) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -526,12 +560,15 @@ where
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_list_size)
         .keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10));
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size((limits.max_header_list_size as usize).max(8192));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

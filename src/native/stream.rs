@@ -7,6 +7,7 @@
 
 use super::body::FrameBody;
 use super::metrics::Metrics;
+use super::transport::Inner;
 use crate::codec::{frame_header, StreamDecoder, MAX_SHORT_PAYLOAD};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Body;
@@ -16,8 +17,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, PollSender, WaitForCancellationFutureOwned};
 
 /// The peer's half of a stream: an HTTP body of frames.
@@ -64,18 +67,27 @@ pub struct StreamConn {
     local_addr: Option<SocketAddr>,
     remote_addr: SocketAddr,
     metrics: Metrics,
+    idle_timeout: Duration,
+    /// Fires after `idle_timeout` without bytes in either direction.
+    idle: Pin<Box<Sleep>>,
+    /// Held while an incoming stream is open (the `max_streams` limit).
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl StreamConn {
-    /// Wraps the peer's body and the sender of [`write_channel`].
+    /// Wraps the peer's body and the sender of [`write_channel`], with the
+    /// transport's shutdown signal, metrics and limits.
     pub(crate) fn new(
         body: IncomingBody,
         writer: mpsc::Sender<Bytes>,
-        shutdown: &CancellationToken,
-        local_addr: Option<SocketAddr>,
         remote_addr: SocketAddr,
-        metrics: Metrics,
+        permit: Option<OwnedSemaphorePermit>,
+        transport: &Inner,
     ) -> StreamConn {
+        let metrics = transport.metrics.clone();
+        let shutdown = &transport.shutdown;
+        let local_addr = *transport.advertise.lock().unwrap();
+        let idle_timeout = transport.options.stream_idle_timeout;
         metrics.streams.inc();
         StreamConn {
             body,
@@ -89,6 +101,18 @@ impl StreamConn {
             local_addr,
             remote_addr,
             metrics,
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            _permit: permit,
+        }
+    }
+
+    fn touch(&mut self) {
+        let deadline = Instant::now() + self.idle_timeout;
+        // Resetting the timer on every frame is cheap, but skip it while
+        // the deadline is still nearly fresh.
+        if deadline - self.idle.deadline() > self.idle_timeout / 16 {
+            self.idle.as_mut().reset(deadline);
         }
     }
 
@@ -141,10 +165,24 @@ impl StreamConn {
                 );
                 return Poll::Ready(Err(e));
             }
-            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+            let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    if self.idle.as_mut().poll(cx).is_ready() {
+                        let e = self.read_error(
+                            io::ErrorKind::TimedOut,
+                            format!("stream idle for {:?}", self.idle_timeout),
+                        );
+                        return Poll::Ready(Err(e));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.rx_buf.extend_from_slice(&data);
+                        self.touch();
                     }
                 }
                 Some(Err(e)) => {
@@ -223,6 +261,7 @@ impl AsyncWrite for StreamConn {
                 "peer closed the stream",
             )));
         }
+        this.touch();
         this.metrics.stream_tx_packets.inc();
         this.metrics.stream_tx_bytes.inc_by(n as u64);
         Poll::Ready(Ok(n))

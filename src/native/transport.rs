@@ -14,7 +14,7 @@ use hyper::{Method, Request, StatusCode};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -81,6 +81,27 @@ pub struct Options {
     /// HTTP/2, such as Node's built-in `fetch` and Cloudflare workerd; Go
     /// peers never need it.
     pub accept_http1: bool,
+    /// Most TCP connections the server keeps at once; beyond, new ones are
+    /// closed at once (counted as `requests_refused{reason="connections"}`).
+    /// Default 10,000.
+    pub max_connections: usize,
+    /// Most incoming streams open at once over all peers; beyond, a new
+    /// stream is answered `503` (`reason="streams"`). Default 1024.
+    pub max_streams: usize,
+    /// Most concurrent HTTP/2 streams (requests) one connection may open
+    /// (the `SETTINGS_MAX_CONCURRENT_STREAMS` the server advertises).
+    /// Default 256.
+    pub max_concurrent_streams_per_connection: u32,
+    /// How long a new connection may take to finish its TLS handshake and
+    /// send its first request bytes (the HTTP/2 preface, or HTTP/1 headers);
+    /// a peer that trickles them is cut off. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Largest request header block accepted; larger ones are refused
+    /// (`431` on HTTP/1.1, a stream error on HTTP/2). Default 16 KiB.
+    pub max_header_list_size: u32,
+    /// A stream with no bytes read or written for this long fails with
+    /// `TimedOut` on read, which frees it. Default 60 s.
+    pub stream_idle_timeout: Duration,
     /// **Extension, off by default**: a shared secret. When set, requests
     /// must carry `Authorization: Bearer <token>` (answered `401` otherwise,
     /// nothing delivered) and this transport sends it on its own requests.
@@ -107,6 +128,12 @@ impl Default for Options {
             cors_allowed_origins: Vec::new(),
             accept_http1: false,
             auth_token: None,
+            max_connections: 10_000,
+            max_streams: 1024,
+            max_concurrent_streams_per_connection: 256,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_list_size: 16 << 10,
+            stream_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -119,6 +146,12 @@ impl Options {
             ("stream_queue_size", self.stream_queue_size),
             ("max_batch_bytes", self.max_batch_bytes),
             ("max_in_flight_per_peer", self.max_in_flight_per_peer),
+            ("max_connections", self.max_connections),
+            ("max_streams", self.max_streams),
+            (
+                "max_concurrent_streams_per_connection",
+                self.max_concurrent_streams_per_connection as usize,
+            ),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -135,6 +168,8 @@ impl Options {
             ("packet_timeout", self.packet_timeout),
             ("idle_peer_timeout", self.idle_peer_timeout),
             ("body_read_timeout", self.body_read_timeout),
+            ("header_read_timeout", self.header_read_timeout),
+            ("stream_idle_timeout", self.stream_idle_timeout),
         ] {
             if d.is_zero() {
                 return Err(Error::Config(format!("{name} must be longer than zero")));
@@ -182,6 +217,8 @@ pub(crate) struct Inner {
     pub(crate) advertise: Mutex<Option<SocketAddr>>,
     pub(crate) cors: Option<Cors>,
     pub(crate) token: Option<Token>,
+    /// One permit per incoming stream that may be open.
+    pub(crate) stream_permits: Arc<Semaphore>,
 }
 
 impl Drop for Inner {
@@ -228,6 +265,7 @@ impl Transport {
             advertise: Mutex::new(options.advertise_addr),
             cors: Cors::new(&options.cors_allowed_origins),
             token,
+            stream_permits: Arc::new(Semaphore::new(options.max_streams)),
             options,
             metrics,
             registry: registry.clone(),
@@ -361,14 +399,7 @@ impl Transport {
             .into_body()
             .map_err(crate::BoxError::from)
             .boxed_unsync();
-        Ok(StreamConn::new(
-            body,
-            writer,
-            &self.inner.shutdown,
-            *self.inner.advertise.lock().unwrap(),
-            remote,
-            self.inner.metrics.clone(),
-        ))
+        Ok(StreamConn::new(body, writer, remote, None, &self.inner))
     }
 
     /// The address to advertise to other members, as the reference's
