@@ -75,7 +75,9 @@ impl Connector {
     }
 
     /// Sends `req` to `peer` on its pooled connection, connecting first if
-    /// there is none or the last one broke.
+    /// there is none or the last one broke. A request that never left
+    /// because the pooled connection had died meanwhile (the peer restarted,
+    /// say) is retried once on a fresh connection.
     pub(crate) async fn request(
         &self,
         peer: &PeerAddr,
@@ -86,33 +88,61 @@ impl Connector {
                 .insert(hyper::header::AUTHORIZATION, token.header());
         }
         let key = (self.scheme_for(peer), peer.authority());
-        let pooled = {
-            let pool = self.pool.lock().unwrap();
-            pool.get(&key).filter(|s| !s.is_closed()).cloned()
-        };
-        let mut sender = match pooled {
-            Some(s) => s,
-            None => {
-                let s = self.connect(peer, key.0).await?;
-                self.pool.lock().unwrap().insert(key.clone(), s.clone());
-                s
-            }
-        };
         let http_err = |e: hyper::Error| Error::Http {
             addr: peer.to_string(),
             source: e.into(),
         };
-        let result = match sender.ready().await {
-            Ok(()) => sender.send_request(req).await.map_err(http_err),
-            Err(e) => Err(http_err(e)),
-        };
-        if result.is_err() && sender.is_closed() {
-            let mut pool = self.pool.lock().unwrap();
-            if pool.get(&key).is_some_and(|s| s.is_closed()) {
-                pool.remove(&key);
+        let mut fresh = false;
+        loop {
+            let pooled = {
+                let pool = self.pool.lock().unwrap();
+                pool.get(&key).filter(|s| !s.is_closed()).cloned()
+            };
+            let mut sender = match pooled {
+                Some(s) => s,
+                None => {
+                    let s = self.connect(peer, key.0).await?;
+                    self.pool.lock().unwrap().insert(key.clone(), s.clone());
+                    fresh = true;
+                    s
+                }
+            };
+            let sent = match sender.ready().await {
+                Ok(()) => sender.try_send_request(req).await,
+                Err(e) => {
+                    self.forget(&key, &sender);
+                    if fresh {
+                        return Err(http_err(e));
+                    }
+                    fresh = true;
+                    // `req` was not handed over; try a new connection.
+                    continue;
+                }
+            };
+            match sent {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => {
+                    self.forget(&key, &sender);
+                    match e.take_message() {
+                        Some(unsent) if !fresh => {
+                            fresh = true;
+                            req = unsent;
+                        }
+                        _ => return Err(http_err(e.into_error())),
+                    }
+                }
             }
         }
-        result
+    }
+
+    /// Drops `sender` from the pool if its connection is gone.
+    fn forget(&self, key: &PoolKey, sender: &SendRequest<FrameBody>) {
+        if sender.is_closed() {
+            let mut pool = self.pool.lock().unwrap();
+            if pool.get(key).is_some_and(|s| s.is_closed()) {
+                pool.remove(key);
+            }
+        }
     }
 
     /// Drops every pooled connection (their drivers end with them).
