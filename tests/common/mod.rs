@@ -1,0 +1,95 @@
+//! Helpers shared by `tests/server_status.rs` and `tests/dead_peer.rs`.
+#![allow(dead_code)]
+
+use gossiphttp::{MetricsRegistry, Options, Server, Transport};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The bound on every network wait: generous, only reached when something
+/// hangs.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Awaits `fut` for at most [`WAIT`], panicking with `what` when it hangs.
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    within_for(WAIT, what, fut).await
+}
+
+/// Awaits `fut` for at most `limit`, panicking with `what` when it hangs.
+pub async fn within_for<F: Future>(limit: Duration, what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no result within {limit:?}"),
+    }
+}
+
+/// A transport served on a fresh loopback port.
+pub struct Peer {
+    pub transport: Transport,
+    pub registry: MetricsRegistry,
+    pub server: Server,
+    pub addr: String,
+}
+
+impl Peer {
+    pub async fn start(options: Options) -> Peer {
+        let (transport, registry) = Transport::new(options).expect("valid options");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = transport.serve(listener).expect("serve");
+        let addr = server.local_addr().to_string();
+        Peer {
+            transport,
+            registry,
+            server,
+            addr,
+        }
+    }
+
+    pub async fn stop(self) {
+        within("transport shutdown", self.transport.shutdown()).await;
+        within("server shutdown", self.server.shutdown()).await;
+    }
+}
+
+/// The value of one series (`name` or `name{labels}`) in the text
+/// exposition; 0 when absent (a label set never used is not encoded).
+pub fn metric(registry: &MetricsRegistry, series: &str) -> f64 {
+    let text = registry.encode_text();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .map(|v| {
+                    // OpenMetrics allows a timestamp after the value.
+                    let v = v.split_whitespace().next().unwrap_or_default();
+                    v.parse::<f64>()
+                        .unwrap_or_else(|_| panic!("{series}: bad value {v:?} in\n{text}"))
+                })
+        })
+        .unwrap_or(0.0)
+}
+
+/// The metric type a `# TYPE <family> <type>` line gives `family`.
+pub fn metric_type(registry: &MetricsRegistry, family: &str) -> Option<String> {
+    registry.encode_text().lines().find_map(|line| {
+        let rest = line.strip_prefix("# TYPE ")?;
+        let (name, kind) = rest.split_once(' ')?;
+        (name == family).then(|| kind.trim().to_string())
+    })
+}
+
+/// Polls `cond` until it holds or `limit` passes; true if it held. Used to
+/// wait for background work, never as an assertion about timing.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
