@@ -118,7 +118,10 @@ pub fn encoded_len(payload_len: usize) -> usize {
 /// Fails with [`FrameError::TooLarge`] for payloads over `u32::MAX` bytes,
 /// which no frame can carry.
 pub fn encode_frame(payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
-    if payload.len() > MAX_FRAME_PAYLOAD {
+    // Always false on 32-bit targets (wasm32), where usize is u32.
+    #[allow(clippy::absurd_extreme_comparisons)]
+    let too_large = payload.len() > MAX_FRAME_PAYLOAD;
+    if too_large {
         return Err(FrameError::TooLarge {
             len: payload.len() as u64,
             max: MAX_FRAME_PAYLOAD,

@@ -599,3 +599,41 @@ fn listen_exits_cleanly_on_sigterm() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// `gossiphttp cluster --nodes 3` converges and serves the members JSON.
+#[test]
+fn local_cluster_converges_and_serves_members() {
+    use std::io::{Read, Write};
+    let base = {
+        // Three free consecutive ports are likely right above a free one.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gossiphttp"))
+        .args(["cluster", "--nodes", "3", "--base-port", &base.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = String::new();
+    let ok = loop {
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", base)) {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = s
+                .write_all(b"GET /api/v1/members HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            last.clear();
+            let _ = s.read_to_string(&mut last);
+            if last.matches("\"state\":\"alive\"").count() == 3 {
+                break true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "the local cluster never showed 3 alive members: {last}");
+}

@@ -90,6 +90,48 @@ enum Command {
     Send(SendArgs),
     /// Open a stream, write bytes, and print what comes back as hex.
     Stream(StreamArgs),
+    /// Run one cluster member (SWIM over gossiphttp); serves /metrics,
+    /// /api/v1/members and a live membership page at / on the same port.
+    Node(NodeArgs),
+    /// Run a local cluster of N members on loopback in this process and
+    /// print the membership table as it converges; Ctrl-C stops it.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// This member's name, unique in the cluster.
+    #[arg(long)]
+    name: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7946", value_name = "HOST:PORT")]
+    listen: String,
+    /// Members to join through, comma-separated.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    join: Vec<String>,
+    /// Serve TLS (h2) with this PEM certificate chain (needs --tls-key);
+    /// peers are then reached over TLS too, trusting --tls-ca.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for peers; defaults to --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+    /// Faster failure detection (probes every 250 ms), for local clusters.
+    #[arg(long)]
+    fast: bool,
+}
+
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// How many members to start.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=200))]
+    nodes: u16,
+    /// Port of the first member; the others take the following ports.
+    #[arg(long, default_value_t = 7946)]
+    base_port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -173,11 +215,18 @@ type CmdResult = Result<(), Failure>;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // A node logs joins, suspicions and deaths; the tools only warnings.
+    init_logging(match cli.command {
+        Command::Node(_) => "info",
+        Command::Cluster(_) => "warn",
+        _ => "warn",
+    });
     let result = match cli.command {
         Command::Listen(args) => listen(args).await,
         Command::Send(args) => send(args).await,
         Command::Stream(args) => stream(args).await,
+        Command::Node(args) => node(args).await,
+        Command::Cluster(args) => cluster(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -188,9 +237,9 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -559,4 +608,121 @@ async fn exchange(
         ));
     }
     Ok(received)
+}
+
+async fn node(args: NodeArgs) -> CmdResult {
+    use gossiphttp::cluster::{Node, NodeOptions};
+    let mut options = NodeOptions::new(args.name.clone());
+    if args.fast {
+        options = options.fast();
+    }
+    options.join = args.join.into_iter().filter(|a| !a.is_empty()).collect();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let server = ServerTls::from_pem_files(cert, key)
+            .map_err(|e| Failure::usage(format!("--tls-cert/--tls-key: {}", describe(&e))))?;
+        let ca = args.tls_ca.as_ref().unwrap_or(cert);
+        let client = gossiphttp::ClientTls::from_ca_pem_file(ca)
+            .map_err(|e| Failure::usage(format!("--tls-ca: {}", describe(&e))))?;
+        options.transport.server_tls = Some(server);
+        options.transport.client_tls = Some(client);
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot listen on {}: {e}", args.listen)))?;
+    let node = Node::start(options, listener)
+        .await
+        .map_err(|e| Failure::usage(describe(&e)))?;
+    emit(&format!(
+        "node {} listening on {} (members: http://{}/api/v1/members, page: http://{}/)",
+        args.name,
+        node.id().addr,
+        node.id().addr,
+        node.id().addr
+    ));
+    shutdown_signal().await;
+    node.leave().await;
+    Ok(())
+}
+
+async fn cluster(args: ClusterArgs) -> CmdResult {
+    use gossiphttp::cluster::{Node, NodeOptions};
+    let mut nodes = Vec::new();
+    let mut seed = Vec::new();
+    for i in 0..args.nodes {
+        let port = args
+            .base_port
+            .checked_add(i)
+            .ok_or_else(|| Failure::usage("--base-port + --nodes exceeds 65535"))?;
+        let addr = format!("127.0.0.1:{port}");
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+            Failure::runtime(format!("cannot listen on {addr}: {e} (try --base-port)"))
+        })?;
+        let mut options = NodeOptions::new(format!("node-{}", i + 1)).fast();
+        options.join = seed.clone();
+        let node = Node::start(options, listener)
+            .await
+            .map_err(|e| Failure::runtime(describe(&e)))?;
+        if seed.is_empty() {
+            seed.push(node.id().addr.clone());
+        }
+        nodes.push(node);
+    }
+    emit(&format!(
+        "started {} members on 127.0.0.1:{}..; open http://{}/ for the live view; Ctrl-C stops",
+        nodes.len(),
+        args.base_port,
+        seed[0]
+    ));
+    let mut last = String::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let table = membership_table(&nodes);
+                if table != last {
+                    emit(&table);
+                    last = table;
+                }
+            }
+        }
+    }
+    for node in nodes {
+        node.leave().await;
+    }
+    Ok(())
+}
+
+/// One line per member: how many members see it in each state.
+fn membership_table(nodes: &[gossiphttp::cluster::Node]) -> String {
+    use gossiphttp::cluster::MemberState;
+    use std::collections::BTreeMap;
+    let mut seen: BTreeMap<String, (String, [usize; 4])> = BTreeMap::new();
+    for node in nodes {
+        for m in node.members() {
+            let row = seen
+                .entry(m.name.clone())
+                .or_insert((m.addr.clone(), [0; 4]));
+            let i = match m.state {
+                MemberState::Alive => 0,
+                MemberState::Suspect => 1,
+                MemberState::Dead => 2,
+                MemberState::Left => 3,
+            };
+            row.1[i] += 1;
+        }
+    }
+    let mut out = format!(
+        "{:<10} {:<16} {:>5} {:>7} {:>4} {:>4}   (how many members see it so)\n",
+        "member", "address", "alive", "suspect", "dead", "left"
+    );
+    for (name, (addr, c)) in seen {
+        out.push_str(&format!(
+            "{name:<10} {addr:<16} {:>5} {:>7} {:>4} {:>4}\n",
+            c[0], c[1], c[2], c[3]
+        ));
+    }
+    out
 }

@@ -60,6 +60,8 @@ pub(crate) struct Actor {
     pub version: u64,
     /// Names last seen down or left, so a comeback triggers a state sync.
     pub was_down: HashMap<String, bool>,
+    /// Set once leaving: going defunct is then the plan, not news.
+    pub leaving: bool,
 }
 
 impl Actor {
@@ -255,6 +257,7 @@ impl Actor {
     }
 
     async fn leave(&mut self) {
+        self.leaving = true;
         let me = self.me().clone();
         let _ = self.foca.add_broadcast(&Item::Left { id: me }.encode());
         // Spread the notice, then the departure itself.
@@ -284,6 +287,7 @@ impl Actor {
         }
         while let Some(n) = self.rt.to_notify() {
             match n {
+                OwnedNotification::Defunct if self.leaving => {}
                 OwnedNotification::Defunct => {
                     tracing::warn!("this node was declared down and cannot rejoin")
                 }

@@ -279,6 +279,7 @@ impl Node {
             rng: rand::make_rng(),
             version: 0,
             was_down: Default::default(),
+            leaving: false,
         };
 
         let fallback = http::routes(view.clone(), registry.clone());
