@@ -31,5 +31,8 @@ cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 cargo build --lib --target wasm32-unknown-unknown
 
 step "tests (native)"
-cargo test --all-targets
+cargo test --lib --bins --tests
 cargo test --doc
+
+step "benchmark harness (smoke: --quick; the real table is in benches/RESULTS.md)"
+cargo bench --bench transport -- --quick
