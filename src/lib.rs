@@ -42,6 +42,7 @@ mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
 
-// The wasm runtime exports nothing yet; its API lands with the fetch client.
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub use wasm::*;

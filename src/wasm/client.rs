@@ -1,0 +1,1 @@
+//! The `fetch` client: packets and stream exchanges to one peer.
