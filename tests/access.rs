@@ -215,6 +215,111 @@ async fn http1_is_refused_by_default_and_accepted_when_opted_in() {
     echo.await.unwrap();
 }
 
+/// The HTTP/1.1 client extension: packets (many, so several requests run
+/// on pooled keep-alive connections) and a stream reach a server that
+/// accepts HTTP/1.1, over cleartext and TLS; a server that does not answers
+/// `505`, reported as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_client_reaches_a_server_that_accepts_http1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut client = Options::default();
+    client.client_http1 = true;
+    let (a, _) = Transport::new(client).unwrap();
+
+    let mut opts = Options::default();
+    opts.accept_http1 = true;
+    let (b, b_server, b_addr) = served(opts).await;
+    let mut packets = b.packets();
+    for i in 0..300u32 {
+        a.write_to(Bytes::from(i.to_be_bytes().to_vec()), &b_addr)
+            .unwrap();
+    }
+    let big = Bytes::from(vec![7u8; 200_000]);
+    a.send(big.clone(), &b_addr).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 301 {
+        let p = timeout(WAIT, packets.recv()).await.unwrap().unwrap();
+        got.push(p.payload);
+    }
+    let mut small: Vec<u32> = got
+        .iter()
+        .filter(|p| p.len() == 4)
+        .map(|p| u32::from_be_bytes(p[..].try_into().unwrap()))
+        .collect();
+    small.sort();
+    assert_eq!(small, (0..300).collect::<Vec<_>>());
+    assert!(got.iter().any(|p| *p == big));
+
+    // A stream: what goes out comes back, while the request is still open.
+    let mut streams = b.streams();
+    let echo = tokio::spawn(async move {
+        let mut conn = streams.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            conn.write_all(&buf[..n]).await.unwrap();
+        }
+        conn.shutdown().await.unwrap();
+    });
+    let mut conn = a.dial(&b_addr, WAIT).await.unwrap();
+    conn.write_all(b"ping").await.unwrap();
+    conn.flush().await.unwrap();
+    let mut back = [0u8; 4];
+    timeout(WAIT, conn.read_exact(&mut back))
+        .await
+        .expect("no echo while the HTTP/1.1 request body is open")
+        .unwrap();
+    assert_eq!(&back, b"ping");
+    conn.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    timeout(WAIT, conn.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty());
+    timeout(WAIT, echo).await.unwrap().unwrap();
+
+    // The same over TLS (ALPN http/1.1).
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let mut tls = Options::default();
+    tls.accept_http1 = true;
+    tls.server_tls = Some(
+        ServerTls::from_der(
+            vec![cert.cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der())),
+        )
+        .unwrap(),
+    );
+    let (c, c_server, c_addr) = served(tls).await;
+    let mut client = Options::default();
+    client.client_http1 = true;
+    client.client_tls = Some(ClientTls::from_roots(vec![cert.cert.der().clone()]).unwrap());
+    let (a_tls, _) = Transport::new(client).unwrap();
+    a_tls
+        .send(Bytes::from_static(b"over tls"), &c_addr)
+        .await
+        .unwrap();
+    let p = timeout(WAIT, c.packets().recv()).await.unwrap().unwrap();
+    assert_eq!(&p.payload[..], b"over tls");
+
+    // A server without the opt-in answers 505, as the reference does.
+    let (d, d_server, d_addr) = served(Options::default()).await;
+    match a.send(Bytes::from_static(b"x"), &d_addr).await {
+        Err(Error::Status { status: 505, .. }) => {}
+        other => panic!("expected 505, got {other:?}"),
+    }
+
+    for t in [a, a_tls, b, c, d] {
+        timeout(WAIT, t.shutdown()).await.unwrap();
+    }
+    for s in [b_server, c_server, d_server] {
+        timeout(WAIT, s.shutdown()).await.unwrap();
+    }
+}
+
 struct Ca {
     cert: rcgen::Certificate,
     key: rcgen::KeyPair,

@@ -923,12 +923,9 @@ async fn no_task_leak_after_talking_to_many_peers() {
     );
 }
 
-/// Known connector bug, reported rather than fixed here: when several
-/// requests find no pooled connection to a peer at once, each opens its own
-/// TCP (and TLS, and HTTP/2) connection; only the last stays pooled. The
-/// contract is one connection per peer. Run with `--ignored` once fixed.
+/// Requests that find no pooled connection to a peer at once share one
+/// connect: one TCP (and TLS, and HTTP/2) connection per peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Connector::request has no single-flight connect"]
 async fn concurrent_first_use_of_a_peer_opens_one_connection() {
     let b = served(Options::default()).await;
     let upstream: SocketAddr = b.addr.parse().unwrap();

@@ -170,6 +170,10 @@ struct ClientArgs {
     /// Seconds to wait for the peer.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     timeout: Duration,
+    /// Speak HTTP/1.1 instead of HTTP/2 (an extension: for peers such as a
+    /// local workerd that only take HTTP/1.1; Go peers answer 505).
+    #[arg(long)]
+    http1: bool,
 }
 
 #[derive(Debug, Args)]
@@ -488,6 +492,7 @@ fn client(args: &ClientArgs) -> Result<(Transport, Vec<u8>), Failure> {
         .map_err(|e| Failure::usage(format!("--hex is not valid hex: {e}")))?;
     let mut options = Options::default();
     options.packet_timeout = args.timeout;
+    options.client_http1 = args.http1;
     if args.tls {
         let tls = match (&args.ca, args.insecure) {
             (Some(ca), false) => ClientTls::from_ca_pem_file(ca)

@@ -81,6 +81,13 @@ pub struct Options {
     /// HTTP/2, such as Node's built-in `fetch` and Cloudflare workerd; Go
     /// peers never need it.
     pub accept_http1: bool,
+    /// **Extension, off by default**: speak HTTP/1.1 (chunked bodies, a few
+    /// keep-alive connections per peer) instead of HTTP/2 when sending to
+    /// peers. For peers that only take HTTP/1.1, such as a local workerd
+    /// running a worker that uses [the npm package](https://www.npmjs.com/package/gossiphttp);
+    /// Go peers answer it `505`, and Rust peers only with
+    /// [`accept_http1`](Options::accept_http1).
+    pub client_http1: bool,
     /// Most TCP connections the server keeps at once; beyond, new ones are
     /// closed at once (counted as `requests_refused{reason="connections"}`).
     /// Default 10,000.
@@ -127,6 +134,7 @@ impl Default for Options {
             serve_metrics: false,
             cors_allowed_origins: Vec::new(),
             accept_http1: false,
+            client_http1: false,
             auth_token: None,
             max_connections: 10_000,
             max_streams: 1024,
@@ -243,6 +251,7 @@ impl Transport {
         let connector = Arc::new(Connector::new(
             options.client_tls.clone(),
             token.clone(),
+            options.client_http1,
             shutdown.clone(),
             tasks.clone(),
         ));
