@@ -248,7 +248,7 @@ async fn http1_client_reaches_a_server_that_accepts_http1() {
         .collect();
     small.sort();
     assert_eq!(small, (0..300).collect::<Vec<_>>());
-    assert!(got.iter().any(|p| *p == big));
+    assert!(got.contains(&big));
 
     // A stream: what goes out comes back, while the request is still open.
     let mut streams = b.streams();
