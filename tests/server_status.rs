@@ -19,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -272,6 +273,13 @@ async fn h2c_statuses_and_byte_exact_delivery() {
         StatusCode::METHOD_NOT_ALLOWED
     );
 
+    // The content type is checked first, as the reference does: a GET
+    // without one is a 400 there too.
+    assert_eq!(
+        c.status(Method::GET, MESSAGE_PATH, None, full(b"")).await,
+        StatusCode::BAD_REQUEST
+    );
+
     // Other paths under (and at) the base route.
     for path in [
         "/api/v1/ckit/transport/nope",
@@ -376,7 +384,7 @@ async fn oversized_frames_are_refused_from_the_header() {
     let peak_before = vm_peak_kib();
     assert_eq!(
         status_with_open_body(&mut c, &[0xCD, 0xFF, 0xFF, 0xFF, 0xFF], 4096).await,
-        StatusCode::BAD_REQUEST
+        StatusCode::PAYLOAD_TOO_LARGE
     );
     #[cfg(target_os = "linux")]
     {
@@ -390,7 +398,7 @@ async fn oversized_frames_are_refused_from_the_header() {
     // 2 MiB, over the default 1 MiB limit.
     assert_eq!(
         status_with_open_body(&mut c, &[0xCD, 0x00, 0x20, 0x00, 0x00], 4096).await,
-        StatusCode::BAD_REQUEST
+        StatusCode::PAYLOAD_TOO_LARGE
     );
     assert!(packets.try_recv().is_none());
 
@@ -414,10 +422,13 @@ async fn oversized_frames_are_refused_from_the_header() {
     let mut packets = peer.transport.packets();
     let mut c = H2c::connect(&peer.addr).await;
     let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-    assert_eq!(c.post_message(&frame(&big)).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        c.post_message(&frame(&big)).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     assert_eq!(
         c.post_message(&frame(&big[..4097])).await,
-        StatusCode::BAD_REQUEST
+        StatusCode::PAYLOAD_TOO_LARGE
     );
     assert!(packets.try_recv().is_none());
     assert_eq!(c.post_message(&frame(&big[..4096])).await, StatusCode::OK);
@@ -614,7 +625,7 @@ async fn metrics_count_deliveries_and_refusals() {
     );
     assert_eq!(
         status_with_open_body(&mut c, &[0xCD, 0xFF, 0xFF, 0xFF, 0xFF], 1024).await,
-        StatusCode::BAD_REQUEST
+        StatusCode::PAYLOAD_TOO_LARGE
     );
     // An open stream.
     let (tx, body) = channel_body();
@@ -637,6 +648,21 @@ async fn metrics_count_deliveries_and_refusals() {
     assert_eq!(
         metric(reg, "cluster_transport_rx_packets_failed_total"),
         3.0
+    );
+    // Refusals by reason (the malformed ones and the oversized one).
+    assert_eq!(
+        metric(
+            reg,
+            "cluster_transport_requests_refused_total{reason=\"malformed\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            reg,
+            "cluster_transport_requests_refused_total{reason=\"packet_size\"}"
+        ),
+        1.0
     );
     assert_eq!(metric(reg, "cluster_transport_streams"), 1.0);
     // Nobody has taken the packets yet.
@@ -691,5 +717,53 @@ async fn metrics_count_deliveries_and_refusals() {
     drop(conn);
     drop(tx);
     assert_eq!(metric(reg, "cluster_transport_streams"), 0.0);
+    peer.stop().await;
+}
+
+/// `body_read_timeout` bounds a `/message` body in all: a peer that keeps
+/// trickling a byte every 50 ms (never silent for long) is still cut off
+/// with `408`, and a healthy request on the same connection is served.
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_with_408() {
+    let mut opts = Options::default();
+    opts.body_read_timeout = Duration::from_millis(600);
+    let peer = Peer::start(opts).await;
+    let mut c = H2c::connect(&peer.addr).await;
+    let (tx, body) = channel_body();
+    let trickle = tokio::spawn(async move {
+        // A frame announcing 1000 bytes, then a byte at a time.
+        if tx
+            .send(Bytes::from_static(&[0xCC, 0x03, 0xE8]))
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        let mut sent = 0;
+        while tx.send(Bytes::from_static(b"x")).await.is_ok() && sent < 1000 {
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sent
+    });
+    let started = std::time::Instant::now();
+    let resp = c.request(Method::POST, MESSAGE_PATH, Some(CT), body).await;
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500),
+        "cut off after {took:?}, before the budget"
+    );
+    let sent = within("trickler stops", trickle).await.unwrap();
+    assert!(sent < 100, "the trickler got to send {sent} bytes");
+    assert_eq!(
+        metric(
+            &peer.registry,
+            "cluster_transport_requests_refused_total{reason=\"body_timeout\"}"
+        ),
+        1.0
+    );
+    let mut fresh = H2c::connect(&peer.addr).await;
+    assert_eq!(fresh.post_message(&frame(b"ok")).await, StatusCode::OK);
     peer.stop().await;
 }

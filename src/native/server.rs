@@ -11,7 +11,7 @@ use super::connector::{CONNECTION_WINDOW, STREAM_WINDOW};
 use super::deadline::FirstBytesDeadline;
 use super::stream::{write_channel, StreamConn};
 use super::transport::{Inner, Transport};
-use crate::codec::PacketDecoder;
+use crate::codec::{FrameError, PacketDecoder};
 use crate::{BoxError, Error, Packet, CONTENT_TYPE, MESSAGE_PATH, STREAM_PATH};
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
@@ -232,12 +232,6 @@ impl TransportService {
         if req.version() < Version::HTTP_2 && !inner.options.accept_http1 {
             return status(StatusCode::HTTP_VERSION_NOT_SUPPORTED);
         }
-        if req.method() != Method::POST {
-            let mut resp = status(StatusCode::METHOD_NOT_ALLOWED);
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            return resp;
-        }
         if let Some(token) = &inner.token {
             if !token.accepts(req.headers()) {
                 if inner.metrics.refuse("auth") {
@@ -246,10 +240,18 @@ impl TransportService {
                 return status(StatusCode::UNAUTHORIZED);
             }
         }
+        // The content type is checked before the method, as the reference
+        // does: a `GET` without it is a `400` there too.
         if req.headers().get(CONTENT_TYPE_HEADER).map(|v| v.as_bytes())
             != Some(CONTENT_TYPE.as_bytes())
         {
             return status(StatusCode::BAD_REQUEST);
+        }
+        if req.method() != Method::POST {
+            let mut resp = status(StatusCode::METHOD_NOT_ALLOWED);
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return resp;
         }
         let remote = self
             .remote
@@ -288,7 +290,12 @@ async fn receive_packets(
     let received_at = Instant::now();
     let mut decoder = PacketDecoder::new(inner.options.max_packet_size);
     let mut buf = BytesMut::new();
-    let idle = inner.options.body_read_timeout;
+    // The body gets `body_read_timeout` in all for its bytes to arrive, so
+    // a peer trickling a byte a second is cut off as surely as a silent
+    // one. Time spent waiting for room in our own packet queue is ours,
+    // not the peer's, and is not counted.
+    let budget = inner.options.body_read_timeout;
+    let mut waited = Duration::ZERO;
     loop {
         loop {
             match decoder.decode(&mut buf) {
@@ -298,35 +305,72 @@ async fn receive_packets(
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return refuse_body(inner, from, &e.to_string()),
+                Err(e) => return refuse_frame(inner, from, &e),
             }
         }
+        let wait_start = Instant::now();
         let frame = tokio::select! {
-            f = tokio::time::timeout(idle, body.frame()) => f,
+            f = tokio::time::timeout(budget.saturating_sub(waited), body.frame()) => f,
             _ = inner.shutdown.cancelled() => return status(StatusCode::SERVICE_UNAVAILABLE),
         };
+        waited += wait_start.elapsed();
         match frame {
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     buf.extend_from_slice(&data);
                 }
             }
-            Ok(Some(Err(e))) => return refuse_body(inner, from, &format!("body error: {e}")),
+            Ok(Some(Err(e))) => {
+                return refuse_body(
+                    inner,
+                    from,
+                    (StatusCode::BAD_REQUEST, "body_error"),
+                    &format!("body error: {e}"),
+                )
+            }
             Ok(None) => break,
-            Err(_) => return refuse_body(inner, from, &format!("no body bytes for {idle:?}")),
+            Err(_) => {
+                return refuse_body(
+                    inner,
+                    from,
+                    (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+                    &format!("the body took longer than {budget:?}"),
+                );
+            }
         }
     }
     match decoder.decode_eof(&mut buf) {
         // decode() already took every whole frame; only an error can remain.
         Ok(_) => status(StatusCode::OK),
-        Err(e) => refuse_body(inner, from, &e.to_string()),
+        Err(e) => refuse_frame(inner, from, &e),
     }
 }
 
-fn refuse_body(inner: &Inner, from: SocketAddr, why: &str) -> Response<FrameBody> {
+/// A frame the contract calls malformed is a `400`; a frame over
+/// `max_packet_size` is well formed but more than this server takes, so it
+/// is a `413` (any non-`200` is a failed send to a Go peer).
+fn refuse_frame(inner: &Inner, from: SocketAddr, e: &FrameError) -> Response<FrameBody> {
+    let code = match e {
+        FrameError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "packet_size"),
+        _ => (StatusCode::BAD_REQUEST, "malformed"),
+    };
+    refuse_body(inner, from, code, &e.to_string())
+}
+
+/// Counts a refused body (`rx_packets_failed`, `requests_refused{reason}`)
+/// and logs it, at most once a second per reason so a hostile peer cannot
+/// flood the log.
+fn refuse_body(
+    inner: &Inner,
+    from: SocketAddr,
+    (code, reason): (StatusCode, &'static str),
+    why: &str,
+) -> Response<FrameBody> {
     inner.metrics.rx_packets_failed.inc();
-    tracing::warn!(peer = %from, error = why, "refused a /message body");
-    status(StatusCode::BAD_REQUEST)
+    if inner.metrics.refuse(reason) {
+        tracing::warn!(peer = %from, status = code.as_u16(), reason, error = why, "refused a /message body");
+    }
+    status(code)
 }
 
 /// Hands a packet to the application, waiting for room in the queue (so

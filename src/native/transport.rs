@@ -61,8 +61,11 @@ pub struct Options {
     /// A peer with nothing to send for this long loses its send task (a
     /// new one starts with its next packet). Default 60 s.
     pub idle_peer_timeout: Duration,
-    /// How long a request body may go without sending any bytes before the
-    /// request is cut off. Default 30 s.
+    /// How long a `/message` body may take to arrive, in all (time the
+    /// server spends waiting for room in its own packet queue does not
+    /// count). A peer that is silent, or trickles bytes, is cut off with
+    /// `408`. Go peers send one packet per request within their 5 s packet
+    /// timeout. Default 10 s.
     pub body_read_timeout: Duration,
     /// The address [`Transport::final_advertise_addr`] falls back to when
     /// it is given no IP.
@@ -129,7 +132,7 @@ impl Default for Options {
             max_batch_bytes: 256 << 10,
             max_in_flight_per_peer: 4,
             idle_peer_timeout: Duration::from_secs(60),
-            body_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
             advertise_addr: None,
             serve_metrics: false,
             cors_allowed_origins: Vec::new(),
