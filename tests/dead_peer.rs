@@ -286,3 +286,86 @@ async fn shutdown_fails_sends_pending_for_a_dead_peer() {
         Err(Error::Shutdown)
     ));
 }
+
+/// An unreachable peer is retried with a backoff (20 ms doubling to 250 ms),
+/// not once per batch: a steady stream of packets to a peer whose TLS
+/// handshake always fails makes a handful of connection attempts, every
+/// packet is accounted for (failed or dropped, never lost), and once the
+/// peer answers again the next packets get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_peer_is_retried_with_backoff() {
+    // Accepts TCP and closes it at once: every TLS handshake fails.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let refuser = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let mut opts = Options::default();
+    opts.client_tls = Some(gossiphttp::ClientTls::from_roots(Vec::new()).unwrap());
+    let (t, registry) = Transport::new(opts).unwrap();
+    let target = addr.to_string();
+    let mut sent = 0u64;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(1200) {
+        for _ in 0..50 {
+            t.write_to(Bytes::from_static(b"gossip"), &target).unwrap();
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let attempts = accepted.load(Ordering::SeqCst);
+    // 20+40+80+160+250+250+250 ms ≈ 1.05 s: about 8 attempts; a connect per
+    // batch would make hundreds.
+    assert!(
+        (2..=20).contains(&attempts),
+        "{attempts} connection attempts in 1.2 s of steady sending"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            metric(&registry, "cluster_transport_tx_packets_failed_total")
+                + metric(&registry, "cluster_transport_tx_packets_dropped_total")
+                == sent as f64
+        })
+        .await,
+        "every packet to the unreachable peer is failed or dropped, counted"
+    );
+    refuser.abort();
+    within("shutdown", t.shutdown()).await;
+
+    // Recovery: a peer that was down and comes back on the same address
+    // gets the packets sent after it is up (within the backoff bound).
+    let live = Peer::start(Options::default()).await;
+    let (c, _) = Transport::new(Options::default()).unwrap();
+    let down = closed_port().await;
+    let _ = within(
+        "send to a closed port",
+        c.send(Bytes::from_static(b"x"), &down),
+    )
+    .await;
+    let listener = TcpListener::bind(&down).await.unwrap();
+    let server = live.transport.serve(listener).unwrap();
+    let mut packets = live.transport.packets();
+    within_for(
+        Duration::from_secs(5),
+        "a send after the peer came back",
+        async {
+            loop {
+                if c.send(Bytes::from_static(b"back"), &down).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
+    let p = within("the packet", packets.recv()).await.unwrap();
+    assert_eq!(&p.payload[..], b"back");
+    within("shutdown", c.shutdown()).await;
+    within("server shutdown", server.shutdown()).await;
+    live.stop().await;
+}

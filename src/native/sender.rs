@@ -6,6 +6,12 @@
 //! what has queued up as one `/message` request (the contract lets a body
 //! carry any number of frames), keeps a few requests in flight on the peer's
 //! one HTTP/2 connection, and retires itself when the peer goes quiet.
+//!
+//! A peer that cannot be connected to (a closed port, a failed handshake) is
+//! retried after a backoff that doubles from [`RECONNECT_BACKOFF_MIN`] to
+//! [`RECONNECT_BACKOFF_MAX`]: its packets wait in its queue meanwhile
+//! (oldest dropped when full, as always), instead of every batch burning a
+//! connect attempt, which would take CPU from the healthy peers.
 
 use super::body::FrameBody;
 use super::connector::Connector;
@@ -21,6 +27,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The first wait after a failed connect before the next attempt.
+pub(crate) const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// The longest wait between connect attempts to an unreachable peer.
+pub(crate) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// How a batch ended, for the peer's task.
+enum Outcome {
+    Delivered,
+    /// No connection could be made: back off before the next attempt.
+    Unreachable,
+    Failed,
+}
 
 /// What bounds a peer's delivery.
 #[derive(Debug, Clone)]
@@ -199,7 +218,7 @@ impl SendCtx {
     }
 
     /// Sends one batch as one `/message` request.
-    async fn send_batch(&self, addr: &PeerAddr, items: Vec<Outgoing>) {
+    async fn send_batch(&self, addr: &PeerAddr, items: Vec<Outgoing>) -> Outcome {
         let mut batch = Batch {
             items,
             metrics: &self.metrics,
@@ -247,10 +266,16 @@ impl SendCtx {
                         let _ = done.send(Ok(()));
                     }
                 }
+                Outcome::Delivered
             }
             Err(e) => {
                 tracing::debug!(peer = %addr, packets = items.len(), error = %e, "packet delivery failed");
                 self.fail(items, &e);
+                if matches!(e, Error::Connect { .. }) {
+                    Outcome::Unreachable
+                } else {
+                    Outcome::Failed
+                }
             }
         }
     }
@@ -295,8 +320,13 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
     let mut last_active = Instant::now();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
+    // Set while the peer is unreachable: no new batch before it fires.
+    let mut backoff = RECONNECT_BACKOFF_MIN;
+    let retry = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(retry);
+    let mut waiting_to_retry = false;
     loop {
-        while in_flight.len() < limits.max_in_flight {
+        while !waiting_to_retry && in_flight.len() < limits.max_in_flight {
             let batch = queue.take_batch(limits.max_batch_bytes);
             if batch.is_empty() {
                 break;
@@ -310,7 +340,19 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
+                Outcome::Unreachable if !waiting_to_retry => {
+                    waiting_to_retry = true;
+                    retry.as_mut().reset((Instant::now() + backoff).into());
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                }
+                Outcome::Unreachable => {}
+                Outcome::Delivered | Outcome::Failed => backoff = RECONNECT_BACKOFF_MIN,
+            },
+            _ = &mut retry, if waiting_to_retry => {
+                waiting_to_retry = false;
+                last_active = Instant::now();
+            }
             _ = queue.wake.notified() => {}
             _ = &mut idle => {
                 if in_flight.is_empty()
