@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One command for the browser demo: builds the wasm package if needed, starts a
+# local native node (TLS, HTTP/2) that allows the page's origin, and serves the
+# page. Ctrl-C stops both.
+#
+#   scripts/www.sh            node on https://127.0.0.1:7946, page on http://127.0.0.1:8080
+#   NODE_PORT=9000 WWW_PORT=9001 scripts/www.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NODE_PORT="${NODE_PORT:-7946}"
+WWW_PORT="${WWW_PORT:-8080}"
+ORIGIN="http://127.0.0.1:${WWW_PORT}"
+TLS_DIR="target/www-tls"
+
+# 1. The npm package (pkg/), rebuilt when a Rust source is newer than it.
+if [[ ! -f pkg/gossiphttp_bg.wasm || -n "$(find src Cargo.toml -newer pkg/gossiphttp_bg.wasm -print -quit)" ]]; then
+  echo "==> building the wasm package (pkg/)"
+  if [[ -x scripts/build-pkg.sh ]]; then
+    scripts/build-pkg.sh
+  else
+    wasm-pack build --release --target web --out-dir pkg --out-name gossiphttp
+  fi
+fi
+
+# 2. The native node: wasm_peer prints one JSON line per packet and stream, echoes streams.
+echo "==> building the native node (examples/wasm_peer)"
+cargo build --quiet --example wasm_peer
+if [[ -f "$TLS_DIR/cert.pem" && -f "$TLS_DIR/key.pem" ]]; then
+  tls=(--cert "$TLS_DIR/cert.pem" --key "$TLS_DIR/key.pem") # the same certificate as last time: accept it once
+else
+  tls=(--tls-dir "$TLS_DIR")
+fi
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+target/debug/examples/wasm_peer --listen "127.0.0.1:${NODE_PORT}" "${tls[@]}" --cors "$ORIGIN" &
+pids+=($!)
+
+# 3. The page: www/ and pkg/ only, with the right MIME types (application/wasm).
+node --input-type=module - "$WWW_PORT" <<'JS' &
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+const port = Number(process.argv[2]);
+const root = process.cwd();
+const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8', '.wasm': 'application/wasm', '.json': 'application/json',
+  '.ts': 'text/plain; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml' };
+http.createServer((req, res) => {
+  let p;
+  try { p = decodeURIComponent(new URL(req.url, 'http://x').pathname); } catch { return res.writeHead(400).end(); }
+  if (p === '/' || p === '/www') return res.writeHead(302, { location: '/www/' }).end();
+  if (p.endsWith('/')) p += 'index.html';
+  const file = path.resolve(root, '.' + p);
+  const allowed = ['www', 'pkg'].some((d) => file.startsWith(path.join(root, d) + path.sep));
+  if (!allowed || req.method !== 'GET') return res.writeHead(404).end('not found\n');
+  fs.readFile(file, (err, data) => {
+    if (err) return res.writeHead(404).end('not found\n');
+    res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+    res.end(data);
+  });
+}).listen(port, '127.0.0.1');
+JS
+pids+=($!)
+
+sleep 1
+cat <<MSG
+
+  gossiphttp in the browser
+  -------------------------
+  1. Open https://127.0.0.1:${NODE_PORT}/ once and accept the self-signed certificate
+     (the node answers 404 there; that's fine: the browser now trusts it for this session).
+  2. Open ${ORIGIN}/www/  — enter text, "Send as a packet" or "Exchange on a stream".
+
+  The node prints a JSON line per packet and stream below. Ctrl-C stops both.
+
+MSG
+wait -n "${pids[@]}"
