@@ -11,6 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -26,6 +27,7 @@ import {
   startWorkerd,
   stopAll,
   unframe,
+  withTimeout,
 } from './support.mjs';
 
 const execFileP = promisify(execFile);
@@ -160,6 +162,67 @@ test('node:http → worker /stream: 200 at once, every byte echoed in well-forme
   assert.equal(hex(concat(unframe(r.body))), hex(concat(chunks)));
   const streams = (await received()).filter((g) => g.stream);
   assert.deepEqual(streams, [{ base: BASE, from: '198.51.100.2', stream: true, len: 65_536 + 150_014 }]);
+});
+
+test('worker /stream: response headers come before the peer wrote anything (Go dialers wait for them)', async () => {
+  const status = await withTimeout(
+    new Promise((resolve, reject) => {
+      const req = http.request(`${worker.url}${BASE}/stream`, { method: 'POST', headers: CT, agent: false }, (res) => {
+        resolve(res.statusCode);
+        res.resume();
+        req.end();
+      });
+      req.on('error', reject);
+      req.flushHeaders(); // headers only; the body stays open
+    }),
+    5000,
+    'response headers before any request body',
+  );
+  assert.equal(status, 200);
+});
+
+test('worker /stream: onStream may return a promise of a plain array; frames follow the writer rule', async () => {
+  const r = await http1Request(`${worker.url}/fixed${BASE}/stream`, {
+    headers: { ...CT, 'cf-connecting-ip': '192.0.2.1' },
+    body: frame('ignored'),
+  });
+  assert.equal(r.status, 200);
+  assertWriterRule(r.body);
+  assert.equal(r.body[0], 0xcc);
+  assert.equal(r.body[3 + 9], 0xcd, 'the 70,000-byte chunk travels in a 0xCD frame');
+  assert.deepEqual(unframe(r.body).map(hex), [hex(new TextEncoder().encode('192.0.2.1')), hex(pattern(70_000))]);
+  const noPackets = await http1Request(`${worker.url}/fixed${BASE}/message`, { headers: CT, body: frame('x') });
+  assert.equal(noPackets.status, 404, 'no onPacket handler: /message is not served');
+});
+
+test('worker /stream: a malformed frame from the peer ends the response body with an error', async () => {
+  await reset();
+  // Full duplex over HTTP/1.1: a good frame, wait for its echo, then a bad magic byte.
+  const outcome = await withTimeout(
+    new Promise((resolve) => {
+      const chunks = [];
+      const req = http.request(`${worker.url}${BASE}/stream`, { method: 'POST', headers: CT, agent: false }, (res) => {
+        const done = (extra) => resolve({ status: res.statusCode, body: Buffer.concat(chunks), ...extra });
+        res.on('data', (c) => {
+          chunks.push(c);
+          if (chunks.length === 1) req.end(Buffer.from([0x42, 0, 0]));
+        });
+        res.on('end', () => done({ complete: res.complete }));
+        res.on('error', (e) => done({ error: e.code ?? e.message }));
+        res.on('aborted', () => done({ error: 'aborted' }));
+      });
+      req.on('error', (e) => resolve({ error: e.code ?? e.message, body: Buffer.concat(chunks) }));
+      req.flushHeaders();
+      req.write(Buffer.from(frame('ok so far')));
+    }),
+    10_000,
+    'malformed stream',
+  );
+  assert.equal(outcome.status, 200, JSON.stringify(outcome));
+  assert.ok(outcome.error || outcome.complete === false, `the body did not end cleanly: ${JSON.stringify(outcome)}`);
+  // What came before the bad frame was echoed.
+  assert.equal(hex(concat(unframe(outcome.body))), hex(new TextEncoder().encode('ok so far')));
+  assert.deepEqual((await received()).filter((g) => g.stream), [], 'the echo loop did not finish cleanly');
 });
 
 test('worker status rules: 404, 401, 400, 405, 413; refused bodies deliver nothing after the fault', async () => {

@@ -4,6 +4,7 @@
 //   POST /api/v1/ckit/transport/{message,stream}         default options
 //   POST /secure/api/v1/ckit/transport/{message,stream}   token "s3cret"
 //   POST /small/api/v1/ckit/transport/message             maxPacketSize 100
+//   POST /fixed/api/v1/ckit/transport/stream              answers a fixed array (no onPacket: /message is 404)
 //   GET  /received          packets seen so far: [{ base, from, len, hex }]
 //   POST /reset             forget them
 //   POST /send-to?peer=URL  body JSON { packets: [hex], stream: [hex] }: sends the packets
@@ -37,7 +38,17 @@ function handlers(base) {
   };
 }
 
+// onStream may also return (a promise of) a plain iterable: here the caller's
+// address, then 70,000 bytes where byte i = i mod 251, without reading `incoming`.
+const fixed = {
+  onStream(incoming, from) {
+    const big = new Uint8Array(70_000).map((_, i) => i % 251);
+    return Promise.resolve([new TextEncoder().encode(from), big]);
+  },
+};
+
 const routes = [
+  { base: '/fixed/api/v1/ckit/transport', options: {}, handlers: fixed },
   { base: '/secure/api/v1/ckit/transport', options: { token: 's3cret' } },
   { base: '/small/api/v1/ckit/transport', options: { maxPacketSize: 100 } },
   { base: '/api/v1/ckit/transport', options: {} },
@@ -61,8 +72,8 @@ async function sendTo(request, url) {
 export default {
   async fetch(request) {
     const url = new URL(request.url);
-    for (const { base, options } of routes) {
-      const answer = await gossip.handleRequest(request, handlers(base), { ...options, basePath: base });
+    for (const { base, options, handlers: h } of routes) {
+      const answer = await gossip.handleRequest(request, h ?? handlers(base), { ...options, basePath: base });
       if (answer) return answer;
     }
     try {
