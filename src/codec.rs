@@ -30,7 +30,7 @@ pub const MAX_FRAME_PAYLOAD: usize = u32::MAX as usize;
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 1 << 20;
 
 const SHORT_HEADER_LEN: usize = 3;
-const LONG_HEADER_LEN: usize = 5;
+pub(crate) const LONG_HEADER_LEN: usize = 5;
 
 /// Why a sequence of bytes is not a valid sequence of frames.
 ///
@@ -173,6 +173,24 @@ fn peek_header(src: &[u8]) -> Result<Option<Header>, FrameError> {
     }
 }
 
+/// Input a decoder reads from: a buffer it may split payload off without
+/// copying.
+trait Chunk: Buf + std::ops::Deref<Target = [u8]> {
+    fn take_front(&mut self, n: usize) -> Bytes;
+}
+
+impl Chunk for BytesMut {
+    fn take_front(&mut self, n: usize) -> Bytes {
+        self.split_to(n).freeze()
+    }
+}
+
+impl Chunk for Bytes {
+    fn take_front(&mut self, n: usize) -> Bytes {
+        self.split_to(n)
+    }
+}
+
 /// Reassembles whole frames: each one is a packet (`/message`).
 ///
 /// A packet is handed over whole, so this decoder buffers each frame until
@@ -305,6 +323,32 @@ impl StreamDecoder {
     ///
     /// `Ok(None)` means `src` holds no payload byte yet.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        self.decode_from(src)
+    }
+
+    /// Like [`decode`](Self::decode), over a chunk the caller already holds
+    /// as [`Bytes`] (an HTTP body's data): payload runs are sliced out of it
+    /// without copying.
+    ///
+    /// `Ok(None)` with `src` not empty means `src` holds only the start of a
+    /// frame header: append the rest to it (or carry it into a
+    /// [`BytesMut`] for [`decode`](Self::decode)) and call again.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gossiphttp::codec::StreamDecoder;
+    ///
+    /// let mut dec = StreamDecoder::new();
+    /// let mut chunk = Bytes::from_static(b"\xcc\x00\x02hi\xcc\x00");
+    /// assert_eq!(dec.decode_bytes(&mut chunk).unwrap().unwrap(), &b"hi"[..]);
+    /// assert!(dec.decode_bytes(&mut chunk).unwrap().is_none());
+    /// assert_eq!(&chunk[..], b"\xcc\x00"); // half a header, kept
+    /// ```
+    pub fn decode_bytes(&mut self, src: &mut Bytes) -> Result<Option<Bytes>, FrameError> {
+        self.decode_from(src)
+    }
+
+    fn decode_from<C: Chunk>(&mut self, src: &mut C) -> Result<Option<Bytes>, FrameError> {
         loop {
             if self.remaining == 0 {
                 let Some(h) = peek_header(src)? else {
@@ -321,7 +365,7 @@ impl StreamDecoder {
             }
             let take = (self.remaining.min(src.len() as u64)) as usize;
             self.remaining -= take as u64;
-            return Ok(Some(src.split_to(take).freeze()));
+            return Ok(Some(src.take_front(take)));
         }
     }
 

@@ -767,3 +767,58 @@ async fn a_trickled_body_is_cut_off_with_408() {
     assert_eq!(fresh.post_message(&frame(b"ok")).await, StatusCode::OK);
     peer.stop().await;
 }
+
+/// A stream's reader puts the byte pipe back together however the peer's
+/// body chunks cut the frames: headers split across chunks (one byte at a
+/// time too), empty frames, `0xCD` frames, several frames in one chunk.
+#[tokio::test]
+async fn stream_reads_reassemble_frames_cut_anywhere() {
+    use tokio::io::AsyncReadExt;
+    let peer = Peer::start(Options::default()).await;
+    let mut streams = peer.transport.streams();
+    let mut c = H2c::connect(&peer.addr).await;
+    let payloads: Vec<Vec<u8>> = vec![
+        b"hello".to_vec(),
+        Vec::new(),
+        (0..70_000u32).map(|i| (i % 253) as u8).collect(),
+        b"x".to_vec(),
+        Vec::new(),
+        (0..300u32).map(|i| (i % 7) as u8).collect(),
+    ];
+    let mut wire = Vec::new();
+    let mut expected = Vec::new();
+    for (i, p) in payloads.iter().enumerate() {
+        if i % 2 == 1 {
+            // The long form, legal for any length.
+            wire.push(0xCD);
+            wire.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            wire.extend_from_slice(p);
+        } else {
+            wire.extend_from_slice(&frame(p));
+        }
+        expected.extend_from_slice(p);
+    }
+    for cut in [1usize, 2, 3, 4, 5, 6, 7, 13, 4096, wire.len()] {
+        let (tx, body) = channel_body();
+        let resp = c.request(Method::POST, STREAM_PATH, Some(CT), body).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut conn = within("accept", streams.accept()).await.unwrap();
+        let chunks: Vec<Bytes> = wire.chunks(cut).map(Bytes::copy_from_slice).collect();
+        let writer = tokio::spawn(async move {
+            for chunk in chunks {
+                tx.send(chunk).await.unwrap();
+            }
+        });
+        let mut got = Vec::new();
+        within("read to end", conn.read_to_end(&mut got))
+            .await
+            .unwrap();
+        assert!(
+            got == expected,
+            "cut every {cut} bytes: {} bytes back",
+            got.len()
+        );
+        writer.await.unwrap();
+    }
+    peer.stop().await;
+}

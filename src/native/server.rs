@@ -7,7 +7,7 @@
 
 use super::access::Cors;
 use super::body::FrameBody;
-use super::connector::{CONNECTION_WINDOW, STREAM_WINDOW};
+use super::connector::{CONNECTION_WINDOW, MAX_H2_FRAME, STREAM_WINDOW};
 use super::deadline::FirstBytesDeadline;
 use super::stream::{write_channel, StreamConn};
 use super::transport::{Inner, Transport};
@@ -604,6 +604,7 @@ async fn serve_connection<T>(
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_H2_FRAME)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(limits.max_header_list_size)
         .keep_alive_interval(Duration::from_secs(20))
