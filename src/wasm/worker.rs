@@ -28,11 +28,17 @@
 //! for a URL under `basePath`:
 //! 1. the path is `basePath + "/message"` or `basePath + "/stream"`, and the
 //!    matching handler was given: else `404`;
-//! 2. with a `token`, the request carries `Authorization: Bearer <token>`:
+//! 2. with `corsAllowedOrigins`, a request carrying an `Origin` outside the
+//!    list gets `403`; an allowed one's `OPTIONS` preflight gets `204` with
+//!    `Access-Control-Allow-Origin/-Methods: POST/-Headers: content-type`
+//!    (`, authorization` with a token), and its other answers carry
+//!    `Access-Control-Allow-Origin` (requests without `Origin`, such as
+//!    peers', are not affected);
+//! 3. with a `token`, the request carries `Authorization: Bearer <token>`:
 //!    else `401`, and nothing is read or delivered;
-//! 3. `Content-Type` is exactly `application/x.ckit`: else `400` (checked
+//! 4. `Content-Type` is exactly `application/x.ckit`: else `400` (checked
 //!    before the method, as the reference does: a bare `GET` is a `400`);
-//! 4. the method is `POST`: else `405` with `Allow: POST`.
+//! 5. the method is `POST`: else `405` with `Allow: POST`.
 //!
 //! Then `/message` hands each frame to `onPacket` as soon as it is whole and
 //! answers `200` at the end of the body; at the first malformed frame it
@@ -89,12 +95,17 @@ export interface HandleRequestOptions {
   token?: string;
   /** Where the endpoints live (default "/api/v1/ckit/transport"). */
   basePath?: string;
+  /**
+   * Browser pages allowed to call the endpoints (exact origins such as "https://app.example", or "*").
+   * Requests with another `Origin` get 403; preflights from listed origins get 204. Unset: no CORS handling.
+   */
+  corsAllowedOrigins?: string[];
 }
 
 /**
  * Answers gossiphttp's `/message` and `/stream` endpoints from a worker's `fetch`.
  * Resolves `null` for URLs outside `basePath`, so the worker can route the rest.
- * Checks, in order: 404 (unknown path, or no handler for it), 401 (token), 400 (content type
+ * Checks, in order: 404 (unknown path, or no handler for it), 403/204 (CORS, when set), 401 (token), 400 (content type
  * not exactly application/x.ckit), 405 (not POST). Then `/message` answers 200, or 400 at a
  * malformed frame / 413 at one over `maxPacketSize` (earlier frames were delivered); `/stream`
  * answers 200 at once. Rejects when `onPacket` throws or rejects, or `onStream` throws synchronously.
@@ -112,6 +123,8 @@ struct WorkerOptions {
     token: Option<String>,
     /// No trailing slash; empty for the root.
     base_path: String,
+    /// `None`: no CORS handling. `Some`: the allowed origins (`"*"` for any).
+    cors: Option<Vec<String>>,
 }
 
 fn parse_options(options: &JsValue) -> Result<WorkerOptions, JsValue> {
@@ -119,6 +132,7 @@ fn parse_options(options: &JsValue) -> Result<WorkerOptions, JsValue> {
         max_packet_size: DEFAULT_MAX_PACKET_SIZE,
         token: None,
         base_path: BASE_ROUTE.trim_end_matches('/').to_string(),
+        cors: None,
     };
     if options.is_undefined() || options.is_null() {
         return Ok(out);
@@ -153,6 +167,24 @@ fn parse_options(options: &JsValue) -> Result<WorkerOptions, JsValue> {
             return Err(error("invalid_options", "basePath must start with '/'"));
         }
         out.base_path = b.trim_end_matches('/').to_string();
+    }
+    let cors = get(options, "corsAllowedOrigins")?;
+    if !cors.is_undefined() && !cors.is_null() {
+        let invalid = || {
+            error(
+                "invalid_options",
+                "corsAllowedOrigins must be an array of strings",
+            )
+        };
+        if !js_sys::Array::is_array(&cors) {
+            return Err(invalid());
+        }
+        let mut origins = Vec::new();
+        for o in js_sys::Array::from(&cors).iter() {
+            let o = o.as_string().ok_or_else(invalid)?;
+            origins.push(o.trim_end_matches('/').to_string());
+        }
+        out.cors = (!origins.is_empty()).then_some(origins);
     }
     Ok(out)
 }
@@ -206,29 +238,72 @@ pub async fn handle_request(
         return Ok(status(404, "not served here")?.into());
     };
     let headers = request.headers();
+    // CORS, when configured: refuse other origins outright, answer
+    // preflights, and let allowed pages read every response.
+    let mut allowed_origin = None;
+    if let (Some(cors), Some(origin)) = (&opts.cors, headers.get("origin")?) {
+        if !cors.iter().any(|o| o == "*" || *o == origin) {
+            return Ok(status(403, "origin not allowed")?.into());
+        }
+        if request.method() == "OPTIONS" {
+            let resp = status(204, "")?;
+            let h = resp.headers();
+            allow_origin(&h, &origin)?;
+            h.set("access-control-allow-methods", "POST")?;
+            let allow_headers = if opts.token.is_some() {
+                "content-type, authorization"
+            } else {
+                "content-type"
+            };
+            h.set("access-control-allow-headers", allow_headers)?;
+            h.set("access-control-max-age", "600")?;
+            return Ok(resp.into());
+        }
+        allowed_origin = Some(origin);
+    }
+    let resp = answer(&request, &headers, &handlers, &callback, &opts, is_message).await?;
+    if let Some(origin) = allowed_origin {
+        allow_origin(&resp.headers(), &origin)?;
+    }
+    Ok(resp.into())
+}
+
+fn allow_origin(headers: &Headers, origin: &str) -> Result<(), JsValue> {
+    headers.set("access-control-allow-origin", origin)?;
+    headers.set("vary", "origin")
+}
+
+/// Token, content type and method, then the endpoint itself.
+async fn answer(
+    request: &Request,
+    headers: &Headers,
+    handlers: &JsValue,
+    callback: &Function,
+    opts: &WorkerOptions,
+    is_message: bool,
+) -> Result<Response, JsValue> {
     if let Some(token) = &opts.token {
-        if !token_accepted(&headers, token)? {
-            return Ok(status(401, "missing or wrong bearer token")?.into());
+        if !token_accepted(headers, token)? {
+            return status(401, "missing or wrong bearer token");
         }
     }
     if headers.get("content-type")?.as_deref() != Some(CONTENT_TYPE) {
-        return Ok(status(400, "content-type must be exactly application/x.ckit")?.into());
+        return status(400, "content-type must be exactly application/x.ckit");
     }
     if request.method() != "POST" {
         let resp = status(405, "method not allowed: use POST")?;
         resp.headers().set("allow", "POST")?;
-        return Ok(resp.into());
+        return Ok(resp);
     }
     let from = headers
         .get("cf-connecting-ip")?
         .filter(|ip| !ip.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
-    let resp = if is_message {
-        receive_packets(&request, &handlers, &callback, &from, opts.max_packet_size).await?
+    if is_message {
+        receive_packets(request, handlers, callback, &from, opts.max_packet_size).await
     } else {
-        accept_stream(&request, &handlers, &callback, &from)?
-    };
-    Ok(resp.into())
+        accept_stream(request, handlers, callback, &from)
+    }
 }
 
 /// `Authorization: Bearer <token>`, compared in constant time (for a given length).

@@ -52,6 +52,7 @@ before(async () => {
   }
   worker = await startWorkerd({
     template: path.join(here, 'worker', 'config.capnp.in'),
+    vars: { PAGE_ORIGIN: 'http://page.example' },
     files: {
       'worker.mjs': path.join(here, 'worker', 'worker.mjs'),
       'gossiphttp.js': path.join(pkgDir, 'gossiphttp.js'),
@@ -223,6 +224,38 @@ test('worker /stream: a malformed frame from the peer ends the response body wit
   // What came before the bad frame was echoed.
   assert.equal(hex(concat(unframe(outcome.body))), hex(new TextEncoder().encode('ok so far')));
   assert.deepEqual((await received()).filter((g) => g.stream), [], 'the echo loop did not finish cleanly');
+});
+
+test('worker CORS (corsAllowedOrigins): preflight 204, other origins 403 with nothing delivered, peers unaffected', async () => {
+  await reset();
+  const url = `${worker.url}/cors${BASE}/message`;
+  const pre = await http1Request(url, {
+    method: 'OPTIONS',
+    headers: { origin: 'http://allowed.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+  });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers['access-control-allow-origin'], 'http://allowed.example');
+  assert.equal(pre.headers['access-control-allow-methods'], 'POST');
+  assert.equal(pre.headers['access-control-allow-headers'], 'content-type');
+  const preOther = await http1Request(url, { method: 'OPTIONS', headers: { origin: 'http://evil.example' } });
+  assert.equal(preOther.status, 403);
+  assert.equal(preOther.headers['access-control-allow-origin'], undefined);
+
+  const ok = await http1Request(url, { headers: { ...CT, origin: 'http://allowed.example' }, body: frame('from a page') });
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers['access-control-allow-origin'], 'http://allowed.example');
+  const refused = await http1Request(url, { headers: { ...CT, origin: 'http://evil.example' }, body: frame('must not arrive') });
+  assert.equal(refused.status, 403);
+  const peerLike = await http1Request(url, { headers: CT, body: frame('from a peer') });
+  assert.equal(peerLike.status, 200, 'no Origin header: a peer, not a page');
+  assert.equal(peerLike.headers['access-control-allow-origin'], undefined);
+  const bad = await http1Request(url, { headers: { 'content-type': 'text/plain', origin: 'http://allowed.example' }, body: frame('x') });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.headers['access-control-allow-origin'], 'http://allowed.example', 'the page can read refusals too');
+  assert.deepEqual(
+    (await received()).map((g) => Buffer.from(g.hex, 'hex').toString()),
+    ['from a page', 'from a peer'],
+  );
 });
 
 test('worker status rules: 404, 401, 400, 405, 413; refused bodies deliver nothing after the fault', async () => {

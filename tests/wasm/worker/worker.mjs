@@ -5,6 +5,7 @@
 //   POST /secure/api/v1/ckit/transport/{message,stream}   token "s3cret"
 //   POST /small/api/v1/ckit/transport/message             maxPacketSize 100
 //   POST /fixed/api/v1/ckit/transport/stream              answers a fixed array (no onPacket: /message is 404)
+//   POST /cors/api/v1/ckit/transport/{message,stream}     corsAllowedOrigins: http://allowed.example, env.PAGE_ORIGIN
 //   GET  /received          packets seen so far: [{ base, from, len, hex }]
 //   POST /reset             forget them
 //   POST /send-to?peer=URL  body JSON { packets: [hex], stream: [hex] }: sends the packets
@@ -49,6 +50,8 @@ const fixed = {
 
 const routes = [
   { base: '/fixed/api/v1/ckit/transport', options: {}, handlers: fixed },
+  // PAGE_ORIGIN: a text binding from the workerd config (the test page's origin).
+  { base: '/cors/api/v1/ckit/transport', options: (env) => ({ corsAllowedOrigins: ['http://allowed.example', env.PAGE_ORIGIN] }) },
   { base: '/secure/api/v1/ckit/transport', options: { token: 's3cret' } },
   { base: '/small/api/v1/ckit/transport', options: { maxPacketSize: 100 } },
   { base: '/api/v1/ckit/transport', options: {} },
@@ -70,10 +73,11 @@ async function sendTo(request, url) {
 }
 
 export default {
-  async fetch(request) {
+  async fetch(request, env) {
     const url = new URL(request.url);
     for (const { base, options, handlers: h } of routes) {
-      const answer = await gossip.handleRequest(request, h ?? handlers(base), { ...options, basePath: base });
+      const opts = typeof options === 'function' ? options(env) : options;
+      const answer = await gossip.handleRequest(request, h ?? handlers(base), { ...opts, basePath: base });
       if (answer) return answer;
     }
     try {
