@@ -388,6 +388,15 @@ fn as_bytes(value: &JsValue) -> Option<Uint8Array> {
     None
 }
 
+/// Cancels the rest of a body; a rejection (the body had already failed)
+/// is awaited here so it is not reported as unhandled.
+fn cancel_quietly(reader: &ReadableStreamDefaultReader) {
+    let done = reader.cancel();
+    spawn_local(async move {
+        let _ = JsFuture::from(done).await;
+    });
+}
+
 fn reader_of(body: &ReadableStream) -> ReadableStreamDefaultReader {
     body.get_reader().unchecked_into()
 }
@@ -430,13 +439,13 @@ async fn receive_packets(
                         Err(e) => Err(e),
                     };
                     if let Err(e) = delivered {
-                        let _ = reader.cancel();
+                        cancel_quietly(&reader);
                         return Err(e);
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = reader.cancel();
+                    cancel_quietly(&reader);
                     return frame_refused(&e);
                 }
             }
@@ -445,7 +454,7 @@ async fn receive_packets(
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let _ = reader.cancel();
+                cancel_quietly(&reader);
                 let why = e
                     .dyn_ref::<js_sys::Error>()
                     .map(|e| String::from(e.message()))
@@ -479,7 +488,7 @@ impl Incoming {
         self.ended = true;
         self.buf.clear();
         if let Some(r) = self.reader.take() {
-            let _ = r.cancel();
+            cancel_quietly(&r);
         }
     }
 }
