@@ -30,7 +30,7 @@ pub const MAX_FRAME_PAYLOAD: usize = u32::MAX as usize;
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 1 << 20;
 
 const SHORT_HEADER_LEN: usize = 3;
-pub(crate) const LONG_HEADER_LEN: usize = 5;
+const LONG_HEADER_LEN: usize = 5;
 
 /// Why a sequence of bytes is not a valid sequence of frames.
 ///
@@ -236,15 +236,9 @@ impl PacketDecoder {
     /// left in place and room for the rest of it is reserved (only after the
     /// size check passed).
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let Some(h) = peek_header(src)? else {
+        let Some(h) = self.checked_header(src)? else {
             return Ok(None);
         };
-        if h.len > self.max_packet_size {
-            return Err(FrameError::TooLarge {
-                len: h.len as u64,
-                max: self.max_packet_size,
-            });
-        }
         let total = h.header_len + h.len;
         if src.len() < total {
             src.reserve(total - src.len());
@@ -252,6 +246,76 @@ impl PacketDecoder {
         }
         src.advance(h.header_len);
         Ok(Some(src.split_to(h.len).freeze()))
+    }
+
+    /// Takes the next whole frame from `held` followed by `chunk`, copying
+    /// only what must be: a frame wholly inside `chunk` (an HTTP body's
+    /// data) is sliced out of it; a frame split across chunks is put
+    /// together in `held`, which takes just the bytes that frame lacks.
+    ///
+    /// `Ok(None)` means `chunk` is used up (any start of a frame is now in
+    /// `held`): fetch the next chunk, or call [`decode_eof`](Self::decode_eof)
+    /// on `held` at the end of the body. The size check happens on the
+    /// header, before anything is copied or reserved for the payload.
+    ///
+    /// ```
+    /// use bytes::{Bytes, BytesMut};
+    /// use gossiphttp::codec::PacketDecoder;
+    ///
+    /// let mut dec = PacketDecoder::new(1024);
+    /// let mut held = BytesMut::new();
+    /// let mut chunk = Bytes::from_static(b"\xcc\x00\x02hi\xcc\x00\x03o");
+    /// assert_eq!(dec.decode_chunk(&mut held, &mut chunk).unwrap().unwrap(), &b"hi"[..]);
+    /// assert_eq!(dec.decode_chunk(&mut held, &mut chunk).unwrap(), None);
+    /// let mut chunk = Bytes::from_static(b"ne");
+    /// assert_eq!(dec.decode_chunk(&mut held, &mut chunk).unwrap().unwrap(), &b"one"[..]);
+    /// assert!(dec.decode_eof(&mut held).unwrap().is_none());
+    /// ```
+    pub fn decode_chunk(
+        &mut self,
+        held: &mut BytesMut,
+        chunk: &mut Bytes,
+    ) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if held.is_empty() {
+                if let Some(h) = self.checked_header(chunk)? {
+                    if chunk.len() >= h.header_len + h.len {
+                        chunk.advance(h.header_len);
+                        return Ok(Some(chunk.split_to(h.len)));
+                    }
+                }
+                if chunk.is_empty() {
+                    return Ok(None);
+                }
+                // Only a frame's start: from here on it is assembled in
+                // `held` (reserved, below, after its size check).
+            }
+            let lacking = match self.checked_header(held)? {
+                Some(h) => (h.header_len + h.len).saturating_sub(held.len()),
+                // As much header as a frame can have.
+                None => LONG_HEADER_LEN - held.len(),
+            };
+            let take = lacking.min(chunk.len());
+            held.extend_from_slice(&chunk.split_to(take));
+            if let Some(packet) = self.decode(held)? {
+                return Ok(Some(packet));
+            }
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The header at the front of `src`, refused when it announces more
+    /// than the maximum; `None` while it is incomplete.
+    fn checked_header(&self, src: &[u8]) -> Result<Option<Header>, FrameError> {
+        match peek_header(src)? {
+            Some(h) if h.len > self.max_packet_size => Err(FrameError::TooLarge {
+                len: h.len as u64,
+                max: self.max_packet_size,
+            }),
+            h => Ok(h),
+        }
     }
 
     /// Like [`decode`](Self::decode), at the end of input: leftover bytes
@@ -326,26 +390,54 @@ impl StreamDecoder {
         self.decode_from(src)
     }
 
-    /// Like [`decode`](Self::decode), over a chunk the caller already holds
-    /// as [`Bytes`] (an HTTP body's data): payload runs are sliced out of it
-    /// without copying.
+    /// Takes the next run of payload from `held` followed by `chunk`,
+    /// without copying payload: runs are sliced out of `chunk` (an HTTP
+    /// body's data); only a frame header split across chunks is put back
+    /// together in `held`.
     ///
-    /// `Ok(None)` with `src` not empty means `src` holds only the start of a
-    /// frame header: append the rest to it (or carry it into a
-    /// [`BytesMut`] for [`decode`](Self::decode)) and call again.
+    /// `Ok(None)` means `chunk` is used up (half a header may wait in
+    /// `held`): fetch the next chunk, or call
+    /// [`decode_eof`](Self::decode_eof) on `held` at the end of the body.
     ///
     /// ```
-    /// use bytes::Bytes;
+    /// use bytes::{Bytes, BytesMut};
     /// use gossiphttp::codec::StreamDecoder;
     ///
     /// let mut dec = StreamDecoder::new();
+    /// let mut held = BytesMut::new();
     /// let mut chunk = Bytes::from_static(b"\xcc\x00\x02hi\xcc\x00");
-    /// assert_eq!(dec.decode_bytes(&mut chunk).unwrap().unwrap(), &b"hi"[..]);
-    /// assert!(dec.decode_bytes(&mut chunk).unwrap().is_none());
-    /// assert_eq!(&chunk[..], b"\xcc\x00"); // half a header, kept
+    /// assert_eq!(dec.decode_chunk(&mut held, &mut chunk).unwrap().unwrap(), &b"hi"[..]);
+    /// assert_eq!(dec.decode_chunk(&mut held, &mut chunk).unwrap(), None);
+    /// let mut chunk = Bytes::from_static(b"\x02yo");
+    /// assert_eq!(dec.decode_chunk(&mut held, &mut chunk).unwrap().unwrap(), &b"yo"[..]);
     /// ```
-    pub fn decode_bytes(&mut self, src: &mut Bytes) -> Result<Option<Bytes>, FrameError> {
-        self.decode_from(src)
+    pub fn decode_chunk(
+        &mut self,
+        held: &mut BytesMut,
+        chunk: &mut Bytes,
+    ) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if !held.is_empty() {
+                // Top the split header up; payload bytes that come along
+                // are taken from `held` first, so the order holds.
+                let take = LONG_HEADER_LEN.saturating_sub(held.len()).min(chunk.len());
+                held.extend_from_slice(&chunk.split_to(take));
+                match self.decode_from(held)? {
+                    Some(run) => return Ok(Some(run)),
+                    None if !chunk.is_empty() => continue,
+                    None => return Ok(None),
+                }
+            }
+            match self.decode_from(chunk)? {
+                Some(run) => return Ok(Some(run)),
+                None => {
+                    // Half a header at the end of the chunk (or nothing).
+                    held.extend_from_slice(chunk);
+                    chunk.clear();
+                    return Ok(None);
+                }
+            }
+        }
     }
 
     fn decode_from<C: Chunk>(&mut self, src: &mut C) -> Result<Option<Bytes>, FrameError> {

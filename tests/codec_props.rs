@@ -2,7 +2,7 @@
 //! on its way in, the decoders deliver the same thing, and no input at all
 //! makes them panic or allocate what a header merely announces.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use gossiphttp::codec::{encode_frame, FrameError, PacketDecoder, StreamDecoder};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -214,6 +214,83 @@ fn run_stream(pieces: &[&[u8]]) -> StreamRun {
     }
 }
 
+/// The same as [`run_packet`], through `decode_chunk` (pieces as `Bytes`
+/// body chunks; payload sliced out of them, split frames put together).
+fn run_packet_chunked(pieces: &[&[u8]], max: usize) -> PacketRun {
+    let mut dec = PacketDecoder::new(max);
+    let mut held = BytesMut::new();
+    let mut run = PacketRun {
+        messages: Vec::new(),
+        error: None,
+        peak_capacity: 0,
+    };
+    for piece in pieces {
+        let mut chunk = Bytes::copy_from_slice(piece);
+        loop {
+            let r = dec.decode_chunk(&mut held, &mut chunk);
+            run.peak_capacity = run.peak_capacity.max(held.capacity());
+            match r {
+                Ok(Some(m)) => run.messages.push(m.to_vec()),
+                Ok(None) => {
+                    assert!(chunk.is_empty(), "decode_chunk left input unread");
+                    break;
+                }
+                Err(e) => {
+                    run.error = Some(e);
+                    return run;
+                }
+            }
+        }
+    }
+    match dec.decode_eof(&mut held) {
+        Ok(Some(m)) => run.messages.push(m.to_vec()),
+        Ok(None) => {}
+        Err(e) => run.error = Some(e),
+    }
+    run
+}
+
+/// The same as [`run_stream`], through `decode_chunk`.
+fn run_stream_chunked(pieces: &[&[u8]]) -> StreamRun {
+    let mut dec = StreamDecoder::new();
+    let mut held = BytesMut::new();
+    let mut run = StreamRun {
+        data: Vec::new(),
+        error: None,
+        empty_chunks: 0,
+    };
+    for piece in pieces {
+        let mut chunk = Bytes::copy_from_slice(piece);
+        loop {
+            match dec.decode_chunk(&mut held, &mut chunk) {
+                Ok(Some(c)) => {
+                    run.empty_chunks += usize::from(c.is_empty());
+                    run.data.extend_from_slice(&c);
+                }
+                Ok(None) => {
+                    assert!(chunk.is_empty(), "decode_chunk left input unread");
+                    assert!(held.len() < 5, "decode_chunk held {} bytes", held.len());
+                    break;
+                }
+                Err(e) => {
+                    run.error = Some(e);
+                    return run;
+                }
+            }
+        }
+    }
+    loop {
+        match dec.decode_eof(&mut held) {
+            Ok(Some(c)) => run.data.extend_from_slice(&c),
+            Ok(None) => return run,
+            Err(e) => {
+                run.error = Some(e);
+                return run;
+            }
+        }
+    }
+}
+
 /// Checks an error is one of the known variants with sane fields.
 fn check_error(e: &FrameError, max: Option<usize>) -> Result<(), TestCaseError> {
     match e {
@@ -273,6 +350,15 @@ proptest! {
         prop_assert_eq!(&s.error, &None);
         prop_assert_eq!(s.empty_chunks, 0);
         prop_assert!(s.data == payloads.concat(), "stream data differs");
+
+        // The zero-copy path over body chunks agrees.
+        let chunked = run_packet_chunked(&pieces, max);
+        prop_assert_eq!(&chunked.error, &None);
+        prop_assert!(chunked.messages == got.messages, "decode_chunk packets differ");
+        let cs = run_stream_chunked(&pieces);
+        prop_assert_eq!(&cs.error, &None);
+        prop_assert_eq!(cs.empty_chunks, 0);
+        prop_assert!(cs.data == s.data, "decode_chunk stream data differs");
     }
 }
 
@@ -303,6 +389,12 @@ proptest! {
         for m in &p.messages {
             prop_assert!(m.len() <= max);
         }
+        // decode_chunk over the same pieces: same packets, same error, and
+        // no more room held than the buffered path.
+        let c = run_packet_chunked(&pieces, max);
+        prop_assert_eq!(&p.messages, &c.messages);
+        prop_assert_eq!(&p.error, &c.error);
+        prop_assert!(c.peak_capacity <= 4 * (body.len() + max + 5) + 64);
         // Room is only ever reserved for input that arrived or a frame that
         // passed the size check; allow for the allocator's doubling.
         let bound = 4 * (body.len() + max + 5) + 64;
@@ -317,7 +409,7 @@ proptest! {
                 "a stream has no size cap: {e:?}");
         }
         prop_assert_eq!(s.empty_chunks, 0);
-        for other in [run_stream(&whole), run_stream(&bytewise)] {
+        for other in [run_stream(&whole), run_stream(&bytewise), run_stream_chunked(&pieces), run_stream_chunked(&bytewise)] {
             prop_assert_eq!(&s.data, &other.data);
             prop_assert_eq!(&s.error, &other.error);
         }

@@ -289,7 +289,10 @@ async fn receive_packets(
 ) -> Response<FrameBody> {
     let received_at = Instant::now();
     let mut decoder = PacketDecoder::new(inner.options.max_packet_size);
-    let mut buf = BytesMut::new();
+    // Packets are sliced out of the body's chunks; only a frame split
+    // across chunks is copied, into `held`.
+    let mut held = BytesMut::new();
+    let mut chunk = Bytes::new();
     // The body gets `body_read_timeout` in all for its bytes to arrive, so
     // a peer trickling a byte a second is cut off as surely as a silent
     // one. Time spent waiting for room in our own packet queue is ours,
@@ -298,7 +301,7 @@ async fn receive_packets(
     let mut waited = Duration::ZERO;
     loop {
         loop {
-            match decoder.decode(&mut buf) {
+            match decoder.decode_chunk(&mut held, &mut chunk) {
                 Ok(Some(payload)) => {
                     if !deliver(inner, payload, from, received_at).await {
                         return status(StatusCode::SERVICE_UNAVAILABLE);
@@ -317,7 +320,7 @@ async fn receive_packets(
         match frame {
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
+                    chunk = data;
                 }
             }
             Ok(Some(Err(e))) => {
@@ -339,7 +342,7 @@ async fn receive_packets(
             }
         }
     }
-    match decoder.decode_eof(&mut buf) {
+    match decoder.decode_eof(&mut held) {
         // decode() already took every whole frame; only an error can remain.
         Ok(_) => status(StatusCode::OK),
         Err(e) => refuse_frame(inner, from, &e),

@@ -8,7 +8,7 @@
 use super::body::FrameBody;
 use super::metrics::Metrics;
 use super::transport::Inner;
-use crate::codec::{frame_header, StreamDecoder, LONG_HEADER_LEN, MAX_SHORT_PAYLOAD};
+use crate::codec::{frame_header, StreamDecoder, MAX_SHORT_PAYLOAD};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -138,39 +138,6 @@ impl StreamConn {
         io::Error::new(kind, msg)
     }
 
-    /// The next run of payload from what has been received; `Ok(None)`
-    /// once all of it is used up (a header cut short waits in `rx_buf`).
-    fn decode_next(&mut self) -> Result<Option<Bytes>, crate::codec::FrameError> {
-        loop {
-            if !self.rx_buf.is_empty() {
-                // Top the split header up from the next chunk; any payload
-                // bytes that come along are decoded from `rx_buf` first, so
-                // the order holds.
-                let need = LONG_HEADER_LEN
-                    .saturating_sub(self.rx_buf.len())
-                    .min(self.rx_chunk.len());
-                self.rx_buf.extend_from_slice(&self.rx_chunk.split_to(need));
-                match self.decoder.decode(&mut self.rx_buf)? {
-                    Some(payload) => return Ok(Some(payload)),
-                    None if need > 0 && !self.rx_chunk.is_empty() => continue,
-                    None => return Ok(None),
-                }
-            }
-            if self.rx_chunk.is_empty() {
-                return Ok(None);
-            }
-            match self.decoder.decode_bytes(&mut self.rx_chunk)? {
-                Some(payload) => return Ok(Some(payload)),
-                None => {
-                    // Half a header at the end of the chunk.
-                    let rest = std::mem::take(&mut self.rx_chunk);
-                    self.rx_buf.extend_from_slice(&rest);
-                    return Ok(None);
-                }
-            }
-        }
-    }
-
     /// Moves decoded payload into `pending`, pulling body frames as needed.
     /// Ready(Ok(())) with `pending` empty means end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -179,7 +146,9 @@ impl StreamConn {
                 return Poll::Ready(Ok(()));
             }
             let frames_before = self.decoder.frames_started();
-            let decoded = self.decode_next();
+            let decoded = self
+                .decoder
+                .decode_chunk(&mut self.rx_buf, &mut self.rx_chunk);
             self.metrics
                 .stream_rx_packets
                 .inc_by(self.decoder.frames_started() - frames_before);
@@ -218,7 +187,7 @@ impl StreamConn {
             match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        // decode_next() only asks for more once it has
+                        // decode_chunk() only asks for more once it has
                         // used up the chunk before.
                         debug_assert!(self.rx_chunk.is_empty());
                         self.rx_chunk = data;
