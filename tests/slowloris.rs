@@ -278,3 +278,85 @@ async fn max_connections_closes_the_extras_at_once() {
     timeout(WAIT, b.shutdown()).await.unwrap();
     timeout(WAIT, b_server.shutdown()).await.unwrap();
 }
+
+/// A peer that sends the HTTP/2 preface at once and then trickles its first
+/// `HEADERS` frame (past the first-bytes check) is cut off once
+/// `header_read_timeout` passes without a whole request; a peer that sends
+/// real requests on its connection is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_first_request_is_cut_off() {
+    let _serial = SERIAL.lock().await;
+    let mut opts = Options::default();
+    opts.header_read_timeout = Duration::from_millis(800);
+    let (t, registry) = Transport::new(opts).unwrap();
+    let server = t
+        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .unwrap();
+    let addr = server.local_addr();
+
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(H2_PREFACE).await.unwrap();
+    // An empty SETTINGS frame, then a HEADERS frame announcing 64 bytes.
+    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    tcp.write_all(&[0, 0, 64, 1, 4, 0, 0, 0, 1]).await.unwrap();
+    let started = std::time::Instant::now();
+    let (mut r, mut w) = tcp.into_split();
+    let trickler = tokio::spawn(async move {
+        for _ in 0..64 {
+            if w.write_all(b"\x82").await.is_err() {
+                return;
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let closed = timeout(WAIT, async {
+        let mut buf = [0u8; 256];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // the server's SETTINGS, a GOAWAY
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the trickling connection was never closed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+    trickler.abort();
+    assert_eq!(
+        metric(
+            &registry,
+            "cluster_transport_requests_refused_total{reason=\"header_timeout\"}"
+        ),
+        1.0
+    );
+
+    // A real client that waits longer than the deadline between requests
+    // keeps its connection: the deadline is for the first request only.
+    let (c, _) = Transport::new(Options::default()).unwrap();
+    let mut packets = t.packets();
+    c.send(Bytes::from_static(b"one"), &addr.to_string())
+        .await
+        .unwrap();
+    sleep(Duration::from_millis(1000)).await;
+    c.send(Bytes::from_static(b"two"), &addr.to_string())
+        .await
+        .unwrap();
+    for want in [&b"one"[..], b"two"] {
+        let p = timeout(WAIT, packets.recv()).await.unwrap().unwrap();
+        assert_eq!(&p.payload[..], want);
+    }
+    assert_eq!(
+        metric(
+            &registry,
+            "cluster_transport_requests_refused_total{reason=\"header_timeout\"}"
+        ),
+        1.0
+    );
+    timeout(WAIT, c.shutdown()).await.unwrap();
+    timeout(WAIT, t.shutdown()).await.unwrap();
+    timeout(WAIT, server.shutdown()).await.unwrap();
+}

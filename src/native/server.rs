@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -101,6 +101,9 @@ pub struct TransportService {
     inner: Arc<Inner>,
     remote: Option<SocketAddr>,
     fallback: Option<Fallback>,
+    /// Signalled on every request, for the connection's first-request
+    /// deadline (set by [`Transport::serve`] only).
+    request_seen: Option<Arc<Notify>>,
 }
 
 /// Answers requests for paths that are not the transport's (see
@@ -115,6 +118,7 @@ impl Transport {
             inner: self.inner.clone(),
             remote: None,
             fallback: None,
+            request_seen: None,
         }
     }
 
@@ -181,6 +185,9 @@ impl TransportService {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        if let Some(seen) = &self.request_seen {
+            seen.notify_one();
+        }
         let inner = &self.inner;
         let path = req.uri().path();
         let is_message = path == MESSAGE_PATH;
@@ -538,7 +545,9 @@ impl AcceptLoop {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let service = self.handler.clone().for_peer(remote);
+            let mut service = self.handler.clone().for_peer(remote);
+            let request_seen = Arc::new(Notify::new());
+            service.request_seen = Some(request_seen.clone());
             let stop = self.stop.clone();
             let limits = limits.clone();
             let tls = self.tls.clone();
@@ -547,7 +556,8 @@ impl AcceptLoop {
                 let _permit = permit;
                 let Some(acceptor) = tls else {
                     let io = FirstBytesDeadline::new(tcp, limits.header_read_timeout);
-                    return serve_connection(io, service, stop, &limits).await;
+                    return serve_connection(io, service, request_seen, stop, &limits, &metrics)
+                        .await;
                 };
                 let handshake =
                     tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
@@ -558,7 +568,7 @@ impl AcceptLoop {
                 match tls {
                     Ok(Ok(io)) => {
                         let io = FirstBytesDeadline::new(io, limits.header_read_timeout);
-                        serve_connection(io, service, stop, &limits).await
+                        serve_connection(io, service, request_seen, stop, &limits, &metrics).await
                     }
                     Ok(Err(e)) => {
                         if metrics.refuse("tls_handshake") {
@@ -593,11 +603,19 @@ impl From<&crate::Options> for ConnLimits {
     }
 }
 
+/// Serves one connection until it ends or the server stops.
+///
+/// A connection must complete its first request's headers within
+/// `header_read_timeout` of being accepted: hyper bounds HTTP/1 headers but
+/// not HTTP/2 ones, so a peer could send the preface and then trickle a
+/// `HEADERS` frame a byte at a time, holding the connection forever.
 async fn serve_connection<T>(
     io: T,
     service: TransportService,
+    request_seen: Arc<Notify>,
     stop: CancellationToken,
     limits: &ConnLimits,
+    metrics: &super::metrics::Metrics,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -617,12 +635,29 @@ async fn serve_connection<T>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size((limits.max_header_list_size as usize).max(8192));
+    let remote = service.remote;
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    let first_request = async {
+        if tokio::time::timeout(limits.header_read_timeout, request_seen.notified())
+            .await
+            .is_ok()
+        {
+            // In time: from now on only the connection's end matters.
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = first_request => {
+            if metrics.refuse("header_timeout") {
+                tracing::warn!(peer = ?remote, timeout = ?limits.header_read_timeout,
+                    "closed a connection that sent no whole request in time");
             }
             return;
         }

@@ -102,9 +102,11 @@ pub struct Options {
     /// (the `SETTINGS_MAX_CONCURRENT_STREAMS` the server advertises).
     /// Default 256.
     pub max_concurrent_streams_per_connection: u32,
-    /// How long a new connection may take to finish its TLS handshake and
-    /// send its first request bytes (the HTTP/2 preface, or HTTP/1 headers);
-    /// a peer that trickles them is cut off. Default 10 s.
+    /// How long a new connection may take to finish its TLS handshake, send
+    /// its first bytes (the HTTP/2 preface), and complete its first
+    /// request's headers; every HTTP/1 request's headers get as long. A peer
+    /// that trickles them is cut off (`requests_refused{reason=
+    /// "header_timeout"}`). Default 10 s.
     pub header_read_timeout: Duration,
     /// Largest request header block accepted; larger ones are refused
     /// (`431` on HTTP/1.1, a stream error on HTTP/2). Default 16 KiB.
