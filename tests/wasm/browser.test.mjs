@@ -1,6 +1,7 @@
 // The www page in headless Chromium against a native TLS peer (HTTP/2):
 // packets arrive byte-exact, a stream exchange comes back, the CORS preflight
 // passes for the allowed origin, and a page from another origin is refused.
+// Then the same page talks to a worker (handleRequest with corsAllowedOrigins in workerd).
 // Saves target/artifacts/www.png (the page after an exchange).
 //
 // Needs pkg/ (scripts/build-pkg.sh), target/debug/examples/wasm_peer and /usr/bin/chromium.
@@ -10,7 +11,19 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { artifactsDir, hex, pkgDir, serveStatic, sleep, startPeer, stopAll, withTimeout } from './support.mjs';
+import {
+  artifactsDir,
+  here,
+  hex,
+  http1Request,
+  pkgDir,
+  serveStatic,
+  sleep,
+  startPeer,
+  startWorkerd,
+  stopAll,
+  withTimeout,
+} from './support.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const enc = new TextEncoder();
@@ -164,4 +177,38 @@ test('a page from an origin outside the allowlist is refused: fetch fails, nothi
   const after = peer.events.slice(before);
   assert.deepEqual(after.filter((e) => e.event !== 'listening'), [], 'nothing reached the application');
   await page.close();
+});
+
+test('browser → worker (workerd, HTTP/1.1, corsAllowedOrigins): a packet and an exchange from the page', { timeout: 90_000 }, async () => {
+  const worker = await startWorkerd({
+    template: path.join(here, 'worker', 'config.capnp.in'),
+    vars: { PAGE_ORIGIN: allowed.origin },
+    files: {
+      'worker.mjs': path.join(here, 'worker', 'worker.mjs'),
+      'gossiphttp.js': path.join(pkgDir, 'gossiphttp.js'),
+      'gossiphttp_bg.wasm': path.join(pkgDir, 'gossiphttp_bg.wasm'),
+    },
+  });
+  try {
+    const { page, net } = await openPage(allowed.origin);
+    await page.fill('#url', `${worker.url}/cors`); // the worker's endpoints live under /cors/api/v1/ckit/transport
+    const packet = 'to the worker, from a page';
+    await act(page, '#send', packet, 'packet', 1);
+    const text = 'echo me, worker';
+    const [back] = await act(page, '#exchange', text, 'received', 1);
+    assert.equal(back.payloadHex, hex(enc.encode(text)), 'the worker echoed the stream to the page');
+    const seen = JSON.parse((await http1Request(`${worker.url}/received`, { method: 'GET' })).body.toString());
+    assert.deepEqual(
+      seen.map((g) => (g.stream ? ['stream', g.len] : ['packet', g.hex])),
+      [
+        ['packet', hex(enc.encode(packet))],
+        ['stream', enc.encode(text).length],
+      ],
+    );
+    const preflights = net.filter((e) => e.kind === 'response' && e.type === 'Preflight');
+    assert.ok(preflights.length >= 1 && preflights.every((p) => p.status === 204), JSON.stringify(preflights));
+    await page.close();
+  } finally {
+    await worker.stop();
+  }
 });
