@@ -92,7 +92,7 @@ async function exchange() {
   showFrame(out, payload);
   setStatus('exchanging…');
   const ex = await peer().exchange(payload);
-  const back = addEntry('received', '← from the node');
+  const back = addEntry('received', '← from the node  (stream bytes, unwrapped from its frames)');
   const chunks = [];
   for await (const chunk of ex) {
     chunks.push(chunk);

@@ -127,6 +127,9 @@ test('browser → native: packets typed into the page arrive byte-exact (0xCC an
 
 test('browser → native: a stream exchange returns the node’s frames; preflight observed; screenshot', { timeout: 90_000 }, async () => {
   const { page, net } = await openPage(allowed.origin);
+  // A packet first, so the screenshot shows both kinds of entries.
+  await act(page, '#send', 'a packet first', 'packet', 1);
+  assert.equal((await peer.packets(1, 15_000))[0].hex, hex(enc.encode('a packet first')));
   const text = 'ping over a stream — echo me, node';
   const [received] = await act(page, '#exchange', text, 'received', 1);
   const back = received.payloadHex;
