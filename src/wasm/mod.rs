@@ -1,11 +1,21 @@
 //! The `wasm32` runtime: browsers, Node and edge workers, over `fetch`.
 //!
-//! - [`client`]: send packets and open stream exchanges to a peer URL.
-//! - [`worker`]: answer the transport's endpoints from a worker's `fetch`.
-//! - [`js`]: the JavaScript-facing pieces shared by both (errors, frames).
+//! - [`client`]: `Peer` sends packets and runs stream exchanges with a peer
+//!   URL (`Peer.open`, full duplex, in Node only).
+//! - [`worker`]: `handleRequest` answers the transport's endpoints from a
+//!   worker's `fetch`.
+//! - [`frames`]: `encodeFrame` and `FrameDecoder`, the shared codec for
+//!   JavaScript.
+//! - [`js`]: errors with a `code`, argument checks.
 //!
-//! Framing is the shared [`crate::codec`], unchanged.
+//! Framing is the shared [`crate::codec`], unchanged. Built with
+//! `wasm-pack build --release --target web`, this is the npm package
+//! `gossiphttp` (see `pkg/README.md` for browser, Node and worker set-up).
 
 pub mod client;
+pub mod frames;
 pub mod js;
 pub mod worker;
+
+pub use client::{ChunkIterator, DuplexStream, Exchange, Peer};
+pub use frames::{encode_frame, FrameDecoder};

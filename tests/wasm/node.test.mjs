@@ -1,0 +1,356 @@
+// Node 20 → native peer, through the npm package (pkg/, built by scripts/build-pkg.sh):
+// packets (batched, 0xCD-sized), stream exchanges, Peer.open() full duplex, and every
+// error code (status 505, network, timeout, frame, invalid_address, closed).
+//
+// Node's fetch speaks HTTP/1.1 only, so the native peer runs with --http1. It serves
+// TLS with its own self-signed certificate, and Node must trust it: NODE_EXTRA_CA_CERTS
+// is read once at start-up, so this file first makes the certificate, then runs itself
+// again (`node --test`) with NODE_EXTRA_CA_CERTS pointing at it. No certificate check is
+// turned off. Plain-HTTP mock servers (node:http) cover what a well-behaved peer never
+// does (malformed bodies, silence) and show what goes on the wire.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { concat, freePort, hex, pattern, pkgDir, repoRoot, startPeer, stopAll, withTimeout } from './support.mjs';
+
+const self = fileURLToPath(import.meta.url);
+const TLS_ENV = 'GOSSIPHTTP_NODE_TEST_TLS_DIR';
+const tlsDir = process.env[TLS_ENV];
+
+after(stopAll);
+
+if (!tlsDir) {
+  // Parent: make the certificate, then run this file again with Node trusting it.
+  test('Node fetch → native peer over TLS (its certificate trusted through NODE_EXTRA_CA_CERTS)', { timeout: 240_000 }, async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gossiphttp-node-tls-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const maker = await startPeer(['--tls-dir', dir]);
+    await maker.stop();
+    assert.ok(fs.existsSync(path.join(dir, 'cert.pem')), 'wasm_peer wrote cert.pem');
+    // Without NODE_TEST_CONTEXT, the inner `node --test` runs as a top-level run.
+    const { NODE_TEST_CONTEXT, ...env } = process.env;
+    const child = spawn(process.execPath, ['--test', '--test-reporter=tap', self], {
+      cwd: repoRoot,
+      env: { ...env, [TLS_ENV]: dir, NODE_EXTRA_CA_CERTS: path.join(dir, 'cert.pem') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const code = await withTimeout(new Promise((r) => child.on('exit', (c, s) => r(c ?? s))), 230_000, 'inner node --test');
+    for (const line of out.split('\n')) {
+      if (/^\s*(not )?ok \d+ - /.test(line) || /^# (pass|fail|tests)/.test(line)) t.diagnostic(line.trim());
+    }
+    assert.equal(code, 0, `the inner run failed:\n${out}`);
+    const passed = Number(/^# pass (\d+)/m.exec(out)?.[1] ?? 0);
+    assert.ok(passed >= 10, `expected the inner tests to run (passed: ${passed})\n${out}`);
+  });
+} else {
+  await runSuite(tlsDir);
+}
+
+async function runSuite(dir) {
+  const gossip = await import(path.join(pkgDir, 'gossiphttp.js'));
+  gossip.initSync({ module: fs.readFileSync(path.join(pkgDir, 'gossiphttp_bg.wasm')) });
+  const { Peer, encodeFrame, FrameDecoder } = gossip;
+  const tls = ['--cert', path.join(dir, 'cert.pem'), '--key', path.join(dir, 'key.pem')];
+  const enc = (s) => new TextEncoder().encode(s);
+
+  let peer; // wasm_peer: TLS, HTTP/1.1 accepted, echoes streams
+  before(async () => {
+    peer = await startPeer([...tls, '--http1']);
+    assert.match(peer.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  /** A plain HTTP/1.1 server; `handler(req, body, res)` sees each request whole. */
+  async function mock(handler) {
+    const requests = [];
+    const server = http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        requests.push({ method: req.method, url: req.url, headers: req.headers, body });
+        handler(req, body, res);
+      });
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    return {
+      url: `http://127.0.0.1:${server.address().port}`,
+      requests,
+      close: () => new Promise((r) => (server.closeAllConnections(), server.close(r))),
+    };
+  }
+
+  async function rejection(promise) {
+    try {
+      await promise;
+    } catch (e) {
+      return e;
+    }
+    assert.fail('expected a rejection');
+  }
+
+  test('packets sent in one turn share one POST /message, frames in order, byte-exact', async () => {
+    const m = await mock((req, body, res) => res.writeHead(200).end());
+    try {
+      const p = new Peer(m.url + '/', { token: 's3cret' });
+      assert.equal(p.url, m.url);
+      const packets = [enc('alpha'), new Uint8Array(0), pattern(1400), pattern(70_000, 7)];
+      const sent = packets.map((x) => p.send(x));
+      packets[0].fill(0); // send() copied it
+      await Promise.all(sent);
+      assert.equal(m.requests.length, 1, 'one request for the whole turn');
+      const r = m.requests[0];
+      assert.equal(r.method, 'POST');
+      assert.equal(r.url, '/api/v1/ckit/transport/message');
+      assert.equal(r.headers['content-type'], 'application/x.ckit');
+      assert.equal(r.headers.authorization, 'Bearer s3cret');
+      const want = concat([enc('alpha'), new Uint8Array(0), pattern(1400), pattern(70_000, 7)].map((x) => encodeFrame(x)));
+      assert.equal(hex(r.body), hex(want));
+      assert.equal(r.body[0], 0xcc);
+      // The 70,000-byte packet went out with a 0xCD header.
+      const cd = 3 + 5 + 3 + 3 + 1400;
+      assert.equal(hex(r.body.subarray(cd, cd + 5)), 'cd00011170');
+      // A later turn is a new request.
+      await p.send(enc('later'));
+      assert.equal(m.requests.length, 2);
+      assert.equal(hex(m.requests[1].body), 'cc00056c61746572');
+    } finally {
+      await m.close();
+    }
+  });
+
+  test('Node → wasm_peer (TLS, HTTP/1.1): send and sendMany arrive byte-exact, 0xCD-sized too', async () => {
+    const p = new Peer(peer.url);
+    const big = pattern(100_000, 3);
+    await Promise.all([p.send(enc('one')), p.send(enc('two'))]);
+    await p.sendMany([enc('three'), big, new Uint8Array([0xcc, 0xcd])]);
+    const got = await peer.packets(5);
+    assert.deepEqual(
+      got.map((e) => e.hex),
+      [enc('one'), enc('two'), enc('three'), big, new Uint8Array([0xcc, 0xcd])].map(hex),
+    );
+    assert.equal(got[3].len, 100_000);
+    await p.sendMany([]); // nothing to send: no request, resolves
+  });
+
+  test('Node → wasm_peer: an exchange returns the echoed bytes (for await, next, bytes)', async () => {
+    const p = new Peer(peer.url);
+    const data = [enc('hello '), pattern(200_000, 1), enc('world')];
+    const ex = await p.exchange(data);
+    const chunks = [];
+    for await (const c of ex) chunks.push(c);
+    assert.equal(hex(concat(chunks)), hex(concat(data)));
+    assert.equal(await ex.next(), undefined, 'next() after the end');
+    const closed = await peer.streamClosed();
+    assert.equal(closed.hex, hex(concat(data)), 'wasm_peer received the exchange byte-exact');
+
+    const ex2 = await p.exchange(enc('single chunk'));
+    assert.equal(new TextDecoder().decode(await ex2.bytes()), 'single chunk');
+    await peer.streamClosed();
+
+    const ex3 = await p.exchange([]);
+    assert.equal((await ex3.bytes()).length, 0, 'an empty exchange echoes nothing');
+    await peer.streamClosed();
+  });
+
+  test('Peer.open() is full duplex in Node: the echo of a write arrives before close()', async () => {
+    const p = new Peer(peer.url);
+    const s = await p.open();
+    await s.write(enc('ping'));
+    const first = await withTimeout(s.next(), 5000, 'echo while the request body is open');
+    assert.equal(new TextDecoder().decode(first), 'ping');
+    const big = pattern(150_000, 9);
+    const w = s.write(big);
+    let got = new Uint8Array(0);
+    while (got.length < big.length) got = concat([got, await withTimeout(s.next(), 5000, 'echo of the big write')]);
+    await w;
+    assert.equal(hex(got), hex(big));
+    await s.close();
+    assert.equal(await s.next(), undefined, 'the peer ends after our close()');
+    const err = await rejection(s.write(enc('late')));
+    assert.equal(err.code, 'closed');
+    const closed = await peer.streamClosed();
+    assert.equal(closed.hex, hex(concat([enc('ping'), big])));
+  });
+
+  test('non-200 rejects with code "status": a peer without HTTP/1.1 answers 505', async () => {
+    const h2only = await startPeer(tls);
+    try {
+      const p = new Peer(h2only.url);
+      const err = await rejection(p.send(enc('x')));
+      assert.equal(err.code, 'status');
+      assert.equal(err.status, 505);
+      assert.ok(err instanceof Error);
+      const err2 = await rejection(p.exchange(enc('x')));
+      assert.equal(err2.code, 'status');
+      assert.equal(err2.status, 505);
+    } finally {
+      await h2only.stop();
+    }
+    const m = await mock((req, body, res) => res.writeHead(401).end('missing or wrong bearer token\n'));
+    try {
+      const err = await rejection(new Peer(m.url).sendMany([enc('a')]));
+      assert.equal(err.code, 'status');
+      assert.equal(err.status, 401);
+      assert.match(err.message, /401.*bearer token/);
+    } finally {
+      await m.close();
+    }
+  });
+
+  test('an unreachable port rejects with code "network"; a silent peer with "timeout"', async () => {
+    const port = await freePort();
+    const err = await rejection(new Peer(`http://127.0.0.1:${port}`).send(enc('x')));
+    assert.equal(err.code, 'network');
+    assert.match(err.message, /ECONNREFUSED|refused/i);
+
+    const m = await mock(() => {}); // reads the body, never answers
+    try {
+      const t0 = Date.now();
+      const e = await rejection(new Peer(m.url, { timeoutMs: 300 }).send(enc('x')));
+      assert.equal(e.code, 'timeout');
+      const took = Date.now() - t0;
+      assert.ok(took >= 250 && took < 5000, `timed out after ${took} ms`);
+    } finally {
+      await m.close();
+    }
+  });
+
+  test('an exchange whose answer stalls mid-body times out between chunks', async () => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/x.ckit' });
+      res.write(Buffer.from('cc00026869', 'hex')); // "hi", then silence
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const ex = await new Peer(`http://127.0.0.1:${server.address().port}`, { timeoutMs: 300 }).exchange(enc('x'));
+      assert.equal(new TextDecoder().decode(await ex.next()), 'hi');
+      const err = await rejection(ex.next());
+      assert.equal(err.code, 'timeout');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('malformed /stream answers reject with code "frame"', async () => {
+    for (const [body, before] of [
+      ['cc0002686900', 'hi'], // good frame, then a bad magic byte
+      ['cc00056865', 'he'], // ends inside a frame: the bytes that came are handed out first
+      ['cd00', ''], // ends inside a header
+    ]) {
+      const m = await mock((req, _b, res) => res.writeHead(200, { 'content-type': 'application/x.ckit' }).end(Buffer.from(body, 'hex')));
+      try {
+        const ex = await new Peer(m.url).exchange(enc('x'));
+        let got = '';
+        let err;
+        try {
+          for (;;) {
+            const c = await ex.next();
+            if (c === undefined) break;
+            got += new TextDecoder().decode(c);
+          }
+        } catch (e) {
+          err = e;
+        }
+        assert.equal(err?.code, 'frame', `body ${body}: ${err}`);
+        assert.equal(got, before, `body ${body}`);
+        assert.equal((await rejection(ex.next())).code, 'frame', 'the error sticks');
+      } finally {
+        await m.close();
+      }
+    }
+  });
+
+  test('maxPacketSize, bad URLs, bad arguments and cancel() fail with their codes', async () => {
+    const m = await mock((req, body, res) => res.writeHead(200).end());
+    try {
+      const p = new Peer(m.url, { maxPacketSize: 10 });
+      const t = (f) => {
+        try {
+          f();
+        } catch (e) {
+          return e;
+        }
+        assert.fail('expected a throw');
+      };
+      // Methods that return a promise reject (never throw).
+      assert.equal((await rejection(p.send(new Uint8Array(11)))).code, 'frame');
+      assert.equal((await rejection(p.sendMany([new Uint8Array(1), new Uint8Array(11)]))).code, 'frame');
+      await p.send(new Uint8Array(10));
+      assert.equal(m.requests.length, 1, 'nothing over the limit was sent');
+      assert.equal((await rejection(p.send('not bytes'))).code, 'invalid_argument');
+      assert.equal((await rejection(p.sendMany(enc('not an array')))).code, 'invalid_argument');
+      assert.equal((await rejection(p.exchange([enc('a'), 42]))).code, 'invalid_argument');
+      assert.equal(t(() => new Peer('127.0.0.1:7946')).code, 'invalid_address');
+      assert.equal(t(() => new Peer('ftp://127.0.0.1:7946')).code, 'invalid_address');
+      assert.equal(t(() => new Peer('not a url')).code, 'invalid_address');
+      assert.equal(t(() => new Peer(m.url, { timeoutMs: -1 })).code, 'invalid_options');
+      assert.equal(new Peer('https://gossip.example.workers.dev/').url, 'https://gossip.example.workers.dev');
+    } finally {
+      await m.close();
+    }
+
+    const ex = await new Peer(peer.url).exchange(pattern(10_000));
+    ex.cancel();
+    assert.equal((await rejection(ex.next())).code, 'closed');
+    await peer.streamClosed();
+
+    // Leaving a for-await loop early cancels the exchange.
+    const ex2 = await new Peer(peer.url).exchange([enc('a'), enc('b')]);
+    for await (const c of ex2) {
+      assert.ok(c.length > 0);
+      break;
+    }
+    assert.equal((await rejection(ex2.next())).code, 'closed');
+    await peer.streamClosed();
+  });
+
+  test('encodeFrame and FrameDecoder follow frames.json (fed one byte at a time)', () => {
+    const vectors = JSON.parse(fs.readFileSync(path.join(repoRoot, '..', 'shared', 'vectors', 'frames.json'), 'utf8'));
+    const payloadOf = (c) => (c.payload_hex !== undefined ? Buffer.from(c.payload_hex, 'hex') : pattern(c.payload_len));
+    for (const c of vectors.encode) {
+      const f = encodeFrame(payloadOf(c));
+      assert.equal(f.length, c.frame_len, c.name);
+      assert.equal(hex(f.subarray(0, c.frame_head_hex.length / 2)), c.frame_head_hex, c.name);
+      if (c.frame_hex) assert.equal(hex(f), c.frame_hex, c.name);
+      const d = new FrameDecoder(2_000_000);
+      const out = d.push(f);
+      d.finish();
+      assert.equal(out.length, 1, c.name);
+      assert.equal(hex(out[0]), hex(payloadOf(c)), c.name);
+    }
+    for (const c of vectors.decode) {
+      const d = new FrameDecoder();
+      const input = Buffer.from(c.input_hex, 'hex');
+      const got = [];
+      let err;
+      try {
+        for (const b of input) got.push(...d.push(new Uint8Array([b])));
+        d.finish();
+      } catch (e) {
+        err = e;
+      }
+      assert.deepEqual(got.map(hex), c.messages_hex, c.name);
+      assert.equal(err?.code ?? '', c.error ? 'frame' : '', c.name);
+    }
+    // Over maxPacketSize: refused at the header, earlier packets on err.packets.
+    const d = new FrameDecoder(4);
+    let e;
+    try {
+      d.push(concat([encodeFrame(enc('ok')), encodeFrame(enc('too long'))]));
+    } catch (x) {
+      e = x;
+    }
+    assert.equal(e.code, 'frame');
+    assert.deepEqual(e.packets.map(hex), [hex(enc('ok'))]);
+  });
+}
