@@ -16,11 +16,7 @@ TLS_DIR="target/www-tls"
 # 1. The npm package (pkg/), rebuilt when a Rust source is newer than it.
 if [[ ! -f pkg/gossiphttp_bg.wasm || -n "$(find src Cargo.toml -newer pkg/gossiphttp_bg.wasm -print -quit)" ]]; then
   echo "==> building the wasm package (pkg/)"
-  if [[ -x scripts/build-pkg.sh ]]; then
-    scripts/build-pkg.sh
-  else
-    wasm-pack build --release --target web --out-dir pkg --out-name gossiphttp
-  fi
+  scripts/build-pkg.sh
 fi
 
 # 2. The native node: wasm_peer prints one JSON line per packet and stream, echoes streams.
