@@ -18,11 +18,17 @@
 //! };
 //! ```
 //!
-//! A worker is addressed by URL (`https://gossip.example.workers.dev`), not
-//! by `host:port`: peers that send to it use the URL as the peer address.
-//! Locally, workerd speaks HTTP/1.1 only, so a native peer needs its HTTP/1.1
-//! client option to reach it; deployed workers sit behind an edge that also
-//! accepts HTTP/2 over TLS.
+//! A worker is addressed by URL (`https://gossip.example.workers.dev`, or
+//! with a path prefix when `basePath` has one), not by `host:port`: peers
+//! that send to it use the URL as the peer address. Locally, workerd speaks
+//! HTTP/1.1 only, so a native peer needs its HTTP/1.1 client option to reach
+//! it; deployed workers sit behind an edge that also accepts HTTP/2 over TLS.
+//! The `.wasm` file is imported as a compiled module (`wasm = embed ...` in a
+//! workerd config, the default `CompiledWasm` rule in wrangler).
+//!
+//! `from` is the `CF-Connecting-IP` header (set by Cloudflare's edge), or
+//! `"unknown"`. Errors thrown at JavaScript carry a `code`
+//! (`"invalid_options"`, `"invalid_argument"`, `"frame"`).
 //!
 //! What the handler enforces, in this order (the native server's order),
 //! for a URL under `basePath`:
@@ -651,7 +657,7 @@ fn iterator_of(iterable: &JsValue) -> Result<JsValue, JsValue> {
         }
     }
     Err(error(
-        "invalid_stream",
+        "invalid_argument",
         "onStream must return (or resolve to) an iterable or async iterable of Uint8Array",
     ))
 }
@@ -662,7 +668,7 @@ async fn pump(output: JsValue, writer: &WritableStreamDefaultWriter) -> Result<(
     let iterator = iterator_of(&iterable)?;
     let next: Function = get(&iterator, "next")?
         .dyn_into()
-        .map_err(|_| error("invalid_stream", "the iterator has no next()"))?;
+        .map_err(|_| error("invalid_argument", "the iterator has no next()"))?;
     let result = pump_items(&iterator, &next, writer).await;
     if result.is_err() {
         // Let a generator run its `finally` blocks.
@@ -686,7 +692,7 @@ async fn pump_items(
         let step = settle(next.call0(iterator)?).await?;
         if !step.is_object() {
             return Err(error(
-                "invalid_stream",
+                "invalid_argument",
                 "the iterator's next() gave a non-object",
             ));
         }
@@ -696,7 +702,7 @@ async fn pump_items(
         let value = settle(get(&step, "value")?).await?;
         let bytes = as_bytes(&value).ok_or_else(|| {
             error(
-                "invalid_stream",
+                "invalid_argument",
                 "onStream yielded a chunk that is not a Uint8Array, ArrayBuffer or ArrayBufferView",
             )
         })?;
