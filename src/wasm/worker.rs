@@ -95,7 +95,7 @@ export interface TransportHandlers {
 
 /** Options for {@link handleRequest}. */
 export interface HandleRequestOptions {
-  /** Largest `/message` packet accepted, in bytes (default 1 MiB); a bigger frame header gets 400 before anything is allocated. */
+  /** Largest `/message` packet accepted, in bytes (default 1 MiB); a bigger frame header gets 413 before anything is allocated. */
   maxPacketSize?: number;
   /** Shared secret: requests must carry `Authorization: Bearer <token>`, else 401. */
   token?: string;
