@@ -239,7 +239,7 @@ impl PacketDecoder {
         let Some(h) = self.checked_header(src)? else {
             return Ok(None);
         };
-        let total = h.header_len + h.len;
+        let total = h.header_len.saturating_add(h.len);
         if src.len() < total {
             src.reserve(total - src.len());
             return Ok(None);
@@ -279,7 +279,7 @@ impl PacketDecoder {
         loop {
             if held.is_empty() {
                 if let Some(h) = self.checked_header(chunk)? {
-                    if chunk.len() >= h.header_len + h.len {
+                    if chunk.len() >= h.header_len.saturating_add(h.len) {
                         chunk.advance(h.header_len);
                         return Ok(Some(chunk.split_to(h.len)));
                     }
@@ -291,7 +291,10 @@ impl PacketDecoder {
                 // `held` (reserved, below, after its size check).
             }
             let lacking = match self.checked_header(held)? {
-                Some(h) => (h.header_len + h.len).saturating_sub(held.len()),
+                Some(h) => h
+                    .header_len
+                    .saturating_add(h.len)
+                    .saturating_sub(held.len()),
                 // As much header as a frame can have.
                 None => LONG_HEADER_LEN - held.len(),
             };
@@ -333,7 +336,7 @@ fn truncated(src: &[u8]) -> FrameError {
     let expected = peek_header(src)
         .ok()
         .flatten()
-        .map(|h| (h.header_len + h.len) as u64);
+        .map(|h| h.header_len as u64 + h.len as u64);
     FrameError::Truncated {
         received: src.len(),
         expected,
@@ -448,7 +451,9 @@ impl StreamDecoder {
                 };
                 src.advance(h.header_len);
                 self.remaining = h.len as u64;
-                self.frame_len = (h.header_len + h.len) as u64;
+                // In u64: on 32-bit targets (wasm32) a 0xCD length near u32::MAX
+                // plus the header overflows usize.
+                self.frame_len = h.header_len as u64 + h.len as u64;
                 self.frames += 1;
                 continue;
             }

@@ -39,7 +39,7 @@
 
 use crate::codec::StreamDecoder;
 use crate::wasm::frames::{frame, frame_error};
-use crate::wasm::js::{bytes_arg, describe, error, has_code, ignore, size_option};
+use crate::wasm::js::{bytes_arg, describe, error, has_code, ignore, max_packet_option};
 use crate::{BASE_ROUTE, CONTENT_TYPE};
 use bytes::BytesMut;
 use js_sys::{Array, Function, Object, Promise, Reflect, Symbol, Uint8Array};
@@ -364,7 +364,7 @@ impl Peer {
                     .ok_or_else(|| error("invalid_options", "token must be a string"))?,
             )
         };
-        let max_packet_size = size_option(&option(&options, "maxPacketSize")?, "maxPacketSize")?
+        let max_packet_size = max_packet_option(&option(&options, "maxPacketSize")?)?
             .unwrap_or(crate::codec::DEFAULT_MAX_PACKET_SIZE);
         let route = BASE_ROUTE.trim_end_matches('/');
         Ok(Peer {

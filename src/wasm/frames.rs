@@ -8,7 +8,7 @@
 //! reports input that ends inside a frame.
 
 use crate::codec::{frame_header, FrameError, PacketDecoder, DEFAULT_MAX_PACKET_SIZE};
-use crate::wasm::js::{bytes_arg, error, size_option};
+use crate::wasm::js::{bytes_arg, error, max_packet_option};
 use bytes::BytesMut;
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -61,8 +61,7 @@ impl FrameDecoder {
         #[wasm_bindgen(js_name = maxPacketSize, unchecked_param_type = "number | undefined")]
         max_packet_size: JsValue,
     ) -> Result<FrameDecoder, JsValue> {
-        let max =
-            size_option(&max_packet_size, "maxPacketSize")?.unwrap_or(DEFAULT_MAX_PACKET_SIZE);
+        let max = max_packet_option(&max_packet_size)?.unwrap_or(DEFAULT_MAX_PACKET_SIZE);
         Ok(FrameDecoder {
             decoder: PacketDecoder::new(max),
             buf: BytesMut::new(),

@@ -119,6 +119,14 @@ pub(crate) fn describe(err: &JsValue) -> String {
     out
 }
 
+/// The `maxPacketSize` option: a byte count, capped so that a header plus
+/// that many bytes still fits a 32-bit length (wasm32's `usize`).
+pub(crate) fn max_packet_option(value: &JsValue) -> Result<Option<usize>, JsValue> {
+    const LONG_HEADER: usize = 5; // 0xCD + u32 length
+    let limit = u32::MAX as usize - LONG_HEADER;
+    Ok(size_option(value, "maxPacketSize")?.map(|n| n.min(limit)))
+}
+
 /// True when `err` is already one of ours (an object with a string `code`).
 pub(crate) fn has_code(err: &JsValue) -> bool {
     err.is_object()
