@@ -305,6 +305,35 @@ async fn http1_client_reaches_a_server_that_accepts_http1() {
     let p = timeout(WAIT, c.packets().recv()).await.unwrap().unwrap();
     assert_eq!(&p.payload[..], b"over tls");
 
+    // On the wire: origin-form request line and a Host header, as HTTP/1.1
+    // servers (workerd among them) require.
+    let raw = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let raw_addr = raw.local_addr().unwrap().to_string();
+    let head = tokio::spawn(async move {
+        let (mut conn, _) = raw.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed inside the request head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&head).to_lowercase()
+    });
+    a.send(Bytes::from_static(b"raw"), &raw_addr).await.unwrap();
+    let head = timeout(WAIT, head).await.unwrap().unwrap();
+    assert!(
+        head.starts_with("post /api/v1/ckit/transport/message http/1.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nhost: {raw_addr}\r\n")),
+        "{head}"
+    );
+
     // A server without the opt-in answers 505, as the reference does.
     let (d, d_server, d_addr) = served(Options::default()).await;
     match a.send(Bytes::from_static(b"x"), &d_addr).await {

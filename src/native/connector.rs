@@ -211,6 +211,15 @@ impl Connector {
         key: PoolKey,
         mut req: Request<FrameBody>,
     ) -> Result<Response<Incoming>, Error> {
+        // HTTP/1.1 wants the origin form (`/path`) and a `Host` header
+        // (HTTP/2 carries both in `:authority` and `:path`); servers such
+        // as workerd answer `400` without `Host`.
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = pq.into();
+        }
+        if let Ok(host) = hyper::header::HeaderValue::from_str(&peer.authority()) {
+            req.headers_mut().entry(hyper::header::HOST).or_insert(host);
+        }
         let idle = {
             let mut pool = self.http1_pool.lock().unwrap();
             let idle = pool.get_mut(&key).and_then(|conns| {
