@@ -337,7 +337,7 @@ impl Peer {
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: &str,
-        #[wasm_bindgen(unchecked_param_type = "PeerOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "PeerOptions")] options: JsValue,
     ) -> Result<Peer, JsValue> {
         let base = parse_url(url)?;
         let timeout = option(&options, "timeoutMs")?;

@@ -58,7 +58,7 @@ impl FrameDecoder {
     /// A decoder taking packets of up to `maxPacketSize` bytes (default 1 MiB).
     #[wasm_bindgen(constructor)]
     pub fn new(
-        #[wasm_bindgen(js_name = maxPacketSize, unchecked_param_type = "number | undefined")]
+        #[wasm_bindgen(js_name = maxPacketSize, unchecked_optional_param_type = "number")]
         max_packet_size: JsValue,
     ) -> Result<FrameDecoder, JsValue> {
         let max = max_packet_option(&max_packet_size)?.unwrap_or(DEFAULT_MAX_PACKET_SIZE);

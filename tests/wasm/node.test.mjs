@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { concat, freePort, hex, pattern, pkgDir, repoRoot, startPeer, stopAll, withTimeout } from './support.mjs';
+import { concat, freePort, hex, pattern, pkgDir, repoRoot, serveStatic, startPeer, stopAll, withTimeout } from './support.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const TLS_ENV = 'GOSSIPHTTP_NODE_TEST_TLS_DIR';
@@ -312,6 +312,76 @@ async function runSuite(dir) {
     }
     assert.equal((await rejection(ex2.next())).code, 'closed');
     await peer.streamClosed();
+  });
+
+  test("pkg/README.md's Node snippet runs as written (package exports, initSync, send, open)", async (t) => {
+    const readme = fs.readFileSync(path.join(pkgDir, 'README.md'), 'utf8');
+    const block = /### Node 20\+[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(block, 'the README has a Node snippet');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gossiphttp-readme-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.mkdirSync(path.join(dir, 'node_modules'));
+    fs.symlinkSync(pkgDir, path.join(dir, 'node_modules', 'gossiphttp'), 'dir');
+    fs.writeFileSync(path.join(dir, 'peer.mjs'), block);
+    const child = spawn(process.execPath, ['peer.mjs'], {
+      cwd: dir,
+      env: { ...process.env, PEER_URL: peer.url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const code = await withTimeout(new Promise((r) => child.on('exit', (c) => r(c))), 20_000, 'README snippet');
+    assert.equal(code, 0, out);
+    assert.match(out, /^ping$/m, 'the echo came back while the stream was open');
+    const [packet] = await peer.packets(1);
+    assert.equal(packet.hex, hex(enc('hello')));
+    assert.equal((await peer.streamClosed()).hex, hex(enc('ping')));
+  });
+
+  test('in Chromium, exchange() works and open() rejects with "timeout" (browser fetch is half duplex)', { timeout: 90_000 }, async () => {
+    const { chromium } = await import('playwright-core');
+    const site = await serveStatic(); // serves the repository: /pkg/ is there
+    const corsPeer = await startPeer([...tls, '--cors', site.origin]);
+    const browser = await withTimeout(
+      chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: ['--no-sandbox', '--ignore-certificate-errors'] }),
+      30_000,
+      'launching chromium',
+    );
+    try {
+      const page = await browser.newPage();
+      await page.goto(site.origin + '/pkg/package.json'); // any page of that origin
+      const result = await withTimeout(
+        page.evaluate(async (url) => {
+          const { default: init, Peer } = await import('/pkg/gossiphttp.js');
+          await init();
+          const peer = new Peer(url, { timeoutMs: 2000 });
+          const ex = await peer.exchange(new TextEncoder().encode('from the browser'));
+          const echoed = new TextDecoder().decode(await ex.bytes());
+          const t0 = performance.now();
+          let code = null;
+          let opened = false;
+          try {
+            const s = await peer.open();
+            opened = true;
+            s.cancel();
+          } catch (e) {
+            code = e.code;
+          }
+          return { echoed, code, opened, waited: performance.now() - t0 };
+        }, corsPeer.url),
+        60_000,
+        'page.evaluate',
+      );
+      assert.equal(result.echoed, 'from the browser');
+      assert.equal(result.opened, false, 'open() must not resolve in a browser');
+      assert.equal(result.code, 'timeout');
+      assert.ok(result.waited >= 1500, `open() waited ${result.waited} ms for the response`);
+    } finally {
+      await browser.close().catch(() => {});
+      await corsPeer.stop();
+      await site.close();
+    }
   });
 
   test('encodeFrame and FrameDecoder follow frames.json (fed one byte at a time)', () => {
