@@ -384,6 +384,78 @@ async function runSuite(dir) {
     }
   });
 
+  test('the TypeScript types: correct uses compile under --strict, wrong ones do not', async (t) => {
+    const tsc = path.join(repoRoot, 'tests', 'wasm', 'node_modules', '.bin', 'tsc');
+    assert.ok(fs.existsSync(tsc), 'typescript is a devDependency of tests/wasm (npm ci)');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gossiphttp-types-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.mkdirSync(path.join(dir, 'node_modules'));
+    fs.symlinkSync(pkgDir, path.join(dir, 'node_modules', 'gossiphttp'), 'dir');
+    const check = `
+import init, { initSync, Peer, Exchange, DuplexStream, encodeFrame, FrameDecoder, handleRequest, type GossipError, type PeerOptions } from 'gossiphttp';
+declare const wasm: WebAssembly.Module;
+initSync({ module: wasm });
+void init;
+const opts: PeerOptions = { timeoutMs: 1000, token: 't', maxPacketSize: 1024 };
+const peer = new Peer('https://127.0.0.1:7946', opts);
+const plain = new Peer('http://127.0.0.1:8787');
+const url: string = plain.url;
+const sent: Promise<void> = peer.send(new Uint8Array(1));
+const many: Promise<void> = peer.sendMany([new Uint8Array(1)]);
+async function use(): Promise<number> {
+  const ex: Exchange = await peer.exchange([new Uint8Array(1)]);
+  const one: Uint8Array | undefined = await ex.next();
+  const all: Uint8Array = await ex.bytes();
+  let n = 0;
+  for await (const chunk of ex) n += chunk.length;
+  for await (const chunk of ex.values()) n += chunk.byteLength;
+  ex.cancel();
+  const s: DuplexStream = await peer.open();
+  await s.write(new Uint8Array(2));
+  await s.close();
+  for await (const chunk of s) n += chunk.length;
+  const frame: Uint8Array = encodeFrame(new Uint8Array(3));
+  const packets: Uint8Array[] = new FrameDecoder(100).push(frame);
+  new FrameDecoder().finish();
+  try {
+    await peer.send(new Uint8Array(0));
+  } catch (e) {
+    const err = e as GossipError;
+    if (err.code === 'status') n += err.status ?? 0;
+  }
+  const answer: Response | null = await handleRequest(new Request('http://x/'), { onPacket(p: Uint8Array, from: string) { n += p.length + from.length; } });
+  return n + (one?.length ?? 0) + all.length + packets.length + (answer ? 1 : 0) + url.length;
+}
+void use; void sent; void many;
+// @ts-expect-error: packets are bytes
+peer.send('text');
+// @ts-expect-error: sendMany takes an array
+peer.sendMany(new Uint8Array(1));
+// @ts-expect-error: no such option
+new Peer('https://x', { timeout: 5 });
+// @ts-expect-error: a GossipError code is one of the listed strings
+const bad: GossipError['code'] = 'oops';
+void bad;
+`;
+    fs.writeFileSync(path.join(dir, 'check.ts'), check);
+    const run = (args) =>
+      new Promise((resolve) => {
+        const child = spawn(tsc, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (out += d));
+        child.on('exit', (code) => resolve({ code, out }));
+      });
+    const base = ['--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--lib', 'es2022,dom,dom.iterable,esnext.disposable', '--skipLibCheck', 'false'];
+    const ok = await withTimeout(run([...base, 'check.ts']), 60_000, 'tsc');
+    assert.equal(ok.code, 0, `tsc found errors:\n${ok.out}`);
+    // And the checker is really checking: a wrong use without @ts-expect-error fails.
+    fs.writeFileSync(path.join(dir, 'wrong.ts'), "import { Peer } from 'gossiphttp';\nconst n: number = new Peer('https://x').url;\nvoid n;\n");
+    const wrong = await withTimeout(run([...base, 'wrong.ts']), 60_000, 'tsc');
+    assert.notEqual(wrong.code, 0, 'a type error must be reported');
+    assert.match(wrong.out, /TS2322/);
+  });
+
   test('encodeFrame and FrameDecoder follow frames.json (fed one byte at a time)', () => {
     const vectors = JSON.parse(fs.readFileSync(path.join(repoRoot, '..', 'shared', 'vectors', 'frames.json'), 'utf8'));
     const payloadOf = (c) => (c.payload_hex !== undefined ? Buffer.from(c.payload_hex, 'hex') : pattern(c.payload_len));
