@@ -31,7 +31,7 @@
 //! |---|---|---|
 //! | browsers | yes; `https://` peers speak HTTP/2, cross-origin pages need the peer's CORS allowlist | **no**: browser `fetch` is half duplex (it resolves only after the request body is closed), so `open()` rejects with `"timeout"` |
 //! | Node 20+ | yes; Node's `fetch` speaks HTTP/1.1 only, so a native peer must accept HTTP/1.1 (`accept_http1`, CLI `--http1`), else it answers `505` | **yes**: Node's `fetch` (undici) returns the response while the request body is still open |
-//! | workers (workerd, Cloudflare) | yes (outbound `fetch` is HTTP/1.1 locally: the native peer needs `--http1`) | not supported: an outbound streaming body is sent as chunked HTTP/1.1 and not verified full duplex |
+//! | workers (workerd, Cloudflare) | yes (outbound `fetch` is HTTP/1.1 locally: the native peer needs `--http1`) | **yes in workerd** (tested locally: the response is readable while the body is open); not verified on Cloudflare's edge |
 //!
 //! `timeoutMs` bounds every wait on the peer: until the response headers
 //! arrive, until a `/message` response ends, and between two chunks of a
@@ -420,14 +420,17 @@ impl Peer {
         settle(self.start_exchange(&data))
     }
 
-    /// **Node only**: a full-duplex stream (`POST /stream` with a streaming
-    /// request body). Resolves when the peer's `200` arrived; then `write`
-    /// and the peer's bytes flow both ways until `close()` (or the peer
-    /// ends). Node's `fetch` returns the response while the request body
-    /// is still open; browser `fetch` does not (it is half duplex and
-    /// resolves only after the body ended), so in a browser this rejects with
-    /// code `"timeout"`: use `exchange` there. Node's `fetch` speaks
-    /// HTTP/1.1: a native peer needs its HTTP/1.1 option (`--http1`).
+    /// **Node and workerd only**: a full-duplex stream (`POST /stream` with
+    /// a streaming request body). Resolves when the peer's `200` arrived;
+    /// then `write` and the peer's bytes flow both ways until `close()` (or
+    /// the peer ends). Node's `fetch` (and workerd's) returns the response
+    /// while the request body is still open; browser `fetch` does not (it is
+    /// half duplex and resolves only after the body ended), so in a browser
+    /// this rejects with code `"timeout"`: use `exchange` there. These
+    /// `fetch`es speak HTTP/1.1: a native peer needs its HTTP/1.1 option
+    /// (`--http1`). The body starts with an empty frame (legal, no stream
+    /// bytes): Node's `fetch` sends nothing, headers included, before the
+    /// body's first chunk.
     #[wasm_bindgen(unchecked_return_type = "Promise<DuplexStream>")]
     pub fn open(&self) -> Promise {
         settle(self.start_duplex())
@@ -908,7 +911,7 @@ impl ChunkIterator {
     }
 }
 
-/// **Node only** (see [`Peer::open`]): a full-duplex stream. `write` sends
+/// **Node and workerd only** (see [`Peer::open`]): a full-duplex stream. `write` sends
 /// bytes (as frames) while the peer's bytes are read with `for await`,
 /// `next()` or `bytes()`; `close()` ends the request body.
 #[wasm_bindgen]

@@ -1,7 +1,7 @@
 //! The `wasm32` runtime: browsers, Node and edge workers, over `fetch`.
 //!
 //! - [`client`]: `Peer` sends packets and runs stream exchanges with a peer
-//!   URL (`Peer.open`, full duplex, in Node only).
+//!   URL (`Peer.open`, full duplex, in Node and workerd).
 //! - [`worker`]: `handleRequest` answers the transport's endpoints from a
 //!   worker's `fetch`.
 //! - [`frames`]: `encodeFrame` and `FrameDecoder`, the shared codec for

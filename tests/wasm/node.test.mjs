@@ -1,6 +1,8 @@
 // Node 20 → native peer, through the npm package (pkg/, built by scripts/build-pkg.sh):
 // packets (batched, 0xCD-sized), stream exchanges, Peer.open() full duplex, and every
-// error code (status 505, network, timeout, frame, invalid_address, closed).
+// error code (status 505, network, timeout, frame, invalid_address, closed). Also what
+// open() does elsewhere (Chromium: times out, half duplex; workerd: full duplex), the
+// README's Node snippet as written, and the TypeScript types (tsc --strict).
 //
 // Node's fetch speaks HTTP/1.1 only, so the native peer runs with --http1. It serves
 // TLS with its own self-signed certificate, and Node must trust it: NODE_EXTRA_CA_CERTS
@@ -16,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { concat, freePort, hex, pattern, pkgDir, repoRoot, serveStatic, startPeer, stopAll, withTimeout } from './support.mjs';
+import { concat, freePort, hex, pattern, pkgDir, repoRoot, serveStatic, startPeer, startWorkerd, stopAll, withTimeout } from './support.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const TLS_ENV = 'GOSSIPHTTP_NODE_TEST_TLS_DIR';
@@ -381,6 +383,75 @@ async function runSuite(dir) {
       await browser.close().catch(() => {});
       await corsPeer.stop();
       await site.close();
+    }
+  });
+
+  test('in workerd, open() is full duplex too: the echo arrives before close()', { timeout: 60_000 }, async (t) => {
+    // A worker (written here) opens a stream to wasm_peer (plain HTTP/1.1, what local
+    // workerd's outbound fetch speaks), writes, reads the echo, then closes.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gossiphttp-workerd-open-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(
+      path.join(dir, 'open.mjs'),
+      `import * as gossip from './gossiphttp.js';
+import wasm from './gossiphttp_bg.wasm';
+gossip.initSync({ module: wasm });
+export default {
+  async fetch(request) {
+    const peerUrl = new URL(request.url).searchParams.get('peer');
+    if (!peerUrl) return new Response('up');
+    try {
+      const s = await new gossip.Peer(peerUrl, { timeoutMs: 5000 }).open();
+      await s.write(new TextEncoder().encode('ping'));
+      const first = await s.next();
+      await s.close();
+      const rest = await s.bytes();
+      return Response.json({ first: new TextDecoder().decode(first), rest: rest.length });
+    } catch (e) {
+      return Response.json({ code: e.code, message: e.message });
+    }
+  },
+};
+`,
+    );
+    fs.writeFileSync(
+      path.join(dir, 'config.capnp.in'),
+      `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .w),
+    (name = "net", network = (allow = ["local", "private", "public"])),
+  ],
+  sockets = [ (name = "http", address = "127.0.0.1:{{PORT}}", http = (), service = "main") ],
+);
+const w :Workerd.Worker = (
+  modules = [
+    (name = "open.mjs", esModule = embed "open.mjs"),
+    (name = "gossiphttp.js", esModule = embed "gossiphttp.js"),
+    (name = "gossiphttp_bg.wasm", wasm = embed "gossiphttp_bg.wasm"),
+  ],
+  compatibilityDate = "2025-06-01",
+  globalOutbound = "net",
+);
+`,
+    );
+    const plain = await startPeer(['--plain', '--http1']);
+    const wd = await startWorkerd({
+      template: path.join(dir, 'config.capnp.in'),
+      files: {
+        'open.mjs': path.join(dir, 'open.mjs'),
+        'gossiphttp.js': path.join(pkgDir, 'gossiphttp.js'),
+        'gossiphttp_bg.wasm': path.join(pkgDir, 'gossiphttp_bg.wasm'),
+      },
+    });
+    try {
+      const res = await fetch(`${wd.url}/?peer=${encodeURIComponent(plain.url)}`, { signal: AbortSignal.timeout(20_000) });
+      const body = await res.json();
+      assert.deepEqual(body, { first: 'ping', rest: 0 });
+      assert.equal((await plain.streamClosed()).hex, hex(enc('ping')));
+    } finally {
+      await wd.stop();
+      await plain.stop();
     }
   });
 
