@@ -246,16 +246,35 @@ async fn post(
     Ok(resp)
 }
 
-/// Code `"status"` with `status`, and the start of the peer's reason text.
+/// Code `"status"` with `status`, and the start of the peer's reason text
+/// (at most [`REASON_BYTES`] of its body are read; the rest is cancelled).
 async fn status_error(resp: &Response, url: &str, deadline: &mut Deadline) -> JsValue {
     let status = resp.status();
-    let mut reason = String::new();
-    if let Ok(p) = resp.text() {
-        if let Ok(t) = JsFuture::from(p).await {
-            reason = t.as_string().unwrap_or_default();
+    let mut head = Vec::new();
+    if let Some(body) = resp.body() {
+        let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+        while head.len() < REASON_BYTES {
+            let Ok(step) = JsFuture::from(reader.read()).await else {
+                break;
+            };
+            if Reflect::get(&step, &"done".into()).map_or(true, |d| d.is_truthy()) {
+                break;
+            }
+            match Reflect::get(&step, &"value".into()) {
+                Ok(v) => match v.dyn_ref::<Uint8Array>() {
+                    Some(chunk) => {
+                        let take = chunk.length().min((REASON_BYTES - head.len()) as u32);
+                        head.extend(chunk.subarray(0, take).to_vec());
+                    }
+                    None => break,
+                },
+                Err(_) => break,
+            }
         }
+        ignore(reader.cancel());
     }
     deadline.disarm();
+    let reason = String::from_utf8_lossy(&head);
     let reason: String = reason.trim().chars().take(200).collect();
     let mut msg = format!("peer {url} answered HTTP {status}");
     if !reason.is_empty() {
@@ -266,6 +285,9 @@ async fn status_error(resp: &Response, url: &str, deadline: &mut Deadline) -> Js
     let _ = Reflect::set(&err, &"status".into(), &JsValue::from(status));
     err
 }
+
+/// How much of a non-`200` answer's body is read for the error message.
+const REASON_BYTES: usize = 512;
 
 // ---------------------------------------------------------------------------
 // Peer
