@@ -34,5 +34,8 @@ step "tests (native)"
 cargo test --lib --bins --tests
 cargo test --doc
 
+step "wasm: codec in Node and Chromium, the npm package, browser/Node/workerd end to end"
+./scripts/wasm-test.sh
+
 step "benchmark harness (smoke: --quick; the real table is in benches/RESULTS.md)"
 cargo bench --bench transport -- --quick

@@ -69,8 +69,8 @@ cargo clippy --target wasm32-unknown-unknown --no-default-features --lib --test 
 step "npm package (release)"
 scripts/build-pkg.sh
 
-step "native example peer"
-cargo build --example wasm_peer
+step "native example peer and CLI (the JS tests drive both)"
+cargo build --example wasm_peer --bin gossiphttp
 
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 step "wasm-bindgen tests in Node"

@@ -58,7 +58,7 @@
 use crate::codec::{
     frame_header, FrameError, PacketDecoder, StreamDecoder, DEFAULT_MAX_PACKET_SIZE,
 };
-use crate::wasm::js::error;
+use crate::wasm::js::{error, max_packet_option};
 use crate::{BASE_ROUTE, CONTENT_TYPE};
 use bytes::BytesMut;
 use js_sys::{Function, Object, Promise, Reflect, Symbol, Uint8Array};
@@ -146,16 +146,9 @@ fn parse_options(options: &JsValue) -> Result<WorkerOptions, JsValue> {
     if !options.is_object() {
         return Err(error("invalid_options", "options must be an object"));
     }
-    let max = get(options, "maxPacketSize")?;
-    if !max.is_undefined() {
-        let n = max.as_f64().unwrap_or(f64::NAN);
-        if !(n.is_finite() && n >= 0.0 && n.fract() == 0.0) {
-            return Err(error(
-                "invalid_options",
-                "maxPacketSize must be a non-negative integer",
-            ));
-        }
-        out.max_packet_size = n.min(u32::MAX as f64) as usize;
+    // Capped so that a header plus that many bytes fits wasm32's usize.
+    if let Some(max) = max_packet_option(&get(options, "maxPacketSize")?)? {
+        out.max_packet_size = max;
     }
     let token = get(options, "token")?;
     if !token.is_undefined() && !token.is_null() {

@@ -99,10 +99,7 @@ async function cliHasHttp1() {
 }
 
 test('native CLI (HTTP/1.1) → worker: packets arrive byte-exact', async (t) => {
-  if (!(await cliHasHttp1())) {
-    t.skip('target/debug/gossiphttp with --http1 is not built (cargo build --bin gossiphttp)');
-    return;
-  }
+  assert.ok(await cliHasHttp1(), 'target/debug/gossiphttp with --http1 is not built (cargo build --bin gossiphttp)');
   await reset();
   const payloads = [pattern(1200, 7), new TextEncoder().encode('hello worker'), pattern(40_000, 3, 5)];
   for (const p of payloads) {
@@ -118,10 +115,7 @@ test('native CLI (HTTP/1.1) → worker: packets arrive byte-exact', async (t) =>
 });
 
 test('native CLI (HTTP/1.1) → worker: a stream exchange is echoed', async (t) => {
-  if (!(await cliHasHttp1())) {
-    t.skip('target/debug/gossiphttp with --http1 is not built (cargo build --bin gossiphttp)');
-    return;
-  }
+  assert.ok(await cliHasHttp1(), 'target/debug/gossiphttp with --http1 is not built (cargo build --bin gossiphttp)');
   const data = pattern(30_000, 11, 7);
   const { stdout } = await run(cli, ['stream', '--http1', '--to', worker.url, '--hex', hex(data)], {
     timeout: 20_000,
