@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh [seconds-per-target (default 60)] [target...]
 #
 # Installs what it needs first and skips what is present: a nightly
-# toolchain (rustup) and cargo-fuzz (cargo install). Each target starts from
+# toolchain (rustup), cargo-fuzz (cargo install), and a C++ compiler for
+# libFuzzer (g++, apt). Each target starts from
 # the committed seeds (fuzz/corpus/<target>, never written to) plus the
 # inputs earlier runs kept (fuzz/target/corpus/<target>, where new ones go).
 # Exits non-zero on any crash, leak, timeout or over-large allocation, and
@@ -12,6 +13,7 @@
 # AddressSanitizer, for toolchains where it does not work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
 
 seconds=${1:-60}
 shift || true
@@ -24,6 +26,7 @@ case $seconds in '' | *[!0-9]*)
 esac
 
 step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 step "fuzz tools"
 command -v rustup >/dev/null || { echo "rustup is required (https://rustup.rs)" >&2; exit 1; }
@@ -32,6 +35,11 @@ if ! rustup toolchain list | grep -q '^nightly'; then
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked || cargo install cargo-fuzz
+fi
+# libfuzzer-sys compiles libFuzzer (C++) when the targets are built.
+if ! command -v c++ >/dev/null; then
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y g++
 fi
 cargo +nightly --version
 cargo fuzz --version
