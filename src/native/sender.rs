@@ -57,7 +57,7 @@ pub(crate) struct Outgoing {
     pub done: Option<oneshot::Sender<Result<(), Error>>>,
 }
 
-type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>>>;
+type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>, foldhash::fast::RandomState>>;
 
 pub(crate) struct Senders {
     ctx: Arc<SendCtx>,
@@ -85,6 +85,12 @@ struct QueueState {
     /// Set when the peer's task has retired or shut down: the next packet
     /// for this peer starts a new queue.
     closed: bool,
+    /// Set when the task found the queue empty with room to send: only then
+    /// does a new packet need to wake it. A task that is blocked (all its
+    /// requests in flight, or backing off from an unreachable peer) comes
+    /// back to the queue by itself, so packets for a dead peer cost no
+    /// wake-up and no scheduling at all.
+    task_waiting: bool,
 }
 
 impl Senders {
@@ -97,7 +103,7 @@ impl Senders {
     ) -> Self {
         Senders {
             ctx: Arc::new(SendCtx {
-                peers: Mutex::new(HashMap::new()),
+                peers: Mutex::new(HashMap::default()),
                 connector,
                 metrics,
                 limits,
@@ -109,62 +115,78 @@ impl Senders {
 
     /// Queues a packet for `addr`. When the queue is full the oldest packet
     /// is dropped (and counted): fresh gossip is worth more than stale.
+    ///
+    /// This is the per-packet hot path, and with a dead peer in the set it
+    /// runs for packets that will never leave: one map lookup and two
+    /// uncontended locks, no allocation, no clone, and no wake-up unless the
+    /// peer's task is idle waiting for packets.
     pub(crate) fn enqueue(&self, addr: &str, out: Outgoing) -> Result<(), Error> {
-        if self.ctx.shutdown.is_cancelled() {
-            return Err(Error::Shutdown);
-        }
-        let mut out = Some(out);
-        loop {
-            let queue = self.queue_for(addr)?;
+        let dropped;
+        let queue_addr;
+        {
+            let mut peers = self.ctx.peers.lock().unwrap();
+            let queue = match peers.get(addr) {
+                Some(q) => q,
+                None => {
+                    if self.ctx.shutdown.is_cancelled() {
+                        return Err(Error::Shutdown);
+                    }
+                    self.new_queue(&mut peers, addr)?
+                }
+            };
+            // Lock order: the peer map, then a queue (as `try_retire`).
             let mut state = queue.state.lock().unwrap();
             if state.closed {
-                // Retired between lookup and lock; the next lookup makes a
-                // fresh queue (the retiring task removed this one).
-                drop(state);
-                if self.ctx.shutdown.is_cancelled() {
-                    return Err(Error::Shutdown);
-                }
-                continue;
+                // Only shutdown closes a queue that is still in the map (a
+                // retiring task removes its queue under the map lock).
+                return Err(Error::Shutdown);
             }
-            state.items.push_back(out.take().expect("pushed once"));
-            self.ctx.metrics.tx_packet_queue_length.inc();
-            let dropped = if state.items.len() > self.ctx.limits.queue_size {
+            state.items.push_back(out);
+            dropped = if state.items.len() > self.ctx.limits.queue_size {
                 state.items.pop_front()
             } else {
                 None
             };
-            drop(state);
-            queue.wake.notify_one();
-            if let Some(old) = dropped {
-                self.ctx.metrics.tx_packet_queue_length.dec();
+            if std::mem::take(&mut state.task_waiting) {
+                queue.wake.notify_one();
+            }
+            queue_addr = dropped
+                .as_ref()
+                .and_then(|d| d.done.as_ref())
+                .map(|_| queue.addr.to_string());
+        }
+        match dropped {
+            // One in, one out: the queue length gauge is unchanged.
+            Some(old) => {
                 self.ctx.metrics.tx_packets_dropped.inc();
-                tracing::debug!(peer = %queue.addr, "send queue full, dropped the oldest packet");
-                if let Some(done) = old.done {
-                    let _ = done.send(Err(Error::Dropped {
-                        addr: queue.addr.to_string(),
-                    }));
+                tracing::debug!(peer = addr, "send queue full, dropped the oldest packet");
+                if let (Some(done), Some(addr)) = (old.done, queue_addr) {
+                    let _ = done.send(Err(Error::Dropped { addr }));
                 }
             }
-            return Ok(());
+            None => {
+                self.ctx.metrics.tx_packet_queue_length.inc();
+            }
         }
+        Ok(())
     }
 
-    fn queue_for(&self, addr: &str) -> Result<Arc<PeerQueue>, Error> {
-        let mut peers = self.ctx.peers.lock().unwrap();
-        if let Some(q) = peers.get(addr) {
-            return Ok(q.clone());
-        }
+    /// Makes the queue and task for a peer not in the map.
+    fn new_queue<'m>(
+        &self,
+        peers: &'m mut HashMap<String, Arc<PeerQueue>, foldhash::fast::RandomState>,
+        addr: &str,
+    ) -> Result<&'m Arc<PeerQueue>, Error> {
         let queue = Arc::new(PeerQueue {
             key: addr.to_string(),
             addr: addr.parse()?,
             state: Mutex::new(QueueState::default()),
             wake: Notify::new(),
         });
-        peers.insert(addr.to_string(), queue.clone());
         self.ctx
             .tasks
             .spawn(run_peer(self.ctx.clone(), queue.clone()));
-        Ok(queue)
+        Ok(peers.entry(addr.to_string()).or_insert(queue))
     }
 
     /// Peers with a live queue right now.
@@ -175,8 +197,13 @@ impl Senders {
 
 impl PeerQueue {
     /// Takes queued packets up to the batch limit (at least one if any).
+    /// An empty batch means the task waits for the next packet's wake-up.
     fn take_batch(&self, max_bytes: usize) -> Vec<Outgoing> {
         let mut state = self.state.lock().unwrap();
+        if state.items.is_empty() {
+            state.task_waiting = true;
+            return Vec::new();
+        }
         let mut bytes = 0;
         let mut batch = Vec::new();
         while let Some(front) = state.items.front() {
