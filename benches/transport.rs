@@ -66,6 +66,11 @@ struct Cfg {
     warm: Duration,
     dur: Duration,
     dead_dur: Duration,
+    /// The clean and the dirty flow of the dead-peer row take turns, one
+    /// window each per round, so that a change in the machine's load (it is
+    /// shared) or in where the runtime put the tasks lands on both sides
+    /// alike rather than on whichever ran second.
+    dead_rounds: u32,
     lat_packets: u64,
     mem_n: usize,
 }
@@ -85,6 +90,7 @@ impl Cfg {
                 warm: Duration::from_millis(100),
                 dur: Duration::from_millis(250),
                 dead_dur: Duration::from_millis(500),
+                dead_rounds: 2,
                 lat_packets: 300,
                 mem_n: 200,
             }
@@ -95,6 +101,7 @@ impl Cfg {
                 warm: Duration::from_millis(500),
                 dur: Duration::from_secs(3),
                 dead_dur: Duration::from_secs(6),
+                dead_rounds: 12,
                 lat_packets: 5000,
                 mem_n: 1000,
             }
@@ -456,14 +463,10 @@ struct Producer {
     stop: Arc<AtomicBool>,
 }
 
-struct Produced {
-    sent: u64,
-    stalls: u64,
-}
-
 impl Producer {
-    /// Writes until stopped, at most `window` outstanding per target.
-    async fn run(mut self) -> Produced {
+    /// Writes until stopped, at most `window` outstanding per target;
+    /// returns how often it stalled.
+    async fn run(&mut self) -> u64 {
         let (mut since_yield, mut d, mut stalls) = (0u64, 0usize, 0u64);
         while !self.stop.load(Relaxed) {
             let mut wrote = false;
@@ -476,10 +479,7 @@ impl Producer {
                         .write_to(self.payload.clone(), &tg.addr)
                         .is_err()
                     {
-                        return Produced {
-                            sent: self.targets.iter().map(|t| t.sent).sum(),
-                            stalls,
-                        };
+                        return stalls;
                     }
                     tg.sent += 1;
                     if !self.dead.is_empty() {
@@ -504,10 +504,7 @@ impl Producer {
                 tokio::task::yield_now().await;
             }
         }
-        Produced {
-            sent: self.targets.iter().map(|t| t.sent).sum(),
-            stalls,
-        }
+        stalls
     }
 }
 
@@ -531,85 +528,146 @@ struct FlowOut {
     stalls: u64,
 }
 
-async fn packet_flow(cfg: &Cfg, spec: FlowSpec) -> Res<FlowOut> {
-    let notify = Arc::new(Notify::new());
-    let mut receivers = Vec::new();
-    let mut targets = Vec::new();
-    let mut consumers = Vec::new();
-    for _ in 0..spec.receivers {
-        let (t, _reg, server, addr) = served(Options::default()).await?;
-        let (received, task) = consume(&t, notify.clone());
-        consumers.push(task);
-        targets.push(Target {
-            addr,
-            received: received.clone(),
-            sent: 0,
-        });
-        receivers.push((t, server, received));
-    }
-    let (sender, sender_reg) = Transport::new(Options::default())?;
+/// A packet flow set up and ready to run: live receivers, a sender, and
+/// (when asked) the dead peers. It can run several measurement windows, so
+/// that two flows can take turns (see [`dead_peer_row`]).
+struct Flow {
+    producer: Option<Producer>,
+    receivers: Vec<(Transport, Server, Arc<AtomicU64>)>,
+    consumers: Vec<JoinHandle<()>>,
+    sender: Transport,
+    sender_reg: MetricsRegistry,
+    blackhole: Option<JoinHandle<()>>,
+    stalls: u64,
+}
 
-    // Dead peers: one that accepts TCP and never answers (nor reads), and a
-    // closed port.
-    let mut dead = Vec::new();
-    let mut blackhole = None;
-    if spec.dead {
-        let l = listen().await?;
-        dead.push(l.local_addr()?.to_string());
-        blackhole = Some(tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = l.accept().await {
-                held.push(s);
-            }
-        }));
-        let closed = listen().await?;
-        dead.push(closed.local_addr()?.to_string());
-        drop(closed);
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = tokio::spawn(
-        Producer {
-            transport: sender.clone(),
-            targets,
-            dead,
-            payload: Bytes::from(vec![0xA5u8; spec.size]),
-            window: spec.window,
-            notify: notify.clone(),
-            stop: stop.clone(),
+impl Flow {
+    async fn start(spec: &FlowSpec) -> Res<Flow> {
+        let notify = Arc::new(Notify::new());
+        let mut receivers = Vec::new();
+        let mut targets = Vec::new();
+        let mut consumers = Vec::new();
+        for _ in 0..spec.receivers {
+            let (t, _reg, server, addr) = served(Options::default()).await?;
+            let (received, task) = consume(&t, notify.clone());
+            consumers.push(task);
+            targets.push(Target {
+                addr,
+                received: received.clone(),
+                sent: 0,
+            });
+            receivers.push((t, server, received));
         }
-        .run(),
-    );
-    let counters: Vec<Arc<AtomicU64>> = receivers.iter().map(|r| r.2.clone()).collect();
-    let total = move || counters.iter().map(|c| c.load(Relaxed)).sum::<u64>();
-    let rate = window_rate(&total, cfg.warm, spec.dur).await;
-    stop.store(true, Relaxed);
-    let produced = producer.await?;
-    let dropped = metric(&sender_reg, "cluster_transport_tx_packets_dropped_total");
-    let failed = metric(&sender_reg, "cluster_transport_tx_packets_failed_total");
-    // Let what is in flight land before counting what arrived in all.
-    sleep(Duration::from_millis(100)).await;
-    let received = total();
+        let (sender, sender_reg) = Transport::new(Options::default())?;
 
-    if let Some(b) = blackhole {
-        b.abort();
+        // Dead peers: one that accepts TCP and never answers (nor reads), and
+        // a closed port.
+        let mut dead = Vec::new();
+        let mut blackhole = None;
+        if spec.dead {
+            let l = listen().await?;
+            dead.push(l.local_addr()?.to_string());
+            blackhole = Some(tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((s, _)) = l.accept().await {
+                    held.push(s);
+                }
+            }));
+            let closed = listen().await?;
+            dead.push(closed.local_addr()?.to_string());
+            drop(closed);
+        }
+        Ok(Flow {
+            producer: Some(Producer {
+                transport: sender.clone(),
+                targets,
+                dead,
+                payload: Bytes::from(vec![0xA5u8; spec.size]),
+                window: spec.window,
+                notify,
+                stop: Arc::new(AtomicBool::new(false)),
+            }),
+            receivers,
+            consumers,
+            sender,
+            sender_reg,
+            blackhole,
+            stalls: 0,
+        })
     }
-    let (rts, servers): (Vec<Transport>, Vec<Server>) =
-        receivers.into_iter().map(|(t, s, _)| (t, s)).unzip();
-    let mut all: Vec<&Transport> = vec![&sender];
-    all.extend(rts.iter());
-    close(&all, servers).await;
-    for c in consumers {
-        c.abort();
+
+    /// Packets taken by the live receivers' applications so far.
+    fn received(&self) -> u64 {
+        self.receivers.iter().map(|r| r.2.load(Relaxed)).sum()
     }
-    Ok(FlowOut {
-        rate,
-        sent: produced.sent,
-        received,
-        dropped,
-        failed,
-        stalls: produced.stalls,
-    })
+
+    /// Runs the producer for `warm` + `dur`; returns the delivered rate in
+    /// `dur` as (packets, seconds).
+    async fn run(&mut self, warm: Duration, dur: Duration) -> Res<(u64, f64)> {
+        let mut producer = self.producer.take().ok_or("flow already failed")?;
+        let stop = producer.stop.clone();
+        stop.store(false, Relaxed);
+        let task = tokio::spawn(async move {
+            let stalls = producer.run().await;
+            (producer, stalls)
+        });
+        sleep(warm).await;
+        let (c0, t0) = (self.received(), Instant::now());
+        sleep(dur).await;
+        let (c1, dt) = (self.received(), t0.elapsed());
+        stop.store(true, Relaxed);
+        let (producer, stalls) = task.await?;
+        self.stalls += stalls;
+        self.producer = Some(producer);
+        Ok((c1 - c0, dt.as_secs_f64()))
+    }
+
+    async fn finish(mut self) -> Res<FlowOut> {
+        let sent = self
+            .producer
+            .as_ref()
+            .map_or(0, |p| p.targets.iter().map(|t| t.sent).sum());
+        let dropped = metric(
+            &self.sender_reg,
+            "cluster_transport_tx_packets_dropped_total",
+        );
+        let failed = metric(
+            &self.sender_reg,
+            "cluster_transport_tx_packets_failed_total",
+        );
+        // Let what is in flight land before counting what arrived in all.
+        sleep(Duration::from_millis(100)).await;
+        let received = self.received();
+
+        if let Some(b) = self.blackhole.take() {
+            b.abort();
+        }
+        let (rts, servers): (Vec<Transport>, Vec<Server>) =
+            self.receivers.drain(..).map(|(t, s, _)| (t, s)).unzip();
+        let mut all: Vec<&Transport> = vec![&self.sender];
+        all.extend(rts.iter());
+        close(&all, servers).await;
+        for c in self.consumers.drain(..) {
+            c.abort();
+        }
+        Ok(FlowOut {
+            rate: 0.0,
+            sent,
+            received,
+            dropped,
+            failed,
+            stalls: self.stalls,
+        })
+    }
+}
+
+/// One flow, one window.
+async fn packet_flow(cfg: &Cfg, spec: FlowSpec) -> Res<FlowOut> {
+    let mut flow = Flow::start(&spec).await?;
+    let (n, secs) = flow.run(cfg.warm, spec.dur).await?;
+    let mut out = flow.finish().await?;
+    out.rate = n as f64 / secs;
+    Ok(out)
 }
 
 async fn packets_row(
@@ -694,6 +752,10 @@ async fn open_loop_row(cfg: &Cfg, base: &Baselines) -> Res<Row> {
     })
 }
 
+/// Warm-up before each later round of the dead-peer row: the flows are
+/// already connected and flowing by then.
+const DEAD_REWARM: Duration = Duration::from_millis(100);
+
 async fn dead_peer_row(cfg: &Cfg) -> Res<Row> {
     let spec = |dead| FlowSpec {
         size: 1400,
@@ -702,15 +764,33 @@ async fn dead_peer_row(cfg: &Cfg) -> Res<Row> {
         dead,
         dur: cfg.dead_dur,
     };
-    let clean = packet_flow(cfg, spec(false)).await?;
-    let dirty = packet_flow(cfg, spec(true)).await?;
+    let mut clean = Flow::start(&spec(false)).await?;
+    let mut dirty = Flow::start(&spec(true)).await?;
+    let window = cfg.dead_dur / cfg.dead_rounds;
+    let (mut clean_n, mut clean_s, mut dirty_n, mut dirty_s) = (0, 0.0, 0, 0.0);
+    let mut rounds = Vec::new();
+    for round in 0..cfg.dead_rounds {
+        let warm = if round == 0 { cfg.warm } else { DEAD_REWARM };
+        let (cn, cs) = clean.run(warm, window).await?;
+        let (dn, ds) = dirty.run(warm, window).await?;
+        rounds.push(format!(
+            "{:.0}%",
+            100.0 * (dn as f64 / ds) / (cn as f64 / cs)
+        ));
+        (clean_n, clean_s, dirty_n, dirty_s) =
+            (clean_n + cn, clean_s + cs, dirty_n + dn, dirty_s + ds);
+    }
+    let clean_rate = clean_n as f64 / clean_s;
+    let dirty_rate = dirty_n as f64 / dirty_s;
+    let clean = clean.finish().await?;
+    let dirty = dirty.finish().await?;
     Ok(Row {
         name: "dead peer in the set",
         result: format!(
             "{:.0}% ({} vs {} pkt/s to the live peer)",
-            100.0 * dirty.rate / clean.rate,
-            group(dirty.rate),
-            group(clean.rate)
+            100.0 * dirty_rate / clean_rate,
+            group(dirty_rate),
+            group(clean_rate)
         ),
         drops: format!(
             "{} (failed {})",
@@ -719,9 +799,11 @@ async fn dead_peer_row(cfg: &Cfg) -> Res<Row> {
         ),
         vs: "ratio to the same run without dead peers".into(),
         notes: format!(
-            "1400 B; after every packet to the live peer one goes to a dead one, alternating a listener that accepts and never reads or answers, and a closed port; default Options (packet_timeout 5 s); {:?} window{}",
-            cfg.dead_dur,
-            stall_note(dirty.stalls)
+            "1400 B; after every packet to the live peer one goes to a dead one, alternating a listener that accepts and never reads or answers, and a closed port; default Options (packet_timeout 5 s); {} rounds of a {window:?} window without and one with, in turn (per round: {}){}{}",
+            cfg.dead_rounds,
+            rounds.join(", "),
+            stall_note(dirty.stalls),
+            if clean.dropped > 0 { format!("; clean flow dropped {}", clean.dropped) } else { String::new() },
         ),
     })
 }
