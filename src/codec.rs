@@ -29,8 +29,10 @@ pub const MAX_FRAME_PAYLOAD: usize = u32::MAX as usize;
 /// Default cap on one packet received through `/message`: 1 MiB.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 1 << 20;
 
-const SHORT_HEADER_LEN: usize = 3;
-const LONG_HEADER_LEN: usize = 5;
+/// Length of a `0xCC` frame header: magic and a `u16` length.
+pub const SHORT_HEADER_LEN: usize = 3;
+/// Length of a `0xCD` frame header: magic and a `u32` length.
+pub const LONG_HEADER_LEN: usize = 5;
 
 /// Why a sequence of bytes is not a valid sequence of frames.
 ///

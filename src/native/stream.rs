@@ -8,7 +8,7 @@
 use super::body::FrameBody;
 use super::metrics::Metrics;
 use super::transport::Inner;
-use crate::codec::{frame_header, StreamDecoder, MAX_SHORT_PAYLOAD};
+use crate::codec::{frame_header, StreamDecoder, MAX_SHORT_PAYLOAD, SHORT_HEADER_LEN};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -27,12 +27,18 @@ use tokio_util::sync::{CancellationToken, PollSender, WaitForCancellationFutureO
 pub(crate) type IncomingBody = UnsyncBoxBody<Bytes, crate::BoxError>;
 
 /// How many encoded writes may wait for HTTP/2 flow control per stream.
-/// Bounds a stream's send-side memory to this many 64 KiB frames.
+/// Bounds a stream's send-side memory to this many writes of
+/// [`MAX_WRITE`] bytes (512 KiB), held only while the peer is slower than
+/// the writer.
 const WRITE_QUEUE: usize = 4;
 
-/// One write becomes at most one frame of this size, so every frame we
-/// write uses the `0xCC` header that all peers can read.
-const MAX_WRITE: usize = MAX_SHORT_PAYLOAD;
+/// The most one write takes. It becomes one HTTP/2 DATA chunk holding as
+/// many `0xCC` frames as it needs: the contract has a writer use `0xCC` for
+/// anything that fits (older peers know no other), but a 64 KiB write (what
+/// `tokio::io::copy` and most buffers produce) split into a 65,535-byte frame
+/// and a separate 1-byte write would cost two channel sends, two DATA frames
+/// and two wake-ups per 64 KiB.
+const MAX_WRITE: usize = 128 << 10;
 
 /// The channel a stream's writes go through, and the HTTP body (request
 /// or response) that sends them, which ends at transport shutdown.
@@ -259,11 +265,14 @@ impl AsyncWrite for StreamConn {
             )));
         }
         let n = data.len().min(MAX_WRITE);
-        let (h, hl) = frame_header(n);
-        let mut frame = BytesMut::with_capacity(hl + n);
-        frame.put_slice(&h[..hl]);
-        frame.put_slice(&data[..n]);
-        if writer.send_item(frame.freeze()).is_err() {
+        let frames = n.div_ceil(MAX_SHORT_PAYLOAD);
+        let mut chunk = BytesMut::with_capacity(n + frames * SHORT_HEADER_LEN);
+        for payload in data[..n].chunks(MAX_SHORT_PAYLOAD) {
+            let (h, hl) = frame_header(payload.len());
+            chunk.put_slice(&h[..hl]);
+            chunk.put_slice(payload);
+        }
+        if writer.send_item(chunk.freeze()).is_err() {
             this.metrics.stream_tx_packets_failed.inc();
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -271,7 +280,7 @@ impl AsyncWrite for StreamConn {
             )));
         }
         this.touch();
-        this.metrics.stream_tx_packets.inc();
+        this.metrics.stream_tx_packets.inc_by(frames as u64);
         this.metrics.stream_tx_bytes.inc_by(n as u64);
         Poll::Ready(Ok(n))
     }
