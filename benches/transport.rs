@@ -17,7 +17,12 @@
 //! receiver are outstanding (written but not yet taken by the receiving
 //! application), yielding every `YIELD_EVERY` writes; what the receivers took
 //! inside the window is the delivered rate. `packets-1400-open` has no
-//! window: it shows what overdriving the transport does (drops).
+//! window: it shows what overdriving the transport does (drops). Producers
+//! cycle through `PAYLOADS` distinct buffers, as an application writes a
+//! fresh buffer per packet.
+//!
+//! The dead-peer row sets up a clean and a dirty flow and runs them in turn
+//! (`dead_rounds` windows each), so that the machine's drift lands on both.
 //!
 //! Memory rows run in child processes (this binary re-executed with
 //! `--child`), so that heap freed by earlier rows cannot hide growth.
@@ -44,6 +49,8 @@ const BURST: u64 = 32;
 const YIELD_EVERY: u64 = 64;
 /// A consumer wakes a waiting producer every this many packets.
 const NOTIFY_EVERY: u64 = 16;
+/// Distinct payload buffers a producer cycles through (see `Producer`).
+const PAYLOADS: usize = 4096;
 /// Packets outstanding per receiver in the closed-loop transport rows:
 /// the default `peer_queue_size`, so no packet can be dropped by design.
 const WINDOW: u64 = 1000;
@@ -457,7 +464,12 @@ struct Producer {
     targets: Vec<Target>,
     /// Peers that get one packet after every packet to a live target.
     dead: Vec<String>,
-    payload: Bytes,
+    /// Distinct buffers written in turn. An application writes a fresh
+    /// buffer per packet; one `Bytes` cloned for every write would instead
+    /// have both cores hammer a single reference count, a contention no
+    /// real sender has (and which doubles with the dead-peer row's writes).
+    payloads: Vec<Bytes>,
+    next: usize,
     window: u64,
     notify: Arc<Notify>,
     stop: Arc<AtomicBool>,
@@ -476,16 +488,19 @@ impl Producer {
                 for _ in 0..n {
                     if self
                         .transport
-                        .write_to(self.payload.clone(), &tg.addr)
+                        .write_to(self.payloads[self.next].clone(), &tg.addr)
                         .is_err()
                     {
                         return stalls;
                     }
                     tg.sent += 1;
+                    self.next = (self.next + 1) % self.payloads.len();
                     if !self.dead.is_empty() {
-                        let _ = self
-                            .transport
-                            .write_to(self.payload.clone(), &self.dead[d % self.dead.len()]);
+                        let _ = self.transport.write_to(
+                            self.payloads[self.next].clone(),
+                            &self.dead[d % self.dead.len()],
+                        );
+                        self.next = (self.next + 1) % self.payloads.len();
                         d += 1;
                     }
                 }
@@ -582,7 +597,10 @@ impl Flow {
                 transport: sender.clone(),
                 targets,
                 dead,
-                payload: Bytes::from(vec![0xA5u8; spec.size]),
+                payloads: (0..PAYLOADS)
+                    .map(|_| Bytes::from(vec![0xA5u8; spec.size]))
+                    .collect(),
+                next: 0,
                 window: spec.window,
                 notify,
                 stop: Arc::new(AtomicBool::new(false)),
