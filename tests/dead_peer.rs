@@ -369,3 +369,48 @@ async fn an_unreachable_peer_is_retried_with_backoff() {
     within("server shutdown", server.shutdown()).await;
     live.stop().await;
 }
+
+/// A packet that waits out `packet_timeout` in its peer's queue (here the
+/// peer is unreachable and its task is backing off longer than that) fails
+/// with a timeout instead of going out stale, so `send` answers within about
+/// twice the packet timeout, and every packet is counted as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_that_waits_out_the_packet_timeout_in_the_queue_fails() {
+    let mut opts = Options::default();
+    opts.packet_timeout = Duration::from_millis(50);
+    let (t, registry) = Transport::new(opts).unwrap();
+    let down = closed_port().await;
+    // Each refused connect doubles the backoff (20, 40, 80, 160, 250 ms); a
+    // packet sent right after a refusal waits out the backoff, which soon
+    // exceeds the 50 ms packet timeout.
+    let (mut refused, mut waited_out) = (0, 0);
+    for _ in 0..10 {
+        match within(
+            "a send to a closed port",
+            t.send(Bytes::from_static(b"p"), &down),
+        )
+        .await
+        {
+            Err(Error::Connect { .. }) => refused += 1,
+            Err(Error::Timeout { after, .. }) => {
+                assert_eq!(after, Duration::from_millis(50));
+                waited_out += 1;
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert!(refused >= 2, "{refused} refused");
+    assert!(
+        waited_out >= 2,
+        "{waited_out} packets waited out the timeout"
+    );
+    assert_eq!(
+        metric(&registry, "cluster_transport_tx_packets_failed_total"),
+        10.0
+    );
+    assert_eq!(
+        metric(&registry, "cluster_transport_tx_packet_queue_length"),
+        0.0
+    );
+    within("shutdown", t.shutdown()).await;
+}

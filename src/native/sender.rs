@@ -55,7 +55,13 @@ pub(crate) struct SendLimits {
 pub(crate) struct Outgoing {
     pub payload: Bytes,
     pub done: Option<oneshot::Sender<Result<(), Error>>>,
+    /// When `write_to` took it: a packet that waited `packet_timeout` in the
+    /// queue fails rather than going out stale.
+    pub queued_at: Instant,
 }
+
+/// What a packet that waited out `packet_timeout` in its queue fails with.
+pub(crate) const QUEUE_WAIT: &str = "packet waiting in the send queue";
 
 type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>, foldhash::fast::RandomState>>;
 
@@ -196,10 +202,22 @@ impl Senders {
 }
 
 impl PeerQueue {
-    /// Takes queued packets up to the batch limit (at least one if any).
+    /// Takes queued packets up to the batch limit (at least one if any),
+    /// moving those queued before `stale_before` to `expired` instead.
     /// An empty batch means the task waits for the next packet's wake-up.
-    fn take_batch(&self, max_bytes: usize) -> Vec<Outgoing> {
+    fn take_batch(
+        &self,
+        max_bytes: usize,
+        stale_before: Option<Instant>,
+        expired: &mut Vec<Outgoing>,
+    ) -> Vec<Outgoing> {
         let mut state = self.state.lock().unwrap();
+        // The queue is in `write_to` order, so the stale ones are in front.
+        if let Some(limit) = stale_before {
+            while state.items.front().is_some_and(|o| o.queued_at < limit) {
+                expired.extend(state.items.pop_front());
+            }
+        }
         if state.items.is_empty() {
             state.task_waiting = true;
             return Vec::new();
@@ -352,16 +370,35 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
     let retry = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(retry);
     let mut waiting_to_retry = false;
+    let mut expired = Vec::new();
     loop {
         while !waiting_to_retry && in_flight.len() < limits.max_in_flight {
-            let batch = queue.take_batch(limits.max_batch_bytes);
+            let now = Instant::now();
+            let batch = queue.take_batch(
+                limits.max_batch_bytes,
+                now.checked_sub(limits.packet_timeout),
+                &mut expired,
+            );
+            if !expired.is_empty() {
+                ctx.metrics
+                    .tx_packet_queue_length
+                    .dec_by(expired.len() as i64);
+                tracing::debug!(peer = %queue.addr, packets = expired.len(), "packets waited out the packet timeout in the send queue");
+                ctx.fail(
+                    expired.drain(..),
+                    &Error::Timeout {
+                        what: QUEUE_WAIT,
+                        after: limits.packet_timeout,
+                    },
+                );
+            }
             if batch.is_empty() {
                 break;
             }
             ctx.metrics
                 .tx_packet_queue_length
                 .dec_by(batch.len() as i64);
-            last_active = Instant::now();
+            last_active = now;
             in_flight.push(ctx.send_batch(&queue.addr, batch));
         }
         tokio::select! {

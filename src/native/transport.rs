@@ -32,6 +32,12 @@ use tokio_util::task::TaskTracker;
 pub struct Options {
     /// How long one packet delivery (connect, request, response) may take
     /// before its packets count as failed. Default 5 s, as the reference.
+    ///
+    /// It also bounds a packet's wait in its peer's queue: a packet still
+    /// queued this long after `write_to` (its peer's requests all stuck, or
+    /// the peer unreachable) fails instead of being sent late, so
+    /// [`Transport::send`] answers within about twice this, and a peer that
+    /// comes back gets fresh gossip rather than a backlog of stale packets.
     pub packet_timeout: Duration,
     /// Client TLS: when set, `host:port` peers are reached over `https`
     /// (ALPN `h2`) trusting what this says; when `None`, over h2c.
@@ -315,8 +321,9 @@ impl Transport {
     /// `WriteTo`. Delivery failures are counted in the metrics and logged at
     /// debug level; use [`send`](Self::send) to wait for the outcome.
     pub fn write_to(&self, payload: Bytes, addr: &str) -> Result<Instant, Error> {
-        self.enqueue(payload, addr, None)?;
-        Ok(Instant::now())
+        let now = Instant::now();
+        self.enqueue(payload, addr, None, now)?;
+        Ok(now)
     }
 
     /// [`write_to`](Self::write_to) for memberlist's `NodeAwareTransport`:
@@ -336,7 +343,7 @@ impl Transport {
     /// queued packets).
     pub async fn send(&self, payload: Bytes, addr: &str) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(payload, addr, Some(tx))?;
+        self.enqueue(payload, addr, Some(tx), Instant::now())?;
         rx.await.unwrap_or(Err(Error::Shutdown))
     }
 
@@ -345,6 +352,7 @@ impl Transport {
         payload: Bytes,
         addr: &str,
         done: Option<oneshot::Sender<Result<(), Error>>>,
+        queued_at: Instant,
     ) -> Result<(), Error> {
         if payload.len() > self.inner.options.max_packet_size {
             return Err(Error::Frame(crate::codec::FrameError::TooLarge {
@@ -352,7 +360,14 @@ impl Transport {
                 max: self.inner.options.max_packet_size,
             }));
         }
-        self.inner.senders.enqueue(addr, Outgoing { payload, done })
+        self.inner.senders.enqueue(
+            addr,
+            Outgoing {
+                payload,
+                done,
+                queued_at,
+            },
+        )
     }
 
     /// Packets received from peers, in arrival order. Every handle receives
