@@ -11,6 +11,7 @@ mod server;
 mod stream;
 pub mod tls;
 mod transport;
+mod write_buffers;
 
 pub use body::FrameBody;
 pub use metrics::MetricsRegistry;

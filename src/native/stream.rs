@@ -8,14 +8,16 @@
 use super::body::FrameBody;
 use super::metrics::Metrics;
 use super::transport::Inner;
+use super::write_buffers::WriteBuffers;
 use crate::codec::{frame_header, StreamDecoder, MAX_SHORT_PAYLOAD, SHORT_HEADER_LEN};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -38,7 +40,12 @@ const WRITE_QUEUE: usize = 4;
 /// `tokio::io::copy` and most buffers produce) split into a 65,535-byte frame
 /// and a separate 1-byte write would cost two channel sends, two DATA frames
 /// and two wake-ups per 64 KiB.
-const MAX_WRITE: usize = 128 << 10;
+pub(crate) const MAX_WRITE: usize = 128 << 10;
+
+/// What one write of [`MAX_WRITE`] bytes takes encoded: the pool's buffer
+/// size.
+pub(crate) const MAX_WRITE_ENCODED: usize =
+    MAX_WRITE + MAX_WRITE.div_ceil(MAX_SHORT_PAYLOAD) * SHORT_HEADER_LEN;
 
 /// The channel a stream's writes go through, and the HTTP body (request
 /// or response) that sends them, which ends at transport shutdown.
@@ -71,6 +78,7 @@ pub struct StreamConn {
     pending: Bytes,
     read_done: bool,
     writer: Option<PollSender<Bytes>>,
+    write_buffers: Arc<WriteBuffers>,
     shutdown: CancellationToken,
     shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
     local_addr: Option<SocketAddr>,
@@ -106,6 +114,7 @@ impl StreamConn {
             pending: Bytes::new(),
             read_done: false,
             writer: Some(PollSender::new(writer)),
+            write_buffers: transport.write_buffers.clone(),
             shutdown: shutdown.clone(),
             shutdown_wait: Box::pin(shutdown.clone().cancelled_owned()),
             local_addr,
@@ -266,11 +275,11 @@ impl AsyncWrite for StreamConn {
         }
         let n = data.len().min(MAX_WRITE);
         let frames = n.div_ceil(MAX_SHORT_PAYLOAD);
-        let mut chunk = BytesMut::with_capacity(n + frames * SHORT_HEADER_LEN);
+        let mut chunk = this.write_buffers.take(n + frames * SHORT_HEADER_LEN);
         for payload in data[..n].chunks(MAX_SHORT_PAYLOAD) {
             let (h, hl) = frame_header(payload.len());
-            chunk.put_slice(&h[..hl]);
-            chunk.put_slice(payload);
+            chunk.extend_from_slice(&h[..hl]);
+            chunk.extend_from_slice(payload);
         }
         if writer.send_item(chunk.freeze()).is_err() {
             this.metrics.stream_tx_packets_failed.inc();

@@ -4,8 +4,9 @@ use super::access::{Cors, Token};
 use super::connector::Connector;
 use super::metrics::{Metrics, MetricsRegistry};
 use super::sender::{Outgoing, SendLimits, Senders};
-use super::stream::{write_channel, StreamConn};
+use super::stream::{write_channel, StreamConn, MAX_WRITE_ENCODED};
 use super::tls::{ClientTls, ServerTls};
+use super::write_buffers::WriteBuffers;
 use crate::codec::{DEFAULT_MAX_PACKET_SIZE, MAX_FRAME_PAYLOAD};
 use crate::{Error, Packet, PeerAddr, CONTENT_TYPE, STREAM_PATH};
 use bytes::Bytes;
@@ -238,6 +239,8 @@ pub(crate) struct Inner {
     pub(crate) token: Option<Token>,
     /// One permit per incoming stream that may be open.
     pub(crate) stream_permits: Arc<Semaphore>,
+    /// Buffers large stream writes are encoded into, reused.
+    pub(crate) write_buffers: Arc<WriteBuffers>,
 }
 
 impl Drop for Inner {
@@ -286,6 +289,7 @@ impl Transport {
             cors: Cors::new(&options.cors_allowed_origins),
             token,
             stream_permits: Arc::new(Semaphore::new(options.max_streams)),
+            write_buffers: WriteBuffers::new(MAX_WRITE_ENCODED),
             options,
             metrics,
             registry: registry.clone(),
