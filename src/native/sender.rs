@@ -16,9 +16,10 @@
 use super::body::FrameBody;
 use super::connector::Connector;
 use super::metrics::Metrics;
-use crate::codec::{encode_frame, encoded_len};
+use super::write_buffers::WriteBuffers;
+use crate::codec::{encoded_len, frame_header};
 use crate::{Error, PeerAddr, CONTENT_TYPE, MESSAGE_PATH};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hyper::{Method, Request, StatusCode};
 use std::collections::{HashMap, VecDeque};
@@ -71,6 +72,8 @@ pub(crate) struct Senders {
 
 struct SendCtx {
     peers: PeerMap,
+    /// Buffers batches are encoded into, reused (see `write_buffers`).
+    bodies: Arc<WriteBuffers>,
     connector: Arc<Connector>,
     metrics: Metrics,
     limits: SendLimits,
@@ -110,6 +113,7 @@ impl Senders {
         Senders {
             ctx: Arc::new(SendCtx {
                 peers: Mutex::new(HashMap::default()),
+                bodies: WriteBuffers::new(limits.max_batch_bytes),
                 connector,
                 metrics,
                 limits,
@@ -268,7 +272,7 @@ impl SendCtx {
             items,
             metrics: &self.metrics,
         };
-        let mut body = BytesMut::with_capacity(
+        let mut body = self.bodies.take(
             batch
                 .items
                 .iter()
@@ -278,8 +282,11 @@ impl SendCtx {
         let mut payload_bytes = 0u64;
         for item in &batch.items {
             payload_bytes += item.payload.len() as u64;
-            // Payloads over 4 GiB were refused by write_to; encoding cannot fail.
-            let _ = encode_frame(&item.payload, &mut body);
+            // Payloads over 4 GiB were refused by write_to, so the header
+            // always fits.
+            let (header, len) = frame_header(item.payload.len());
+            body.extend_from_slice(&header[..len]);
+            body.extend_from_slice(&item.payload);
         }
         self.metrics.tx_packets.inc_by(batch.items.len() as u64);
         self.metrics.tx_bytes.inc_by(payload_bytes);

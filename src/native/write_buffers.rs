@@ -1,7 +1,9 @@
-//! Reused buffers for large stream writes.
+//! Reused buffers for what goes out in large pieces: stream writes and
+//! `/message` batches.
 //!
-//! A stream write is copied into a buffer that HTTP/2 frees once it is on
-//! the wire, on whichever runtime thread wrote it out. With glibc's malloc,
+//! A stream write or a batch of packets is encoded into a buffer that
+//! HTTP/2 frees once it is on the wire, on whichever runtime thread wrote it
+//! out. With glibc's malloc,
 //! a steady churn of 64–128 KiB blocks makes each thread's arena hand its
 //! heap top back to the kernel (`madvise`) and fault the pages in again on
 //! the next write: measured on the stream benchmark, about half the
@@ -17,13 +19,15 @@ use std::sync::{Arc, Mutex};
 /// Writes of at least this many bytes use a pooled buffer.
 pub(crate) const POOLED_WRITE_MIN: usize = 16 << 10;
 
-/// Free buffers kept per transport: an idle transport whose streams were
-/// once busy holds at most this many blocks.
-const POOL_MAX: usize = 8;
+/// Bytes of free buffers a pool keeps: an idle transport that was once busy
+/// holds at most this much per pool.
+const POOL_BYTES: usize = 1 << 20;
 
 /// A transport's free write buffers, all of one capacity.
 pub(crate) struct WriteBuffers {
     capacity: usize,
+    /// How many free buffers fit in [`POOL_BYTES`] (none when one would not).
+    keep: usize,
     free: Mutex<Vec<Vec<u8>>>,
 }
 
@@ -32,6 +36,7 @@ impl WriteBuffers {
     pub(crate) fn new(capacity: usize) -> Arc<WriteBuffers> {
         Arc::new(WriteBuffers {
             capacity,
+            keep: POOL_BYTES / capacity.max(1),
             free: Mutex::new(Vec::new()),
         })
     }
@@ -39,7 +44,7 @@ impl WriteBuffers {
     /// An empty buffer with room for `len` bytes: pooled when `len` is
     /// large enough and fits, freshly allocated otherwise.
     pub(crate) fn take(self: &Arc<Self>, len: usize) -> WriteBuffer {
-        let pooled = (POOLED_WRITE_MIN..=self.capacity).contains(&len);
+        let pooled = self.keep > 0 && (POOLED_WRITE_MIN..=self.capacity).contains(&len);
         let buf = if pooled {
             self.free
                 .lock()
@@ -100,7 +105,7 @@ impl Drop for WriteBuffer {
             return;
         }
         let mut free = home.free.lock().unwrap();
-        if free.len() < POOL_MAX {
+        if free.len() < home.keep {
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
             free.push(buf);
@@ -145,15 +150,25 @@ mod tests {
 
     #[test]
     fn the_pool_keeps_at_most_its_bound() {
-        let pool = WriteBuffers::new(32 << 10);
-        let all: Vec<Bytes> = (0..POOL_MAX + 5)
+        let pool = WriteBuffers::new(256 << 10);
+        assert_eq!(pool.keep, 4);
+        let all: Vec<Bytes> = (0..pool.keep + 5)
             .map(|_| {
-                let mut b = pool.take(32 << 10);
-                b.extend_from_slice(&[1u8; 32 << 10]);
+                let mut b = pool.take(100 << 10);
+                b.extend_from_slice(&[1u8; 100 << 10]);
                 b.freeze()
             })
             .collect();
         drop(all);
-        assert_eq!(pool.held(), POOL_MAX);
+        assert_eq!(pool.held(), pool.keep);
+    }
+
+    #[test]
+    fn buffers_too_large_for_the_budget_are_never_pooled() {
+        let pool = WriteBuffers::new(4 << 20);
+        let mut b = pool.take(1 << 20);
+        b.extend_from_slice(&[0u8; 1 << 20]);
+        drop(b.freeze());
+        assert_eq!(pool.held(), 0);
     }
 }
