@@ -333,16 +333,16 @@ impl SendCtx {
     }
 }
 
-/// Fails packets, telling whoever waits on them why.
+/// Fails packets, telling whoever waits on them why. The metric is counted
+/// first, so a caller that saw its `send` fail also sees it counted.
 fn fail(metrics: &Metrics, items: impl IntoIterator<Item = Outgoing>, err: &Error) {
-    let mut n = 0;
+    let items: Vec<Outgoing> = items.into_iter().collect();
+    metrics.tx_packets_failed.inc_by(items.len() as u64);
     for item in items {
-        n += 1;
         if let Some(done) = item.done {
             let _ = done.send(Err(err.duplicate()));
         }
     }
-    metrics.tx_packets_failed.inc_by(n);
 }
 
 /// A batch on its way. If its request is abandoned (transport shutdown
