@@ -155,6 +155,8 @@ impl Senders {
             dropped = if state.items.len() > self.ctx.limits.queue_size {
                 state.items.pop_front()
             } else {
+                // Counted before the task can take it (and count it out).
+                self.ctx.metrics.tx_packet_queue_length.inc();
                 None
             };
             if std::mem::take(&mut state.task_waiting) {
@@ -165,17 +167,12 @@ impl Senders {
                 .and_then(|d| d.done.as_ref())
                 .map(|_| queue.addr.to_string());
         }
-        match dropped {
-            // One in, one out: the queue length gauge is unchanged.
-            Some(old) => {
-                self.ctx.metrics.tx_packets_dropped.inc();
-                tracing::debug!(peer = addr, "send queue full, dropped the oldest packet");
-                if let (Some(done), Some(addr)) = (old.done, queue_addr) {
-                    let _ = done.send(Err(Error::Dropped { addr }));
-                }
-            }
-            None => {
-                self.ctx.metrics.tx_packet_queue_length.inc();
+        // One in, one out: the queue length gauge is unchanged.
+        if let Some(old) = dropped {
+            self.ctx.metrics.tx_packets_dropped.inc();
+            tracing::debug!(peer = addr, "send queue full, dropped the oldest packet");
+            if let (Some(done), Some(addr)) = (old.done, queue_addr) {
+                let _ = done.send(Err(Error::Dropped { addr }));
             }
         }
         Ok(())
