@@ -100,6 +100,31 @@ struct QueueState {
     /// back to the queue by itself, so packets for a dead peer cost no
     /// wake-up and no scheduling at all.
     task_waiting: bool,
+    drops: DropLog,
+}
+
+/// Rate-limits the log line for a peer's drop-oldest: the first drop is
+/// logged at once, later ones at most once a second, with how many there
+/// were, so a dead peer under load is visible without flooding the log.
+#[derive(Default)]
+struct DropLog {
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl DropLog {
+    /// Records a drop at `now`; returns how many drops to log, if it is time.
+    fn record(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        if self
+            .logged_at
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 impl Senders {
@@ -133,6 +158,7 @@ impl Senders {
     pub(crate) fn enqueue(&self, addr: &str, out: Outgoing) -> Result<(), Error> {
         let dropped;
         let queue_addr;
+        let mut log_drops = None;
         {
             let mut peers = self.ctx.peers.lock().unwrap();
             let queue = match peers.get(addr) {
@@ -151,8 +177,11 @@ impl Senders {
                 // retiring task removes its queue under the map lock).
                 return Err(Error::Shutdown);
             }
+            // The caller's clock reading, so the drop path reads no clock.
+            let now = out.queued_at;
             state.items.push_back(out);
             dropped = if state.items.len() > self.ctx.limits.queue_size {
+                log_drops = state.drops.record(now);
                 state.items.pop_front()
             } else {
                 // Counted before the task can take it (and count it out).
@@ -170,7 +199,14 @@ impl Senders {
         // One in, one out: the queue length gauge is unchanged.
         if let Some(old) = dropped {
             self.ctx.metrics.tx_packets_dropped.inc();
-            tracing::debug!(peer = addr, "send queue full, dropped the oldest packet");
+            if let Some(n) = log_drops {
+                tracing::warn!(
+                    peer = addr,
+                    dropped = n,
+                    queue_size = self.ctx.limits.queue_size,
+                    "send queue full (peer slow or unreachable): dropped the oldest packets"
+                );
+            }
             if let (Some(done), Some(addr)) = (old.done, queue_addr) {
                 let _ = done.send(Err(Error::Dropped { addr }));
             }
@@ -439,4 +475,24 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
     let left = queue.close();
     ctx.metrics.tx_packet_queue_length.dec_by(left.len() as i64);
     ctx.fail(left, &Error::Shutdown);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_logs_are_limited_to_one_a_second_with_the_count() {
+        let mut log = DropLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.record(t0), Some(1), "the first drop is logged at once");
+        for i in 1..=99u64 {
+            assert_eq!(log.record(t0 + Duration::from_millis(i * 9)), None);
+        }
+        assert_eq!(log.record(t0 + Duration::from_millis(1000)), Some(100));
+        assert_eq!(log.record(t0 + Duration::from_millis(1001)), None);
+        // A clock reading from before the last log (callers race) waits too.
+        assert_eq!(log.record(t0), None);
+        assert_eq!(log.record(t0 + Duration::from_secs(5)), Some(3));
+    }
 }
