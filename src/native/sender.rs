@@ -3,9 +3,11 @@
 //! Every peer gets its own bounded queue and its own task, so a slow or dead
 //! peer only ever delays its own packets (the reference sends every packet
 //! from one goroutine, so one dead peer stalls all of them). A task sends
-//! what has queued up as one `/message` request (the contract lets a body
-//! carry any number of frames), keeps a few requests in flight on the peer's
-//! one HTTP/2 connection, and retires itself when the peer goes quiet.
+//! what has queued up as one chunk of frames in a `/message` body (the
+//! contract lets a body carry any number of frames), keeps that body open a
+//! little for the next packets (see `run_peer`), keeps a few requests in
+//! flight on the peer's one HTTP/2 connection, and retires itself when the
+//! peer goes quiet.
 //!
 //! A peer that cannot be connected to (a closed port, a failed handshake) is
 //! retried after a backoff that doubles from [`RECONNECT_BACKOFF_MIN`] to
@@ -25,7 +27,7 @@ use hyper::{Method, Request, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,13 +36,15 @@ pub(crate) const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// The longest wait between connect attempts to an unreachable peer.
 pub(crate) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(250);
 
-/// How a batch ended, for the peer's task.
-enum Outcome {
-    Delivered,
-    /// No connection could be made: back off before the next attempt.
-    Unreachable,
-    Failed,
-}
+/// How long a lingering `/message` body may stay open in all: well inside
+/// a receiver's body-read limit (ours defaults to 10 s), and short enough
+/// that a failed body leaves little in doubt.
+pub(crate) const BODY_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Chunks (batches) queued for a `/message` body beyond what HTTP/2 flow
+/// control lets out; past it, packets wait in the peer's queue, where
+/// drop-oldest applies.
+const BODY_CHUNKS: usize = 4;
 
 /// What bounds a peer's delivery.
 #[derive(Debug, Clone)]
@@ -50,6 +54,9 @@ pub(crate) struct SendLimits {
     pub max_batch_bytes: usize,
     pub max_in_flight: usize,
     pub idle_timeout: Duration,
+    /// How long a `/message` body stays open for more packets after the
+    /// last; zero ends every body after its first batch.
+    pub body_linger: Duration,
 }
 
 /// A queued packet, with the caller waiting for its outcome if any.
@@ -299,21 +306,14 @@ impl SendCtx {
         fail(&self.metrics, items, err)
     }
 
-    /// Sends one batch as one `/message` request.
-    async fn send_batch(&self, addr: &PeerAddr, items: Vec<Outgoing>) -> Outcome {
-        let mut batch = Batch {
-            items,
-            metrics: &self.metrics,
-        };
-        let mut body = self.bodies.take(
-            batch
-                .items
-                .iter()
-                .map(|o| encoded_len(o.payload.len()))
-                .sum(),
-        );
+    /// Encodes a batch as one chunk of frames, moving its waiters to
+    /// `ledger`.
+    fn encode(&self, items: Vec<Outgoing>, ledger: &mut Ledger) -> Bytes {
+        let mut body = self
+            .bodies
+            .take(items.iter().map(|o| encoded_len(o.payload.len())).sum());
         let mut payload_bytes = 0u64;
-        for item in &batch.items {
+        for item in &items {
             payload_bytes += item.payload.len() as u64;
             // Payloads over 4 GiB were refused by write_to, so the header
             // always fits.
@@ -321,16 +321,41 @@ impl SendCtx {
             body.extend_from_slice(&header[..len]);
             body.extend_from_slice(&item.payload);
         }
-        self.metrics.tx_packets.inc_by(batch.items.len() as u64);
+        self.metrics.tx_packets.inc_by(items.len() as u64);
         self.metrics.tx_bytes.inc_by(payload_bytes);
+        ledger.packets += items.len() as u64;
+        ledger
+            .waiters
+            .extend(items.into_iter().filter_map(|item| item.done));
+        body.freeze()
+    }
 
+    /// Sends one `/message` request whose body is whatever arrives on
+    /// `body` until it closes; `lingers` says whether it may stay open
+    /// after its first chunk (which lengthens its deadline by
+    /// [`BODY_MAX_AGE`]).
+    async fn send_body(
+        &self,
+        addr: &PeerAddr,
+        lane: u64,
+        body: mpsc::Receiver<Bytes>,
+        lingers: bool,
+    ) -> (u64, Result<(), Error>) {
         let req = Request::builder()
             .method(Method::POST)
             .uri(self.connector.uri(addr, MESSAGE_PATH))
             .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(FrameBody::once(body.freeze()))
+            .body(FrameBody::channel(
+                body,
+                self.shutdown.clone().cancelled_owned(),
+            ))
             .expect("a valid request");
-        let timeout = self.limits.packet_timeout;
+        let timeout = self.limits.packet_timeout
+            + if lingers {
+                BODY_MAX_AGE
+            } else {
+                Duration::ZERO
+            };
         let result = match tokio::time::timeout(timeout, self.connector.request(addr, req)).await {
             Err(_) => Err(Error::Timeout {
                 what: "packet delivery",
@@ -343,26 +368,7 @@ impl SendCtx {
                 status: resp.status().as_u16(),
             }),
         };
-        let items = std::mem::take(&mut batch.items);
-        match result {
-            Ok(()) => {
-                for item in items {
-                    if let Some(done) = item.done {
-                        let _ = done.send(Ok(()));
-                    }
-                }
-                Outcome::Delivered
-            }
-            Err(e) => {
-                tracing::debug!(peer = %addr, packets = items.len(), error = %e, "packet delivery failed");
-                self.fail(items, &e);
-                if matches!(e, Error::Connect { .. }) {
-                    Outcome::Unreachable
-                } else {
-                    Outcome::Failed
-                }
-            }
-        }
+        (lane, result)
     }
 }
 
@@ -378,33 +384,70 @@ fn fail(metrics: &Metrics, items: impl IntoIterator<Item = Outgoing>, err: &Erro
     }
 }
 
-/// A batch on its way. If its request is abandoned (transport shutdown
-/// drops the future), its packets fail with [`Error::Shutdown`] rather than
-/// vanish.
-struct Batch<'a> {
-    items: Vec<Outgoing>,
-    metrics: &'a Metrics,
+/// What one `/message` request carries: how many packets, and the callers
+/// waiting to hear how it went.
+#[derive(Default)]
+struct Ledger {
+    packets: u64,
+    waiters: Vec<oneshot::Sender<Result<(), Error>>>,
 }
 
-impl Drop for Batch<'_> {
-    fn drop(&mut self) {
-        if !self.items.is_empty() {
-            fail(
-                self.metrics,
-                std::mem::take(&mut self.items),
-                &Error::Shutdown,
-            );
+impl Ledger {
+    /// Tells the waiters how the request ended; a failure counts every
+    /// packet it carried as failed (HTTP gives no per-frame answer, so a
+    /// failed body's packets are not known to have arrived).
+    fn settle(self, metrics: &Metrics, result: &Result<(), Error>) {
+        if result.is_err() {
+            metrics.tx_packets_failed.inc_by(self.packets);
+        }
+        for done in self.waiters {
+            let _ = done.send(match result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.duplicate()),
+            });
         }
     }
 }
 
+/// The `/message` request whose body is still open for more batches.
+struct OpenBody {
+    lane: u64,
+    tx: mpsc::Sender<Bytes>,
+    opened: Instant,
+    last_write: Instant,
+}
+
+impl OpenBody {
+    /// When the body is to be ended: after `linger` without a batch, or
+    /// [`BODY_MAX_AGE`] after it opened, whichever comes first.
+    fn ends_at(&self, linger: Duration) -> Instant {
+        (self.last_write + linger).min(self.opened + BODY_MAX_AGE)
+    }
+}
+
 /// A peer's delivery task.
+///
+/// Each batch of queued packets becomes a chunk of frames. With a linger
+/// (the default), the chunk goes into the peer's open `/message` body when
+/// there is one, and a body stays open for more until it has been quiet
+/// for the linger or is [`BODY_MAX_AGE`] old: on an open HTTP/2 stream a
+/// packet is one `DATA` frame away from the peer, about half the latency of
+/// a new request (which costs headers, a new stream and a task on each
+/// side). The receiver delivers each frame as it arrives, as the contract
+/// says. A body carrying a packet someone waits on (`send`) is ended at
+/// once, so the answer does not wait for the linger.
 async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
     let limits = &ctx.limits;
     let mut in_flight = FuturesUnordered::new();
+    // Requests in flight, by lane, with what they carry.
+    let mut ledgers: Vec<(u64, Ledger)> = Vec::new();
+    let mut open: Option<OpenBody> = None;
+    let mut next_lane = 0u64;
     let mut last_active = Instant::now();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
+    let end_body = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(end_body);
     // Set while the peer is unreachable: no new batch before it fires.
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let retry = tokio::time::sleep(Duration::ZERO);
@@ -412,7 +455,14 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
     let mut waiting_to_retry = false;
     let mut expired = Vec::new();
     loop {
-        while !waiting_to_retry && in_flight.len() < limits.max_in_flight {
+        loop {
+            let room = match &open {
+                Some(body) => body.tx.capacity() > 0,
+                None => in_flight.len() < limits.max_in_flight,
+            };
+            if waiting_to_retry || !room {
+                break;
+            }
             let now = Instant::now();
             let batch = queue.take_batch(
                 limits.max_batch_bytes,
@@ -439,23 +489,90 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
                 .tx_packet_queue_length
                 .dec_by(batch.len() as i64);
             last_active = now;
-            in_flight.push(ctx.send_batch(&queue.addr, batch));
+            let awaited = batch.iter().any(|o| o.done.is_some());
+            let body = match open.take() {
+                Some(body) => body,
+                None => {
+                    let (tx, rx) = mpsc::channel(BODY_CHUNKS);
+                    let lane = next_lane;
+                    next_lane += 1;
+                    ledgers.push((lane, Ledger::default()));
+                    let lingers = !limits.body_linger.is_zero() && !awaited;
+                    in_flight.push(ctx.send_body(&queue.addr, lane, rx, lingers));
+                    if lingers {
+                        end_body
+                            .as_mut()
+                            .reset((now + limits.body_linger.min(BODY_MAX_AGE)).into());
+                    }
+                    OpenBody {
+                        lane,
+                        tx,
+                        opened: now,
+                        last_write: now,
+                    }
+                }
+            };
+            let ledger = ledgers
+                .iter_mut()
+                .find(|(lane, _)| *lane == body.lane)
+                .map(|(_, l)| l)
+                .expect("an open body has a ledger");
+            let chunk = ctx.encode(batch, ledger);
+            // Room was checked above and only this task sends. A body whose
+            // request already ended drops the chunk: its packets are in
+            // the ledger, which that request's outcome settles.
+            let _ = body.tx.try_send(chunk);
+            if !awaited && !limits.body_linger.is_zero() && now < body.opened + BODY_MAX_AGE {
+                open = Some(OpenBody {
+                    last_write: now,
+                    ..body
+                });
+            }
         }
+        // Waits for room in a full open body; its own future, so the select
+        // below borrows nothing it changes.
+        let full_body = open
+            .as_ref()
+            .filter(|b| b.tx.capacity() == 0)
+            .map(|b| b.tx.clone());
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break,
-            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
-                Outcome::Unreachable if !waiting_to_retry => {
-                    waiting_to_retry = true;
-                    retry.as_mut().reset((Instant::now() + backoff).into());
-                    backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+            Some((lane, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                if open.as_ref().is_some_and(|b| b.lane == lane) {
+                    open = None;
                 }
-                Outcome::Unreachable => {}
-                Outcome::Delivered | Outcome::Failed => backoff = RECONNECT_BACKOFF_MIN,
-            },
+                if let Some(i) = ledgers.iter().position(|(l, _)| *l == lane) {
+                    let (_, ledger) = ledgers.swap_remove(i);
+                    if let Err(e) = &result {
+                        tracing::debug!(peer = %queue.addr, packets = ledger.packets, error = %e, "packet delivery failed");
+                    }
+                    ledger.settle(&ctx.metrics, &result);
+                }
+                match result {
+                    Err(Error::Connect { .. }) if !waiting_to_retry => {
+                        waiting_to_retry = true;
+                        retry.as_mut().reset((Instant::now() + backoff).into());
+                        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                    }
+                    Err(Error::Connect { .. }) => {}
+                    _ => backoff = RECONNECT_BACKOFF_MIN,
+                }
+            }
             _ = &mut retry, if waiting_to_retry => {
                 waiting_to_retry = false;
                 last_active = Instant::now();
+            }
+            _ = async { full_body.expect("checked").reserve().await.map(drop) }, if full_body.is_some() => {}
+            _ = &mut end_body, if open.is_some() => {
+                let ends_at = open.as_ref().map(|b| b.ends_at(limits.body_linger));
+                match ends_at {
+                    // Ending the body lets its request finish with the
+                    // peer's answer.
+                    Some(t) if t <= Instant::now() => open = None,
+                    Some(t) => end_body.as_mut().reset(t.into()),
+                    None => {}
+                }
             }
             _ = queue.wake.notified() => {}
             _ = &mut idle => {
@@ -472,6 +589,10 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
     }
     // Shutdown: whatever is queued or in flight fails, loudly.
     drop(in_flight);
+    drop(open);
+    for (_, ledger) in ledgers {
+        ledger.settle(&ctx.metrics, &Err(Error::Shutdown));
+    }
     let left = queue.close();
     ctx.metrics.tx_packet_queue_length.dec_by(left.len() as i64);
     ctx.fail(left, &Error::Shutdown);

@@ -294,7 +294,9 @@ async fn receive_packets(
     mut body: super::stream::IncomingBody,
     from: SocketAddr,
 ) -> Response<FrameBody> {
-    let received_at = Instant::now();
+    // A body can stay open for more packets (see `message_body_linger`):
+    // each packet is stamped when the chunk holding it arrived.
+    let mut received_at = Instant::now();
     let mut decoder = PacketDecoder::new(inner.options.max_packet_size);
     // Packets are sliced out of the body's chunks; only a frame split
     // across chunks is copied, into `held`.
@@ -323,7 +325,8 @@ async fn receive_packets(
             f = tokio::time::timeout(budget.saturating_sub(waited), body.frame()) => f,
             _ = inner.shutdown.cancelled() => return status(StatusCode::SERVICE_UNAVAILABLE),
         };
-        waited += wait_start.elapsed();
+        received_at = Instant::now();
+        waited += received_at - wait_start;
         match frame {
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {

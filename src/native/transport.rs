@@ -65,6 +65,19 @@ pub struct Options {
     pub max_batch_bytes: usize,
     /// `/message` requests in flight to one peer at once. Default 4.
     pub max_in_flight_per_peer: usize,
+    /// How long a `/message` request body stays open after its last packet,
+    /// so that the next packets to the same peer ride it as more frames
+    /// instead of starting a new request: on an open HTTP/2 stream a packet
+    /// is one `DATA` frame away, about half the latency of a new request.
+    /// A body is ended after 1 s in all whatever the traffic (receivers
+    /// limit how long a body may take: keep a peer's
+    /// [`body_read_timeout`](Options::body_read_timeout) well above
+    /// 1 s plus this), and at once when it carries a packet given to
+    /// [`Transport::send`], whose caller waits for the answer. The contract
+    /// has the receiver deliver each frame as it arrives, and Go peers do.
+    /// Zero: every batch is a request of its own, ended at once. Not used
+    /// with [`client_http1`](Options::client_http1). Default 100 ms.
+    pub message_body_linger: Duration,
     /// A peer with nothing to send for this long loses its send task (a
     /// new one starts with its next packet). Default 60 s.
     pub idle_peer_timeout: Duration,
@@ -140,6 +153,7 @@ impl Default for Options {
             stream_queue_size: 64,
             max_batch_bytes: 256 << 10,
             max_in_flight_per_peer: 4,
+            message_body_linger: Duration::from_millis(100),
             idle_peer_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(10),
             advertise_addr: None,
@@ -278,6 +292,14 @@ impl Transport {
                 max_batch_bytes: options.max_batch_bytes,
                 max_in_flight: options.max_in_flight_per_peer,
                 idle_timeout: options.idle_peer_timeout,
+                // Over HTTP/1.1 a body holds a whole connection, and the
+                // worker runtimes it is for may read a body whole before
+                // delivering any of it.
+                body_linger: if options.client_http1 {
+                    Duration::ZERO
+                } else {
+                    options.message_body_linger
+                },
             },
             shutdown.clone(),
             tasks.clone(),
