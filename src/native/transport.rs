@@ -72,7 +72,7 @@ pub struct Options {
     /// A body is ended after 1 s in all whatever the traffic (receivers
     /// limit how long a body may take: keep a peer's
     /// [`body_read_timeout`](Options::body_read_timeout) well above
-    /// 1 s plus this), and at once when it carries a packet given to
+    /// 1 s; `Transport::new` warns when its own is 2 s or less), and at once when it carries a packet given to
     /// [`Transport::send`], whose caller waits for the answer. The contract
     /// has the receiver deliver each frame as it arrives, and Go peers do.
     /// Zero: every batch is a request of its own, ended at once. Not used
@@ -271,6 +271,18 @@ impl Transport {
     /// tokio runtime then.
     pub fn new(options: Options) -> Result<(Transport, MetricsRegistry), Error> {
         options.validate()?;
+        if !options.message_body_linger.is_zero()
+            && options.body_read_timeout <= 2 * super::sender::BODY_MAX_AGE
+        {
+            // Not an error: it is the peers' setting that matters, but a
+            // cluster is usually configured alike.
+            tracing::warn!(
+                body_read_timeout = ?options.body_read_timeout,
+                "body_read_timeout is 2 s or less: peers configured alike answer this \
+                 transport's open /message bodies (up to 1 s) with 408; raise it, or set \
+                 message_body_linger to zero"
+            );
+        }
         let metrics = Metrics::default();
         let registry = MetricsRegistry::new(&metrics);
         let shutdown = CancellationToken::new();
