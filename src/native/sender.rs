@@ -375,13 +375,12 @@ impl SendCtx {
 /// Fails packets, telling whoever waits on them why. The metric is counted
 /// first, so a caller that saw its `send` fail also sees it counted.
 fn fail(metrics: &Metrics, items: impl IntoIterator<Item = Outgoing>, err: &Error) {
-    let items: Vec<Outgoing> = items.into_iter().collect();
-    metrics.tx_packets_failed.inc_by(items.len() as u64);
+    let mut ledger = Ledger::default();
     for item in items {
-        if let Some(done) = item.done {
-            let _ = done.send(Err(err.duplicate()));
-        }
+        ledger.packets += 1;
+        ledger.waiters.extend(item.done);
     }
+    ledger.settle(metrics, Err(err));
 }
 
 /// What one `/message` request carries: how many packets, and the callers
@@ -395,16 +394,14 @@ struct Ledger {
 impl Ledger {
     /// Tells the waiters how the request ended; a failure counts every
     /// packet it carried as failed (HTTP gives no per-frame answer, so a
-    /// failed body's packets are not known to have arrived).
-    fn settle(self, metrics: &Metrics, result: &Result<(), Error>) {
+    /// failed body's packets are not known to have arrived). The metric is
+    /// counted before anyone is told.
+    fn settle(self, metrics: &Metrics, result: Result<(), &Error>) {
         if result.is_err() {
             metrics.tx_packets_failed.inc_by(self.packets);
         }
         for done in self.waiters {
-            let _ = done.send(match result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(e.duplicate()),
-            });
+            let _ = done.send(result.map_err(Error::duplicate));
         }
     }
 }
@@ -547,7 +544,7 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
                     if let Err(e) = &result {
                         tracing::debug!(peer = %queue.addr, packets = ledger.packets, error = %e, "packet delivery failed");
                     }
-                    ledger.settle(&ctx.metrics, &result);
+                    ledger.settle(&ctx.metrics, result.as_ref().map(|_| ()));
                 }
                 match result {
                     Err(Error::Connect { .. }) if !waiting_to_retry => {
@@ -591,7 +588,7 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
     drop(in_flight);
     drop(open);
     for (_, ledger) in ledgers {
-        ledger.settle(&ctx.metrics, &Err(Error::Shutdown));
+        ledger.settle(&ctx.metrics, Err(&Error::Shutdown));
     }
     let left = queue.close();
     ctx.metrics.tx_packet_queue_length.dec_by(left.len() as i64);

@@ -71,9 +71,10 @@ pub struct Options {
     /// is one `DATA` frame away, about half the latency of a new request.
     /// A body is ended after 1 s in all whatever the traffic (receivers
     /// limit how long a body may take: keep a peer's
-    /// [`body_read_timeout`](Options::body_read_timeout) well above
-    /// 1 s; `Transport::new` warns when its own is 2 s or less), and at once when it carries a packet given to
-    /// [`Transport::send`], whose caller waits for the answer. The contract
+    /// [`body_read_timeout`](Options::body_read_timeout) well above 1 s;
+    /// `Transport::new` warns when its own is 2 s or less), and at once
+    /// when it carries a packet given to [`Transport::send`], whose caller
+    /// waits for the answer. The contract
     /// has the receiver deliver each frame as it arrives, and Go peers do.
     /// Zero: every batch is a request of its own, ended at once. Not used
     /// with [`client_http1`](Options::client_http1). Default 100 ms.
@@ -271,9 +272,15 @@ impl Transport {
     /// tokio runtime then.
     pub fn new(options: Options) -> Result<(Transport, MetricsRegistry), Error> {
         options.validate()?;
-        if !options.message_body_linger.is_zero()
-            && options.body_read_timeout <= 2 * super::sender::BODY_MAX_AGE
-        {
+        // Over HTTP/1.1 a body holds a whole connection, and the worker
+        // runtimes it is for may read a body whole before delivering any of
+        // it: bodies end after their first batch there.
+        let body_linger = if options.client_http1 {
+            Duration::ZERO
+        } else {
+            options.message_body_linger
+        };
+        if !body_linger.is_zero() && options.body_read_timeout <= 2 * super::sender::BODY_MAX_AGE {
             // Not an error: it is the peers' setting that matters, but a
             // cluster is usually configured alike.
             tracing::warn!(
@@ -304,14 +311,7 @@ impl Transport {
                 max_batch_bytes: options.max_batch_bytes,
                 max_in_flight: options.max_in_flight_per_peer,
                 idle_timeout: options.idle_peer_timeout,
-                // Over HTTP/1.1 a body holds a whole connection, and the
-                // worker runtimes it is for may read a body whole before
-                // delivering any of it.
-                body_linger: if options.client_http1 {
-                    Duration::ZERO
-                } else {
-                    options.message_body_linger
-                },
+                body_linger,
             },
             shutdown.clone(),
             tasks.clone(),
