@@ -9,8 +9,8 @@
 //! harness, as CI runs it). A FILTER runs only the rows whose id contains it
 //! (ids: `udp`, `udp-latency`, `h2`, `tcp`, `packets-64`, `packets-1400`,
 //! `packets-1400-open`, `fanout`, `latency`, `stream`, `dead-peer`,
-//! `mem-peers`, `mem-streams`); ratios to a baseline that did not run show
-//! `-`.
+//! `dead-peer-paced`, `mem-peers`, `mem-streams`); ratios to a baseline that
+//! did not run show `-`.
 //!
 //! Throughput method, the same for the transport and UDP: for a fixed window
 //! a producer writes as fast as it can while at most `WINDOW` packets per
@@ -21,8 +21,10 @@
 //! cycle through `PAYLOADS` distinct buffers, as an application writes a
 //! fresh buffer per packet.
 //!
-//! The dead-peer row sets up a clean and a dirty flow and runs them in turn
-//! (`dead_rounds` windows each), so that the machine's drift lands on both.
+//! The dead-peer row sets up a clean, a dirty and a floor flow and runs
+//! them in turn (`dead_rounds` windows each), so that the machine's drift
+//! lands on all three; the paced dead-peer row does the same below
+//! saturation.
 //!
 //! Memory rows run in child processes (this binary re-executed with
 //! `--child`), so that heap freed by earlier rows cannot hide growth.
@@ -78,6 +80,9 @@ struct Cfg {
     /// shared) or in where the runtime put the tasks lands on both sides
     /// alike rather than on whichever ran second.
     dead_rounds: u32,
+    /// Rounds and window per flow of the paced dead-peer row.
+    paced_rounds: u32,
+    paced_window: Duration,
     lat_packets: u64,
     mem_n: usize,
 }
@@ -98,6 +103,8 @@ impl Cfg {
                 dur: Duration::from_millis(250),
                 dead_dur: Duration::from_millis(500),
                 dead_rounds: 2,
+                paced_rounds: 1,
+                paced_window: Duration::from_millis(250),
                 lat_packets: 300,
                 mem_n: 200,
             }
@@ -109,20 +116,19 @@ impl Cfg {
                 dur: Duration::from_secs(3),
                 dead_dur: Duration::from_secs(12),
                 dead_rounds: 24,
+                paced_rounds: 4,
+                paced_window: Duration::from_secs(1),
                 lat_packets: 5000,
                 mem_n: 1000,
             }
         }
     }
 
-    /// Whether the row `id` runs. A filter matches ids that contain it,
-    /// except that `packets-1400` does not also select `packets-1400-open`.
+    /// Whether the row `id` runs: a filter selects every row whose id
+    /// contains it (`latency` runs the latency row and its UDP baseline,
+    /// `dead-peer` both dead-peer rows, `1400` every 1400 B row).
     fn wants(&self, id: &str) -> bool {
-        self.filters.is_empty()
-            || self
-                .filters
-                .iter()
-                .any(|f| id == f || id.contains(f.as_str()))
+        self.filters.is_empty() || self.filters.iter().any(|f| id.contains(f.as_str()))
     }
 }
 
@@ -280,7 +286,7 @@ async fn run(cfg: &Cfg) -> String {
         let r = packets_row(cfg, &base, "packets 64 B, 1→1", 64, 1).await;
         report(&mut rows, "packets 64 B", r);
     }
-    if cfg.wants("packets-1400") && !cfg.filters.iter().any(|f| f == "packets-1400-open") {
+    if cfg.wants("packets-1400") {
         let r = packets_row(cfg, &base, "packets 1400 B, 1→1", 1400, 1).await;
         report(&mut rows, "packets 1400 B", r);
     }
@@ -292,7 +298,7 @@ async fn run(cfg: &Cfg) -> String {
         let r = packets_row(cfg, &base, "packets 1400 B, 1→10", 1400, 10).await;
         report(&mut rows, "packets 1400 B 1→10", r);
     }
-    if cfg.wants("latency") && !cfg.filters.iter().any(|f| f == "udp-latency") {
+    if cfg.wants("latency") {
         let r = packet_latency(cfg).await.map(|lat| Row {
             name: "latency at 1000 pkt/s",
             result: lat.show(),
@@ -318,6 +324,10 @@ async fn run(cfg: &Cfg) -> String {
     if cfg.wants("dead-peer") {
         let r = dead_peer_row(cfg).await;
         report(&mut rows, "dead peer", r);
+    }
+    if cfg.wants("dead-peer-paced") {
+        let r = dead_peer_paced_row(cfg).await;
+        report(&mut rows, "dead peer, paced", r);
     }
 
     rows.extend(mem_rows);
@@ -459,10 +469,24 @@ struct Target {
     sent: u64,
 }
 
+/// What a producer does after each write to a live receiver.
+#[derive(Clone, Copy, PartialEq)]
+enum Between {
+    Nothing,
+    /// One write to a dead peer (alternating between the flow's two).
+    DeadWrite,
+    /// What any write costs its caller before the transport is involved: a
+    /// payload clone, dropped, and a clock read (the `Instant` `write_to`
+    /// returns); no transport call. The floor under the dead-peer ratio: no
+    /// transport can make a dead write cheaper than this.
+    Floor,
+}
+
 struct Producer {
     transport: Transport,
     targets: Vec<Target>,
-    /// Peers that get one packet after every packet to a live target.
+    between: Between,
+    /// The dead peers for `Between::DeadWrite`.
     dead: Vec<String>,
     /// Distinct buffers written in turn. An application writes a fresh
     /// buffer per packet; one `Bytes` cloned for every write would instead
@@ -495,13 +519,22 @@ impl Producer {
                     }
                     tg.sent += 1;
                     self.next = (self.next + 1) % self.payloads.len();
-                    if !self.dead.is_empty() {
-                        let _ = self.transport.write_to(
-                            self.payloads[self.next].clone(),
-                            &self.dead[d % self.dead.len()],
-                        );
-                        self.next = (self.next + 1) % self.payloads.len();
-                        d += 1;
+                    match self.between {
+                        Between::Nothing => {}
+                        Between::DeadWrite => {
+                            let _ = self.transport.write_to(
+                                self.payloads[self.next].clone(),
+                                &self.dead[d % self.dead.len()],
+                            );
+                            self.next = (self.next + 1) % self.payloads.len();
+                            d += 1;
+                        }
+                        Between::Floor => {
+                            let payload = self.payloads[self.next].clone();
+                            std::hint::black_box(Instant::now());
+                            drop(std::hint::black_box(payload));
+                            self.next = (self.next + 1) % self.payloads.len();
+                        }
                     }
                 }
                 wrote |= n > 0;
@@ -529,7 +562,7 @@ struct FlowSpec {
     size: usize,
     receivers: usize,
     window: u64,
-    dead: bool,
+    between: Between,
     dur: Duration,
 }
 
@@ -541,6 +574,23 @@ struct FlowOut {
     dropped: u64,
     failed: u64,
     stalls: u64,
+}
+
+/// Two dead peers: a listener that accepts TCP and never reads or answers
+/// (kept by the returned task), and a closed port.
+async fn dead_peers() -> Res<(Vec<String>, JoinHandle<()>)> {
+    let l = listen().await?;
+    let mut dead = vec![l.local_addr()?.to_string()];
+    let blackhole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let closed = listen().await?;
+    dead.push(closed.local_addr()?.to_string());
+    drop(closed);
+    Ok((dead, blackhole))
 }
 
 /// A packet flow set up and ready to run: live receivers, a sender, and
@@ -577,25 +627,17 @@ impl Flow {
 
         // Dead peers: one that accepts TCP and never answers (nor reads), and
         // a closed port.
-        let mut dead = Vec::new();
-        let mut blackhole = None;
-        if spec.dead {
-            let l = listen().await?;
-            dead.push(l.local_addr()?.to_string());
-            blackhole = Some(tokio::spawn(async move {
-                let mut held = Vec::new();
-                while let Ok((s, _)) = l.accept().await {
-                    held.push(s);
-                }
-            }));
-            let closed = listen().await?;
-            dead.push(closed.local_addr()?.to_string());
-            drop(closed);
-        }
+        let (dead, blackhole) = if spec.between == Between::DeadWrite {
+            let (d, b) = dead_peers().await?;
+            (d, Some(b))
+        } else {
+            (Vec::new(), None)
+        };
         Ok(Flow {
             producer: Some(Producer {
                 transport: sender.clone(),
                 targets,
+                between: spec.between,
                 dead,
                 payloads: (0..PAYLOADS)
                     .map(|_| Bytes::from(vec![0xA5u8; spec.size]))
@@ -701,7 +743,7 @@ async fn packets_row(
             size,
             receivers,
             window: WINDOW,
-            dead: false,
+            between: Between::Nothing,
             dur: cfg.dur,
         },
     )
@@ -744,7 +786,7 @@ async fn open_loop_row(cfg: &Cfg, base: &Baselines) -> Res<Row> {
             size: 1400,
             receivers: 1,
             window: u64::MAX,
-            dead: false,
+            between: Between::Nothing,
             dur: cfg.dur,
         },
     )
@@ -785,39 +827,60 @@ fn median(v: &[f64]) -> f64 {
 /// already connected and flowing by then.
 const DEAD_REWARM: Duration = Duration::from_millis(100);
 
+/// The dead-peer row: a clean flow, a dirty one (a write to a dead peer
+/// after every live packet) and a floor flow (the caller's share of a write,
+/// without the transport, after every live packet) take turns, one window
+/// each per round, the order rotating every round.
 async fn dead_peer_row(cfg: &Cfg) -> Res<Row> {
-    let spec = |dead| FlowSpec {
+    let spec = |between| FlowSpec {
         size: 1400,
         receivers: 1,
         window: WINDOW,
-        dead,
+        between,
         dur: cfg.dead_dur,
     };
-    let mut clean = Flow::start(&spec(false)).await?;
-    let mut dirty = Flow::start(&spec(true)).await?;
+    let mut flows = [
+        Flow::start(&spec(Between::Nothing)).await?,
+        Flow::start(&spec(Between::DeadWrite)).await?,
+        Flow::start(&spec(Between::Floor)).await?,
+    ];
     let window = cfg.dead_dur / cfg.dead_rounds;
-    let (mut clean_n, mut clean_s, mut dirty_n, mut dirty_s) = (0, 0.0, 0, 0.0);
-    let mut rounds = Vec::new();
+    // Packets and seconds per flow, and each round's rates.
+    let mut totals = [(0u64, 0.0f64); 3];
+    let (mut dirty_rounds, mut floor_rounds) = (Vec::new(), Vec::new());
     for round in 0..cfg.dead_rounds {
         let warm = if round == 0 { cfg.warm } else { DEAD_REWARM };
-        let (cn, cs) = clean.run(warm, window).await?;
-        let (dn, ds) = dirty.run(warm, window).await?;
-        rounds.push(100.0 * (dn as f64 / ds) / (cn as f64 / cs));
-        (clean_n, clean_s, dirty_n, dirty_s) =
-            (clean_n + cn, clean_s + cs, dirty_n + dn, dirty_s + ds);
+        let mut rates = [0.0; 3];
+        for k in 0..3 {
+            let i = (round as usize + k) % 3;
+            let (n, secs) = flows[i].run(warm, window).await?;
+            rates[i] = n as f64 / secs;
+            totals[i] = (totals[i].0 + n, totals[i].1 + secs);
+        }
+        dirty_rounds.push(100.0 * rates[1] / rates[0]);
+        floor_rounds.push(100.0 * rates[2] / rates[0]);
     }
-    let clean_rate = clean_n as f64 / clean_s;
-    let dirty_rate = dirty_n as f64 / dirty_s;
+    let [clean_rate, dirty_rate, floor_rate] = totals.map(|(n, secs)| n as f64 / secs);
+    let [clean, dirty, floor] = flows;
     let clean = clean.finish().await?;
     let dirty = dirty.finish().await?;
+    let floor = floor.finish().await?;
+    let per_round = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}%"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     Ok(Row {
         name: "dead peer in the set",
         result: format!(
-            "{:.0}% ({} vs {} pkt/s to the live peer; median round {:.0}%)",
+            "{:.0}% ({} vs {} pkt/s to the live peer; median round {:.0}%); floor {:.0}% (median round {:.0}%)",
             100.0 * dirty_rate / clean_rate,
             group(dirty_rate),
             group(clean_rate),
-            median(&rounds)
+            median(&dirty_rounds),
+            100.0 * floor_rate / clean_rate,
+            median(&floor_rounds),
         ),
         drops: format!(
             "{} (failed {})",
@@ -825,21 +888,201 @@ async fn dead_peer_row(cfg: &Cfg) -> Res<Row> {
             group(dirty.failed as f64)
         ),
         vs: format!(
-            "ratio to the same run without dead peers; each packet to a dead peer cost the live flow {:.0} ns",
-            // Wall time per live packet, dirty minus clean: what one write
-            // to a dead peer takes from the live pipeline on this machine.
-            1e9 / dirty_rate - 1e9 / clean_rate
+            "ratio to the same run without dead peers; each packet to a dead peer cost the live flow {:.0} ns, the floor's stand-in {:.0} ns",
+            // Wall time per live packet, minus the clean flow's: what one
+            // write to a dead peer (or the floor's stand-in) takes from the
+            // live pipeline on this machine.
+            1e9 / dirty_rate - 1e9 / clean_rate,
+            1e9 / floor_rate - 1e9 / clean_rate
         ),
         notes: format!(
-            "1400 B; after every packet to the live peer one goes to a dead one, alternating a listener that accepts and never reads or answers, and a closed port; default Options (packet_timeout 5 s); {} rounds of a {window:?} window without and one with, in turn (per round: {}){}{}",
+            "1400 B, closed loop (the live flow at saturation, so the ratio is the share of the producer's time the dead writes take); after every packet to the live peer one goes to a dead one, alternating a listener that accepts and never reads or answers, and a closed port; default Options (packet_timeout 5 s). Floor: the same flow with each dead write replaced by what any write costs its caller before the transport is involved (a payload clone, dropped, and a clock read for the `Instant` write_to returns), no transport call: no transport can score above it. {} rounds of a {window:?} window per flow, in turn (dead: {}; floor: {}){}{}",
             cfg.dead_rounds,
-            rounds
-                .iter()
-                .map(|r| format!("{r:.0}%"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            per_round(&dirty_rounds),
+            per_round(&floor_rounds),
             stall_note(dirty.stalls),
-            if clean.dropped > 0 { format!("; clean flow dropped {}", clean.dropped) } else { String::new() },
+            if clean.dropped + floor.dropped > 0 {
+                format!("; clean and floor flows dropped {}", clean.dropped + floor.dropped)
+            } else {
+                String::new()
+            },
+        ),
+    })
+}
+
+/// Live packets per second offered in the paced dead-peer row: a fifth of
+/// what the transport delivers at saturation here, the load a busy gossip
+/// cluster puts on one peer being far lower still.
+const PACED_RATE: u64 = 200_000;
+
+/// A paced flow of stamped 1400 B packets to one receiver, with (when
+/// asked) a write to a dead peer after each.
+struct PacedFlow {
+    sender: Transport,
+    receiver: Transport,
+    server: Option<Server>,
+    addr: String,
+    dead: Vec<String>,
+    blackhole: Option<JoinHandle<()>>,
+    dead_payloads: Vec<Bytes>,
+    base: Instant,
+    samples: Arc<Mutex<Vec<u64>>>,
+    received: Arc<AtomicU64>,
+    consumer: JoinHandle<()>,
+    sent: u64,
+}
+
+impl PacedFlow {
+    async fn start(with_dead: bool, base: Instant) -> Res<PacedFlow> {
+        let (receiver, _reg, server, addr) = served(Options::default()).await?;
+        let (sender, _) = Transport::new(Options::default())?;
+        let (dead, blackhole) = if with_dead {
+            let (d, b) = dead_peers().await?;
+            (d, Some(b))
+        } else {
+            (Vec::new(), None)
+        };
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::new(AtomicU64::new(0));
+        let (s, r) = (samples.clone(), received.clone());
+        let mut packets = receiver.packets();
+        let consumer = tokio::spawn(async move {
+            while let Some(p) = packets.recv().await {
+                if let Some(a) = age(base, &p.payload) {
+                    s.lock().unwrap().push(a);
+                }
+                r.fetch_add(1, Relaxed);
+            }
+        });
+        Ok(PacedFlow {
+            sender,
+            receiver,
+            server: Some(server),
+            addr,
+            dead,
+            blackhole,
+            dead_payloads: (0..PAYLOADS)
+                .map(|_| Bytes::from(vec![0xA5u8; 1400]))
+                .collect(),
+            base,
+            samples,
+            received,
+            consumer,
+            sent: 0,
+        })
+    }
+
+    /// Offers `PACED_RATE` for `warm` + `dur`, a burst every millisecond;
+    /// returns what arrived in `dur` (packets/s) and its latencies.
+    async fn run(&mut self, warm: Duration, dur: Duration) -> Res<(f64, Vec<u64>)> {
+        let mut tick = ticker();
+        let mut d = 0usize;
+        let t0 = Instant::now();
+        let mut window: Option<(u64, Instant)> = None;
+        loop {
+            tick.tick().await;
+            match window {
+                None if t0.elapsed() >= warm => {
+                    self.samples.lock().unwrap().clear();
+                    window = Some((self.received.load(Relaxed), Instant::now()));
+                }
+                Some((_, w0)) if w0.elapsed() >= dur => break,
+                _ => {}
+            }
+            for _ in 0..PACED_RATE / 1000 {
+                self.sender.write_to(stamp(self.base, 1400), &self.addr)?;
+                self.sent += 1;
+                if !self.dead.is_empty() {
+                    let _ = self.sender.write_to(
+                        self.dead_payloads[d % PAYLOADS].clone(),
+                        &self.dead[d % self.dead.len()],
+                    );
+                    d += 1;
+                }
+            }
+        }
+        let (c0, w0) = window.expect("the window opened");
+        let rate = (self.received.load(Relaxed) - c0) as f64 / w0.elapsed().as_secs_f64();
+        // Let what is in flight land, so the window's latencies are whole.
+        sleep(Duration::from_millis(50)).await;
+        let lat = std::mem::take(&mut *self.samples.lock().unwrap());
+        Ok((rate, lat))
+    }
+
+    /// Closes the flow; returns the live packets never delivered.
+    async fn finish(mut self) -> u64 {
+        sleep(Duration::from_millis(100)).await;
+        let lost = self.sent.saturating_sub(self.received.load(Relaxed));
+        if let Some(b) = self.blackhole.take() {
+            b.abort();
+        }
+        close(
+            &[&self.sender, &self.receiver],
+            self.server.take().into_iter().collect(),
+        )
+        .await;
+        self.consumer.abort();
+        lost
+    }
+}
+
+/// The dead-peer row below saturation: the same dead writes, with the live
+/// flow paced at `PACED_RATE`, so what it shows is isolation (does the
+/// live peer still get every packet, as fast), not CPU share.
+async fn dead_peer_paced_row(cfg: &Cfg) -> Res<Row> {
+    let base = Instant::now();
+    let mut clean = PacedFlow::start(false, base).await?;
+    let mut dirty = PacedFlow::start(true, base).await?;
+    let (mut clean_rates, mut dirty_rates) = (Vec::new(), Vec::new());
+    let (mut clean_lat, mut dirty_lat) = (Vec::new(), Vec::new());
+    for round in 0..cfg.paced_rounds {
+        let warm = if round == 0 { cfg.warm } else { DEAD_REWARM };
+        let (cr, cl) = clean.run(warm, cfg.paced_window).await?;
+        let (dr, dl) = dirty.run(warm, cfg.paced_window).await?;
+        clean_rates.push(cr);
+        dirty_rates.push(dr);
+        clean_lat.extend(cl);
+        dirty_lat.extend(dl);
+    }
+    let dropped = |f: &PacedFlow| {
+        metric(
+            f.sender.metrics(),
+            "cluster_transport_tx_packets_dropped_total",
+        )
+    };
+    let (clean_dropped, all_dropped) = (dropped(&clean), dropped(&dirty));
+    let clean_lost = clean.finish().await;
+    let dirty_lost = dirty.finish().await;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (clean_rate, dirty_rate) = (mean(&clean_rates), mean(&dirty_rates));
+    let (cl, dl) = (Lat::from_nanos(clean_lat)?, Lat::from_nanos(dirty_lat)?);
+    Ok(Row {
+        name: "dead peer in the set, paced",
+        result: format!(
+            "{:.0}% ({} vs {} pkt/s delivered of {} offered); live p50 {:.0} vs {:.0} µs, p99 {:.0} vs {:.0} µs",
+            100.0 * dirty_rate / clean_rate,
+            group(dirty_rate),
+            group(clean_rate),
+            group(PACED_RATE as f64),
+            dl.p50,
+            cl.p50,
+            dl.p99,
+            cl.p99,
+        ),
+        drops: format!(
+            "live: {} lost with dead peers, {} without ({} of them dropped from the full send queue); dead peers: {} dropped",
+            group(dirty_lost as f64),
+            group(clean_lost as f64),
+            group(clean_dropped as f64),
+            group(all_dropped.saturating_sub(dirty_lost) as f64)
+        ),
+        vs: "with dead peers vs without, same run".into(),
+        notes: format!(
+            "the dead-peer row's dead writes with the live flow paced at {} pkt/s (1400 B, stamped; a burst of {} every 1 ms tokio tick), below saturation: isolation, not CPU share; {} rounds of a {:?} window per flow, in turn",
+            group(PACED_RATE as f64),
+            PACED_RATE / 1000,
+            cfg.paced_rounds,
+            cfg.paced_window,
         ),
     })
 }
