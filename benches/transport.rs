@@ -9,8 +9,8 @@
 //! harness, as CI runs it). A FILTER runs only the rows whose id contains it
 //! (ids: `udp`, `udp-latency`, `h2`, `tcp`, `packets-64`, `packets-1400`,
 //! `packets-1400-open`, `fanout`, `latency`, `stream`, `dead-peer`,
-//! `dead-peer-paced`, `mem-peers`, `mem-streams`); ratios to a baseline that
-//! did not run show `-`.
+//! `dead-peer-paced`, `dead-write`, `mem-peers`, `mem-streams`); ratios to
+//! a baseline that did not run show `-`.
 //!
 //! Throughput method, the same for the transport and UDP: for a fixed window
 //! a producer writes as fast as it can while at most `WINDOW` packets per
@@ -83,6 +83,8 @@ struct Cfg {
     /// Rounds and window per flow of the paced dead-peer row.
     paced_rounds: u32,
     paced_window: Duration,
+    /// Calls per round of the dead-write row.
+    write_loop: usize,
     lat_packets: u64,
     mem_n: usize,
 }
@@ -105,6 +107,7 @@ impl Cfg {
                 dead_rounds: 2,
                 paced_rounds: 1,
                 paced_window: Duration::from_millis(250),
+                write_loop: 100_000,
                 lat_packets: 300,
                 mem_n: 200,
             }
@@ -118,6 +121,7 @@ impl Cfg {
                 dead_rounds: 24,
                 paced_rounds: 4,
                 paced_window: Duration::from_secs(1),
+                write_loop: 2_000_000,
                 lat_packets: 5000,
                 mem_n: 1000,
             }
@@ -328,6 +332,10 @@ async fn run(cfg: &Cfg) -> String {
     if cfg.wants("dead-peer-paced") {
         let r = dead_peer_paced_row(cfg).await;
         report(&mut rows, "dead peer, paced", r);
+    }
+    if cfg.wants("dead-write") {
+        let r = dead_write_row(cfg).await;
+        report(&mut rows, "dead write", r);
     }
 
     rows.extend(mem_rows);
@@ -1024,6 +1032,64 @@ impl PacedFlow {
         self.consumer.abort();
         lost
     }
+}
+
+/// What one `write_to` to a dead peer costs its caller's thread, next to
+/// the floor flow's stand-in (the caller's part of any write), in a tight
+/// loop on one thread: the transport's share of a dead write without the
+/// pipeline's noise.
+async fn dead_write_row(cfg: &Cfg) -> Res<Row> {
+    let (t, _) = Transport::new(Options::default())?;
+    let (dead, blackhole) = dead_peers().await?;
+    let payloads: Vec<Bytes> = (0..PAYLOADS)
+        .map(|_| Bytes::from(vec![0xA5u8; 1400]))
+        .collect();
+    let n = cfg.write_loop;
+    // Fill the dead peers' queues first: the steady state is a full queue.
+    for i in 0..2 * Options::default().peer_queue_size {
+        let _ = t.write_to(payloads[i % PAYLOADS].clone(), &dead[i % dead.len()]);
+    }
+    let (mut dead_ns, mut floor_ns) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        for i in 0..n {
+            let _ = t.write_to(payloads[i % PAYLOADS].clone(), &dead[i % dead.len()]);
+        }
+        dead_ns.push(t0.elapsed().as_nanos() as f64 / n as f64);
+        let t0 = Instant::now();
+        for i in 0..n {
+            let payload = payloads[i % PAYLOADS].clone();
+            std::hint::black_box(Instant::now());
+            drop(std::hint::black_box(payload));
+        }
+        floor_ns.push(t0.elapsed().as_nanos() as f64 / n as f64);
+        // Let the runtime's other tasks (the dead peers' own) run.
+        tokio::task::yield_now().await;
+    }
+    blackhole.abort();
+    close(&[&t], Vec::new()).await;
+    let (d, f) = (median(&dead_ns), median(&floor_ns));
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(Row {
+        name: "write_to to a dead peer, one thread",
+        result: format!(
+            "{d:.0} ns per call; the caller's part alone {f:.0} ns; the transport's share {:.0} ns",
+            d - f
+        ),
+        drops: "-".into(),
+        vs: "the dead-peer row's floor flow does the caller's part".into(),
+        notes: format!(
+            "a tight loop on one runtime thread, {} calls per round alternating the two dead peers, queues full (each call drops the oldest); the caller's part: a payload clone, dropped, and a clock read; median of 5 rounds (dead: {} ns; caller's part: {} ns)",
+            group(n as f64),
+            show(&dead_ns),
+            show(&floor_ns)
+        ),
+    })
 }
 
 /// The dead-peer row below saturation: the same dead writes, with the live
