@@ -584,9 +584,20 @@ struct FlowOut {
     stalls: u64,
 }
 
-/// Two dead peers: a listener that accepts TCP and never reads or answers
-/// (kept by the returned task), and a closed port.
-async fn dead_peers() -> Res<(Vec<String>, JoinHandle<()>)> {
+/// `PAYLOADS` distinct buffers of `size` bytes (see `Producer`).
+fn payload_pool(size: usize) -> Vec<Bytes> {
+    (0..PAYLOADS)
+        .map(|_| Bytes::from(vec![0xA5u8; size]))
+        .collect()
+}
+
+/// When `wanted`, two dead peers: a listener that accepts TCP and never
+/// reads or answers (kept by the returned task), and a closed port; when
+/// not, none.
+async fn dead_peers(wanted: bool) -> Res<(Vec<String>, Option<JoinHandle<()>>)> {
+    if !wanted {
+        return Ok((Vec::new(), None));
+    }
     let l = listen().await?;
     let mut dead = vec![l.local_addr()?.to_string()];
     let blackhole = tokio::spawn(async move {
@@ -598,7 +609,7 @@ async fn dead_peers() -> Res<(Vec<String>, JoinHandle<()>)> {
     let closed = listen().await?;
     dead.push(closed.local_addr()?.to_string());
     drop(closed);
-    Ok((dead, blackhole))
+    Ok((dead, Some(blackhole)))
 }
 
 /// A packet flow set up and ready to run: live receivers, a sender, and
@@ -635,21 +646,14 @@ impl Flow {
 
         // Dead peers: one that accepts TCP and never answers (nor reads), and
         // a closed port.
-        let (dead, blackhole) = if spec.between == Between::DeadWrite {
-            let (d, b) = dead_peers().await?;
-            (d, Some(b))
-        } else {
-            (Vec::new(), None)
-        };
+        let (dead, blackhole) = dead_peers(spec.between == Between::DeadWrite).await?;
         Ok(Flow {
             producer: Some(Producer {
                 transport: sender.clone(),
                 targets,
                 between: spec.between,
                 dead,
-                payloads: (0..PAYLOADS)
-                    .map(|_| Bytes::from(vec![0xA5u8; spec.size]))
-                    .collect(),
+                payloads: payload_pool(spec.size),
                 next: 0,
                 window: spec.window,
                 notify,
@@ -820,6 +824,14 @@ async fn open_loop_row(cfg: &Cfg, base: &Baselines) -> Res<Row> {
     })
 }
 
+/// Values rounded and listed, each followed by `unit`.
+fn joined(v: &[f64], unit: &str) -> String {
+    v.iter()
+        .map(|x| format!("{x:.0}{unit}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The middle value (the mean of the two middle ones for an even count).
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
@@ -873,12 +885,6 @@ async fn dead_peer_row(cfg: &Cfg) -> Res<Row> {
     let clean = clean.finish().await?;
     let dirty = dirty.finish().await?;
     let floor = floor.finish().await?;
-    let per_round = |v: &[f64]| {
-        v.iter()
-            .map(|r| format!("{r:.0}%"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     Ok(Row {
         name: "dead peer in the set",
         result: format!(
@@ -906,8 +912,8 @@ async fn dead_peer_row(cfg: &Cfg) -> Res<Row> {
         notes: format!(
             "1400 B, closed loop (the live flow at saturation, so the ratio is the share of the producer's time the dead writes take); after every packet to the live peer one goes to a dead one, alternating a listener that accepts and never reads or answers, and a closed port; default Options (packet_timeout 5 s). Floor: the same flow with each dead write replaced by what any write costs its caller before the transport is involved (a payload clone, dropped, and a clock read for the `Instant` write_to returns), no transport call: no transport can score above it. {} rounds of a {window:?} window per flow, in turn (dead: {}; floor: {}){}{}",
             cfg.dead_rounds,
-            per_round(&dirty_rounds),
-            per_round(&floor_rounds),
+            joined(&dirty_rounds, "%"),
+            joined(&floor_rounds, "%"),
             stall_note(dirty.stalls),
             if clean.dropped + floor.dropped > 0 {
                 format!("; clean and floor flows dropped {}", clean.dropped + floor.dropped)
@@ -944,12 +950,7 @@ impl PacedFlow {
     async fn start(with_dead: bool, base: Instant) -> Res<PacedFlow> {
         let (receiver, _reg, server, addr) = served(Options::default()).await?;
         let (sender, _) = Transport::new(Options::default())?;
-        let (dead, blackhole) = if with_dead {
-            let (d, b) = dead_peers().await?;
-            (d, Some(b))
-        } else {
-            (Vec::new(), None)
-        };
+        let (dead, blackhole) = dead_peers(with_dead).await?;
         let samples = Arc::new(Mutex::new(Vec::new()));
         let received = Arc::new(AtomicU64::new(0));
         let (s, r) = (samples.clone(), received.clone());
@@ -969,9 +970,7 @@ impl PacedFlow {
             addr,
             dead,
             blackhole,
-            dead_payloads: (0..PAYLOADS)
-                .map(|_| Bytes::from(vec![0xA5u8; 1400]))
-                .collect(),
+            dead_payloads: payload_pool(1400),
             base,
             samples,
             received,
@@ -1040,10 +1039,8 @@ impl PacedFlow {
 /// pipeline's noise.
 async fn dead_write_row(cfg: &Cfg) -> Res<Row> {
     let (t, _) = Transport::new(Options::default())?;
-    let (dead, blackhole) = dead_peers().await?;
-    let payloads: Vec<Bytes> = (0..PAYLOADS)
-        .map(|_| Bytes::from(vec![0xA5u8; 1400]))
-        .collect();
+    let (dead, blackhole) = dead_peers(true).await?;
+    let payloads = payload_pool(1400);
     let n = cfg.write_loop;
     // Fill the dead peers' queues first: the steady state is a full queue.
     for i in 0..2 * Options::default().peer_queue_size {
@@ -1066,15 +1063,11 @@ async fn dead_write_row(cfg: &Cfg) -> Res<Row> {
         // Let the runtime's other tasks (the dead peers' own) run.
         tokio::task::yield_now().await;
     }
-    blackhole.abort();
+    if let Some(b) = blackhole {
+        b.abort();
+    }
     close(&[&t], Vec::new()).await;
     let (d, f) = (median(&dead_ns), median(&floor_ns));
-    let show = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     Ok(Row {
         name: "write_to to a dead peer, one thread",
         result: format!(
@@ -1086,8 +1079,8 @@ async fn dead_write_row(cfg: &Cfg) -> Res<Row> {
         notes: format!(
             "a tight loop on one runtime thread, {} calls per round alternating the two dead peers, queues full (each call drops the oldest); the caller's part: a payload clone, dropped, and a clock read; median of 5 rounds (dead: {} ns; caller's part: {} ns)",
             group(n as f64),
-            show(&dead_ns),
-            show(&floor_ns)
+            joined(&dead_ns, ""),
+            joined(&floor_ns, "")
         ),
     })
 }
