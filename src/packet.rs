@@ -126,6 +126,7 @@ impl std::str::FromStr for PeerAddr {
         if authority.contains('/') {
             return Err(bad("a peer address is host:port or scheme://host[:port]"));
         }
+        let bracketed = authority.starts_with('[');
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
             match after.strip_prefix(':') {
@@ -142,9 +143,7 @@ impl std::str::FromStr for PeerAddr {
                 None => (authority, None),
             }
         };
-        if host.is_empty() {
-            return Err(bad("empty host"));
-        }
+        check_host(host, bracketed).map_err(|reason| bad(&reason))?;
         let port = match (port, scheme) {
             (Some(p), _) => p
                 .parse::<u16>()
@@ -158,6 +157,40 @@ impl std::str::FromStr for PeerAddr {
             host: host.to_string(),
             port,
         })
+    }
+}
+
+/// The longest DNS name (RFC 1035), and so the longest host accepted.
+const MAX_HOST_LEN: usize = 253;
+
+/// Whether `host` can name a peer in a request URI: an IPv6 literal inside
+/// brackets, else an IPv4 address or a name made of RFC 3986's unreserved
+/// characters (letters, digits, `-`, `.`, `_`, `~`). Anything else (spaces,
+/// `@`, `%`, `?`...) would be refused by the HTTP stack later, or change
+/// what the URI means, so it is refused here, naming the culprit.
+fn check_host(host: &str, bracketed: bool) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    if bracketed {
+        return match host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("{host:?} inside [] is not an IPv6 address")),
+        };
+    }
+    if host.len() > MAX_HOST_LEN {
+        return Err(format!(
+            "host is {} characters long, more than a DNS name's {MAX_HOST_LEN}",
+            host.len()
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
+    match host.chars().find(|&c| !allowed(c)) {
+        Some(c) => Err(format!(
+            "host {host:?} contains {c:?}; a host is a DNS name (letters, digits, '-', '.', \
+             '_', '~') or an IP address"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -177,8 +210,36 @@ mod tests {
             "::1:80",
             "[::1",
             "http://x/y",
+            "a b:80",
+            "a@b:80",
+            "a?b:80",
+            "a%20b:80",
+            "http://a b",
+            "[not-v6]:80",
+            "h\u{e9}:80",
         ] {
             assert!(bad.parse::<PeerAddr>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn a_refused_host_says_why() {
+        let err = "a b:80".parse::<PeerAddr>().unwrap_err();
+        assert!(matches!(err, Error::InvalidAddress { .. }), "{err:?}");
+        assert!(err.to_string().contains("contains ' '"), "{err}");
+        let long = format!("{}:1", "a".repeat(MAX_HOST_LEN + 1));
+        assert!(long.parse::<PeerAddr>().is_err());
+    }
+
+    #[test]
+    fn accepts_names_and_literals() {
+        for good in [
+            "my_svc.ns:1",
+            "a-b.example~x:2",
+            "10.0.0.1:3",
+            "[fe80::1]:4",
+        ] {
+            assert!(good.parse::<PeerAddr>().is_ok(), "{good:?} refused");
         }
     }
 

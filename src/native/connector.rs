@@ -98,6 +98,27 @@ impl Connector {
         )
     }
 
+    /// A `POST` of `body` to `path` on `peer`, with the content type both
+    /// endpoints require. Fails with [`Error::InvalidAddress`] for an
+    /// address the HTTP stack refuses (parsing a [`PeerAddr`] refuses
+    /// those already; this keeps peer input from ever reaching a panic).
+    pub(crate) fn post(
+        &self,
+        peer: &PeerAddr,
+        path: &str,
+        body: FrameBody,
+    ) -> Result<Request<FrameBody>, Error> {
+        Request::builder()
+            .method(hyper::Method::POST)
+            .uri(self.uri(peer, path))
+            .header(hyper::header::CONTENT_TYPE, crate::CONTENT_TYPE)
+            .body(body)
+            .map_err(|e| Error::InvalidAddress {
+                addr: peer.to_string(),
+                reason: format!("not usable in a request URI: {e}"),
+            })
+    }
+
     /// Sends `req` to `peer` on its pooled connection, connecting first if
     /// there is none or the last one broke. A request that never left
     /// because the pooled connection had died meanwhile (the peer restarted,

@@ -20,10 +20,10 @@ use super::connector::Connector;
 use super::metrics::Metrics;
 use super::write_buffers::WriteBuffers;
 use crate::codec::{encoded_len, frame_header};
-use crate::{Error, PeerAddr, CONTENT_TYPE, MESSAGE_PATH};
+use crate::{Error, PeerAddr, MESSAGE_PATH};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use hyper::{Method, Request, StatusCode};
+use hyper::StatusCode;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -341,15 +341,11 @@ impl SendCtx {
         body: mpsc::Receiver<Bytes>,
         lingers: bool,
     ) -> (u64, Result<(), Error>) {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(self.connector.uri(addr, MESSAGE_PATH))
-            .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(FrameBody::channel(
-                body,
-                self.shutdown.clone().cancelled_owned(),
-            ))
-            .expect("a valid request");
+        let body = FrameBody::channel(body, self.shutdown.clone().cancelled_owned());
+        let req = match self.connector.post(addr, MESSAGE_PATH, body) {
+            Ok(req) => req,
+            Err(e) => return (lane, Err(e)),
+        };
         let timeout = self.limits.packet_timeout
             + if lingers {
                 BODY_MAX_AGE

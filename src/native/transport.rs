@@ -8,10 +8,10 @@ use super::stream::{write_channel, StreamConn, MAX_WRITE_ENCODED};
 use super::tls::{ClientTls, ServerTls};
 use super::write_buffers::WriteBuffers;
 use crate::codec::{DEFAULT_MAX_PACKET_SIZE, MAX_FRAME_PAYLOAD};
-use crate::{Error, Packet, PeerAddr, CONTENT_TYPE, STREAM_PATH};
+use crate::{Error, Packet, PeerAddr, STREAM_PATH};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::{Method, Request, StatusCode};
+use hyper::StatusCode;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -440,12 +440,7 @@ impl Transport {
         }
         let peer: PeerAddr = addr.parse()?;
         let (writer, body) = write_channel(&self.inner.shutdown);
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(self.inner.connector.uri(&peer, STREAM_PATH))
-            .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(body)
-            .expect("a valid request");
+        let req = self.inner.connector.post(&peer, STREAM_PATH, body)?;
         let resp = tokio::time::timeout(timeout, self.inner.connector.request(&peer, req))
             .await
             .map_err(|_| Error::Timeout {

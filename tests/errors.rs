@@ -1,0 +1,39 @@
+//! Errors an operator can act on (issue 13): bad addresses are refused when
+//! parsed instead of panicking a task, secrets stay out of `Debug`, and
+//! every failure names its likely cause and fix.
+
+mod common;
+
+use bytes::Bytes;
+use common::{within, Peer, WAIT};
+use gossiphttp::{Error, Options, Transport};
+
+/// Hosts `http::Uri` refuses (or reads as something else): each used to
+/// panic the peer's send task or the dialing caller.
+const BAD_ADDRESSES: [&str; 5] = ["a b:80", "a@b:80", "a?b:80", "a%b:80", "http://a b:80"];
+
+fn is_invalid_address<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
+    matches!(r, Err(Error::InvalidAddress { .. }))
+}
+
+#[tokio::test]
+async fn addresses_the_uri_refuses_are_refused_not_panicked_on() {
+    let peer = Peer::start(Options::default()).await;
+    let (t, _) = Transport::new(Options::default()).unwrap();
+    for bad in BAD_ADDRESSES {
+        let r = t.write_to(Bytes::from_static(b"x"), bad);
+        assert!(is_invalid_address(&r), "write_to {bad:?}: {r:?}");
+        let r = within("send", t.send(Bytes::from_static(b"x"), bad)).await;
+        assert!(is_invalid_address(&r), "send {bad:?}: {r:?}");
+        let r = within("dial", t.dial(bad, WAIT)).await;
+        assert!(is_invalid_address(&r), "dial {bad:?}: {r:?}");
+    }
+    // Nothing panicked: the transport still delivers.
+    within("send", t.send(Bytes::from_static(b"ok"), &peer.addr))
+        .await
+        .expect("a good send after the bad ones");
+    let got = within("recv", peer.transport.packets().recv()).await;
+    assert_eq!(got.unwrap().payload, Bytes::from_static(b"ok"));
+    within("shutdown", t.shutdown()).await;
+    peer.stop().await;
+}
