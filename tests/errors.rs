@@ -37,3 +37,18 @@ async fn addresses_the_uri_refuses_are_refused_not_panicked_on() {
     within("shutdown", t.shutdown()).await;
     peer.stop().await;
 }
+
+#[tokio::test]
+async fn the_auth_token_stays_out_of_debug_output() {
+    const SECRET: &str = "s3cret-token-value";
+    let mut opts = Options::default();
+    opts.auth_token = Some(SECRET.into());
+    let shown = format!("{opts:?}");
+    assert!(!shown.contains(SECRET), "Options: {shown}");
+    assert!(shown.contains("auth_token: Some(<redacted>)"), "{shown}");
+    let (t, _) = Transport::new(opts).unwrap();
+    let shown = format!("{t:?}");
+    assert!(!shown.contains(SECRET), "Transport: {shown}");
+    let shown = format!("{t:#?}");
+    assert!(!shown.contains(SECRET), "Transport: {shown}");
+}

@@ -6,6 +6,7 @@ mod connector;
 mod deadline;
 mod framed;
 mod metrics;
+mod options;
 mod sender;
 mod server;
 mod stream;
@@ -15,7 +16,8 @@ mod write_buffers;
 
 pub use body::FrameBody;
 pub use metrics::MetricsRegistry;
+pub use options::Options;
 pub use server::{Fallback, RemoteAddr, Server, TransportService};
 pub use stream::StreamConn;
 pub use tls::{ClientTls, ServerTls};
-pub use transport::{Options, Packets, Streams, Transport};
+pub use transport::{Packets, Streams, Transport};
