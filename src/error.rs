@@ -13,6 +13,18 @@ pub enum Error {
     /// A peer sent bytes that are not a valid sequence of frames.
     #[error("malformed frame: {0}")]
     Frame(#[from] FrameError),
+    /// A packet given to be sent is larger than the transport's
+    /// `max_packet_size`; nothing was sent.
+    #[error(
+        "packet of {len} bytes is larger than max_packet_size ({max}); raise \
+         Options::max_packet_size (the peer must accept it too) or send a smaller packet"
+    )]
+    PacketTooLarge {
+        /// The packet's size in bytes.
+        len: usize,
+        /// The limit it exceeds.
+        max: usize,
+    },
     /// The transport was shut down before or while the operation ran.
     #[error("transport is shut down")]
     Shutdown,
@@ -81,6 +93,10 @@ impl Error {
         let text = |e: &BoxError| -> BoxError { e.to_string().into() };
         match self {
             Error::Frame(e) => Error::Frame(e.clone()),
+            Error::PacketTooLarge { len, max } => Error::PacketTooLarge {
+                len: *len,
+                max: *max,
+            },
             Error::Shutdown => Error::Shutdown,
             Error::Timeout { what, after } => Error::Timeout {
                 what,
@@ -108,11 +124,14 @@ impl Error {
         }
     }
 
-    /// A short, stable name for the error kind, for logs, metrics labels and
-    /// the `code` of JavaScript errors.
+    /// A short name for the error kind, for logs and metrics labels; a
+    /// kind's name never changes. The npm package's errors carry it as
+    /// their `code` when they come from an `Error`, next to codes of the
+    /// package's own (`"network"`, `"closed"`, `"invalid_argument"`, ...).
     pub fn code(&self) -> &'static str {
         match self {
             Error::Frame(_) => "frame",
+            Error::PacketTooLarge { .. } => "packet_too_large",
             Error::Shutdown => "shutdown",
             Error::Timeout { .. } => "timeout",
             Error::InvalidAddress { .. } => "invalid_address",

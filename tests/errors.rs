@@ -52,3 +52,35 @@ async fn the_auth_token_stays_out_of_debug_output() {
     let shown = format!("{t:#?}");
     assert!(!shown.contains(SECRET), "Transport: {shown}");
 }
+
+#[tokio::test]
+async fn an_oversize_packet_names_the_limit_and_the_fix() {
+    let mut opts = Options::default();
+    opts.max_packet_size = 1024;
+    let (t, _) = Transport::new(opts).unwrap();
+    let err = t
+        .write_to(Bytes::from(vec![0; 1025]), "127.0.0.1:1")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PacketTooLarge {
+                len: 1025,
+                max: 1024
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    for part in [
+        "1025 bytes",
+        "max_packet_size (1024)",
+        "Options::max_packet_size",
+    ] {
+        assert!(text.contains(part), "{part:?} missing in: {text}");
+    }
+    let err = within("send", t.send(Bytes::from(vec![0; 1025]), "127.0.0.1:1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "packet_too_large");
+}

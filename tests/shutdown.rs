@@ -96,7 +96,7 @@ async fn write_to_refuses_bad_input_clearly() {
     let (t, _) = Transport::new(opts).unwrap();
     assert!(matches!(
         t.write_to(Bytes::from(vec![0; 17]), "127.0.0.1:1"),
-        Err(Error::Frame(_))
+        Err(Error::PacketTooLarge { len: 17, max: 16 })
     ));
     for bad in ["nohost", "127.0.0.1", "[::1", "ftp://x:1", "h:99999"] {
         assert!(

@@ -187,10 +187,10 @@ impl Transport {
         queued_at: Instant,
     ) -> Result<(), Error> {
         if payload.len() > self.inner.options.max_packet_size {
-            return Err(Error::Frame(crate::codec::FrameError::TooLarge {
-                len: payload.len() as u64,
+            return Err(Error::PacketTooLarge {
+                len: payload.len(),
                 max: self.inner.options.max_packet_size,
-            }));
+            });
         }
         self.inner.senders.enqueue(
             addr,
