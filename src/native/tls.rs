@@ -7,6 +7,7 @@
 use crate::Error;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
@@ -24,14 +25,13 @@ fn config_err(what: &str, e: impl std::fmt::Display) -> Error {
 /// Reads every certificate in a PEM file.
 pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>, Error> {
     let path = path.as_ref();
-    let pem =
-        std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    let pem = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_err(&format!("parsing certificates in {}", path.display()), e))?;
     if certs.is_empty() {
         return Err(Error::Config(format!(
-            "no certificate found in {}",
+            "no certificate found in {} (expected a PEM \"BEGIN CERTIFICATE\" block)",
             path.display()
         )));
     }
@@ -41,11 +41,19 @@ pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>
 /// Reads the first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
 pub fn load_private_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>, Error> {
     let path = path.as_ref();
-    let pem =
-        std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| config_err(&format!("parsing key in {}", path.display()), e))?
-        .ok_or_else(|| Error::Config(format!("no private key found in {}", path.display())))
+    let pem = read_pem(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => Error::Config(format!(
+            "no private key found in {} (expected a PEM \"BEGIN PRIVATE KEY\", \
+             \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\" block)",
+            path.display()
+        )),
+        e => config_err(&format!("parsing key in {}", path.display()), e),
+    })
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| config_err(&format!("reading {}", path.display()), e))
 }
 
 /// TLS settings for the server side.
@@ -249,5 +257,48 @@ impl ServerCertVerifier for AcceptAnyCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gossiphttp-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_a_pem_certificate_and_key() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert_path = temp_file("cert.pem", &cert.cert.pem());
+        let key_path = temp_file("key.pem", &cert.key_pair.serialize_pem());
+        let certs = load_certs(&cert_path).unwrap();
+        assert_eq!(certs, vec![cert.cert.der().clone()]);
+        let key = load_private_key(&key_path).unwrap();
+        assert_eq!(key.secret_der(), cert.key_pair.serialize_der());
+        ServerTls::from_pem_files(&cert_path, &key_path).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let empty = temp_file("empty.pem", "not pem at all\n");
+        for err in [
+            load_certs(&empty).unwrap_err(),
+            load_private_key(&empty).unwrap_err(),
+            load_certs(empty.with_extension("missing")).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("empty."), "{err}");
+        }
+        let broken = temp_file(
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        );
+        let err = load_certs(&broken).unwrap_err();
+        assert!(err.to_string().contains("broken.pem"), "{err}");
     }
 }
