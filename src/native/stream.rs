@@ -209,24 +209,60 @@ impl StreamConn {
                         self.touch();
                     }
                 }
+                Some(Err(e)) if is_graceful_reset(&*e) => return self.poll_end(),
                 Some(Err(e)) => {
                     let e = self.read_error(
                         io::ErrorKind::ConnectionReset,
-                        format!("stream broken: {e}"),
+                        format!("stream broken: {}", with_causes(&*e)),
                     );
                     return Poll::Ready(Err(e));
                 }
-                None => {
-                    self.read_done = true;
-                    if let Err(e) = self.decoder.decode_eof(&mut self.rx_buf) {
-                        let e = self.read_error(io::ErrorKind::UnexpectedEof, e.to_string());
-                        return Poll::Ready(Err(e));
-                    }
-                    return Poll::Ready(Ok(()));
-                }
+                None => return self.poll_end(),
             }
         }
     }
+
+    /// The peer ended its side: end of stream, or an error if it ended in
+    /// the middle of a frame.
+    fn poll_end(&mut self) -> Poll<io::Result<()>> {
+        self.read_done = true;
+        if let Err(e) = self.decoder.decode_eof(&mut self.rx_buf) {
+            let e = self.read_error(io::ErrorKind::UnexpectedEof, e.to_string());
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An error and its causes, `: `-separated (hyper's own text alone, "error
+/// reading a body from connection", does not say what happened).
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether a body error is the peer resetting the stream with `NO_ERROR` or
+/// `CANCEL`: how HTTP/2 clients close a stream they are done with. Go's
+/// dialer cancels its request when its connection is closed, which resets
+/// the stream with `CANCEL` without ending the request body first, so that
+/// is a normal close; a broken connection or any other reason is not.
+fn is_graceful_reset(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.is_reset()
+                && h2.is_remote()
+                && matches!(h2.reason(), Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL));
+        }
+        cause = err.source();
+    }
+    false
 }
 
 impl AsyncRead for StreamConn {
