@@ -6,11 +6,15 @@
 
 use crate::Error;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{WantsClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{
+    ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -139,19 +143,12 @@ impl ClientTls {
         Self::from_roots(load_certs(path)?)
     }
 
-    /// Trusts the given CA certificates.
+    /// Trusts the given CA certificates. A peer may also present one of
+    /// them as its own certificate even though it is a CA (what
+    /// `openssl req -x509` makes), as Go accepts: its name and validity are
+    /// still checked.
     pub fn from_roots(roots: Vec<CertificateDer<'static>>) -> Result<Self, Error> {
-        let mut store = RootCertStore::empty();
-        for cert in roots {
-            store
-                .add(cert)
-                .map_err(|e| config_err("CA certificate", e))?;
-        }
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| config_err("TLS versions", e))?
-            .with_root_certificates(store)
-            .with_no_client_auth();
+        let config = trusting(roots)?.with_no_client_auth();
         Ok(Self::from_config(config))
     }
 
@@ -169,22 +166,14 @@ impl ClientTls {
         )
     }
 
-    /// Trusts `roots` and presents `chain`/`key` as client certificate.
+    /// Trusts `roots` (as [`from_roots`](Self::from_roots) does) and
+    /// presents `chain`/`key` as client certificate.
     pub fn from_roots_with_client_cert(
         roots: Vec<CertificateDer<'static>>,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Self, Error> {
-        let mut store = RootCertStore::empty();
-        for cert in roots {
-            store
-                .add(cert)
-                .map_err(|e| config_err("CA certificate", e))?;
-        }
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| config_err("TLS versions", e))?
-            .with_root_certificates(store)
+        let config = trusting(roots)?
             .with_client_auth_cert(chain, key)
             .map_err(|e| config_err("client certificate", e))?;
         Ok(Self::from_config(config))
@@ -207,6 +196,110 @@ impl ClientTls {
     pub fn from_config(mut config: ClientConfig) -> Self {
         config.alpn_protocols = vec![b"h2".to_vec()];
         ClientTls(Arc::new(config))
+    }
+}
+
+/// A client configuration that trusts `roots` (see [`RootsVerifier`]), or
+/// nothing when there are none: every handshake then fails with "unknown
+/// issuer" (a URL peer reached without client TLS configured).
+fn trusting(
+    roots: Vec<CertificateDer<'static>>,
+) -> Result<ConfigBuilder<ClientConfig, WantsClientCert>, Error> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_err("TLS versions", e))?;
+    if roots.is_empty() {
+        return Ok(builder.with_root_certificates(RootCertStore::empty()));
+    }
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(RootsVerifier::new(roots)?))
+}
+
+/// Server certificates checked as webpki does against the configured roots,
+/// plus what Go accepts and webpki refuses: a server presenting exactly one
+/// of the roots as its own certificate although it is a CA (`CA:TRUE`, as
+/// `openssl req -x509` makes). Such a certificate still has its name
+/// checked here, and its validity period by webpki, which checks it before
+/// the CA flag that fails it.
+#[derive(Debug)]
+struct RootsVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl RootsVerifier {
+    fn new(roots: Vec<CertificateDer<'static>>) -> Result<Arc<Self>, Error> {
+        let mut store = RootCertStore::empty();
+        for cert in &roots {
+            store
+                .add(cert.clone())
+                .map_err(|e| config_err("CA certificate", e))?;
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+            .build()
+            .map_err(|e| config_err("certificate verifier", e))?;
+        Ok(Arc::new(RootsVerifier { webpki, roots }))
+    }
+}
+
+impl ServerCertVerifier for RootsVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(e)
+                if is_ca_used_as_end_entity(&e)
+                    && self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) =>
+            {
+                let cert = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&cert, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Whether webpki refused a certificate for being a CA used as a server's
+/// own (`CaUsedAsEndEntity`, which rustls passes on as an "other" error).
+pub(crate) fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => matches!(
+            other.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity)
+        ),
+        _ => false,
     }
 }
 

@@ -1,0 +1,129 @@
+//! Client connections to peers: [`dialer`] opens them (TCP, TLS, and the
+//! diagnosis of what failed), one of two pools keeps them. Over HTTP/2
+//! ([`h2_pool`]) one connection per peer carries every packet batch and
+//! stream to it; with [`Options::client_http1`](super::Options::client_http1)
+//! a few keep-alive HTTP/1.1 connections per peer do ([`http1_pool`]).
+
+mod diagnose;
+mod dialer;
+mod h2_pool;
+mod http1_pool;
+mod sniff;
+
+pub(crate) use h2_pool::{CONNECTION_WINDOW, MAX_H2_FRAME, STREAM_WINDOW};
+
+use super::access::Token;
+use super::body::FrameBody;
+use super::tls::ClientTls;
+use crate::{Error, PeerAddr, Scheme};
+use dialer::Dialer;
+use h2_pool::H2Pool;
+use http1_pool::Http1Pool;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A pool's key: a peer as it is connected to.
+type PoolKey = (Scheme, String);
+
+pub(crate) struct Connector {
+    dialer: Dialer,
+    token: Option<Token>,
+    pool: Pool,
+}
+
+enum Pool {
+    H2(H2Pool),
+    Http1(Http1Pool),
+}
+
+impl Connector {
+    pub(crate) fn new(
+        tls: Option<ClientTls>,
+        token: Option<Token>,
+        http1: bool,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Result<Self, Error> {
+        Ok(Connector {
+            dialer: Dialer::new(tls, http1, shutdown, tasks)?,
+            token,
+            pool: if http1 {
+                Pool::Http1(Http1Pool::default())
+            } else {
+                Pool::H2(H2Pool::default())
+            },
+        })
+    }
+
+    /// The scheme used for `peer`: its own if it is a URL, else the
+    /// transport's (`https` when client TLS is configured).
+    pub(crate) fn scheme_for(&self, peer: &PeerAddr) -> Scheme {
+        self.dialer.scheme_for(peer)
+    }
+
+    /// The absolute URI of `path` on `peer`.
+    pub(crate) fn uri(&self, peer: &PeerAddr, path: &str) -> String {
+        format!(
+            "{}://{}{}",
+            self.scheme_for(peer).as_str(),
+            peer.authority(),
+            path
+        )
+    }
+
+    /// A `POST` of `body` to `path` on `peer`, with the content type both
+    /// endpoints require. Fails with [`Error::InvalidAddress`] for an
+    /// address the HTTP stack refuses (parsing a [`PeerAddr`] refuses
+    /// those already; this keeps peer input from ever reaching a panic).
+    pub(crate) fn post(
+        &self,
+        peer: &PeerAddr,
+        path: &str,
+        body: FrameBody,
+    ) -> Result<Request<FrameBody>, Error> {
+        Request::builder()
+            .method(hyper::Method::POST)
+            .uri(self.uri(peer, path))
+            .header(hyper::header::CONTENT_TYPE, crate::CONTENT_TYPE)
+            .body(body)
+            .map_err(|e| Error::InvalidAddress {
+                addr: peer.to_string(),
+                reason: format!("not usable in a request URI: {e}"),
+            })
+    }
+
+    /// Sends `req` to `peer` on a pooled connection, connecting first if
+    /// there is none. A request that never left because its pooled
+    /// connection had died meanwhile (the peer restarted, say) is retried
+    /// once on a fresh connection.
+    pub(crate) async fn request(
+        &self,
+        peer: &PeerAddr,
+        mut req: Request<FrameBody>,
+    ) -> Result<Response<Incoming>, Error> {
+        if let Some(token) = &self.token {
+            req.headers_mut()
+                .insert(hyper::header::AUTHORIZATION, token.header());
+        }
+        let key = (self.scheme_for(peer), peer.authority());
+        match &self.pool {
+            Pool::H2(pool) => pool.request(&self.dialer, peer, key, req).await,
+            Pool::Http1(pool) => pool.request(&self.dialer, peer, key, req).await,
+        }
+    }
+
+    /// Whether requests go out over HTTP/1.1.
+    pub(crate) fn is_http1(&self) -> bool {
+        matches!(self.pool, Pool::Http1(_))
+    }
+
+    /// Drops every pooled connection (their drivers end with them).
+    pub(crate) fn clear(&self) {
+        match &self.pool {
+            Pool::H2(pool) => pool.clear(),
+            Pool::Http1(pool) => pool.clear(),
+        }
+    }
+}
