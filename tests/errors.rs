@@ -6,7 +6,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{within, Peer, WAIT};
-use gossiphttp::{Error, Options, Transport};
+use gossiphttp::{ClientTls, Error, Options, ServerTls, Transport};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Hosts `http::Uri` refuses (or reads as something else): each used to
 /// panic the peer's send task or the dialing caller.
@@ -83,4 +84,133 @@ async fn an_oversize_packet_names_the_limit_and_the_fix() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "packet_too_large");
+}
+
+/// A self-signed certificate for 127.0.0.1 and `names`, flagged as a CA
+/// when `ca` (as `openssl req -x509` makes them), valid from `not_before`
+/// to `not_after` (years).
+fn self_signed(
+    names: &[&str],
+    ca: bool,
+    years: (i32, i32),
+) -> (CertificateDer<'static>, ServerTls) {
+    let mut sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    sans.push("127.0.0.1".into());
+    let mut params = rcgen::CertificateParams::new(sans).unwrap();
+    if ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+    params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = CertificateDer::from(cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    (der.clone(), ServerTls::from_der(vec![der], key).unwrap())
+}
+
+const VALID: (i32, i32) = (2020, 2100);
+
+/// What a send from a transport with `client` options to a peer served
+/// with `server` options ends with.
+async fn send_between(client: Options, server: Options) -> Result<(), Error> {
+    let peer = Peer::start(server).await;
+    let (t, _) = Transport::new(client).unwrap();
+    let r = within("send", t.send(Bytes::from_static(b"x"), &peer.addr)).await;
+    within("shutdown", t.shutdown()).await;
+    peer.stop().await;
+    r
+}
+
+fn tls_server(tls: ServerTls) -> Options {
+    let mut opts = Options::default();
+    opts.server_tls = Some(tls);
+    opts
+}
+
+fn tls_client(roots: Vec<CertificateDer<'static>>) -> Options {
+    let mut opts = Options::default();
+    opts.client_tls = Some(ClientTls::from_roots(roots).unwrap());
+    opts
+}
+
+fn assert_says(r: Result<(), Error>, parts: &[&str]) {
+    let err = r.expect_err("the send should fail");
+    let text = err.to_string();
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing in: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_self_signed_ca_certificate_given_as_the_root_is_accepted_as_go_does() {
+    let (der, server) = self_signed(&["localhost"], true, VALID);
+    send_between(tls_client(vec![der]), tls_server(server))
+        .await
+        .expect("a CA-flagged self-signed certificate that is the root");
+}
+
+#[tokio::test]
+async fn a_self_signed_ca_certificate_is_still_checked() {
+    // Expired: webpki checks validity before the CA flag.
+    let (der, server) = self_signed(&["localhost"], true, (2000, 2001));
+    let r = send_between(tls_client(vec![der]), tls_server(server)).await;
+    assert_says(r, &["validity period"]);
+    // Another host's certificate: the name is checked.
+    let mut params = rcgen::CertificateParams::new(vec!["elsewhere.example".into()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = CertificateDer::from(cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server = ServerTls::from_der(vec![der.clone()], key).unwrap();
+    let r = send_between(tls_client(vec![der]), tls_server(server)).await;
+    assert_says(r, &["does not name \"127.0.0.1\"", "subjectAltName"]);
+    // Not one of the roots: refused, saying what to do.
+    let (_, server) = self_signed(&["localhost"], true, VALID);
+    let (other, _) = self_signed(&["localhost"], true, VALID);
+    let r = send_between(tls_client(vec![other]), tls_server(server)).await;
+    assert_says(r, &["CA certificate", "--ca"]);
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_says_which_ca_to_give() {
+    // rcgen names every certificate alike: the other one looks like the
+    // issuer, and its signature does not match.
+    let (_, server) = self_signed(&["localhost"], false, VALID);
+    let (other, _) = self_signed(&["localhost"], false, VALID);
+    let r = send_between(tls_client(vec![other]), tls_server(server)).await;
+    assert_says(r, &["was not signed by it", "--ca"]);
+    // Another name: no issuer at all.
+    let mut params = rcgen::CertificateParams::new(vec!["x.example".into()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "another CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let other = CertificateDer::from(params.self_signed(&key).unwrap().der().to_vec());
+    let (_, server) = self_signed(&["localhost"], false, VALID);
+    let r = send_between(tls_client(vec![other]), tls_server(server)).await;
+    assert_says(r, &["not issued by a CA this side trusts", "--ca"]);
+}
+
+#[tokio::test]
+async fn h2c_to_a_tls_port_says_the_peer_expects_tls() {
+    let (_, server) = self_signed(&["localhost"], false, VALID);
+    let r = send_between(Options::default(), tls_server(server)).await;
+    assert_says(
+        r,
+        &["the peer may expect TLS: use https:// or set client TLS"],
+    );
+}
+
+#[tokio::test]
+async fn tls_to_an_h2c_port_says_the_peer_is_not_speaking_tls() {
+    let (der, _) = self_signed(&["localhost"], false, VALID);
+    let r = send_between(tls_client(vec![der.clone()]), Options::default()).await;
+    assert_says(r, &["not speaking TLS", "drop --tls"]);
+    // The same with HTTP/1.1 accepted, where the server answers in HTTP/1.
+    let mut server = Options::default();
+    server.accept_http1 = true;
+    let r = send_between(tls_client(vec![der]), server).await;
+    assert_says(r, &["not speaking TLS", "drop --tls"]);
 }

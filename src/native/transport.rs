@@ -95,7 +95,7 @@ impl Transport {
             options.client_http1,
             shutdown.clone(),
             tasks.clone(),
-        ));
+        )?);
         let senders = Senders::new(
             connector.clone(),
             metrics.clone(),

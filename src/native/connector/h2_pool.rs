@@ -1,0 +1,173 @@
+//! HTTP/2 connections: one per peer, reused by every packet batch and
+//! stream to that peer, re-established on the next use after it breaks.
+//! Requests that find no connection at once share the one connect (single
+//! flight), so a burst to a new peer opens one connection, not one per
+//! request.
+
+use super::dialer::Dialer;
+use super::sniff::FirstAnswer;
+use super::{diagnose, PoolKey};
+use crate::native::body::FrameBody;
+use crate::{Error, PeerAddr};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// HTTP/2 flow-control windows: large enough that a stream is not held back
+/// by round trips on loopback or a LAN (the h2 default is 64 KiB).
+pub(crate) const STREAM_WINDOW: u32 = 1 << 20;
+pub(crate) const CONNECTION_WINDOW: u32 = 4 << 20;
+/// Largest HTTP/2 DATA frame we accept: a whole 64 KiB gossip frame (and
+/// more) per DATA frame instead of the default 16 KiB, a quarter of the
+/// per-frame work on streams and batches.
+pub(crate) const MAX_H2_FRAME: u32 = 256 << 10;
+/// A connection whose peer stops answering pings is closed after this.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A peer's connection, and what its first answer said.
+type Conn = (SendRequest<FrameBody>, FirstAnswer);
+
+#[derive(Default)]
+pub(super) struct H2Pool {
+    pool: Mutex<HashMap<PoolKey, Conn>>,
+    /// One lock per peer being connected to, so concurrent first requests
+    /// wait for one connection instead of each opening their own.
+    connecting: Mutex<HashMap<PoolKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl H2Pool {
+    /// Sends `req` on `peer`'s connection, connecting first if there is
+    /// none or the last one broke; a request that never left is retried
+    /// once on a fresh connection.
+    pub(super) async fn request(
+        &self,
+        dialer: &Dialer,
+        peer: &PeerAddr,
+        key: PoolKey,
+        mut req: Request<FrameBody>,
+    ) -> Result<Response<Incoming>, Error> {
+        let mut fresh = false;
+        loop {
+            let (mut sender, first_answer) = match self.pooled(&key) {
+                Some(conn) => conn,
+                None => {
+                    let (conn, opened) = self.connect_single_flight(dialer, peer, &key).await?;
+                    fresh |= opened;
+                    conn
+                }
+            };
+            let sent = match sender.ready().await {
+                Ok(()) => sender.try_send_request(req).await,
+                Err(e) => {
+                    self.forget(&key, &sender);
+                    if fresh {
+                        return Err(diagnose::exchange(e, peer, &first_answer));
+                    }
+                    fresh = true;
+                    // `req` was not handed over; try a new connection.
+                    continue;
+                }
+            };
+            match sent {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => {
+                    self.forget(&key, &sender);
+                    match e.take_message() {
+                        Some(unsent) if !fresh => {
+                            fresh = true;
+                            req = unsent;
+                        }
+                        _ => return Err(diagnose::exchange(e.into_error(), peer, &first_answer)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn pooled(&self, key: &PoolKey) -> Option<Conn> {
+        let pool = self.pool.lock().unwrap();
+        pool.get(key).filter(|(s, _)| !s.is_closed()).cloned()
+    }
+
+    /// The pooled connection to `peer`, or a new one: the first caller
+    /// connects while later ones wait for it and share the result. Returns
+    /// whether the connection was opened by this call.
+    async fn connect_single_flight(
+        &self,
+        dialer: &Dialer,
+        peer: &PeerAddr,
+        key: &PoolKey,
+    ) -> Result<(Conn, bool), Error> {
+        let lock = self
+            .connecting
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = lock.lock().await;
+            match self.pooled(key) {
+                Some(conn) => Ok((conn, false)),
+                None => match connect(dialer, peer, key).await {
+                    Ok(conn) => {
+                        self.pool.lock().unwrap().insert(key.clone(), conn.clone());
+                        Ok((conn, true))
+                    }
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        // The last one out removes the lock, so peers that come and go
+        // leave nothing behind.
+        let mut connecting = self.connecting.lock().unwrap();
+        drop(lock);
+        if connecting
+            .get(key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            connecting.remove(key);
+        }
+        result
+    }
+
+    /// Drops `sender` from the pool if its connection is gone.
+    fn forget(&self, key: &PoolKey, sender: &SendRequest<FrameBody>) {
+        if sender.is_closed() {
+            let mut pool = self.pool.lock().unwrap();
+            if pool.get(key).is_some_and(|(s, _)| s.is_closed()) {
+                pool.remove(key);
+            }
+        }
+    }
+
+    /// Drops every pooled connection (their drivers end with them).
+    pub(super) fn clear(&self) {
+        self.pool.lock().unwrap().clear();
+    }
+}
+
+async fn connect(dialer: &Dialer, peer: &PeerAddr, key: &PoolKey) -> Result<Conn, Error> {
+    let first_answer = FirstAnswer::default();
+    let io = dialer.connect(peer, key.0, &first_answer).await?;
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_H2_FRAME)
+        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Error::Connect {
+            addr: peer.to_string(),
+            source: e.into(),
+        })?;
+    dialer.drive(conn);
+    Ok((sender, first_answer))
+}
