@@ -27,6 +27,8 @@ pub(super) struct Dialer {
     /// rather than silently trusting anything). Its ALPN offers `http/1.1`
     /// instead of `h2` in HTTP/1.1 mode.
     tls: Arc<rustls::ClientConfig>,
+    /// Connections speak HTTP/1.1.
+    http1: bool,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -49,6 +51,7 @@ impl Dialer {
         Ok(Dialer {
             tls_by_default,
             tls: config,
+            http1,
             shutdown,
             tasks,
         })
@@ -83,7 +86,11 @@ impl Dialer {
         // Gossip packets are small and latency-sensitive.
         let _ = tcp.set_nodelay(true);
         match scheme {
-            Scheme::Http => Ok(Either::Left(Sniffed::new(tcp, first_answer.clone()))),
+            Scheme::Http => Ok(Either::Left(Sniffed::new(
+                tcp,
+                self.http1,
+                first_answer.clone(),
+            ))),
             Scheme::Https => {
                 let name = ServerName::try_from(peer.host().to_string())
                     .map_err(|e| connect_err(e.into()))?;

@@ -49,14 +49,17 @@ impl FirstAnswer {
 pub(crate) struct Sniffed<T> {
     io: T,
     answered: bool,
+    /// The connection speaks HTTP/1.1, so an HTTP/1 answer is the right one.
+    http1: bool,
     verdict: FirstAnswer,
 }
 
 impl<T> Sniffed<T> {
-    pub(super) fn new(io: T, verdict: FirstAnswer) -> Self {
+    pub(super) fn new(io: T, http1: bool, verdict: FirstAnswer) -> Self {
         Sniffed {
             io,
             answered: false,
+            http1,
             verdict,
         }
     }
@@ -67,13 +70,14 @@ impl<T> Sniffed<T> {
     }
 }
 
-/// What a first answer means, when it is not the start of HTTP/2.
-fn misread(first: &[u8]) -> Option<&'static str> {
+/// What a first answer means, when it is not the start of the HTTP version
+/// spoken (HTTP/2, or HTTP/1 when `http1`).
+fn misread(first: &[u8], http1: bool) -> Option<&'static str> {
     // A TLS record: content type alert (21) or handshake (22), version 3.x.
     let tls = matches!(first, [0x15 | 0x16] | [0x15 | 0x16, 0x03, ..]);
     if tls {
         Some(ANSWERED_TLS)
-    } else if first.starts_with(b"HTTP/") {
+    } else if !http1 && first.starts_with(b"HTTP/") {
         Some(ANSWERED_HTTP1)
     } else {
         None
@@ -98,7 +102,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Sniffed<T> {
             return Poll::Ready(Err(this.fail(io::ErrorKind::UnexpectedEof, NO_ANSWER)));
         }
         this.answered = true;
-        match misread(first) {
+        match misread(first, this.http1) {
             Some(why) => Poll::Ready(Err(this.fail(io::ErrorKind::InvalidData, why))),
             None => Poll::Ready(Ok(())),
         }
@@ -171,7 +175,9 @@ mod tests {
         drop(peer);
         let mut buf = [0; 64];
         let verdict = FirstAnswer::default();
-        let r = Sniffed::new(ours, verdict.clone()).read(&mut buf).await;
+        let r = Sniffed::new(ours, false, verdict.clone())
+            .read(&mut buf)
+            .await;
         if let Err(e) = &r {
             assert_eq!(verdict.misread(), Some(e.to_string()).as_deref());
         }
