@@ -53,8 +53,9 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// The peer answered with a status other than `200 OK`.
-    #[error("peer {addr} answered HTTP {status}")]
+    /// The peer answered with a status other than `200 OK`. The message
+    /// says what the statuses a gossiphttp peer uses most likely mean.
+    #[error("peer {addr} answered HTTP {status}{}", status_hint(*status))]
     Status {
         /// The peer address.
         addr: String,
@@ -83,6 +84,34 @@ pub enum Error {
     /// An I/O error outside a peer exchange (binding, reading a file).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// What a status a gossiphttp peer answers most likely means, and the fix.
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        400 => {
+            " (Bad Request: not a request of the contract: wrong content type or method, or \
+             malformed frames)"
+        }
+        401 => {
+            " (Unauthorized: the peer requires a shared token: set auth_token, --token, to the \
+             peer's)"
+        }
+        403 => {
+            " (Forbidden: the peer does not allow this browser origin: add it to the peer's \
+             CORS origins)"
+        }
+        404 => " (Not Found: not a gossiphttp endpoint: check the port and the URL's path)",
+        408 => " (Request Timeout: the body took longer than the peer's body_read_timeout)",
+        413 => " (Payload Too Large: a packet is larger than the peer's max_packet_size)",
+        503 => " (Service Unavailable: the peer is shutting down, or at its stream limit)",
+        505 => {
+            " (HTTP Version Not Supported: the peer does not take HTTP/1.1: enable \
+             accept_http1, --accept-http1, on the peer, or speak HTTP/2 to it: drop \
+             client_http1 / --http1)"
+        }
+        _ => "",
+    }
 }
 
 impl Error {

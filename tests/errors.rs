@@ -214,3 +214,62 @@ async fn tls_to_an_h2c_port_says_the_peer_is_not_speaking_tls() {
     let r = send_between(tls_client(vec![der]), server).await;
     assert_says(r, &["not speaking TLS", "drop --tls"]);
 }
+
+/// An HTTP/1.1 server that answers `505` only once the request body ended,
+/// as Go's does.
+async fn go_like_http1_server() -> (String, tokio::task::JoinHandle<()>) {
+    use http_body_util::{BodyExt, Empty};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service =
+                hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async {
+                    let _ = req.into_body().collect().await;
+                    let mut resp = hyper::Response::new(Empty::<Bytes>::new());
+                    *resp.status_mut() = hyper::StatusCode::HTTP_VERSION_NOT_SUPPORTED;
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn an_http1_dial_to_an_http2_only_peer_says_why() {
+    let mut opts = Options::default();
+    opts.client_http1 = true;
+    let (t, _) = Transport::new(opts).unwrap();
+
+    // A Rust peer without accept_http1 answers 505 at once.
+    let peer = Peer::start(Options::default()).await;
+    let err = within("dial", t.dial(&peer.addr, WAIT)).await.unwrap_err();
+    assert!(matches!(err, Error::Status { status: 505, .. }), "{err:?}");
+    let text = err.to_string();
+    for part in [
+        "does not take HTTP/1.1",
+        "accept_http1",
+        "drop client_http1",
+    ] {
+        assert!(text.contains(part), "{part:?} missing in: {text}");
+    }
+    peer.stop().await;
+
+    // A Go peer answers only once the request ends, which a stream's never
+    // does: the timeout names the likely cause.
+    let (addr, server) = go_like_http1_server().await;
+    let timeout = std::time::Duration::from_millis(300);
+    let err = within("dial", t.dial(&addr, timeout)).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    let text = err.to_string();
+    for part in ["may speak only HTTP/2", "drop client_http1"] {
+        assert!(text.contains(part), "{part:?} missing in: {text}");
+    }
+    server.abort();
+    within("shutdown", t.shutdown()).await;
+}

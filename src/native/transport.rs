@@ -18,6 +18,12 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// What a stream dial over HTTP/1.1 that gets no answer most likely means:
+/// a Go peer answers HTTP/1.1 with `505`, but only once the request body
+/// ends, which a stream's body does not.
+const DIAL_HTTP1: &str = "stream dial over HTTP/1.1 (no answer to the stream request: the \
+     peer may speak only HTTP/2, as Go peers do: drop client_http1 / --http1)";
+
 /// A gossip transport over HTTP/2: the Rust counterpart of ckit's
 /// `gossiphttp.Transport` (a memberlist `NodeAwareTransport`).
 ///
@@ -232,7 +238,11 @@ impl Transport {
         let resp = tokio::time::timeout(timeout, self.inner.connector.request(&peer, req))
             .await
             .map_err(|_| Error::Timeout {
-                what: "stream dial",
+                what: if self.inner.connector.is_http1() {
+                    DIAL_HTTP1
+                } else {
+                    "stream dial"
+                },
                 after: timeout,
             })??;
         if resp.status() != StatusCode::OK {
