@@ -82,7 +82,8 @@ impl Metrics {
             ),
             (
                 "rx_packets_failed",
-                "Requests to /message refused for a malformed or oversized frame",
+                "/message bodies cut short: a malformed or oversize frame, a broken body, or \
+                 one slower than body_read_timeout (packets before it were delivered)",
                 &self.rx_packets_failed,
             ),
             (
