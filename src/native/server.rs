@@ -425,7 +425,7 @@ fn accept_stream(
         return status(StatusCode::SERVICE_UNAVAILABLE);
     };
     let (writer, response_body) = write_channel(&inner.shutdown);
-    let conn = StreamConn::new(body, writer, remote, Some(permit), inner);
+    let conn = StreamConn::new(body, writer, remote, Some(permit), &inner.stream_ctx);
     match inner.streams_tx.try_send(conn) {
         Ok(()) => {
             let mut resp = Response::new(response_body);

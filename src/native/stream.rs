@@ -7,7 +7,6 @@
 
 use super::body::FrameBody;
 use super::metrics::Metrics;
-use super::transport::Inner;
 use super::write_buffers::WriteBuffers;
 use crate::codec::{frame_header, StreamDecoder, MAX_SHORT_PAYLOAD, SHORT_HEADER_LEN};
 use bytes::{Bytes, BytesMut};
@@ -17,7 +16,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -44,7 +43,7 @@ pub(crate) const MAX_WRITE: usize = 128 << 10;
 
 /// What one write of [`MAX_WRITE`] bytes takes encoded: the pool's buffer
 /// size.
-pub(crate) const MAX_WRITE_ENCODED: usize =
+const MAX_WRITE_ENCODED: usize =
     MAX_WRITE + MAX_WRITE.div_ceil(MAX_SHORT_PAYLOAD) * SHORT_HEADER_LEN;
 
 /// The channel a stream's writes go through, and the HTTP body (request
@@ -57,12 +56,54 @@ pub(crate) fn write_channel(shutdown: &CancellationToken) -> (mpsc::Sender<Bytes
     )
 }
 
+/// What a stream needs from its transport, and no more: shared by every
+/// stream of one transport. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct StreamContext {
+    metrics: Metrics,
+    /// Buffers large writes are encoded into, reused.
+    write_buffers: Arc<WriteBuffers>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+    /// The transport's advertised address, once set.
+    local_addr: Arc<Mutex<Option<SocketAddr>>>,
+}
+
+impl StreamContext {
+    pub(crate) fn new(
+        metrics: Metrics,
+        idle_timeout: Duration,
+        shutdown: CancellationToken,
+        local_addr: Arc<Mutex<Option<SocketAddr>>>,
+    ) -> Self {
+        StreamContext {
+            metrics,
+            write_buffers: WriteBuffers::new(MAX_WRITE_ENCODED),
+            idle_timeout,
+            shutdown,
+            local_addr,
+        }
+    }
+}
+
 /// A full-duplex stream connection to a peer, from [`Transport::dial`] or
 /// [`Transport::streams`].
 ///
 /// Reading returns the bytes the peer wrote, in order, and `Ok(0)` once the
-/// peer ends its side. Writing sends bytes to the peer; `shutdown()` ends our
-/// side (the peer reads end-of-stream). Dropping the connection ends both.
+/// peer ends its side (ending its body, or resetting the stream with
+/// `NO_ERROR` or `CANCEL` after whole frames, as Go's dialer does). Writing
+/// sends bytes to the peer; `shutdown()` ends our side (the peer reads
+/// end-of-stream). Dropping the connection ends both.
+///
+/// Cancel safety: `read` is cancel safe (decoded bytes wait for the next
+/// read), and so is `write`: a write that has not completed sent nothing.
+/// `read_exact` and `write_all` are not, as with any `AsyncRead` and
+/// `AsyncWrite`: cancelled midway, they lose track of what was done.
+///
+/// # Panics
+///
+/// Reading outside a tokio runtime with its timer enabled panics (the idle
+/// timeout is a tokio timer).
 ///
 /// [`Transport::dial`]: crate::Transport::dial
 /// [`Transport::streams`]: crate::Transport::streams
@@ -99,12 +140,12 @@ impl StreamConn {
         writer: mpsc::Sender<Bytes>,
         remote_addr: SocketAddr,
         permit: Option<OwnedSemaphorePermit>,
-        transport: &Inner,
+        ctx: &StreamContext,
     ) -> StreamConn {
-        let metrics = transport.metrics.clone();
-        let shutdown = &transport.shutdown;
-        let local_addr = *transport.advertise.lock().unwrap();
-        let idle_timeout = transport.options.stream_idle_timeout;
+        let metrics = ctx.metrics.clone();
+        let shutdown = &ctx.shutdown;
+        let local_addr = *ctx.local_addr.lock().unwrap();
+        let idle_timeout = ctx.idle_timeout;
         metrics.streams.inc();
         StreamConn {
             body,
@@ -114,7 +155,7 @@ impl StreamConn {
             pending: Bytes::new(),
             read_done: false,
             writer: Some(PollSender::new(writer)),
-            write_buffers: transport.write_buffers.clone(),
+            write_buffers: ctx.write_buffers.clone(),
             shutdown: shutdown.clone(),
             shutdown_wait: Box::pin(shutdown.clone().cancelled_owned()),
             local_addr,

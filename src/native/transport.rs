@@ -5,14 +5,16 @@ use super::connector::Connector;
 use super::metrics::{Metrics, MetricsRegistry};
 use super::options::Options;
 use super::sender::{Outgoing, SendLimits, Senders};
-use super::stream::{write_channel, StreamConn, MAX_WRITE_ENCODED};
-use super::write_buffers::WriteBuffers;
+use super::stream::{write_channel, StreamConn, StreamContext};
 use crate::{Error, Packet, PeerAddr, STREAM_PATH};
 use bytes::Bytes;
+use futures_util::Stream;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,13 @@ const DIAL_HTTP1: &str = "stream dial over HTTP/1.1 (no answer to the stream req
 /// open streams with [`dial`](Self::dial), accept them from
 /// [`streams`](Self::streams). Serve it with [`serve`](Self::serve) or mount
 /// [`handler`](Self::handler) in your own HTTP server.
+///
+/// # Panics
+///
+/// Creating a transport needs no runtime, but using one does: methods that
+/// start background work ([`write_to`](Self::write_to), [`send`](Self::send),
+/// [`dial`](Self::dial), [`serve`](Self::serve)) panic when called outside a
+/// tokio runtime, as `tokio::spawn` does.
 #[derive(Clone)]
 pub struct Transport {
     pub(crate) inner: Arc<Inner>,
@@ -49,13 +58,13 @@ pub(crate) struct Inner {
     connector: Arc<Connector>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
-    pub(crate) advertise: Mutex<Option<SocketAddr>>,
+    advertise: Arc<Mutex<Option<SocketAddr>>>,
     pub(crate) cors: Option<Cors>,
     pub(crate) token: Option<Token>,
     /// One permit per incoming stream that may be open.
     pub(crate) stream_permits: Arc<Semaphore>,
-    /// Buffers large stream writes are encoded into, reused.
-    pub(crate) write_buffers: Arc<WriteBuffers>,
+    /// What the transport's streams share.
+    pub(crate) stream_ctx: StreamContext,
 }
 
 impl Drop for Inner {
@@ -118,12 +127,19 @@ impl Transport {
         );
         let (packets_tx, packets_rx) = async_channel::bounded(options.packet_queue_size);
         let (streams_tx, streams_rx) = async_channel::bounded(options.stream_queue_size);
+        let advertise = Arc::new(Mutex::new(options.advertise_addr));
+        let stream_ctx = StreamContext::new(
+            metrics.clone(),
+            options.stream_idle_timeout,
+            shutdown.clone(),
+            advertise.clone(),
+        );
         let inner = Inner {
-            advertise: Mutex::new(options.advertise_addr),
+            advertise,
+            stream_ctx,
             cors: Cors::new(&options.cors_allowed_origins),
             token,
             stream_permits: Arc::new(Semaphore::new(options.max_streams)),
-            write_buffers: WriteBuffers::new(MAX_WRITE_ENCODED),
             options,
             metrics,
             registry: registry.clone(),
@@ -158,6 +174,10 @@ impl Transport {
     /// background and returns when it was queued, like memberlist's
     /// `WriteTo`. Delivery failures are counted in the metrics and logged at
     /// debug level; use [`send`](Self::send) to wait for the outcome.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, when it starts the peer's send task.
     pub fn write_to(&self, payload: Bytes, addr: &str) -> Result<Instant, Error> {
         let now = Instant::now();
         self.enqueue(payload, addr, None, now)?;
@@ -179,6 +199,9 @@ impl Transport {
     /// Sends `payload` to `addr` and waits until the peer answered `200` for
     /// the request that carried it (it may share that request with other
     /// queued packets).
+    ///
+    /// Cancel safety: the packet is queued at the first poll; dropping the
+    /// future afterwards does not take it back, only the outcome is lost.
     pub async fn send(&self, payload: Bytes, addr: &str) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(payload, addr, Some(tx), Instant::now())?;
@@ -212,22 +235,22 @@ impl Transport {
     /// from the same queue (each packet goes to one of them). Ends after
     /// [`shutdown`](Self::shutdown) once the queue is drained.
     pub fn packets(&self) -> Packets {
-        Packets {
-            rx: self.inner.packets_rx.clone(),
-            metrics: self.inner.metrics.clone(),
-        }
+        Packets::new(self.inner.packets_rx.clone(), self.inner.metrics.clone())
     }
 
     /// Stream connections opened by peers. Ends after shutdown.
     pub fn streams(&self) -> Streams {
         Streams {
-            rx: self.inner.streams_rx.clone(),
+            rx: Box::pin(self.inner.streams_rx.clone()),
         }
     }
 
     /// Opens a stream connection to `addr`, like memberlist's `DialTimeout`.
     /// Returns once the peer answered the request's headers (as a Go peer
     /// does at once) or fails after `timeout`.
+    ///
+    /// Cancel safety: dropping the future before it returns abandons the
+    /// stream request (the peer sees it reset); nothing else is lost.
     pub async fn dial(&self, addr: &str, timeout: Duration) -> Result<StreamConn, Error> {
         if self.inner.shutdown.is_cancelled() {
             return Err(Error::Shutdown);
@@ -265,7 +288,13 @@ impl Transport {
             .into_body()
             .map_err(crate::BoxError::from)
             .boxed_unsync();
-        Ok(StreamConn::new(body, writer, remote, None, &self.inner))
+        Ok(StreamConn::new(
+            body,
+            writer,
+            remote,
+            None,
+            &self.inner.stream_ctx,
+        ))
     }
 
     /// The address to advertise to other members, as the reference's
@@ -329,42 +358,98 @@ impl std::fmt::Debug for Transport {
 }
 
 /// The receiving end of [`Transport::packets`]; clones share one queue.
-#[derive(Clone, Debug)]
+///
+/// Also a [`Stream`] of packets, ending as [`recv`](Self::recv) does.
+#[derive(Debug)]
 pub struct Packets {
-    rx: async_channel::Receiver<Packet>,
+    // Boxed: the channel's receiver is `!Unpin`, and `Packets` need not be.
+    rx: Pin<Box<async_channel::Receiver<Packet>>>,
     metrics: Metrics,
 }
 
 impl Packets {
+    fn new(rx: async_channel::Receiver<Packet>, metrics: Metrics) -> Self {
+        Packets {
+            rx: Box::pin(rx),
+            metrics,
+        }
+    }
+
     /// The next packet, or `None` once the transport is shut down and the
     /// queue drained.
+    ///
+    /// Cancel safety: cancel safe. A packet is taken from the queue only
+    /// when the future completes, so dropping it (in a `select!`) loses
+    /// nothing.
     pub async fn recv(&mut self) -> Option<Packet> {
         let p = self.rx.recv().await.ok();
-        self.metrics
-            .rx_packet_queue_length
-            .set(self.rx.len() as i64);
+        self.count_queue();
         p
     }
 
     /// The next packet if one is waiting.
     pub fn try_recv(&mut self) -> Option<Packet> {
         let p = self.rx.try_recv().ok();
+        self.count_queue();
+        p
+    }
+
+    fn count_queue(&self) {
         self.metrics
             .rx_packet_queue_length
             .set(self.rx.len() as i64);
-        p
+    }
+}
+
+impl Clone for Packets {
+    fn clone(&self) -> Self {
+        Packets::new((*self.rx).clone(), self.metrics.clone())
+    }
+}
+
+impl Stream for Packets {
+    type Item = Packet;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Packet>> {
+        let this = self.get_mut();
+        let p = ready!(this.rx.as_mut().poll_next(cx));
+        this.count_queue();
+        Poll::Ready(p)
     }
 }
 
 /// The receiving end of [`Transport::streams`]; clones share one queue.
-#[derive(Clone, Debug)]
+///
+/// Also a [`Stream`] of stream connections, ending as
+/// [`accept`](Self::accept) does.
+#[derive(Debug)]
 pub struct Streams {
-    rx: async_channel::Receiver<StreamConn>,
+    // Boxed: the channel's receiver is `!Unpin`, and `Streams` need not be.
+    rx: Pin<Box<async_channel::Receiver<StreamConn>>>,
 }
 
 impl Streams {
     /// The next incoming stream, or `None` once the transport is shut down.
+    ///
+    /// Cancel safety: cancel safe. A stream is taken from the queue only
+    /// when the future completes.
     pub async fn accept(&mut self) -> Option<StreamConn> {
         self.rx.recv().await.ok()
+    }
+}
+
+impl Clone for Streams {
+    fn clone(&self) -> Self {
+        Streams {
+            rx: Box::pin((*self.rx).clone()),
+        }
+    }
+}
+
+impl Stream for Streams {
+    type Item = StreamConn;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamConn>> {
+        self.get_mut().rx.as_mut().poll_next(cx)
     }
 }
