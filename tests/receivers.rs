@@ -19,7 +19,11 @@ async fn packets_and_streams_are_streams() {
     }
     let got: Vec<_> = within(
         "packets",
-        peer.transport.packets().take(3).map(|p| p.payload).collect(),
+        peer.transport
+            .packets()
+            .take(3)
+            .map(|p| p.payload)
+            .collect(),
     )
     .await;
     assert_eq!(got, [&b"a"[..], b"b", b"c"]);
