@@ -273,3 +273,34 @@ async fn an_http1_dial_to_an_http2_only_peer_says_why() {
     server.abort();
     within("shutdown", t.shutdown()).await;
 }
+
+#[tokio::test]
+async fn private_keys_stay_out_of_debug_output() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let der = CertificateDer::from(cert.cert.der().to_vec());
+    let key_der = cert.key_pair.serialize_der();
+    let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.clone()));
+    let mut opts = Options::default();
+    opts.server_tls = Some(ServerTls::from_der(vec![der.clone()], key()).unwrap());
+    opts.client_tls =
+        Some(ClientTls::from_roots_with_client_cert(vec![der.clone()], vec![der], key()).unwrap());
+    let shown = format!("{opts:?}");
+    // The private scalar of the PKCS#8 EC key rcgen makes (bytes 36..68),
+    // as Debug prints bytes and as hex; nor the certificates (the output
+    // ends up in logs).
+    let secret = &key_der[36..68];
+    let list = format!("{secret:?}");
+    let list = list.trim_start_matches('[').trim_end_matches(']');
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!shown.contains(list), "key bytes in: {shown}");
+    assert!(!shown.contains(&hex), "key hex in: {shown}");
+    assert!(!shown.contains("CertificateDer"), "{shown}");
+    assert!(
+        shown.contains("ClientTls { client_cert: true, .. }"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#"ServerTls { alpn: ["h2", "http/1.1"], .. }"#),
+        "{shown}"
+    );
+}

@@ -61,8 +61,19 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// TLS settings for the server side.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output names the protocols offered, and nothing of the
+/// certificates or keys (it ends up in logs).
+#[derive(Clone)]
 pub struct ServerTls(pub(crate) Arc<ServerConfig>);
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("alpn", &alpn_names(&self.0.alpn_protocols))
+            .finish_non_exhaustive()
+    }
+}
 
 impl ServerTls {
     /// A server presenting the certificate chain and key from PEM files.
@@ -134,8 +145,26 @@ impl ServerTls {
 }
 
 /// TLS settings for the client side: whom to trust.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output says whether a client certificate is presented, and
+/// nothing of the certificates or keys (it ends up in logs).
+#[derive(Clone)]
 pub struct ClientTls(pub(crate) Arc<ClientConfig>);
+
+fn alpn_names(protocols: &[Vec<u8>]) -> Vec<String> {
+    protocols
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("client_cert", &self.0.client_auth_cert_resolver.has_certs())
+            .finish_non_exhaustive()
+    }
+}
 
 impl ClientTls {
     /// Trusts the CA certificates in a PEM file.
