@@ -304,3 +304,17 @@ async fn private_keys_stay_out_of_debug_output() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn a_closed_port_says_nothing_listens_there() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let (t, _) = Transport::new(Options::default()).unwrap();
+    let err = within("send", t.send(Bytes::from_static(b"x"), &addr))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("nothing listens there"), "{err}");
+    within("shutdown", t.shutdown()).await;
+}

@@ -52,6 +52,15 @@ pub(super) fn exchange(e: hyper::Error, peer: &PeerAddr, first_answer: &FirstAns
     }
 }
 
+/// A TCP connection that could not be made.
+pub(super) fn tcp_connect(e: std::io::Error) -> BoxError {
+    let hint = (e.kind() == std::io::ErrorKind::ConnectionRefused).then(|| {
+        "nothing listens there: is the peer running, and is this the address it listens on?"
+            .to_string()
+    });
+    Box::new(Diagnosed::new(e.into(), hint))
+}
+
 /// A TLS handshake that failed, with what the failure most likely means.
 pub(super) fn tls_handshake(e: std::io::Error, peer: &PeerAddr) -> BoxError {
     let hint = match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {

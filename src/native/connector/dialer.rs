@@ -82,7 +82,7 @@ impl Dialer {
         };
         let tcp = TcpStream::connect((peer.host(), peer.port()))
             .await
-            .map_err(|e| connect_err(e.into()))?;
+            .map_err(|e| connect_err(diagnose::tcp_connect(e)))?;
         // Gossip packets are small and latency-sensitive.
         let _ = tcp.set_nodelay(true);
         match scheme {

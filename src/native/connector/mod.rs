@@ -59,12 +59,13 @@ impl Connector {
 
     /// The scheme used for `peer`: its own if it is a URL, else the
     /// transport's (`https` when client TLS is configured).
-    pub(crate) fn scheme_for(&self, peer: &PeerAddr) -> Scheme {
+    fn scheme_for(&self, peer: &PeerAddr) -> Scheme {
         self.dialer.scheme_for(peer)
     }
 
-    /// The absolute URI of `path` on `peer`.
-    pub(crate) fn uri(&self, peer: &PeerAddr, path: &str) -> String {
+    /// The absolute URI of `path` on `peer`; requests are built with
+    /// [`post`](Self::post).
+    fn uri(&self, peer: &PeerAddr, path: &str) -> String {
         format!(
             "{}://{}{}",
             self.scheme_for(peer).as_str(),
