@@ -318,3 +318,40 @@ async fn a_closed_port_says_nothing_listens_there() {
     assert!(err.to_string().contains("nothing listens there"), "{err}");
     within("shutdown", t.shutdown()).await;
 }
+
+#[tokio::test]
+async fn a_self_signed_ca_client_certificate_given_as_the_client_ca_is_accepted() {
+    let (server_der, server) = {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let der = CertificateDer::from(cert.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+        (der, key)
+    };
+    let mut params = rcgen::CertificateParams::new(vec!["client".into()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "client made by openssl req -x509",
+    );
+    let key = rcgen::KeyPair::generate().unwrap();
+    let client_der = CertificateDer::from(params.self_signed(&key).unwrap().der().to_vec());
+    let client_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+
+    let mut server_opts = Options::default();
+    server_opts.server_tls = Some(
+        ServerTls::from_der_with_client_auth(
+            vec![server_der.clone()],
+            server,
+            vec![client_der.clone()],
+        )
+        .unwrap(),
+    );
+    let mut client_opts = Options::default();
+    client_opts.client_tls = Some(
+        ClientTls::from_roots_with_client_cert(vec![server_der], vec![client_der], client_key)
+            .unwrap(),
+    );
+    send_between(client_opts, server_opts)
+        .await
+        .expect("a CA-flagged self-signed client certificate that is the client CA");
+}

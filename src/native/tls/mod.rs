@@ -4,19 +4,19 @@
 //! also offers `http/1.1`, so that an HTTP/1.1 client gets a clear `505`
 //! instead of a failed handshake.
 
+mod verify;
+
+pub(crate) use verify::is_ca_used_as_end_entity;
+
 use crate::Error;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{WantsClientCert, WebPkiServerVerifier};
+use rustls::client::WantsClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::{
-    ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, ConfigBuilder, RootCertStore, ServerConfig};
 use std::path::Path;
 use std::sync::Arc;
+use verify::{AcceptAnyCert, ClientRootsVerifier, RootsVerifier};
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -97,8 +97,9 @@ impl ServerTls {
 
     /// Mutual TLS: like [`from_pem_files`](Self::from_pem_files), and every
     /// client must present a certificate issued by a CA in `client_ca` (a
-    /// PEM file). Clients without one, or with one from another CA, are
-    /// refused during the handshake.
+    /// PEM file), or one of those CA certificates itself, as Go accepts.
+    /// Clients without one, or with one from another CA, are refused during
+    /// the handshake.
     pub fn from_pem_files_with_client_auth(
         cert: impl AsRef<Path>,
         key: impl AsRef<Path>,
@@ -118,15 +119,7 @@ impl ServerTls {
         key: PrivateKeyDer<'static>,
         client_ca: Vec<CertificateDer<'static>>,
     ) -> Result<Self, Error> {
-        let mut roots = RootCertStore::empty();
-        for cert in client_ca {
-            roots
-                .add(cert)
-                .map_err(|e| config_err("client CA certificate", e))?;
-        }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| config_err("client certificate verifier", e))?;
+        let verifier = ClientRootsVerifier::new(client_ca)?;
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| config_err("TLS versions", e))?
@@ -243,143 +236,6 @@ fn trusting(
     Ok(builder
         .dangerous()
         .with_custom_certificate_verifier(RootsVerifier::new(roots)?))
-}
-
-/// Server certificates checked as webpki does against the configured roots,
-/// plus what Go accepts and webpki refuses: a server presenting exactly one
-/// of the roots as its own certificate although it is a CA (`CA:TRUE`, as
-/// `openssl req -x509` makes). Such a certificate still has its name
-/// checked here, and its validity period by webpki, which checks it before
-/// the CA flag that fails it.
-#[derive(Debug)]
-struct RootsVerifier {
-    webpki: Arc<WebPkiServerVerifier>,
-    roots: Vec<CertificateDer<'static>>,
-}
-
-impl RootsVerifier {
-    fn new(roots: Vec<CertificateDer<'static>>) -> Result<Arc<Self>, Error> {
-        let mut store = RootCertStore::empty();
-        for cert in &roots {
-            store
-                .add(cert.clone())
-                .map_err(|e| config_err("CA certificate", e))?;
-        }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
-            .build()
-            .map_err(|e| config_err("certificate verifier", e))?;
-        Ok(Arc::new(RootsVerifier { webpki, roots }))
-    }
-}
-
-impl ServerCertVerifier for RootsVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(e)
-                if is_ca_used_as_end_entity(&e)
-                    && self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) =>
-            {
-                let cert = ParsedCertificate::try_from(end_entity)?;
-                rustls::client::verify_server_name(&cert, server_name)?;
-                Ok(ServerCertVerified::assertion())
-            }
-            verdict => verdict,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// Whether webpki refused a certificate for being a CA used as a server's
-/// own (`CaUsedAsEndEntity`, which rustls passes on as an "other" error).
-pub(crate) fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
-    match e {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => matches!(
-            other.0.downcast_ref::<webpki::Error>(),
-            Some(webpki::Error::CaUsedAsEndEntity)
-        ),
-        _ => false,
-    }
-}
-
-/// The verifier behind [`ClientTls::insecure`]: checks signatures (so the
-/// handshake is well-formed) but trusts every certificate.
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
