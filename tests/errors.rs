@@ -355,3 +355,37 @@ async fn a_self_signed_ca_client_certificate_given_as_the_client_ca_is_accepted(
         .await
         .expect("a CA-flagged self-signed client certificate that is the client CA");
 }
+
+#[tokio::test]
+async fn a_refused_client_certificate_says_so() {
+    let server_cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let server_der = CertificateDer::from(server_cert.cert.der().to_vec());
+    let server_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        server_cert.key_pair.serialize_der(),
+    ));
+    let trusted = rcgen::generate_simple_self_signed(vec!["trusted".into()]).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["stranger".into()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "stranger");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let stranger = CertificateDer::from(params.self_signed(&key).unwrap().der().to_vec());
+    let stranger_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+
+    let mut server_opts = Options::default();
+    server_opts.server_tls = Some(
+        ServerTls::from_der_with_client_auth(
+            vec![server_der.clone()],
+            server_key,
+            vec![CertificateDer::from(trusted.cert.der().to_vec())],
+        )
+        .unwrap(),
+    );
+    let mut client_opts = Options::default();
+    client_opts.client_tls = Some(
+        ClientTls::from_roots_with_client_cert(vec![server_der], vec![stranger], stranger_key)
+            .unwrap(),
+    );
+    let r = send_between(client_opts, server_opts).await;
+    assert_says(r, &["refused this side's certificate", "mutual TLS"]);
+}

@@ -75,6 +75,30 @@ pub(super) fn tls_handshake(e: std::io::Error, peer: &PeerAddr) -> BoxError {
     Box::new(Diagnosed::new(e.into(), hint))
 }
 
+const CERTIFICATE_REFUSED: &str = "the peer refused this side's certificate: it requires \
+     mutual TLS with a client certificate issued by a CA it trusts";
+
+fn refuses_our_certificate(alert: AlertDescription) -> bool {
+    matches!(
+        alert,
+        AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+    )
+}
+
+/// What a TLS connection's read error means, when the peer refused our
+/// client certificate after the handshake (TLS 1.3 tells it then).
+pub(super) fn tls_alert(e: &std::io::Error) -> Option<&'static str> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) if refuses_our_certificate(*alert) => {
+            Some(CERTIFICATE_REFUSED)
+        }
+        _ => None,
+    }
+}
+
 fn tls_hint(e: &rustls::Error, peer: &PeerAddr) -> Option<String> {
     use CertificateError as C;
     let hint = match e {
@@ -110,14 +134,9 @@ fn tls_hint(e: &rustls::Error, peer: &PeerAddr) -> Option<String> {
                 .into(),
             _ => return None,
         },
-        rustls::Error::AlertReceived(
-            AlertDescription::CertificateRequired
-            | AlertDescription::BadCertificate
-            | AlertDescription::UnknownCA
-            | AlertDescription::CertificateUnknown,
-        ) => "the peer refused this side's certificate: it requires mutual TLS with a client \
-            certificate issued by a CA it trusts"
-            .into(),
+        rustls::Error::AlertReceived(alert) if refuses_our_certificate(*alert) => {
+            CERTIFICATE_REFUSED.into()
+        }
         rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol)
         | rustls::Error::NoApplicationProtocol => "the peer does not offer HTTP/2 over TLS \
             (ALPN h2): it is not a gossiphttp peer, or takes HTTP/1.1 only (client_http1)"

@@ -2,7 +2,7 @@
 //! background task that drives each connection.
 
 use super::diagnose;
-use super::sniff::{FirstAnswer, Sniffed};
+use super::sniff::{Carries, FirstAnswer, Sniffed};
 use crate::native::tls::ClientTls;
 use crate::{Error, PeerAddr, Scheme};
 use rustls::pki_types::ServerName;
@@ -14,9 +14,9 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A connection to a peer: cleartext (its first answer checked, see
-/// [`Sniffed`]) or TLS.
-pub(super) type PeerIo = Either<Sniffed<TcpStream>, Box<TlsStream<TcpStream>>>;
+/// A connection to a peer, cleartext or TLS, its answers checked (see
+/// [`Sniffed`]).
+pub(super) type PeerIo = Either<Sniffed<TcpStream>, Sniffed<Box<TlsStream<TcpStream>>>>;
 
 pub(super) struct Dialer {
     /// `host:port` peers are reached over TLS.
@@ -68,8 +68,7 @@ impl Dialer {
     }
 
     /// TCP, and TLS for `https` (ALPN `h2`, or `http/1.1` in HTTP/1.1 mode);
-    /// a cleartext connection reports what its first answer said in
-    /// `first_answer`.
+    /// what a wrong answer on it means is left in `first_answer`.
     pub(super) async fn connect(
         &self,
         peer: &PeerAddr,
@@ -88,7 +87,11 @@ impl Dialer {
         match scheme {
             Scheme::Http => Ok(Either::Left(Sniffed::new(
                 tcp,
-                self.http1,
+                if self.http1 {
+                    Carries::Http1
+                } else {
+                    Carries::H2c
+                },
                 first_answer.clone(),
             ))),
             Scheme::Https => {
@@ -98,7 +101,11 @@ impl Dialer {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| connect_err(diagnose::tls_handshake(e, peer)))?;
-                Ok(Either::Right(Box::new(io)))
+                Ok(Either::Right(Sniffed::new(
+                    Box::new(io),
+                    Carries::Tls,
+                    first_answer.clone(),
+                )))
             }
         }
     }

@@ -42,24 +42,36 @@ impl FirstAnswer {
     }
 }
 
-/// `io`, whose first read is checked: a TLS record or an HTTP/1 status line
-/// where an HTTP/2 frame belongs, or the end of the connection before any
-/// byte, fail the read with an error saying what it most likely means, and
-/// leave it in [`FirstAnswer`].
+/// What a connection carries, and so what a wrong answer looks like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Carries {
+    /// HTTP/2 in cleartext (h2c).
+    H2c,
+    /// HTTP/1.1 in cleartext: an HTTP/1 answer is the right one.
+    Http1,
+    /// TLS: the handshake checked the peer; after it, a peer refusing our
+    /// client certificate (TLS 1.3 tells after the handshake) is named.
+    Tls,
+}
+
+/// `io`, whose answers are checked. In cleartext, a TLS record or an
+/// HTTP/1 status line where an HTTP/2 frame belongs, or the end of the
+/// connection before any byte, fail the first read with an error saying
+/// what it most likely means; over TLS, an alert refusing our certificate
+/// does. The meaning is left in [`FirstAnswer`] too.
 pub(crate) struct Sniffed<T> {
     io: T,
     answered: bool,
-    /// The connection speaks HTTP/1.1, so an HTTP/1 answer is the right one.
-    http1: bool,
+    carries: Carries,
     verdict: FirstAnswer,
 }
 
 impl<T> Sniffed<T> {
-    pub(super) fn new(io: T, http1: bool, verdict: FirstAnswer) -> Self {
+    pub(super) fn new(io: T, carries: Carries, verdict: FirstAnswer) -> Self {
         Sniffed {
             io,
-            answered: false,
-            http1,
+            answered: carries == Carries::Tls,
+            carries,
             verdict,
         }
     }
@@ -91,6 +103,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Sniffed<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.carries == Carries::Tls {
+            let r = ready!(Pin::new(&mut this.io).poll_read(cx, buf));
+            if let Some(why) = r.as_ref().err().and_then(super::diagnose::tls_alert) {
+                this.verdict.set(why);
+            }
+            return Poll::Ready(r);
+        }
         if this.answered || buf.remaining() == 0 {
             return Pin::new(&mut this.io).poll_read(cx, buf);
         }
@@ -102,7 +121,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Sniffed<T> {
             return Poll::Ready(Err(this.fail(io::ErrorKind::UnexpectedEof, NO_ANSWER)));
         }
         this.answered = true;
-        match misread(first, this.http1) {
+        match misread(first, this.carries == Carries::Http1) {
             Some(why) => Poll::Ready(Err(this.fail(io::ErrorKind::InvalidData, why))),
             None => Poll::Ready(Ok(())),
         }
@@ -175,7 +194,7 @@ mod tests {
         drop(peer);
         let mut buf = [0; 64];
         let verdict = FirstAnswer::default();
-        let r = Sniffed::new(ours, false, verdict.clone())
+        let r = Sniffed::new(ours, Carries::H2c, verdict.clone())
             .read(&mut buf)
             .await;
         if let Err(e) = &r {
