@@ -1,25 +1,30 @@
 //! The peer's side of a `/stream` exchange: its response body, read chunk
-//! by chunk, frames unwrapped by the shared
+//! by chunk (`wasm-streams`), frames unwrapped by the shared
 //! [`StreamDecoder`], one read at a time.
 
 use super::body::concat;
 use super::deadline::Deadline;
+use super::request::discard;
 use crate::codec::StreamDecoder;
 use crate::wasm::frames::frame_error;
-use crate::wasm::js::{error, ignore};
+use crate::wasm::js::error;
 use bytes::BytesMut;
-use js_sys::{Promise, Reflect, Uint8Array};
+use futures_util::StreamExt;
+use js_sys::{Promise, Uint8Array};
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use web_sys::{ReadableStreamDefaultReader, Response};
+use wasm_streams::readable::IntoStream;
+use wasm_streams::ReadableStream;
+use web_sys::Response;
 
 struct ReadState {
-    /// The response body's reader; `None` once it ended or failed.
-    reader: Option<ReadableStreamDefaultReader>,
+    /// The response body; `None` once it ended or failed, and while a read
+    /// of it is in progress.
+    body: Option<IntoStream<'static>>,
     /// Bytes read and not yet decoded.
     buf: BytesMut,
     decoder: StreamDecoder,
@@ -42,13 +47,12 @@ impl Reading {
     /// Reads `resp`'s body; `deadline` is the request's, armed again for
     /// each wait on the peer.
     pub(super) fn new(resp: &Response, deadline: Deadline, url: String) -> Reading {
-        let reader = resp.body().map(|b| {
-            b.get_reader()
-                .unchecked_into::<ReadableStreamDefaultReader>()
-        });
+        let body = resp
+            .body()
+            .and_then(|b| ReadableStream::from_raw(b).try_into_stream().ok());
         let mut state = ReadState {
-            ended: reader.is_none(),
-            reader,
+            ended: body.is_none(),
+            body,
             buf: BytesMut::new(),
             decoder: StreamDecoder::new(),
             deadline,
@@ -85,9 +89,10 @@ impl Reading {
             s.failed = Some(err.clone());
         }
         s.buf = BytesMut::new();
-        if let Some(r) = s.reader.take() {
-            ignore(r.cancel());
+        if let Some(body) = s.body.take() {
+            discard(body);
         }
+        // Also ends a read in progress (its body is not in `s.body`).
         s.deadline.cancel();
         err
     }
@@ -95,7 +100,7 @@ impl Reading {
     /// The next run of stream bytes, or `None` at the peer's clean end.
     pub(super) async fn next_chunk(&self) -> Result<Option<Uint8Array>, JsValue> {
         loop {
-            let reader = {
+            let mut body = {
                 let mut guard = self.0.borrow_mut();
                 let s = &mut *guard;
                 if let Some(e) = &s.failed {
@@ -116,34 +121,42 @@ impl Reading {
                         return Err(self.fail(frame_error(&msg, &e)));
                     }
                 }
-                match &s.reader {
-                    Some(r) => r.clone(),
+                match s.body.take() {
+                    Some(body) => body,
                     None => {
                         s.ended = true;
                         continue;
                     }
                 }
             };
-            self.0.borrow_mut().deadline.arm()?;
-            let step = JsFuture::from(reader.read()).await;
+            if let Err(e) = self.0.borrow_mut().deadline.arm() {
+                discard(body);
+                return Err(self.fail(e));
+            }
+            let step = body.next().await;
             let mut s = self.0.borrow_mut();
             s.deadline.disarm();
-            let step = match step {
-                Ok(step) => step,
-                Err(e) => {
+            if let Some(e) = &s.failed {
+                // Cancelled while the read was in progress.
+                let e = e.clone();
+                discard(body);
+                return Err(e);
+            }
+            let value = match step {
+                None => {
+                    s.ended = true;
+                    continue;
+                }
+                Some(Ok(value)) => value,
+                Some(Err(e)) => {
                     let err = s.deadline.classify(e, "reading the stream from", &s.url);
                     drop(s);
                     return Err(self.fail(err));
                 }
             };
-            if Reflect::get(&step, &"done".into())?.is_truthy() {
-                s.ended = true;
-                s.reader = None;
-                continue;
-            }
-            let value = Reflect::get(&step, &"value".into())?;
             let Some(chunk) = value.dyn_ref::<Uint8Array>() else {
                 drop(s);
+                discard(body);
                 return Err(self.fail(error(
                     "network",
                     "the response body yielded something else than bytes",
@@ -152,6 +165,7 @@ impl Reading {
             let start = s.buf.len();
             s.buf.resize(start + chunk.length() as usize, 0);
             chunk.copy_to(&mut s.buf[start..]);
+            s.body = Some(body);
         }
     }
 

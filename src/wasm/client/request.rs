@@ -4,13 +4,15 @@
 use super::body::packets_body;
 use super::deadline::{global_fn, Deadline};
 use crate::wasm::js::error;
-use crate::wasm::js::ignore;
 use crate::CONTENT_TYPE;
+use futures_util::StreamExt;
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{ReadableStreamDefaultReader, RequestInit, Response};
+use wasm_streams::readable::IntoStream;
+use wasm_streams::ReadableStream;
+use web_sys::{RequestInit, Response};
 
 /// How much of a non-`200` answer's body is read for the error message.
 const REASON_BYTES: usize = 512;
@@ -117,15 +119,11 @@ async fn status_error(resp: &Response, url: &str, deadline: &mut Deadline) -> Js
 /// ends it early (the status is the error; the text is a courtesy).
 async fn reason_head(body: web_sys::ReadableStream) -> Vec<u8> {
     let mut head = Vec::new();
-    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let Ok(mut chunks) = ReadableStream::from_raw(body).try_into_stream() else {
+        return head;
+    };
     while head.len() < REASON_BYTES {
-        let Ok(step) = JsFuture::from(reader.read()).await else {
-            break;
-        };
-        if Reflect::get(&step, &"done".into()).map_or(true, |d| d.is_truthy()) {
-            break;
-        }
-        let Ok(value) = Reflect::get(&step, &"value".into()) else {
+        let Some(Ok(value)) = chunks.next().await else {
             break;
         };
         let Some(chunk) = value.dyn_ref::<Uint8Array>() else {
@@ -134,6 +132,14 @@ async fn reason_head(body: web_sys::ReadableStream) -> Vec<u8> {
         let take = chunk.length().min((REASON_BYTES - head.len()) as u32);
         head.extend(chunk.subarray(0, take).to_vec());
     }
-    ignore(reader.cancel());
+    discard(chunks);
     head
+}
+
+/// Cancels what is left of a response body, in the background (its
+/// outcome does not matter: a body that already failed rejects).
+pub(super) fn discard(body: IntoStream<'static>) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = body.cancel().await;
+    });
 }
