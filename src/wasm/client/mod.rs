@@ -87,7 +87,7 @@ export interface DuplexStream {
   [Symbol.asyncIterator](): AsyncIterableIterator<Uint8Array>;
 }
 
-/** Every error thrown or rejected by this package has a `code` (and `status` for code "status"). */
+/** Every error this package makes has a `code` (and `status` for code "status"); an error a `handleRequest` handler throws passes through as thrown. */
 export interface GossipError extends Error {
   code: "frame" | "status" | "network" | "timeout" | "invalid_address" | "closed" | "invalid_argument" | "invalid_options";
   /** The HTTP status, for code "status". */
