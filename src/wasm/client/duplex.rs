@@ -4,6 +4,8 @@
 use super::body::stream_body;
 use super::exchange::ChunkIterator;
 use super::reading::Reading;
+#[cfg(doc)]
+use super::{Exchange, Peer};
 use crate::wasm::js::{bytes_arg, describe, error, ignore};
 use js_sys::Promise;
 use std::cell::Cell;
@@ -12,10 +14,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::WritableStreamDefaultWriter;
 
-/// **Node and workerd only** (see [`Peer::open`](super::Peer::open)): a
-/// full-duplex stream. `write` sends bytes (as frames) while the peer's
-/// bytes are read with `for await`, `next()` or `bytes()`; `close()` ends
-/// the request body.
+/// **Node and workerd only** (see [`Peer::open`]): a full-duplex stream. `write` sends
+/// bytes (as frames) while the peer's bytes are read with `for await`,
+/// `next()` or `bytes()`; `close()` ends the request body.
 #[wasm_bindgen]
 pub struct DuplexStream {
     reading: Reading,
@@ -92,7 +93,7 @@ impl DuplexStream {
     }
 
     /// The next chunk of the peer's bytes; `undefined` at its end (see
-    /// [`Exchange::next`](super::Exchange::next)).
+    /// [`Exchange::next`]).
     #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array | undefined>")]
     pub fn next(&self) -> Promise {
         self.reading.next()

@@ -2,6 +2,8 @@
 //! the async iterator it and `DuplexStream` hand to `for await`.
 
 use super::reading::Reading;
+#[cfg(doc)]
+use super::DuplexStream;
 use js_sys::{Object, Promise, Reflect, Symbol};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -87,8 +89,8 @@ fn iter_result(value: &JsValue, done: bool) -> Result<JsValue, JsValue> {
     Ok(out.into())
 }
 
-/// The async iterator of an [`Exchange`] or
-/// [`DuplexStream`](super::DuplexStream) (`{ value, done }` steps).
+/// The async iterator of an [`Exchange`] or [`DuplexStream`]
+/// (`{ value, done }` steps).
 #[wasm_bindgen]
 pub struct ChunkIterator {
     reading: Reading,
