@@ -15,7 +15,8 @@
 //! - every request is `POST` with `Content-Type: application/x.ckit`
 //!   (exactly), to `<url>/api/v1/ckit/transport/message` or `/stream`;
 //! - only `200` counts as delivered: any other status rejects with code
-//!   `"status"` and the status on `err.status`;
+//!   `"status"` and the status on `err.status`; a `505` (the peer refused
+//!   HTTP/1.1) says how to fix it;
 //! - packets are written one frame each, `0xCC` + u16 length up to 65,535
 //!   bytes, `0xCD` + u32 length above; a packet over `maxPacketSize` (default
 //!   1 MiB, the native receiver's default) is refused before sending, since

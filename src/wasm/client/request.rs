@@ -1,5 +1,6 @@
 //! One `POST` to the peer with the protocol's headers, and what a non-`200`
-//! answer becomes: code `"status"`, with the peer's reason text.
+//! answer becomes: code `"status"`, with the peer's reason text, and for a
+//! `505` what to do about it.
 
 use super::body::packets_body;
 use super::deadline::{global_fn, Deadline};
@@ -16,6 +17,14 @@ use web_sys::{RequestInit, Response};
 
 /// How much of a non-`200` answer's body is read for the error message.
 const REASON_BYTES: usize = 512;
+
+/// What a `505` means for a `fetch` client, and the fix. `fetch` in Node
+/// and in local workerd speaks HTTP/1.1 only (so does a browser's to an
+/// `http://` peer), and a peer answers `505` when it does not accept it.
+const HTTP1_REFUSED: &str =
+    "the peer refused HTTP/1.1 (505): this runtime's fetch speaks HTTP/1.1; \
+enable HTTP/1.1 on the peer (gossiphttp listen/node --accept-http1, or Options::accept_http1) \
+or use HTTP/2 from Node (node:http2)";
 
 /// The request body: bytes, or a stream (then `duplex: 'half'`).
 pub(super) enum Body<'a> {
@@ -95,7 +104,8 @@ pub(super) async fn post_packets(
     Ok(())
 }
 
-/// Code `"status"` with `status`, and the start of the peer's reason text.
+/// Code `"status"` with `status`, and the start of the peer's reason text;
+/// for a `505`, [`HTTP1_REFUSED`] first.
 async fn status_error(resp: &Response, url: &str, deadline: &mut Deadline) -> JsValue {
     let status = resp.status();
     let head = match resp.body() {
@@ -105,9 +115,13 @@ async fn status_error(resp: &Response, url: &str, deadline: &mut Deadline) -> Js
     deadline.disarm();
     let reason = String::from_utf8_lossy(&head);
     let reason: String = reason.trim().chars().take(200).collect();
-    let mut msg = format!("peer {url} answered HTTP {status}");
+    let (mut msg, before_reason) = if status == 505 {
+        (format!("{url}: {HTTP1_REFUSED}"), "; the peer said: ")
+    } else {
+        (format!("peer {url} answered HTTP {status}"), ": ")
+    };
     if !reason.is_empty() {
-        msg.push_str(": ");
+        msg.push_str(before_reason);
         msg.push_str(&reason);
     }
     let err = error("status", &msg);
