@@ -146,6 +146,21 @@ pub(crate) fn has_code(err: &JsValue) -> bool {
             .unwrap_or(false)
 }
 
+/// One read of a body: `Some(chunk)`, or `None` once the body ended. The
+/// chunk is whatever the stream holds (bytes, for a `fetch` body).
+pub(crate) async fn read_step(
+    reader: &web_sys::ReadableStreamDefaultReader,
+) -> Result<Option<JsValue>, JsValue> {
+    let step: web_sys::ReadableStreamReadResult =
+        wasm_bindgen_futures::JsFuture::from(reader.read())
+            .await?
+            .unchecked_into();
+    if step.get_done().unwrap_or(true) {
+        return Ok(None);
+    }
+    Ok(Some(step.get_value()))
+}
+
 thread_local! {
     /// One do-nothing rejection handler, shared by every [`ignore`].
     static SWALLOW: Closure<dyn FnMut(JsValue)> = Closure::new(|_: JsValue| {});

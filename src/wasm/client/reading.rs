@@ -1,15 +1,13 @@
 //! The peer's side of a `/stream` exchange: its response body, read chunk
-//! by chunk (`wasm-streams`), frames unwrapped by the shared
+//! by chunk, frames unwrapped by the shared
 //! [`StreamDecoder`], one read at a time.
 
 use super::body::concat;
 use super::deadline::Deadline;
-use super::request::discard;
 use crate::codec::StreamDecoder;
 use crate::wasm::frames::frame_error;
-use crate::wasm::js::error;
+use crate::wasm::js::{error, ignore, read_step};
 use bytes::BytesMut;
-use futures_util::StreamExt;
 use js_sys::{Promise, Uint8Array};
 use std::cell::RefCell;
 use std::future::Future;
@@ -17,14 +15,11 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use wasm_streams::readable::IntoStream;
-use wasm_streams::ReadableStream;
-use web_sys::Response;
+use web_sys::{ReadableStreamDefaultReader, Response};
 
 struct ReadState {
-    /// The response body; `None` once it ended or failed, and while a read
-    /// of it is in progress.
-    body: Option<IntoStream<'static>>,
+    /// The response body's reader; `None` once it ended or failed.
+    reader: Option<ReadableStreamDefaultReader>,
     /// Bytes read and not yet decoded.
     buf: BytesMut,
     decoder: StreamDecoder,
@@ -47,12 +42,13 @@ impl Reading {
     /// Reads `resp`'s body; `deadline` is the request's, armed again for
     /// each wait on the peer.
     pub(super) fn new(resp: &Response, deadline: Deadline, url: String) -> Reading {
-        let body = resp
-            .body()
-            .and_then(|b| ReadableStream::from_raw(b).try_into_stream().ok());
+        let reader = resp.body().map(|b| {
+            b.get_reader()
+                .unchecked_into::<ReadableStreamDefaultReader>()
+        });
         let mut state = ReadState {
-            ended: body.is_none(),
-            body,
+            ended: reader.is_none(),
+            reader,
             buf: BytesMut::new(),
             decoder: StreamDecoder::new(),
             deadline,
@@ -89,10 +85,9 @@ impl Reading {
             s.failed = Some(err.clone());
         }
         s.buf = BytesMut::new();
-        if let Some(body) = s.body.take() {
-            discard(body);
+        if let Some(r) = s.reader.take() {
+            ignore(r.cancel());
         }
-        // Also ends a read in progress (its body is not in `s.body`).
         s.deadline.cancel();
         err
     }
@@ -100,7 +95,7 @@ impl Reading {
     /// The next run of stream bytes, or `None` at the peer's clean end.
     pub(super) async fn next_chunk(&self) -> Result<Option<Uint8Array>, JsValue> {
         loop {
-            let mut body = {
+            let reader = {
                 let mut guard = self.0.borrow_mut();
                 let s = &mut *guard;
                 if let Some(e) = &s.failed {
@@ -121,8 +116,8 @@ impl Reading {
                         return Err(self.fail(frame_error(&msg, &e)));
                     }
                 }
-                match s.body.take() {
-                    Some(body) => body,
+                match &s.reader {
+                    Some(r) => r.clone(),
                     None => {
                         s.ended = true;
                         continue;
@@ -130,25 +125,19 @@ impl Reading {
                 }
             };
             if let Err(e) = self.0.borrow_mut().deadline.arm() {
-                discard(body);
                 return Err(self.fail(e));
             }
-            let step = body.next().await;
+            let step = read_step(&reader).await;
             let mut s = self.0.borrow_mut();
             s.deadline.disarm();
-            if let Some(e) = &s.failed {
-                // Cancelled while the read was in progress.
-                let e = e.clone();
-                discard(body);
-                return Err(e);
-            }
             let value = match step {
-                None => {
+                Ok(Some(value)) => value,
+                Ok(None) => {
                     s.ended = true;
+                    s.reader = None;
                     continue;
                 }
-                Some(Ok(value)) => value,
-                Some(Err(e)) => {
+                Err(e) => {
                     let err = s.deadline.classify(e, "reading the stream from", &s.url);
                     drop(s);
                     return Err(self.fail(err));
@@ -156,7 +145,6 @@ impl Reading {
             };
             let Some(chunk) = value.dyn_ref::<Uint8Array>() else {
                 drop(s);
-                discard(body);
                 return Err(self.fail(error(
                     "network",
                     "the response body yielded something else than bytes",
@@ -165,7 +153,6 @@ impl Reading {
             let start = s.buf.len();
             s.buf.resize(start + chunk.length() as usize, 0);
             chunk.copy_to(&mut s.buf[start..]);
-            s.body = Some(body);
         }
     }
 

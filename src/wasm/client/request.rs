@@ -4,16 +4,13 @@
 
 use super::body::packets_body;
 use super::deadline::{global_fn, Deadline};
-use crate::wasm::js::error;
+use crate::wasm::js::{error, ignore, read_step};
 use crate::CONTENT_TYPE;
-use futures_util::StreamExt;
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use wasm_streams::readable::IntoStream;
-use wasm_streams::ReadableStream;
-use web_sys::{RequestInit, Response};
+use web_sys::{ReadableStreamDefaultReader, RequestInit, Response};
 
 /// How much of a non-`200` answer's body is read for the error message.
 const REASON_BYTES: usize = 512;
@@ -133,11 +130,9 @@ async fn status_error(resp: &Response, url: &str, deadline: &mut Deadline) -> Js
 /// ends it early (the status is the error; the text is a courtesy).
 async fn reason_head(body: web_sys::ReadableStream) -> Vec<u8> {
     let mut head = Vec::new();
-    let Ok(mut chunks) = ReadableStream::from_raw(body).try_into_stream() else {
-        return head;
-    };
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     while head.len() < REASON_BYTES {
-        let Some(Ok(value)) = chunks.next().await else {
+        let Ok(Some(value)) = read_step(&reader).await else {
             break;
         };
         let Some(chunk) = value.dyn_ref::<Uint8Array>() else {
@@ -146,14 +141,6 @@ async fn reason_head(body: web_sys::ReadableStream) -> Vec<u8> {
         let take = chunk.length().min((REASON_BYTES - head.len()) as u32);
         head.extend(chunk.subarray(0, take).to_vec());
     }
-    discard(chunks);
+    ignore(reader.cancel());
     head
-}
-
-/// Cancels what is left of a response body, in the background (its
-/// outcome does not matter: a body that already failed rejects).
-pub(super) fn discard(body: IntoStream<'static>) {
-    wasm_bindgen_futures::spawn_local(async move {
-        let _ = body.cancel().await;
-    });
 }
