@@ -39,11 +39,11 @@
 //! arrive, until a `/message` response ends, and between two chunks of a
 //! `/stream` response. It aborts the `fetch` and rejects with `"timeout"`.
 //!
-//! The parts: [`peer`] (the `Peer` class and its arguments), [`request`]
-//! (one `POST` and its non-`200` answers), [`deadline`] (`timeoutMs` as an
-//! abortable timer), [`body`] (outgoing frames), [`reading`] (the peer's
-//! `/stream` body, decoded), [`exchange`] (`Exchange` and the async
-//! iterator) and [`duplex`] (`DuplexStream`, `open()`'s full duplex).
+//! The parts (private modules): `peer` (the `Peer` class and its
+//! arguments), `request` (one `POST` and its non-`200` answers), `deadline`
+//! (`timeoutMs` as an abortable timer), `body` (outgoing frames), `reading`
+//! (the peer's `/stream` body, decoded), `exchange` (`Exchange` and the
+//! async iterator) and `duplex` (`DuplexStream`, `open()`'s full duplex).
 
 use wasm_bindgen::prelude::*;
 
