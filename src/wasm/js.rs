@@ -1,31 +1,42 @@
 //! What JavaScript sees in common: errors with a `code`, argument checks.
 //!
-//! Every error the package throws or rejects with is a JavaScript `Error`
-//! whose `code` property names the failure:
+//! Every error the package makes is a JavaScript `Error` whose `code`
+//! property names the failure, one of these (the `GossipError` type in
+//! `gossiphttp.d.ts` lists the same):
 //!
-//! | code | meaning |
-//! |---|---|
-//! | `"frame"` | a malformed frame, or one larger than `maxPacketSize` |
-//! | `"status"` | the peer answered something else than `200`; `err.status` holds the status |
-//! | `"network"` | `fetch` failed (refused, reset, TLS, CORS, DNS) |
-//! | `"timeout"` | the peer did not answer within `timeoutMs` |
-//! | `"invalid_address"` | the peer URL is not an `http://` or `https://` URL |
-//! | `"closed"` | the exchange or stream was cancelled or closed before this call |
-//! | `"invalid_argument"` / `"invalid_options"` | a bad argument or option (wrong type, out of range) |
+//! | code | meaning | from |
+//! |---|---|---|
+//! | `"frame"` | a malformed frame, or one larger than `maxPacketSize` | `Peer`, `FrameDecoder`, a `handleRequest` stream |
+//! | `"status"` | the peer answered something else than `200`; `err.status` holds the status (for `505`, the message says how to enable HTTP/1.1) | `Peer` |
+//! | `"network"` | `fetch` failed (refused, reset, TLS, CORS, DNS), or the runtime has no `fetch` | `Peer` |
+//! | `"timeout"` | the peer did not answer within `timeoutMs` | `Peer` |
+//! | `"invalid_address"` | the peer URL is not an `http://` or `https://` URL | `new Peer` |
+//! | `"closed"` | the exchange or stream was cancelled or closed before this call | `Exchange`, `DuplexStream` |
+//! | `"invalid_argument"` / `"invalid_options"` | a bad argument or option (wrong type, out of range) | every function |
+//!
+//! Two kinds of error pass through without a `code`: what a `handleRequest`
+//! handler (`onPacket`, `onStream`) throws, which rejects `handleRequest`
+//! as it was thrown, and a failure of the JavaScript runtime itself (an API
+//! such as `AbortController` missing or throwing). A [`crate::Error`]
+//! converted with `From` (for Rust code that makes its own bindings; the
+//! package's functions never return one) carries [`crate::Error::code`],
+//! whose names differ from these.
 
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// A JavaScript `Error` whose `code` property names the failure
-/// (`"frame"`, `"status"`, `"network"`, `"timeout"`, ... ), so callers can
-/// branch on `err.code` as they do with Node's system errors.
+/// A JavaScript `Error` whose `code` property names the failure, one of
+/// the codes listed in this module's docs, so callers can branch on
+/// `err.code` as they do with Node's system errors.
 pub fn error(code: &str, message: &str) -> JsValue {
     let err = js_sys::Error::new(message);
     let _ = Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(code));
     err.into()
 }
 
+/// A JavaScript `Error` with `code` = [`crate::Error::code`] (and `status`
+/// for [`crate::Error::Status`]).
 impl From<crate::Error> for JsValue {
     fn from(e: crate::Error) -> JsValue {
         let err = error(e.code(), &e.to_string());
@@ -133,6 +144,21 @@ pub(crate) fn has_code(err: &JsValue) -> bool {
         && Reflect::get(err, &"code".into())
             .map(|c| c.is_string())
             .unwrap_or(false)
+}
+
+/// One read of a body: `Some(chunk)`, or `None` once the body ended. The
+/// chunk is whatever the stream holds (bytes, for a `fetch` body).
+pub(crate) async fn read_step(
+    reader: &web_sys::ReadableStreamDefaultReader,
+) -> Result<Option<JsValue>, JsValue> {
+    let step: web_sys::ReadableStreamReadResult =
+        wasm_bindgen_futures::JsFuture::from(reader.read())
+            .await?
+            .unchecked_into();
+    if step.get_done().unwrap_or(true) {
+        return Ok(None);
+    }
+    Ok(Some(step.get_value()))
 }
 
 thread_local! {

@@ -2,7 +2,8 @@
 // packets (batched, 0xCD-sized), stream exchanges, Peer.open() full duplex, and every
 // error code (status 505, network, timeout, frame, invalid_address, closed). Also what
 // open() does elsewhere (Chromium: times out, half duplex; workerd: full duplex), the
-// README's Node snippet as written, and the TypeScript types (tsc --strict).
+// README's Node snippet as written, the packed package installed with npm against
+// `gossiphttp listen` (the 505 error names the fix), and the TypeScript types (tsc --strict).
 //
 // Node's fetch speaks HTTP/1.1 only, so the native peer runs with --http1. It serves
 // TLS with its own self-signed certificate, and Node must trust it: NODE_EXTRA_CA_CERTS
@@ -14,11 +15,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { concat, freePort, hex, pattern, pkgDir, repoRoot, serveStatic, startPeer, startWorkerd, stopAll, withTimeout } from './support.mjs';
+import { concat, freePort, hex, pattern, pkgDir, repoRoot, serveStatic, spawnTracked, startPeer, startWorkerd, stopAll, stopChild, waitUntil, withTimeout } from './support.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const TLS_ENV = 'GOSSIPHTTP_NODE_TEST_TLS_DIR';
@@ -339,6 +341,86 @@ async function runSuite(dir) {
     const [packet] = await peer.packets(1);
     assert.equal(packet.hex, hex(enc('hello')));
     assert.equal((await peer.streamClosed()).hex, hex(enc('ping')));
+  });
+
+  /** Runs `cmd args` to its end (bounded); resolves `{ code, out, err }`. */
+  function runCommand(cmd, args, { cwd, timeoutMs = 60_000 } = {}) {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const done = new Promise((r) => child.on('exit', (code, signal) => r({ code: code ?? signal, out, err })));
+    return withTimeout(done, timeoutMs, `${path.basename(cmd)} ${args[0]}`).catch((e) => {
+      child.kill('SIGKILL');
+      throw e;
+    });
+  }
+
+  test('npm install of the packed package: against `gossiphttp listen` (no HTTP/1.1) the 505 error names the fix; against a peer that accepts HTTP/1.1 send() succeeds', { timeout: 120_000 }, async (t) => {
+    // What a JS developer does: pack the package, install the tarball into an
+    // app, and send from there with Node's fetch (HTTP/1.1).
+    const cli = path.join(repoRoot, 'target', 'debug', 'gossiphttp');
+    assert.ok(fs.existsSync(cli), `${cli} is missing: run \`cargo build --bin gossiphttp\` first`);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gossiphttp-npm-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const pack = await runCommand('npm', ['pack', pkgDir, '--pack-destination', dir, '--json'], { cwd: dir });
+    assert.equal(pack.code, 0, `npm pack failed:\n${pack.out}${pack.err}`);
+    const tarball = path.join(dir, JSON.parse(pack.out)[0].filename);
+    const app = path.join(dir, 'app');
+    fs.mkdirSync(app);
+    fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    const install = await runCommand('npm', ['install', '--offline', '--no-audit', '--no-fund', tarball], { cwd: app });
+    assert.equal(install.code, 0, `npm install failed:\n${install.out}${install.err}`);
+    fs.writeFileSync(
+      path.join(app, 'send.mjs'),
+      `import { readFileSync } from 'node:fs';
+import { initSync, Peer } from 'gossiphttp';
+initSync({ module: readFileSync(new URL(import.meta.resolve('gossiphttp/gossiphttp_bg.wasm'))) });
+const results = {};
+for (const [name, url] of Object.entries(JSON.parse(process.argv[2]))) {
+  try {
+    await new Peer(url).send(new TextEncoder().encode('hello'));
+    results[name] = { ok: true };
+  } catch (e) {
+    results[name] = { code: e.code, status: e.status, message: e.message };
+  }
+}
+console.log(JSON.stringify(results));
+`,
+    );
+
+    const port = await freePort();
+    const listen = spawnTracked(cli, ['listen', '--addr', `127.0.0.1:${port}`]);
+    listen.stdout.resume();
+    try {
+      await waitUntil(
+        () =>
+          new Promise((resolve, reject) => {
+            if (listen.exitCode !== null) return reject(new Error(`gossiphttp listen exited (${listen.exitCode}):\n${listen.output}`));
+            const socket = net.connect(port, '127.0.0.1', () => (socket.destroy(), resolve(true)));
+            socket.on('error', () => resolve(false));
+          }),
+        { label: 'gossiphttp listen accepting' },
+      );
+      const peers = { h2only: `http://127.0.0.1:${port}`, http1: peer.url };
+      const run = await runCommand(process.execPath, ['send.mjs', JSON.stringify(peers)], { cwd: app, timeoutMs: 30_000 });
+      assert.equal(run.code, 0, run.out + run.err);
+      const results = JSON.parse(run.out.trim().split('\n').pop());
+
+      const refused = results.h2only;
+      assert.equal(refused.code, 'status', JSON.stringify(refused));
+      assert.equal(refused.status, 505);
+      assert.match(refused.message, /the peer refused HTTP\/1\.1 \(505\): this runtime's fetch speaks HTTP\/1\.1/);
+      assert.match(refused.message, /enable HTTP\/1\.1 on the peer \(gossiphttp listen\/node --accept-http1, or Options::accept_http1\)/);
+      assert.match(refused.message, /or use HTTP\/2 from Node \(node:http2\)/);
+
+      assert.deepEqual(results.http1, { ok: true });
+      const [packet] = await peer.packets(1);
+      assert.equal(packet.hex, hex(enc('hello')));
+    } finally {
+      await stopChild(listen);
+    }
   });
 
   test('in Chromium, exchange() works and open() rejects with "timeout" (browser fetch is half duplex)', { timeout: 90_000 }, async () => {
