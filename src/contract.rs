@@ -1,0 +1,838 @@
+//! The transport's request rules, written once for both servers: the native
+//! handler (`Transport::handler`, hyper) and the worker handler
+//! (`handleRequest`, `fetch`). Like [`crate::codec`], this module does no
+//! I/O: a server reads the plain facts of a request, asks [`Rules::decide`]
+//! what to answer, and carries the answer out in its own runtime.
+//!
+//! # The rules, in the order they are applied
+//!
+//! For a request whose path is an endpoint ([`route`]: `<base>/message` or
+//! `<base>/stream`; anything else is not the transport's to answer):
+//!
+//! 1. **CORS**, only when an allowlist is configured and the request
+//!    carries `Origin`: an origin outside the list is refused `403`
+//!    (without CORS headers, so the page cannot read it); an allowed
+//!    origin's `OPTIONS` preflight is answered `204` with
+//!    `Access-Control-Allow-Origin`, `-Methods: POST`,
+//!    `-Headers: content-type` (`, authorization` when a token is set) and
+//!    `-Max-Age: 600`. Every other answer to an allowed origin, refusals
+//!    included, carries `Access-Control-Allow-Origin` and `Vary: origin`.
+//!    Requests without `Origin` (peers) are not affected.
+//! 2. **Shutting down**: `503`.
+//! 3. **HTTP version**: HTTP/1.x is refused `505` (as the reference does)
+//!    unless HTTP/1.1 is accepted (`accept_http1`, an extension).
+//! 4. **Token**, when one is set: `Authorization: Bearer <token>`, compared
+//!    in constant time, else `401`. Nothing is read or delivered.
+//! 5. **Content type**: exactly `application/x.ckit`, else `400`. Checked
+//!    before the method, as the reference does: a bare `GET` is a `400`.
+//! 6. **Method**: `POST`, else `405` with `Allow: POST`.
+//!
+//! Then the endpoint itself: `/message` delivers each frame as soon as it
+//! is whole ([`MessageReader`]) and answers `200` at the end of the body, or
+//! at the first bad frame stops with `413` for a frame whose header
+//! announces more than the maximum packet size (refused before anything is
+//! allocated for it) and `400` for any other malformed frame, the frames
+//! before it delivered ([`Refusal::for_frame`]). `/stream` answers `200` at
+//! once (Go dialers wait for the headers before they write); what is written
+//! to it is cut into frames by [`stream_frames`].
+//!
+//! A server answering a refusal before it has read the request's body first
+//! reads and discards up to [`DRAIN_LIMIT`] bytes of it, for at most
+//! [`DRAIN_TIME`]: an answer sent while the client is still about to send
+//! its body is followed by a stream reset, and some clients (curl) then
+//! report the reset instead of the status. Go's server drains the same way.
+
+use crate::codec::{frame_header, FrameError, PacketDecoder, LONG_HEADER_LEN};
+use crate::CONTENT_TYPE;
+use bytes::{Bytes, BytesMut};
+use std::ops::Range;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// Where both endpoints live by default (no trailing slash).
+pub const BASE_PATH: &str = "/api/v1/ckit/transport";
+
+/// At most this much of a refused request's body is read and discarded
+/// before the refusal is answered.
+pub const DRAIN_LIMIT: usize = 256 << 10;
+
+/// At most this long is spent reading a refused request's body before the
+/// refusal is answered.
+pub const DRAIN_TIME: Duration = Duration::from_millis(250);
+
+/// The longest payload the worker puts in one outgoing `/stream` frame:
+/// bigger chunks are split (frame boundaries mean nothing on a stream),
+/// which bounds what one write copies.
+pub const MAX_STREAM_FRAME: usize = 1 << 20;
+
+/// One of the two endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `<base>/message`: a body of frames, each one packet.
+    Message,
+    /// `<base>/stream`: a full-duplex byte pipe of frames.
+    Stream,
+}
+
+/// Where a request path leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// One of the endpoints.
+    Endpoint(Endpoint),
+    /// Under the base path but no endpoint (`<base>`, `<base>/nope`): a
+    /// server that owns the base path answers `404`.
+    UnderBase,
+    /// Outside the base path: not the transport's to answer.
+    Elsewhere,
+}
+
+/// Where `path` (without its query) leads, for endpoints under `base`
+/// (given without a trailing slash; empty for the root). Paths match
+/// exactly: `<base>/message/` and `<base>/MESSAGE` are no endpoint.
+pub fn route(base: &str, path: &str) -> Route {
+    let Some(rest) = path.strip_prefix(base) else {
+        return Route::Elsewhere;
+    };
+    match rest {
+        "/message" => Route::Endpoint(Endpoint::Message),
+        "/stream" => Route::Endpoint(Endpoint::Stream),
+        // `<base>X/message` is not under `<base>`.
+        _ if rest.is_empty() || rest.starts_with('/') => Route::UnderBase,
+        _ => Route::Elsewhere,
+    }
+}
+
+/// The facts of a request the rules look at, as raw header bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFacts<'a> {
+    /// The method, such as `"POST"`.
+    pub method: &'a str,
+    /// Whether the request came over HTTP/1.x (below HTTP/2).
+    pub http1: bool,
+    /// The `Content-Type` header.
+    pub content_type: Option<&'a [u8]>,
+    /// The `Origin` header.
+    pub origin: Option<&'a [u8]>,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a [u8]>,
+}
+
+/// The settings the rules apply, borrowed from a server's options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules<'a> {
+    /// The CORS allowlist; `None`: CORS is off and `Origin` is ignored.
+    pub cors: Option<&'a Cors>,
+    /// The shared secret; `None`: no token is asked for.
+    pub token: Option<&'a Token>,
+    /// Whether HTTP/1.1 is accepted (else `505`).
+    pub accept_http1: bool,
+    /// Whether the server is shutting down (everything is `503`).
+    pub shutting_down: bool,
+}
+
+/// What to answer a request for an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// Serve the endpoint; add [`allow_origin_headers`] for `allow_origin`
+    /// to whatever it answers.
+    Accept {
+        /// The allowed page origin to echo, if the request had one.
+        allow_origin: Option<&'a [u8]>,
+    },
+    /// Answer a CORS preflight `204` with [`Decision::headers`].
+    Preflight {
+        /// The allowed origin that asked.
+        origin: &'a [u8],
+        /// Whether a token is set (then `authorization` is an allowed header).
+        with_token: bool,
+    },
+    /// Refuse with [`Refusal::status`] and [`Decision::headers`].
+    Refuse {
+        /// Why.
+        refusal: Refusal,
+        /// The allowed page origin to echo, if the request had one.
+        allow_origin: Option<&'a [u8]>,
+    },
+}
+
+impl<'a> Decision<'a> {
+    /// The status to answer with, or `None` when the endpoint decides.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Decision::Accept { .. } => None,
+            Decision::Preflight { .. } => Some(204),
+            Decision::Refuse { refusal, .. } => Some(refusal.status()),
+        }
+    }
+
+    /// The headers the answer carries (lowercase names).
+    pub fn headers(&self) -> Vec<(&'static str, &'a [u8])> {
+        let mut out = Vec::new();
+        match *self {
+            Decision::Accept { allow_origin } => {
+                out.extend(allow_origin.map(allow_origin_headers).into_iter().flatten());
+            }
+            Decision::Preflight { origin, with_token } => {
+                out.extend(allow_origin_headers(origin));
+                out.push(("access-control-allow-methods", b"POST".as_slice()));
+                out.push((
+                    "access-control-allow-headers",
+                    if with_token {
+                        b"content-type, authorization".as_slice()
+                    } else {
+                        b"content-type".as_slice()
+                    },
+                ));
+                out.push(("access-control-max-age", b"600".as_slice()));
+            }
+            Decision::Refuse {
+                refusal,
+                allow_origin,
+            } => {
+                out.extend(allow_origin.map(allow_origin_headers).into_iter().flatten());
+                if refusal == Refusal::Method {
+                    out.push(("allow", b"POST".as_slice()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The headers that let an allowed page read an answer (any status).
+pub fn allow_origin_headers(origin: &[u8]) -> [(&'static str, &[u8]); 2] {
+    [
+        ("access-control-allow-origin", origin),
+        ("vary", b"origin".as_slice()),
+    ]
+}
+
+impl Rules<'_> {
+    /// What to answer a request for an endpoint, applying the rules in the
+    /// order the module docs give.
+    pub fn decide<'r>(&self, req: &RequestFacts<'r>) -> Decision<'r> {
+        let mut allow_origin = None;
+        if let (Some(cors), Some(origin)) = (self.cors, req.origin) {
+            if !cors.allows(origin) {
+                return Decision::Refuse {
+                    refusal: Refusal::Origin,
+                    allow_origin: None,
+                };
+            }
+            if req.method == "OPTIONS" {
+                return Decision::Preflight {
+                    origin,
+                    with_token: self.token.is_some(),
+                };
+            }
+            allow_origin = Some(origin);
+        }
+        let refusal = if self.shutting_down {
+            Some(Refusal::ShuttingDown)
+        } else if req.http1 && !self.accept_http1 {
+            Some(Refusal::Http1)
+        } else if self.token.is_some_and(|t| !t.accepts(req.authorization)) {
+            Some(Refusal::Token)
+        } else if req.content_type != Some(CONTENT_TYPE.as_bytes()) {
+            Some(Refusal::ContentType)
+        } else if req.method != "POST" {
+            Some(Refusal::Method)
+        } else {
+            None
+        };
+        match refusal {
+            Some(refusal) => Decision::Refuse {
+                refusal,
+                allow_origin,
+            },
+            None => Decision::Accept { allow_origin },
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `403`: an `Origin` outside the CORS allowlist.
+    Origin,
+    /// `503`: the server is shutting down.
+    ShuttingDown,
+    /// `505`: HTTP/1.x where only HTTP/2 is accepted.
+    Http1,
+    /// `401`: no `Authorization: Bearer <token>`, or a wrong one.
+    Token,
+    /// `400`: a `Content-Type` other than exactly `application/x.ckit`.
+    ContentType,
+    /// `405`: a method other than `POST`.
+    Method,
+    /// `413`: a frame announcing more than the maximum packet size.
+    TooLarge,
+    /// `400`: a malformed frame (bad magic byte, or the body ended inside
+    /// a frame).
+    Malformed,
+    /// `400`: the request body failed before its end.
+    BodyFailed,
+    /// `408`: the body took longer than the server allows.
+    BodyTimeout,
+}
+
+impl Refusal {
+    /// The HTTP status that answers it.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::Origin => 403,
+            Refusal::ShuttingDown => 503,
+            Refusal::Http1 => 505,
+            Refusal::Token => 401,
+            Refusal::ContentType | Refusal::Malformed | Refusal::BodyFailed => 400,
+            Refusal::Method => 405,
+            Refusal::TooLarge => 413,
+            Refusal::BodyTimeout => 408,
+        }
+    }
+
+    /// The `reason` label it is counted under in `requests_refused`, for
+    /// the refusals a server counts and logs (rate-limited): access rules
+    /// and refused bodies. The others are the client's own doing and are
+    /// only answered.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Refusal::Origin => Some("origin"),
+            Refusal::Token => Some("auth"),
+            Refusal::TooLarge => Some("packet_size"),
+            Refusal::Malformed => Some("malformed"),
+            Refusal::BodyFailed => Some("body_error"),
+            Refusal::BodyTimeout => Some("body_timeout"),
+            Refusal::ShuttingDown | Refusal::Http1 | Refusal::ContentType | Refusal::Method => None,
+        }
+    }
+
+    /// A one-line explanation for a client (the worker's answer body).
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Refusal::Origin => "origin not allowed",
+            Refusal::ShuttingDown => "shutting down",
+            Refusal::Http1 => "HTTP/1.1 is not accepted here: use HTTP/2",
+            Refusal::Token => "missing or wrong bearer token",
+            Refusal::ContentType => "content-type must be exactly application/x.ckit",
+            Refusal::Method => "method not allowed: use POST",
+            Refusal::TooLarge => "packet too large",
+            Refusal::Malformed => "malformed frame",
+            Refusal::BodyFailed => "reading the body failed",
+            Refusal::BodyTimeout => "the body took too long",
+        }
+    }
+
+    /// A frame error ends a `/message` body with `413` when the frame is
+    /// well formed but over the maximum packet size (more than this server
+    /// takes), and `400` otherwise (malformed). Any non-`200` is a failed
+    /// send to a Go peer.
+    pub fn for_frame(e: &FrameError) -> Refusal {
+        match e {
+            FrameError::TooLarge { .. } => Refusal::TooLarge,
+            _ => Refusal::Malformed,
+        }
+    }
+}
+
+/// The origins a browser page may call the endpoints from: exact origins
+/// (`https://app.example.com`, a trailing `/` ignored), or `"*"` for any
+/// origin, which must be asked for explicitly. Off by default, because Go
+/// peers send no `Origin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cors {
+    any: bool,
+    origins: Vec<Vec<u8>>,
+}
+
+impl Cors {
+    /// The allowlist of `allowed`; `None` (CORS off) when it is empty.
+    pub fn new<S: AsRef<str>>(allowed: &[S]) -> Option<Cors> {
+        if allowed.is_empty() {
+            return None;
+        }
+        let allowed = allowed.iter().map(AsRef::as_ref);
+        Some(Cors {
+            any: allowed.clone().any(|o| o == "*"),
+            origins: allowed
+                .filter(|o| *o != "*")
+                .map(|o| o.trim_end_matches('/').as_bytes().to_vec())
+                .collect(),
+        })
+    }
+
+    /// Whether a page from `origin` (the `Origin` header, exactly) may call.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.any || self.origins.iter().any(|o| o == origin)
+    }
+}
+
+/// The shared secret: requests carry `Authorization: Bearer <token>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The whole header value, `Bearer <token>`.
+    header: Vec<u8>,
+}
+
+impl Token {
+    /// The check for `token`; see [`validate`](Self::validate) for what a
+    /// usable token looks like.
+    pub fn new(token: &str) -> Token {
+        Token {
+            header: format!("Bearer {token}").into_bytes(),
+        }
+    }
+
+    /// A token must be non-empty visible ASCII without spaces, so that it
+    /// fits a header value as it is.
+    pub fn validate(token: &str) -> Result<(), String> {
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("auth_token must be non-empty visible ASCII without spaces".into());
+        }
+        Ok(())
+    }
+
+    /// The `Authorization` value a client sends.
+    pub fn authorization(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// Whether `authorization` (the header, if any) carries the token. The
+    /// comparison takes the same time wherever a wrong guess differs, so it
+    /// leaks nothing about how much of it was right (only the length).
+    pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+        authorization.is_some_and(|got| bool::from(got.ct_eq(&self.header)))
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Reads a `/message` body: feed it the body's chunks as they arrive, take
+/// each packet as soon as its frame is whole. Packets are sliced out of the
+/// chunks; only a frame split across chunks is copied. A frame whose header
+/// announces more than the maximum is refused from the header alone.
+///
+/// ```
+/// use bytes::Bytes;
+/// use gossiphttp::contract::{MessageReader, Refusal};
+///
+/// let mut body = MessageReader::new(1024);
+/// body.push(Bytes::from_static(b"\xcc\x00\x02hi\xcc\x00"));
+/// assert_eq!(body.next_packet().unwrap().unwrap(), &b"hi"[..]);
+/// assert_eq!(body.next_packet().unwrap(), None); // push the next chunk
+/// body.push(Bytes::from_static(b"\x01!"));
+/// assert_eq!(body.next_packet().unwrap().unwrap(), &b"!"[..]);
+/// assert!(body.finish().is_ok()); // the body ended between frames: 200
+///
+/// let mut body = MessageReader::new(1024);
+/// body.push(Bytes::from_static(b"\xcd\xff\xff\xff\xff"));
+/// let e = body.next_packet().unwrap_err();
+/// assert_eq!(Refusal::for_frame(&e).status(), 413);
+/// ```
+#[derive(Debug)]
+pub struct MessageReader {
+    decoder: PacketDecoder,
+    /// The start of a frame split across chunks.
+    held: BytesMut,
+    /// The rest of the last chunk pushed.
+    chunk: Bytes,
+}
+
+impl MessageReader {
+    /// A reader refusing packets over `max_packet_size` bytes.
+    pub fn new(max_packet_size: usize) -> MessageReader {
+        MessageReader {
+            decoder: PacketDecoder::new(max_packet_size),
+            held: BytesMut::new(),
+            chunk: Bytes::new(),
+        }
+    }
+
+    /// Adds the body's next chunk. Call it once [`next_packet`](Self::next_packet)
+    /// returned `Ok(None)`; a chunk pushed earlier is queued behind the rest.
+    pub fn push(&mut self, chunk: Bytes) {
+        if self.chunk.is_empty() {
+            self.chunk = chunk;
+        } else {
+            self.held.extend_from_slice(&self.chunk);
+            self.chunk = chunk;
+        }
+    }
+
+    /// The next whole packet, `Ok(None)` when the chunks pushed so far hold
+    /// no more. After an error the body is refused ([`Refusal::for_frame`]):
+    /// stop reading it.
+    pub fn next_packet(&mut self) -> Result<Option<Bytes>, FrameError> {
+        self.decoder.decode_chunk(&mut self.held, &mut self.chunk)
+    }
+
+    /// The body ended: an error when it ended inside a frame. Call it once
+    /// [`next_packet`](Self::next_packet) returned `Ok(None)`.
+    pub fn finish(&mut self) -> Result<(), FrameError> {
+        if !self.chunk.is_empty() {
+            self.held.extend_from_slice(&self.chunk);
+            self.chunk.clear();
+        }
+        match self.decoder.decode_eof(&mut self.held)? {
+            None => Ok(()),
+            // A whole frame left means next_packet() was not drained: the
+            // caller broke the protocol, and the frame is not delivered.
+            Some(_) => Err(FrameError::Truncated {
+                received: 0,
+                expected: None,
+            }),
+        }
+    }
+}
+
+/// One frame of an outgoing stream chunk: `header` then the chunk's bytes
+/// in `payload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFrame {
+    header: [u8; LONG_HEADER_LEN],
+    header_len: usize,
+    /// Where the frame's payload lies in the chunk.
+    pub payload: Range<usize>,
+}
+
+impl StreamFrame {
+    /// The frame header (`0xCC` + u16 length up to 65,535 bytes, `0xCD` +
+    /// u32 length above).
+    pub fn header(&self) -> &[u8] {
+        &self.header[..self.header_len]
+    }
+}
+
+/// The frames that carry a stream chunk of `len` bytes, each with at most
+/// `max_payload` bytes (at least 1): frame boundaries mean nothing on a
+/// stream, so a writer picks its own size. An empty chunk is no frame.
+///
+/// ```
+/// use gossiphttp::contract::stream_frames;
+///
+/// let frames: Vec<_> = stream_frames(70_000, 65_535).collect();
+/// assert_eq!(frames.len(), 2);
+/// assert_eq!(frames[0].header(), [0xcc, 0xff, 0xff]);
+/// assert_eq!(frames[1].payload, 65_535..70_000);
+/// assert_eq!(stream_frames(0, 10).count(), 0);
+/// ```
+pub fn stream_frames(len: usize, max_payload: usize) -> impl Iterator<Item = StreamFrame> {
+    // A frame carries at most u32::MAX bytes.
+    let max = max_payload.clamp(1, u32::MAX as usize);
+    (0..len).step_by(max).map(move |start| {
+        let end = start + (len - start).min(max);
+        let (header, header_len) = frame_header(end - start);
+        StreamFrame {
+            header,
+            header_len,
+            payload: start..end,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CT: &[u8] = b"application/x.ckit";
+
+    fn post() -> RequestFacts<'static> {
+        RequestFacts {
+            method: "POST",
+            http1: false,
+            content_type: Some(CT),
+            origin: None,
+            authorization: None,
+        }
+    }
+
+    fn refusal(d: Decision<'_>) -> Option<Refusal> {
+        match d {
+            Decision::Refuse { refusal, .. } => Some(refusal),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn routes_match_exactly_under_the_base() {
+        let b = BASE_PATH;
+        assert_eq!(
+            route(b, &format!("{b}/message")),
+            Route::Endpoint(Endpoint::Message)
+        );
+        assert_eq!(
+            route(b, &format!("{b}/stream")),
+            Route::Endpoint(Endpoint::Stream)
+        );
+        for under in ["", "/", "/messages", "/message/", "/MESSAGE"] {
+            assert_eq!(
+                route(b, &format!("{b}{under}")),
+                Route::UnderBase,
+                "{under}"
+            );
+        }
+        for other in ["/metrics", "/", "/api/v1/ckit/transportX/message"] {
+            assert_eq!(route(b, other), Route::Elsewhere, "{other}");
+        }
+        assert_eq!(route("", "/message"), Route::Endpoint(Endpoint::Message));
+    }
+
+    #[test]
+    fn a_good_request_is_accepted() {
+        assert_eq!(
+            Rules::default().decide(&post()),
+            Decision::Accept { allow_origin: None }
+        );
+    }
+
+    #[test]
+    fn rules_apply_in_order() {
+        let token = Token::new("tok");
+        let cors = Cors::new(&["https://a.example"]).unwrap();
+        let all_wrong = RequestFacts {
+            method: "GET",
+            http1: true,
+            content_type: None,
+            origin: Some(b"https://b.example"),
+            authorization: None,
+        };
+        let mut rules = Rules {
+            cors: Some(&cors),
+            token: Some(&token),
+            accept_http1: false,
+            shutting_down: true,
+        };
+        let mut req = all_wrong;
+        let mut seen = Vec::new();
+        // Fix each fault in turn: the next rule answers.
+        seen.push(refusal(rules.decide(&req)));
+        req.origin = Some(b"https://a.example");
+        seen.push(refusal(rules.decide(&req)));
+        rules.shutting_down = false;
+        seen.push(refusal(rules.decide(&req)));
+        rules.accept_http1 = true;
+        seen.push(refusal(rules.decide(&req)));
+        req.authorization = Some(b"Bearer tok");
+        seen.push(refusal(rules.decide(&req)));
+        req.content_type = Some(CT);
+        seen.push(refusal(rules.decide(&req)));
+        req.method = "POST";
+        seen.push(refusal(rules.decide(&req)));
+        use Refusal as R;
+        assert_eq!(
+            seen,
+            [
+                Some(R::Origin),
+                Some(R::ShuttingDown),
+                Some(R::Http1),
+                Some(R::Token),
+                Some(R::ContentType),
+                Some(R::Method),
+                None
+            ]
+        );
+        let statuses: Vec<u16> = seen.iter().flatten().map(|r| r.status()).collect();
+        assert_eq!(statuses, [403, 503, 505, 401, 400, 405]);
+    }
+
+    #[test]
+    fn cors_headers_on_preflight_accept_and_refusal_but_not_on_403() {
+        let cors = Cors::new(&["https://a.example/"]).unwrap();
+        let rules = Rules {
+            cors: Some(&cors),
+            ..Rules::default()
+        };
+        let origin = Some(b"https://a.example".as_slice());
+        let pre = rules.decide(&RequestFacts {
+            method: "OPTIONS",
+            content_type: None,
+            origin,
+            ..post()
+        });
+        assert_eq!(pre.status(), Some(204));
+        let h = pre.headers();
+        assert!(h.contains(&("access-control-allow-origin", b"https://a.example")));
+        assert!(h.contains(&("access-control-allow-headers", b"content-type")));
+        assert!(h.contains(&("access-control-allow-methods", b"POST")));
+
+        let accept = rules.decide(&RequestFacts { origin, ..post() });
+        assert_eq!(
+            accept,
+            Decision::Accept {
+                allow_origin: origin
+            }
+        );
+        assert!(accept.headers().contains(&("vary", b"origin")));
+
+        let refused = rules.decide(&RequestFacts {
+            method: "PUT",
+            origin,
+            ..post()
+        });
+        assert_eq!(refused.status(), Some(405));
+        let h = refused.headers();
+        assert!(h.contains(&("allow", b"POST")));
+        assert!(h.contains(&("access-control-allow-origin", b"https://a.example")));
+
+        let other = rules.decide(&RequestFacts {
+            origin: Some(b"https://b.example"),
+            ..post()
+        });
+        assert_eq!(other.status(), Some(403));
+        assert!(other.headers().is_empty());
+
+        // A peer sends no Origin: CORS does not apply.
+        assert_eq!(rules.decide(&post()).status(), None);
+        // Without an allowlist, Origin is ignored.
+        let off = Rules::default().decide(&RequestFacts {
+            origin: Some(b"https://b.example"),
+            ..post()
+        });
+        assert_eq!(off, Decision::Accept { allow_origin: None });
+    }
+
+    #[test]
+    fn preflight_allows_authorization_when_a_token_is_set() {
+        let cors = Cors::new(&["*"]).unwrap();
+        let token = Token::new("tok");
+        let rules = Rules {
+            cors: Some(&cors),
+            token: Some(&token),
+            ..Rules::default()
+        };
+        let pre = rules.decide(&RequestFacts {
+            method: "OPTIONS",
+            origin: Some(b"https://any.example"),
+            ..RequestFacts::default()
+        });
+        assert!(pre.headers().contains(&(
+            "access-control-allow-headers",
+            b"content-type, authorization"
+        )));
+    }
+
+    #[test]
+    fn token_checks_the_whole_value() {
+        let t = Token::new("s3cret");
+        assert!(!t.accepts(None));
+        assert!(!t.accepts(Some(b"Bearer s3cre")));
+        assert!(!t.accepts(Some(b"Bearer s3cret ")));
+        assert!(!t.accepts(Some(b"bearer s3cret")));
+        assert!(t.accepts(Some(b"Bearer s3cret")));
+        assert_eq!(t.authorization(), b"Bearer s3cret");
+        assert!(Token::validate("has space").is_err());
+        assert!(Token::validate("").is_err());
+        assert!(Token::validate("ok").is_ok());
+        assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+    }
+
+    #[test]
+    fn cors_is_off_unless_configured_and_wildcard_only_when_asked() {
+        assert!(Cors::new::<&str>(&[]).is_none());
+        let c = Cors::new(&["https://a.example"]).unwrap();
+        assert!(c.allows(b"https://a.example"));
+        assert!(!c.allows(b"https://b.example"));
+        assert!(!c.allows(b"https://a.example/"));
+        let any = Cors::new(&["*"]).unwrap();
+        assert!(any.allows(b"https://b.example"));
+    }
+
+    #[test]
+    fn frame_errors_map_to_413_or_400() {
+        let too_large = FrameError::TooLarge { len: 9, max: 8 };
+        assert_eq!(Refusal::for_frame(&too_large).status(), 413);
+        assert_eq!(Refusal::for_frame(&FrameError::BadMagic(1)).status(), 400);
+        let truncated = FrameError::Truncated {
+            received: 1,
+            expected: None,
+        };
+        assert_eq!(Refusal::for_frame(&truncated), Refusal::Malformed);
+        assert_eq!(Refusal::TooLarge.reason(), Some("packet_size"));
+        assert_eq!(Refusal::Method.reason(), None);
+    }
+
+    /// Every way of cutting a body into chunks yields the same packets.
+    #[test]
+    fn message_reader_reassembles_frames_cut_anywhere() {
+        let body = b"\xcc\x00\x02hi\xcc\x00\x00\xcd\x00\x00\x00\x03one\xcc\x00\x01!";
+        for cut in 0..=body.len() {
+            for cut2 in cut..=body.len() {
+                let mut r = MessageReader::new(16);
+                let mut got = Vec::new();
+                for piece in [&body[..cut], &body[cut..cut2], &body[cut2..]] {
+                    r.push(Bytes::copy_from_slice(piece));
+                    while let Some(p) = r.next_packet().unwrap() {
+                        got.push(p);
+                    }
+                }
+                r.finish().unwrap();
+                assert_eq!(got, [&b"hi"[..], b"", b"one", b"!"], "cuts {cut} {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn message_reader_refuses_at_the_first_bad_frame() {
+        let mut r = MessageReader::new(4);
+        r.push(Bytes::from_static(b"\xcc\x00\x01a\x99"));
+        assert_eq!(r.next_packet().unwrap().unwrap(), &b"a"[..]);
+        assert_eq!(r.next_packet(), Err(FrameError::BadMagic(0x99)));
+
+        let mut r = MessageReader::new(4);
+        r.push(Bytes::from_static(b"\xcc\x00"));
+        assert_eq!(r.next_packet().unwrap(), None);
+        r.push(Bytes::from_static(b"\x05"));
+        assert!(matches!(
+            r.next_packet(),
+            Err(FrameError::TooLarge { len: 5, .. })
+        ));
+
+        let mut r = MessageReader::new(4);
+        r.push(Bytes::from_static(b"\xcc\x00\x03ab"));
+        assert_eq!(r.next_packet().unwrap(), None);
+        assert!(matches!(r.finish(), Err(FrameError::Truncated { .. })));
+
+        // A chunk pushed before the last one was drained is queued behind it.
+        let mut r = MessageReader::new(4);
+        r.push(Bytes::from_static(b"\xcc\x00\x01a"));
+        r.push(Bytes::from_static(b"\xcc\x00\x01b"));
+        assert_eq!(r.next_packet().unwrap().unwrap(), &b"a"[..]);
+        assert_eq!(r.next_packet().unwrap().unwrap(), &b"b"[..]);
+        assert_eq!(r.next_packet().unwrap(), None);
+        assert!(r.finish().is_ok());
+    }
+
+    #[test]
+    fn stream_frames_cover_the_chunk_in_order() {
+        for (len, max) in [
+            (1, 1),
+            (5, 2),
+            (65_535, 65_535),
+            (65_536, 65_535),
+            (3 << 20, 1 << 20),
+        ] {
+            let frames: Vec<_> = stream_frames(len, max).collect();
+            assert_eq!(frames.len(), len.div_ceil(max));
+            let mut next = 0;
+            for f in &frames {
+                assert_eq!(f.payload.start, next);
+                assert!(f.payload.len() <= max && !f.payload.is_empty());
+                assert_eq!(
+                    f.header(),
+                    &frame_header(f.payload.len()).0[..f.header().len()]
+                );
+                next = f.payload.end;
+            }
+            assert_eq!(next, len);
+        }
+        // 0 is taken as 1 rather than looping forever.
+        assert_eq!(stream_frames(3, 0).count(), 3);
+        let big: Vec<_> = stream_frames(70_000, MAX_STREAM_FRAME).collect();
+        assert_eq!(big.len(), 1);
+        assert_eq!(big[0].header()[0], 0xcd);
+    }
+}
