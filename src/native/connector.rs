@@ -8,13 +8,14 @@
 //! spoken to in HTTP/1.1 instead: a small pool of keep-alive connections
 //! per peer, one request in flight on each.
 
-use super::access::Token;
 use super::body::FrameBody;
 use super::tls::ClientTls;
+use crate::contract::Token;
 use crate::{Error, PeerAddr, Scheme};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper::client::conn::http2::{self, SendRequest};
+use hyper::header::HeaderValue;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
@@ -108,8 +109,12 @@ impl Connector {
         mut req: Request<FrameBody>,
     ) -> Result<Response<Incoming>, Error> {
         if let Some(token) = &self.token {
-            req.headers_mut()
-                .insert(hyper::header::AUTHORIZATION, token.header());
+            // Options::validate admits visible ASCII only: a valid value.
+            if let Ok(mut value) = HeaderValue::from_bytes(token.authorization()) {
+                value.set_sensitive(true);
+                req.headers_mut()
+                    .insert(hyper::header::AUTHORIZATION, value);
+            }
         }
         let key = (self.scheme_for(peer), peer.authority());
         if self.http1 {

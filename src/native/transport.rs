@@ -1,6 +1,5 @@
 //! The transport: options, sending, receiving, dialing, shutting down.
 
-use super::access::{Cors, Token};
 use super::connector::Connector;
 use super::metrics::{Metrics, MetricsRegistry};
 use super::sender::{Outgoing, SendLimits, Senders};
@@ -8,6 +7,7 @@ use super::stream::{write_channel, StreamConn, MAX_WRITE_ENCODED};
 use super::tls::{ClientTls, ServerTls};
 use super::write_buffers::WriteBuffers;
 use crate::codec::{DEFAULT_MAX_PACKET_SIZE, MAX_FRAME_PAYLOAD};
+use crate::contract::{Cors, Token};
 use crate::{Error, Packet, PeerAddr, CONTENT_TYPE, STREAM_PATH};
 use bytes::Bytes;
 use http_body_util::BodyExt;
