@@ -16,6 +16,10 @@
 //!   down meanwhile;
 //! - `/stream`: `200` at once, or `503` beyond `max_streams` or with the
 //!   stream queue full.
+//!
+//! A refusal answered before the body was read first drains a bounded
+//! amount of it (see [`crate::contract::DRAIN_LIMIT`]), so the status
+//! reaches a client that sends its body after its headers.
 
 use super::body::FrameBody;
 use super::stream::{write_channel, IncomingBody, StreamConn};
@@ -258,12 +262,29 @@ fn metrics_response(inner: &Inner) -> Response<FrameBody> {
     resp
 }
 
-/// Drops a refused request's body.
+/// Reads and discards what is left of a refused request's body, up to
+/// [`contract::DRAIN_LIMIT`] bytes for at most [`contract::DRAIN_TIME`],
+/// before the refusal is answered. Answering first would have hyper reset
+/// the stream (`RST_STREAM(NO_ERROR)`) while the client may not have sent
+/// its body yet, and some clients (curl) then report the reset and never
+/// the status. A peer that keeps sending is not read past the bounds.
 async fn drain<B>(body: B)
 where
     B: Body<Data = Bytes>,
 {
-    drop(body);
+    let mut body = std::pin::pin!(body);
+    let mut left = contract::DRAIN_LIMIT;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                match left.checked_sub(data.len()) {
+                    Some(rest) if rest > 0 => left = rest,
+                    _ => return,
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(contract::DRAIN_TIME, read).await;
 }
 
 /// `/message`: every frame is a packet, delivered as soon as it is whole.
