@@ -102,7 +102,8 @@ pub fn route(base: &str, path: &str) -> Route {
     }
 }
 
-/// The facts of a request the rules look at, as raw header bytes.
+/// The facts of a request the rules look at, as raw header bytes
+/// (whitespace around a value is ignored).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestFacts<'a> {
     /// The method, such as `"POST"`.
@@ -211,6 +212,12 @@ impl Rules<'_> {
     /// What to answer a request for an endpoint, applying the rules in the
     /// order the module docs give.
     pub fn decide<'r>(&self, req: &RequestFacts<'r>) -> Decision<'r> {
+        let req = RequestFacts {
+            content_type: req.content_type.map(field_value),
+            origin: req.origin.map(field_value),
+            authorization: req.authorization.map(field_value),
+            ..*req
+        };
         let mut allow_origin = None;
         if let (Some(cors), Some(origin)) = (self.cors, req.origin) {
             if !cors.allows(origin) {
@@ -248,6 +255,17 @@ impl Rules<'_> {
             None => Decision::Accept { allow_origin },
         }
     }
+}
+
+/// A header's value without the whitespace around it, which is not part
+/// of it (RFC 9110, section 5.5). Fetch's `Headers` strip it before a
+/// worker sees a value and HTTP/1 parsers drop it, but HTTP/2 hands it
+/// over as sent: trimmed here, both servers judge the same value.
+fn field_value(v: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = v.iter().position(|b| !is_ows(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    &v[start..end]
 }
 
 /// Why a request was refused.
@@ -695,6 +713,29 @@ mod tests {
         assert_eq!(off, Decision::Accept { allow_origin: None });
     }
 
+    /// Whitespace around a header value is not part of it, whatever the
+    /// HTTP version carried it.
+    #[test]
+    fn whitespace_around_header_values_is_ignored() {
+        let token = Token::new("tok");
+        let rules = Rules {
+            token: Some(&token),
+            ..Rules::default()
+        };
+        let padded = RequestFacts {
+            content_type: Some(b" application/x.ckit\t"),
+            authorization: Some(b"Bearer tok "),
+            ..post()
+        };
+        assert_eq!(rules.decide(&padded).status(), None);
+        let inside = RequestFacts {
+            authorization: Some(b"Bearer  tok"),
+            ..post()
+        };
+        assert_eq!(rules.decide(&inside).status(), Some(401));
+        assert_eq!(field_value(b" \t "), b"");
+    }
+
     #[test]
     fn preflight_allows_authorization_when_a_token_is_set() {
         let cors = Cors::new(&["*"]).unwrap();
@@ -720,7 +761,6 @@ mod tests {
         let t = Token::new("s3cret");
         assert!(!t.accepts(None));
         assert!(!t.accepts(Some(b"Bearer s3cre")));
-        assert!(!t.accepts(Some(b"Bearer s3cret ")));
         assert!(!t.accepts(Some(b"bearer s3cret")));
         assert!(t.accepts(Some(b"Bearer s3cret")));
         assert_eq!(t.authorization(), b"Bearer s3cret");
