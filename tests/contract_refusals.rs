@@ -72,6 +72,9 @@ async fn late_body(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]
     }
 }
 
+/// What a row sends (name, path, headers, body) and the status it wants.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [u8], u16);
+
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0xCC];
     out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
@@ -90,7 +93,7 @@ async fn early_refusals_read_the_body_before_answering() {
     let body = frame(b"hello");
     let mut oversize = vec![0xCD, 0xFF, 0xFF, 0xFF, 0xFF];
     oversize.extend_from_slice(&[7; 1000]);
-    let cases: &[(&str, &str, &[(&str, &str)], &[u8], u16)] = &[
+    let cases: &[Case] = &[
         (
             "wrong content type",
             MESSAGE_PATH,
