@@ -106,7 +106,9 @@ impl Server {
     ///    are sent.
     ///
     /// The other order would let open streams and bodies hold the server's
-    /// graceful close for its whole 5 s, since nothing would end them.
+    /// graceful close for its whole 5 s, since nothing would end them. (A
+    /// [`StreamConn`](crate::StreamConn) the application keeps after its
+    /// reads and writes failed still holds its HTTP/2 stream: drop it.)
     /// Packets already received stay readable from
     /// [`Transport::packets`].
     pub async fn shutdown_with(self, transport: &Transport) {
