@@ -58,7 +58,7 @@ impl MessageReader {
     }
 
     /// The next whole packet, `Ok(None)` when the chunks pushed so far hold
-    /// no more. After an error the body is refused ([`Refusal::for_frame`]):
+    /// no more. After an error the body is refused ([`Refusal::for_frame`](super::Refusal::for_frame)):
     /// stop reading it.
     pub fn next_packet(&mut self) -> Result<Option<Bytes>, FrameError> {
         self.decoder.decode_chunk(&mut self.held, &mut self.chunk)

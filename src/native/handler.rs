@@ -1,25 +1,6 @@
 //! The request handler, as a service: the contract's rules
-//! ([`crate::contract`]) carried out with hyper, then the endpoints.
-//!
-//! What it answers, in order:
-//! - a path other than the two endpoints: `GET /metrics` with
-//!   [`Options::serve_metrics`](crate::Options::serve_metrics), else the
-//!   [`Fallback`] if one is set, else `404`;
-//! - for an endpoint, the contract's rules in their order: `403` (an
-//!   `Origin` outside `cors_allowed_origins`) or `204` (its preflight),
-//!   `503` (transport shut down), `505` (HTTP/1.x without `accept_http1`),
-//!   `401` (token), `400` (content type), `405` with `Allow: POST`;
-//! - `/message`: `200` once the body ended with every frame delivered;
-//!   `413` at a frame over `max_packet_size`, `400` at a malformed frame or
-//!   a failed body (the frames before it delivered), `408` when the body
-//!   takes longer than `body_read_timeout`, `503` if the transport shuts
-//!   down meanwhile;
-//! - `/stream`: `200` at once, or `503` beyond `max_streams` or with the
-//!   stream queue full.
-//!
-//! A refusal answered before the body was read first drains a bounded
-//! amount of it (see [`crate::contract::DRAIN_LIMIT`]), so the status
-//! reaches a client that sends its body after its headers.
+//! ([`crate::contract`]) carried out with hyper, then the endpoints; the
+//! statuses are listed on [`TransportService`].
 
 use super::body::FrameBody;
 use super::stream::{write_channel, IncomingBody, StreamConn};
@@ -54,8 +35,29 @@ use tokio::sync::Notify;
 pub struct RemoteAddr(pub SocketAddr);
 
 /// The transport's HTTP handler: answers `POST /api/v1/ckit/transport/message`
-/// and `/stream` (see the statuses in the module docs). It is a
-/// `tower::Service` and a `hyper::service::Service`.
+/// and `/stream`. It is a `tower::Service` and a `hyper::service::Service`.
+///
+/// What it answers, in order:
+/// - a path other than the two endpoints: `GET /metrics` with
+///   [`Options::serve_metrics`](crate::Options::serve_metrics), else the
+///   [`Fallback`] if one is set, else `404`;
+/// - for an endpoint, the contract's rules in their order: `403` (an
+///   `Origin` outside `cors_allowed_origins`) or `204` (its preflight),
+///   `503` (transport shut down), `505` (HTTP/1.x without `accept_http1`),
+///   `401` (token), `400` (content type), `405` with `Allow: POST`;
+/// - `/message`: `200` once the body ended with every frame delivered;
+///   `413` at a frame over `max_packet_size`, `400` at a malformed frame or
+///   a failed body (the frames before it delivered), `408` when the body
+///   takes longer than `body_read_timeout`, `503` if the transport shuts
+///   down meanwhile;
+/// - `/stream`: `200` at once, or `503` beyond `max_streams` or with the
+///   stream queue full.
+///
+/// A refusal answered before the body was read first reads and discards
+/// up to [`DRAIN_LIMIT`](crate::contract::DRAIN_LIMIT) bytes of it for at
+/// most [`DRAIN_TIME`](crate::contract::DRAIN_TIME), so the status reaches a
+/// client that sends its body a moment after its headers (as curl does)
+/// instead of a stream reset.
 ///
 /// Mounted in hyper, per accepted connection:
 ///
