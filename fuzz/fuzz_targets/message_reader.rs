@@ -11,16 +11,17 @@
 
 use bytes::Bytes;
 use gossiphttp::contract::{MessageReader, Refusal};
-use gossiphttp_fuzz::{model, pieces, End, Reader};
+use gossiphttp_fuzz::{DecoderInput, End};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut r = Reader::new(data);
-    let max = r.u16() as usize;
-    let cuts = r.cuts();
-    let body = r.rest();
-    let chunks = pieces(body, &cuts);
-    let m = model(body, max);
+    let DecoderInput {
+        max,
+        cuts,
+        chunks,
+        model: m,
+        ..
+    } = DecoderInput::parse(data);
 
     let mut reader = MessageReader::new(max);
     let mut got: Vec<Vec<u8>> = Vec::new();

@@ -302,8 +302,14 @@ impl<'a> Case<'a> {
 /// A header value without the whitespace around it, which is not part of
 /// it (RFC 9110): the contract compares values so.
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b" \t".contains(b)).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b" \t".contains(b)).map_or(start, |i| i + 1);
+    let start = v
+        .iter()
+        .position(|b| !b" \t".contains(b))
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b" \t".contains(b))
+        .map_or(start, |i| i + 1);
     &v[start..end]
 }
 

@@ -63,7 +63,7 @@ use crate::codec::{FrameError, DEFAULT_MAX_PACKET_SIZE};
 use crate::contract::{
     self, Cors, Decision, Endpoint, MessageReader, Refusal, RequestFacts, Route, Rules, Token,
 };
-use crate::wasm::js::{error, max_packet_option};
+use crate::wasm::js::{bytes_arg, error, max_packet_option};
 use bytes::Bytes;
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -315,23 +315,7 @@ async fn read_chunk(reader: &ReadableStreamDefaultReader) -> Result<Option<Bytes
 /// A view of `value`'s bytes when it is a `Uint8Array`, another
 /// `ArrayBufferView` or an `ArrayBuffer`.
 fn as_bytes(value: &JsValue) -> Option<Uint8Array> {
-    if let Some(a) = value.dyn_ref::<Uint8Array>() {
-        return Some(a.clone());
-    }
-    if let Some(b) = value.dyn_ref::<js_sys::ArrayBuffer>() {
-        return Some(Uint8Array::new(b));
-    }
-    if js_sys::ArrayBuffer::is_view(value) {
-        let buffer = get(value, "buffer").ok()?;
-        let offset = get(value, "byteOffset").ok()?.as_f64()?;
-        let len = get(value, "byteLength").ok()?.as_f64()?;
-        return Some(Uint8Array::new_with_byte_offset_and_length(
-            &buffer,
-            offset as u32,
-            len as u32,
-        ));
-    }
-    None
+    bytes_arg(value, "a chunk").ok()
 }
 
 /// Cancels the rest of a body; a rejection (the body had already failed)
