@@ -202,13 +202,14 @@ impl TransportService {
                     Endpoint::Stream => accept_stream(inner, body, remote).await,
                 }
             }
-            Decision::Preflight { .. } | Decision::Refuse { .. } => {
-                if let Decision::Refuse { refusal, .. } = decision {
-                    self.count(refusal, &facts);
-                }
-                let code = decision.status().unwrap_or(500);
+            Decision::Preflight { .. } => {
                 drain(req.into_body()).await;
-                status(code)
+                status(StatusCode::NO_CONTENT)
+            }
+            Decision::Refuse { refusal, .. } => {
+                self.count(refusal, &facts);
+                drain(req.into_body()).await;
+                status(refusal.status())
             }
         };
         resp.headers_mut().extend(extra_headers);
@@ -242,8 +243,10 @@ impl TransportService {
                     origin = %String::from_utf8_lossy(facts.origin.unwrap_or_default()),
                     "refused a request from an origin not in cors_allowed_origins"
                 ),
-                _ => tracing::warn!(peer = ?self.remote, reason,
+                Refusal::Token => tracing::warn!(peer = ?self.remote,
                     "refused a request without the shared-secret token"),
+                _ => tracing::warn!(peer = ?self.remote, reason, status = refusal.status(),
+                    "refused a request"),
             }
         }
     }
