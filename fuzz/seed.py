@@ -142,7 +142,8 @@ def main():
     srv["hand-remote-extension"] = handler_input(two, flags=REMOTE_EXT)
     srv["hand-remote-none"] = handler_input(two, flags=REMOTE_NONE)
 
-    for target, seeds in (("frame_decoder", dec), ("server_handler", srv)):
+    # message_reader reads the frame decoder's layout: the same seeds.
+    for target, seeds in (("frame_decoder", dec), ("message_reader", dec), ("server_handler", srv)):
         out = os.path.join(HERE, "corpus", target)
         os.makedirs(out, exist_ok=True)
         for name, data in sorted(seeds.items()):

@@ -22,13 +22,14 @@
 //! while let Some(packet) = packets.recv().await {
 //!     println!("{} bytes from {}", packet.payload.len(), packet.from);
 //! }
-//! transport.shutdown().await;
-//! server.shutdown().await;
+//! // The transport first (open exchanges end), then the server.
+//! server.shutdown_with(&transport).await;
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod contract;
 mod error;
 mod packet;
 

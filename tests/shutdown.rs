@@ -111,3 +111,93 @@ async fn write_to_refuses_bad_input_clearly() {
     bad.peer_queue_size = 0;
     assert!(matches!(Transport::new(bad), Err(Error::Config(_))));
 }
+
+/// `Server::shutdown_with` shuts the transport down first, so an open
+/// stream and an open `/message` body end at once instead of holding the
+/// server's graceful close (up to 5 s) open; then the server closes.
+#[tokio::test]
+async fn shutdown_with_ends_open_exchanges_and_then_the_server() {
+    let (a, a_server, _) = served().await;
+    let (b, b_server, b_addr) = served().await;
+    let mut streams = b.streams();
+    let mut dialed = a.dial(&b_addr, WAIT).await.unwrap();
+    dialed.write_all(b"hi").await.unwrap();
+    let mut accepted = timeout(WAIT, streams.accept()).await.unwrap().unwrap();
+    // The application reads its stream until it fails, then drops it.
+    let app = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        loop {
+            match accepted.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    });
+    // A /message body left open (as a lingering sender's is), one packet in.
+    let (mut open_body, body_status) = open_message_body(&b_addr).await;
+    open_body
+        .send_data(Bytes::from_static(b"\xcc\x00\x01!"), false)
+        .unwrap();
+    let mut packets = b.packets();
+    let first = timeout(WAIT, packets.recv()).await.unwrap().unwrap();
+    assert_eq!(&first.payload[..], b"!");
+
+    let started = std::time::Instant::now();
+    timeout(WAIT, b_server.shutdown_with(&b))
+        .await
+        .expect("shutdown_with hung");
+    let took = started.elapsed();
+    assert!(b.is_shutdown());
+    assert_eq!(
+        timeout(WAIT, body_status).await.unwrap(),
+        Some(503),
+        "the open /message body is answered 503"
+    );
+    let mut rest = Vec::new();
+    timeout(WAIT, dialed.read_to_end(&mut rest))
+        .await
+        .expect("the dialer never saw the stream end")
+        .ok();
+    assert!(rest.is_empty(), "unexpected bytes {rest:?}");
+    assert!(
+        timeout(WAIT, app).await.unwrap().unwrap().is_err(),
+        "the accepted stream's reader was not told of the shutdown"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(&b_addr).await.is_err(),
+        "the listener still accepts"
+    );
+    // The graceful close waits up to 5 s for open requests: the transport
+    // going first ended them, so nothing was left to wait for.
+    assert!(
+        took < Duration::from_secs(4),
+        "shutdown_with waited out the graceful close ({took:?}): open exchanges held it"
+    );
+    a.shutdown().await;
+    a_server.shutdown().await;
+}
+
+/// A `/message` request whose body stays open: its sender, and the status
+/// it is answered (`None` if the stream broke instead).
+async fn open_message_body(
+    addr: &str,
+) -> (
+    h2::SendStream<Bytes>,
+    impl std::future::Future<Output = Option<u16>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::post(format!("http://{addr}{}", gossiphttp::MESSAGE_PATH))
+        .header("content-type", gossiphttp::CONTENT_TYPE)
+        .body(())
+        .unwrap();
+    let (response, send) = client.send_request(req, false).unwrap();
+    (send, async move {
+        response.await.ok().map(|r| r.status().as_u16())
+    })
+}

@@ -13,7 +13,7 @@
 
 use bytes::{Bytes, BytesMut};
 use gossiphttp::codec::{encode_frame, FrameError, PacketDecoder, StreamDecoder};
-use gossiphttp_fuzz::{model, pieces, End, Model, Reader};
+use gossiphttp_fuzz::{DecoderInput, End};
 use libfuzzer_sys::fuzz_target;
 
 /// The largest header a frame has.
@@ -179,12 +179,13 @@ fn stream_chunked(chunks: &[&[u8]]) -> (Vec<u8>, End) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut r = Reader::new(data);
-    let max = r.u16() as usize;
-    let cuts = r.cuts();
-    let body = r.rest();
-    let chunks = pieces(body, &cuts);
-    let want: Model = model(body, max);
+    let DecoderInput {
+        max,
+        body,
+        chunks,
+        model: want,
+        ..
+    } = DecoderInput::parse(data);
 
     for (packets, end) in [
         packets_buffered(&chunks, max, body.len()),

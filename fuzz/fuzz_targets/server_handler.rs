@@ -254,8 +254,9 @@ impl<'a> Case<'a> {
     }
 
     /// The status the request must get before its body matters, in the
-    /// order the handler documents: path, CORS, shutdown, HTTP version,
-    /// token, content type, method. `None`: the body decides.
+    /// order the contract documents: path, CORS, shutdown, HTTP version,
+    /// token, content type, method (whitespace around a header value
+    /// ignored). `None`: the body decides.
     fn refusal(&self) -> Option<StatusCode> {
         let path = self.path.split('?').next().unwrap();
         if path != MESSAGE_PATH && path != STREAM_PATH {
@@ -281,10 +282,10 @@ impl<'a> Case<'a> {
         if self.version < Version::HTTP_2 && !self.accept_http1 {
             return Some(StatusCode::HTTP_VERSION_NOT_SUPPORTED);
         }
-        if self.token && self.auth != Some(format!("Bearer {TOKEN}").as_bytes()) {
+        if self.token && self.auth.map(trim) != Some(format!("Bearer {TOKEN}").as_bytes()) {
             return Some(StatusCode::UNAUTHORIZED);
         }
-        if self.content_type != Some(CONTENT_TYPE.as_bytes()) {
+        if self.content_type.map(trim) != Some(CONTENT_TYPE.as_bytes()) {
             return Some(StatusCode::BAD_REQUEST);
         }
         if self.method != Method::POST {
@@ -296,6 +297,20 @@ impl<'a> Case<'a> {
     fn is_stream(&self) -> bool {
         self.path.split('?').next() == Some(STREAM_PATH)
     }
+}
+
+/// A header value without the whitespace around it, which is not part of
+/// it (RFC 9110): the contract compares values so.
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !b" \t".contains(b))
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b" \t".contains(b))
+        .map_or(start, |i| i + 1);
+    &v[start..end]
 }
 
 type BodyFrame = Result<Frame<Bytes>, io::Error>;

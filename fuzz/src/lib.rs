@@ -147,3 +147,31 @@ pub fn pieces<'a>(body: &'a [u8], cuts: &[u16]) -> Vec<&'a [u8]> {
     out.push(&body[at..]);
     out
 }
+
+/// The decoder targets' input (`frame_decoder`, `message_reader`): a packet
+/// limit (u16 BE), cut points, then the body; with the body cut into its
+/// chunks and the model's reading of it.
+#[derive(Debug, Clone)]
+pub struct DecoderInput<'a> {
+    pub max: usize,
+    pub cuts: Vec<u16>,
+    pub body: &'a [u8],
+    pub chunks: Vec<&'a [u8]>,
+    pub model: Model,
+}
+
+impl<'a> DecoderInput<'a> {
+    pub fn parse(data: &'a [u8]) -> Self {
+        let mut r = Reader::new(data);
+        let max = r.u16() as usize;
+        let cuts = r.cuts();
+        let body = r.rest();
+        DecoderInput {
+            max,
+            chunks: pieces(body, &cuts),
+            model: model(body, max),
+            cuts,
+            body,
+        }
+    }
+}

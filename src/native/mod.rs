@@ -1,10 +1,10 @@
 //! The native runtime: tokio, hyper 1.x and h2, rustls.
 
-mod access;
 mod body;
 mod connector;
 mod deadline;
 mod framed;
+mod handler;
 mod metrics;
 mod options;
 mod sender;
@@ -15,9 +15,10 @@ mod transport;
 mod write_buffers;
 
 pub use body::FrameBody;
+pub use handler::{Fallback, RemoteAddr, TransportService};
 pub use metrics::MetricsRegistry;
 pub use options::Options;
-pub use server::{Fallback, RemoteAddr, Server, TransportService};
+pub use server::Server;
 pub use stream::StreamConn;
 pub use tls::{ClientTls, ServerTls};
 pub use transport::{Packets, Streams, Transport};

@@ -8,7 +8,8 @@
 use super::body::FrameBody;
 use super::metrics::Metrics;
 use super::write_buffers::WriteBuffers;
-use crate::codec::{frame_header, StreamDecoder, MAX_SHORT_PAYLOAD, SHORT_HEADER_LEN};
+use crate::codec::{StreamDecoder, MAX_SHORT_PAYLOAD, SHORT_HEADER_LEN};
+use crate::contract::stream_frames;
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -353,10 +354,9 @@ impl AsyncWrite for StreamConn {
         let n = data.len().min(MAX_WRITE);
         let frames = n.div_ceil(MAX_SHORT_PAYLOAD);
         let mut chunk = this.write_buffers.take(n + frames * SHORT_HEADER_LEN);
-        for payload in data[..n].chunks(MAX_SHORT_PAYLOAD) {
-            let (h, hl) = frame_header(payload.len());
-            chunk.extend_from_slice(&h[..hl]);
-            chunk.extend_from_slice(payload);
+        for frame in stream_frames(n, MAX_SHORT_PAYLOAD) {
+            chunk.extend_from_slice(frame.header());
+            chunk.extend_from_slice(&data[frame.payload]);
         }
         if writer.send_item(chunk.freeze()).is_err() {
             this.metrics.stream_tx_packets_failed.inc();

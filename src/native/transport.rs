@@ -1,11 +1,11 @@
 //! The transport: sending, receiving, dialing, shutting down.
 
-use super::access::{Cors, Token};
 use super::connector::Connector;
 use super::metrics::{Metrics, MetricsRegistry};
 use super::options::Options;
 use super::sender::{Outgoing, SendLimits, Senders};
 use super::stream::{write_channel, StreamConn, StreamContext};
+use crate::contract::{Cors, Token};
 use crate::{Error, Packet, PeerAddr, STREAM_PATH};
 use bytes::Bytes;
 use futures_util::Stream;

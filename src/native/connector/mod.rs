@@ -12,7 +12,7 @@ mod sniff;
 
 pub(crate) use h2_pool::{CONNECTION_WINDOW, MAX_H2_FRAME, STREAM_WINDOW};
 
-use super::access::Token;
+use crate::contract::Token;
 use super::body::FrameBody;
 use super::tls::ClientTls;
 use crate::{Error, PeerAddr, Scheme};
@@ -105,8 +105,12 @@ impl Connector {
         mut req: Request<FrameBody>,
     ) -> Result<Response<Incoming>, Error> {
         if let Some(token) = &self.token {
-            req.headers_mut()
-                .insert(hyper::header::AUTHORIZATION, token.header());
+            // Options::validate admits visible ASCII only: a valid value.
+            if let Ok(mut value) = hyper::header::HeaderValue::from_bytes(token.authorization()) {
+                value.set_sensitive(true);
+                req.headers_mut()
+                    .insert(hyper::header::AUTHORIZATION, value);
+            }
         }
         let key = (self.scheme_for(peer), peer.authority());
         match &self.pool {
