@@ -1,7 +1,10 @@
 //! Locked doors: CORS allowlist, the shared-secret token, mutual TLS, and
 //! the HTTP/1.1 opt-in for runtimes whose fetch cannot speak HTTP/2.
 
+mod common;
+
 use bytes::Bytes;
+use common::metric;
 use gossiphttp::{ClientTls, Error, Options, ServerTls, Transport, MESSAGE_PATH, STREAM_PATH};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
@@ -103,10 +106,13 @@ async fn cors_allows_listed_origins_only() {
         assert!(!h.contains_key("access-control-allow-origin"));
     }
     assert!(t.packets().try_recv().is_none());
-    assert!(t
-        .metrics()
-        .encode_text()
-        .contains("cluster_transport_requests_refused_total{reason=\"origin\"} 2"));
+    assert_eq!(
+        metric(
+            t.metrics(),
+            "cluster_transport_requests_refused_total{reason=\"origin\"}"
+        ),
+        2.0
+    );
 }
 
 #[tokio::test]

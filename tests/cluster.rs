@@ -4,6 +4,9 @@
 //! Every wait is bounded (`Node::wait_for`), and every assertion is on
 //! member states, never on elapsed time.
 
+mod common;
+
+use common::metrics::metric_in;
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions, PeerFilter};
 use gossiphttp::{ClientTls, ServerTls};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -100,8 +103,8 @@ async fn five_nodes_converge_die_restart_and_leave() {
     let deadline = tokio::time::Instant::now() + CONVERGE;
     loop {
         let text = nodes[0].metrics_text();
-        if text.contains("cluster_members{state=\"alive\"} 4")
-            && text.contains("cluster_members{state=\"left\"} 1")
+        if metric_in(&text, "cluster_members{state=\"alive\"}") == 4.0
+            && metric_in(&text, "cluster_members{state=\"left\"}") == 1.0
         {
             break;
         }

@@ -3,8 +3,11 @@
 //! operations only, and leaks no tasks. Shutdown under load loses nothing
 //! silently: every packet answered `200` reaches `packets()`.
 
+mod common;
+
 use bytes::Bytes;
-use gossiphttp::{ClientTls, Error, MetricsRegistry, Options, Server, ServerTls, Transport};
+use common::metric;
+use gossiphttp::{ClientTls, Error, Options, Server, ServerTls, Transport};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -49,24 +52,6 @@ impl Peer {
             .await
             .expect("server shutdown hung");
     }
-}
-
-/// The value of one series (`name` or `name{labels}`) in the text exposition.
-fn metric(registry: &MetricsRegistry, series: &str) -> f64 {
-    registry
-        .encode_text()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse::<f64>().unwrap())
-        })
-        // A label set never used is not encoded: it counts 0. A metric
-        // without labels is always there; its absence means a wrong name.
-        .unwrap_or_else(|| {
-            assert!(series.contains('{'), "no metric {series}");
-            0.0
-        })
 }
 
 /// Binds `addr` again once the previous listener on it is gone (a crashed

@@ -1,5 +1,8 @@
-//! Helpers shared by `tests/server_status.rs` and `tests/dead_peer.rs`.
+//! Helpers shared by the integration tests (each uses a subset).
 #![allow(dead_code)]
+
+pub mod metrics;
+pub use metrics::{metric, metric_type};
 
 use gossiphttp::{MetricsRegistry, Options, Server, Transport};
 use std::future::Future;
@@ -49,34 +52,6 @@ impl Peer {
         within("transport shutdown", self.transport.shutdown()).await;
         within("server shutdown", self.server.shutdown()).await;
     }
-}
-
-/// The value of one series (`name` or `name{labels}`) in the text
-/// exposition; 0 when absent (a label set never used is not encoded).
-pub fn metric(registry: &MetricsRegistry, series: &str) -> f64 {
-    let text = registry.encode_text();
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| {
-                    // OpenMetrics allows a timestamp after the value.
-                    let v = v.split_whitespace().next().unwrap_or_default();
-                    v.parse::<f64>()
-                        .unwrap_or_else(|_| panic!("{series}: bad value {v:?} in\n{text}"))
-                })
-        })
-        .unwrap_or(0.0)
-}
-
-/// The metric type a `# TYPE <family> <type>` line gives `family`.
-pub fn metric_type(registry: &MetricsRegistry, family: &str) -> Option<String> {
-    registry.encode_text().lines().find_map(|line| {
-        let rest = line.strip_prefix("# TYPE ")?;
-        let (name, kind) = rest.split_once(' ')?;
-        (name == family).then(|| kind.trim().to_string())
-    })
 }
 
 /// Polls `cond` until it holds or `limit` passes; true if it held. Used to
