@@ -7,9 +7,8 @@
 mod common;
 
 use common::metrics::metric_in;
+use common::tls_pair;
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions, PeerFilter};
-use gossiphttp::{ClientTls, ServerTls};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -220,12 +219,7 @@ async fn a_custom_broadcast_reaches_every_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_tls_converge_and_detect_a_death() {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    let server_tls = ServerTls::from_der(vec![der.clone()], key).unwrap();
-    let client_tls = ClientTls::from_roots(vec![der]).unwrap();
+    let (server_tls, client_tls) = tls_pair();
     let tls = |name: &str, join: &[String]| {
         let mut o = options(name, join);
         o.transport.server_tls = Some(server_tls.clone());

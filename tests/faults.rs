@@ -6,9 +6,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::metric;
-use gossiphttp::{ClientTls, Error, Options, Server, ServerTls, Transport};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use common::{metric, tls_pair};
+use gossiphttp::{ClientTls, Error, Options, Server, Transport};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -549,17 +548,6 @@ async fn peer_restart_on_same_address_after_crash() {
 
     timeout(WAIT, a.shutdown()).await.unwrap();
     b2.crash();
-}
-
-fn tls_pair() -> (ServerTls, ClientTls) {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    (
-        ServerTls::from_der(vec![der.clone()], key).unwrap(),
-        ClientTls::from_roots(vec![der]).unwrap(),
-    )
 }
 
 /// 4a. A peer that accepts TCP and never speaks TLS: sends and dials fail

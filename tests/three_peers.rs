@@ -1,9 +1,11 @@
 //! Three transports on 127.0.0.1 exchange packets pairwise and carry 1 MiB
 //! through a stream in both directions at once, over h2c and over TLS.
 
+mod common;
+
 use bytes::Bytes;
+use common::tls_pair;
 use gossiphttp::{ClientTls, Options, Server, ServerTls, Transport};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,19 +35,6 @@ async fn start(tls: Option<(ServerTls, ClientTls)>) -> Peer {
         server,
         addr,
     }
-}
-
-/// A self-signed certificate for 127.0.0.1 and localhost, trusted by the
-/// client config.
-fn tls_pair() -> (ServerTls, ClientTls) {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    (
-        ServerTls::from_der(vec![der.clone()], key).unwrap(),
-        ClientTls::from_roots(vec![der]).unwrap(),
-    )
 }
 
 async fn exchange_packets(peers: &[Peer]) {

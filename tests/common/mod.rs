@@ -2,7 +2,12 @@
 #![allow(dead_code)]
 
 pub mod metrics;
+pub mod tls;
+// Each test crate uses some of these.
+#[allow(unused_imports)]
 pub use metrics::{metric, metric_type};
+#[allow(unused_imports)]
+pub use tls::tls_pair;
 
 use gossiphttp::{MetricsRegistry, Options, Server, Transport};
 use std::future::Future;
