@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::metric;
+use common::{metric, served};
 use gossiphttp::{ClientTls, Error, Options, ServerTls, Transport, MESSAGE_PATH, STREAM_PATH};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
@@ -15,15 +15,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn served(opts: Options) -> (Transport, gossiphttp::Server, String) {
-    let (t, _) = Transport::new(opts).unwrap();
-    let server = t
-        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
-    let addr = server.local_addr().to_string();
-    (t, server, addr)
-}
 
 /// One request over a fresh h2c (or, with `http1`, HTTP/1.1) connection.
 async fn request(

@@ -4,21 +4,14 @@
 mod common;
 
 use bytes::Bytes;
-use common::tls_pair;
-use gossiphttp::{ClientTls, Options, Server, ServerTls, Transport};
+use common::{tls_pair, Peer};
+use gossiphttp::{ClientTls, Options, ServerTls};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Peer {
-    transport: Transport,
-    server: Server,
-    addr: String,
-}
 
 async fn start(tls: Option<(ServerTls, ClientTls)>) -> Peer {
     let mut opts = Options::default();
@@ -26,15 +19,7 @@ async fn start(tls: Option<(ServerTls, ClientTls)>) -> Peer {
         opts.server_tls = Some(server);
         opts.client_tls = Some(client);
     }
-    let (transport, _metrics) = Transport::new(opts).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = transport.serve(listener).unwrap();
-    let addr = server.local_addr().to_string();
-    Peer {
-        transport,
-        server,
-        addr,
-    }
+    Peer::start(opts).await
 }
 
 async fn exchange_packets(peers: &[Peer]) {

@@ -41,8 +41,14 @@ pub struct Peer {
 
 impl Peer {
     pub async fn start(options: Options) -> Peer {
-        let (transport, registry) = Transport::new(options).expect("valid options");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Peer::serve_on(options, listener).await
+    }
+
+    /// A transport served on `listener` (say, one bound again to the port
+    /// of a peer that crashed).
+    pub async fn serve_on(options: Options, listener: TcpListener) -> Peer {
+        let (transport, registry) = Transport::new(options).expect("valid options");
         let server = transport.serve(listener).expect("serve");
         let addr = server.local_addr().to_string();
         Peer {
@@ -57,6 +63,13 @@ impl Peer {
         within("transport shutdown", self.transport.shutdown()).await;
         within("server shutdown", self.server.shutdown()).await;
     }
+}
+
+/// A transport served on a fresh loopback port, with its server and
+/// address.
+pub async fn served(options: Options) -> (Transport, Server, String) {
+    let peer = Peer::start(options).await;
+    (peer.transport, peer.server, peer.addr)
 }
 
 /// Polls `cond` until it holds or `limit` passes; true if it held. Used to
