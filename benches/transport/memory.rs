@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::time::sleep;
 
-/// Runs a memory measurement in a child process; returns its numbers.
-pub fn child(kind: &str, n: usize) -> Res<Vec<u64>> {
+/// Runs a memory measurement in a child process; returns its `N` numbers.
+fn child<const N: usize>(kind: &str, n: usize) -> Res<[u64; N]> {
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
         .args(["--child", kind, &n.to_string()])
@@ -30,17 +30,17 @@ pub fn child(kind: &str, n: usize) -> Res<Vec<u64>> {
                 String::from_utf8_lossy(&out.stderr).trim()
             )
         })?;
-    Ok(line
+    let v: Vec<u64> = line
         .split_whitespace()
         .filter_map(|v| v.parse().ok())
-        .collect())
+        .collect();
+    v.as_slice()
+        .try_into()
+        .map_err(|_| format!("unexpected child output {v:?}").into())
 }
 
 pub fn mem_peers_row(cfg: &Cfg) -> Res<Row> {
-    let v = child("mem-peers", cfg.mem_n)?;
-    let [rss0, rss1, rss2, fds, n] = v[..] else {
-        return Err(format!("unexpected child output {v:?}").into());
-    };
+    let [rss0, rss1, rss2, fds, n] = child("mem-peers", cfg.mem_n)?;
     let per_conn = rss2.saturating_sub(rss1) as f64 / n as f64;
     let per_transport = rss1.saturating_sub(rss0) as f64 / n as f64;
     Ok(Row {
@@ -56,10 +56,7 @@ pub fn mem_peers_row(cfg: &Cfg) -> Res<Row> {
 }
 
 pub fn mem_streams_row(cfg: &Cfg) -> Res<Row> {
-    let v = child("mem-streams", cfg.mem_n)?;
-    let [rss1, rss2, n] = v[..] else {
-        return Err(format!("unexpected child output {v:?}").into());
-    };
+    let [rss1, rss2, n] = child("mem-streams", cfg.mem_n)?;
     let per = rss2.saturating_sub(rss1) as f64 / n as f64;
     Ok(Row {
         name: "memory: open stream",
