@@ -1,7 +1,10 @@
 //! Locked doors: CORS allowlist, the shared-secret token, mutual TLS, and
 //! the HTTP/1.1 opt-in for runtimes whose fetch cannot speak HTTP/2.
 
+mod common;
+
 use bytes::Bytes;
+use common::{metric, served};
 use gossiphttp::{ClientTls, Error, Options, ServerTls, Transport, MESSAGE_PATH, STREAM_PATH};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
@@ -12,15 +15,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn served(opts: Options) -> (Transport, gossiphttp::Server, String) {
-    let (t, _) = Transport::new(opts).unwrap();
-    let server = t
-        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
-    let addr = server.local_addr().to_string();
-    (t, server, addr)
-}
 
 /// One request over a fresh h2c (or, with `http1`, HTTP/1.1) connection.
 async fn request(
@@ -103,10 +97,13 @@ async fn cors_allows_listed_origins_only() {
         assert!(!h.contains_key("access-control-allow-origin"));
     }
     assert!(t.packets().try_recv().is_none());
-    assert!(t
-        .metrics()
-        .encode_text()
-        .contains("cluster_transport_requests_refused_total{reason=\"origin\"} 2"));
+    assert_eq!(
+        metric(
+            t.metrics(),
+            "cluster_transport_requests_refused_total{reason=\"origin\"}"
+        ),
+        2.0
+    );
 }
 
 #[tokio::test]

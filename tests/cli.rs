@@ -3,6 +3,9 @@
 //! Every child process is killed when its guard drops, and every wait is
 //! bounded: a hung binary fails the test instead of hanging it.
 
+mod common;
+
+use common::metrics::metric_in;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -213,18 +216,6 @@ fn get_metrics(port: u16) -> String {
     let mut response = Vec::new();
     tcp.read_to_end(&mut response).expect("read response");
     String::from_utf8_lossy(&response).into_owned()
-}
-
-/// The value of an unlabelled sample in Prometheus text.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let mut parts = line.split_whitespace();
-        if parts.next()? == name {
-            parts.next()?.parse().ok()
-        } else {
-            None
-        }
-    })
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -473,13 +464,13 @@ fn metrics_count_received_packets() {
         "{response}"
     );
     assert_eq!(
-        sample(&response, "cluster_transport_rx_packets_total"),
-        Some(3.0),
+        metric_in(&response, "cluster_transport_rx_packets_total"),
+        3.0,
         "{response}"
     );
     assert_eq!(
-        sample(&response, "cluster_transport_rx_bytes_total"),
-        Some(15.0),
+        metric_in(&response, "cluster_transport_rx_bytes_total"),
+        15.0,
         "{response}"
     );
 }

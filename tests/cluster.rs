@@ -4,9 +4,11 @@
 //! Every wait is bounded (`Node::wait_for`), and every assertion is on
 //! member states, never on elapsed time.
 
+mod common;
+
+use common::metrics::metric_in;
+use common::tls_pair;
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions, PeerFilter};
-use gossiphttp::{ClientTls, ServerTls};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,8 +102,8 @@ async fn five_nodes_converge_die_restart_and_leave() {
     let deadline = tokio::time::Instant::now() + CONVERGE;
     loop {
         let text = nodes[0].metrics_text();
-        if text.contains("cluster_members{state=\"alive\"} 4")
-            && text.contains("cluster_members{state=\"left\"} 1")
+        if metric_in(&text, "cluster_members{state=\"alive\"}") == 4.0
+            && metric_in(&text, "cluster_members{state=\"left\"}") == 1.0
         {
             break;
         }
@@ -217,12 +219,7 @@ async fn a_custom_broadcast_reaches_every_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_tls_converge_and_detect_a_death() {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    let server_tls = ServerTls::from_der(vec![der.clone()], key).unwrap();
-    let client_tls = ClientTls::from_roots(vec![der]).unwrap();
+    let (server_tls, client_tls) = tls_pair();
     let tls = |name: &str, join: &[String]| {
         let mut o = options(name, join);
         o.transport.server_tls = Some(server_tls.clone());

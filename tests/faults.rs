@@ -3,9 +3,11 @@
 //! operations only, and leaks no tasks. Shutdown under load loses nothing
 //! silently: every packet answered `200` reaches `packets()`.
 
+mod common;
+
 use bytes::Bytes;
-use gossiphttp::{ClientTls, Error, MetricsRegistry, Options, Server, ServerTls, Transport};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use common::{metric, tls_pair, Peer};
+use gossiphttp::{ClientTls, Error, Options, Transport};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,56 +20,6 @@ use tokio::time::{sleep, timeout};
 
 /// The bound on every network wait: generous, only hit when something hangs.
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Peer {
-    transport: Transport,
-    server: Server,
-    addr: String,
-}
-
-async fn serve_on(opts: Options, listener: TcpListener) -> Peer {
-    let (transport, _) = Transport::new(opts).unwrap();
-    let server = transport.serve(listener).unwrap();
-    let addr = server.local_addr().to_string();
-    Peer {
-        transport,
-        server,
-        addr,
-    }
-}
-
-async fn served(opts: Options) -> Peer {
-    serve_on(opts, TcpListener::bind("127.0.0.1:0").await.unwrap()).await
-}
-
-impl Peer {
-    async fn stop(self) {
-        timeout(WAIT, self.transport.shutdown())
-            .await
-            .expect("transport shutdown hung");
-        timeout(WAIT, self.server.shutdown())
-            .await
-            .expect("server shutdown hung");
-    }
-}
-
-/// The value of one series (`name` or `name{labels}`) in the text exposition.
-fn metric(registry: &MetricsRegistry, series: &str) -> f64 {
-    registry
-        .encode_text()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse::<f64>().unwrap())
-        })
-        // A label set never used is not encoded: it counts 0. A metric
-        // without labels is always there; its absence means a wrong name.
-        .unwrap_or_else(|| {
-            assert!(series.contains('{'), "no metric {series}");
-            0.0
-        })
-}
 
 /// Binds `addr` again once the previous listener on it is gone (a crashed
 /// runtime closes its sockets asynchronously).
@@ -108,7 +60,7 @@ impl CrashablePeer {
         let (ready_tx, ready_rx) = oneshot::channel();
         rt.spawn(async move {
             let listener = rebind(bind).await;
-            let peer = serve_on(Options::default(), listener).await;
+            let peer = Peer::serve_on(Options::default(), listener).await;
             let mut packets = peer.transport.packets();
             tokio::spawn(async move {
                 while let Some(p) = packets.recv().await {
@@ -168,7 +120,7 @@ async fn round_trip(conn: &mut gossiphttp::StreamConn, msg: &[u8]) {
 #[tokio::test]
 async fn peer_crash_mid_stream_fails_only_that_peer() {
     let (a, a_metrics) = Transport::new(Options::default()).unwrap();
-    let c = served(Options::default()).await;
+    let c = Peer::start(Options::default()).await;
     let mut c_streams = c.transport.streams();
     tokio::spawn(async move {
         while let Some(conn) = c_streams.accept().await {
@@ -315,7 +267,7 @@ async fn a_silent_stream_times_out() {
     let mut opts = Options::default();
     opts.stream_idle_timeout = Duration::from_secs(1);
     let (a, a_metrics) = Transport::new(opts).unwrap();
-    let b = served(Options::default()).await;
+    let b = Peer::start(Options::default()).await;
     let mut conn = timeout(WAIT, a.dial(&b.addr, WAIT)).await.unwrap().unwrap();
     // B accepts and then never reads or writes.
     let accepted = timeout(WAIT, b.transport.streams().accept())
@@ -349,7 +301,7 @@ async fn a_frozen_peer_only_delays_its_own_packets() {
             held.push(tcp);
         }
     });
-    let c = served(Options::default()).await;
+    let c = Peer::start(Options::default()).await;
 
     let mut opts = Options::default();
     // Long against loopback round trips, short enough to wait out.
@@ -471,7 +423,7 @@ async fn connection_reset_fails_the_send_and_the_next_send_reconnects() {
     // The fake goes; a real peer takes its address.
     fake.abort();
     let _ = fake.await;
-    let b = serve_on(Options::default(), rebind(addr).await).await;
+    let b = Peer::serve_on(Options::default(), rebind(addr).await).await;
     assert_eq!(b.addr, addr.to_string());
     timeout(WAIT, a.send(Bytes::from_static(b"found"), &b.addr))
         .await
@@ -493,7 +445,7 @@ async fn connection_reset_fails_the_send_and_the_next_send_reconnects() {
 #[tokio::test]
 async fn peer_restart_on_same_address_graceful() {
     let (a, _) = Transport::new(Options::default()).unwrap();
-    let b = served(Options::default()).await;
+    let b = Peer::start(Options::default()).await;
     let addr: SocketAddr = b.addr.parse().unwrap();
     timeout(WAIT, a.send(Bytes::from_static(b"one"), &b.addr))
         .await
@@ -501,7 +453,7 @@ async fn peer_restart_on_same_address_graceful() {
         .unwrap();
     b.stop().await;
 
-    let b2 = serve_on(Options::default(), rebind(addr).await).await;
+    let b2 = Peer::serve_on(Options::default(), rebind(addr).await).await;
     timeout(WAIT, a.send(Bytes::from_static(b"two"), &b2.addr))
         .await
         .expect("send after the restart hung")
@@ -564,17 +516,6 @@ async fn peer_restart_on_same_address_after_crash() {
 
     timeout(WAIT, a.shutdown()).await.unwrap();
     b2.crash();
-}
-
-fn tls_pair() -> (ServerTls, ClientTls) {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    (
-        ServerTls::from_der(vec![der.clone()], key).unwrap(),
-        ClientTls::from_roots(vec![der]).unwrap(),
-    )
 }
 
 /// 4a. A peer that accepts TCP and never speaks TLS: sends and dials fail
@@ -857,7 +798,7 @@ async fn no_task_leak_after_talking_to_many_peers() {
     let (a, _) = Transport::new(Options::default()).unwrap();
     let mut peers = Vec::new();
     for _ in 0..50 {
-        peers.push(served(Options::default()).await);
+        peers.push(Peer::start(Options::default()).await);
     }
     for (i, peer) in peers.iter().enumerate() {
         for k in 0..3u8 {
@@ -927,7 +868,7 @@ async fn no_task_leak_after_talking_to_many_peers() {
 /// connect: one TCP (and TLS, and HTTP/2) connection per peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_use_of_a_peer_opens_one_connection() {
-    let b = served(Options::default()).await;
+    let b = Peer::start(Options::default()).await;
     let upstream: SocketAddr = b.addr.parse().unwrap();
     // A TCP proxy in front of B that counts the connections made to it.
     let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();

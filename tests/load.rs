@@ -2,8 +2,11 @@
 //! `GOSSIPHTTP_LOAD_SECS` seconds (default 20), with packets flowing beside
 //! them: no errors, and the process's memory stays bounded.
 
+mod common;
+
 use bytes::Bytes;
-use gossiphttp::{MetricsRegistry, Options, Transport};
+use common::metric;
+use gossiphttp::{Options, Transport};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,23 +46,6 @@ fn rss_bytes() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS in /proc/self/status");
     kb * 1024
-}
-
-fn metric(registry: &MetricsRegistry, series: &str) -> f64 {
-    registry
-        .encode_text()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse::<f64>().unwrap())
-        })
-        // A label set never used is not encoded: it counts 0. A metric
-        // without labels is always there; its absence means a wrong name.
-        .unwrap_or_else(|| {
-            assert!(series.contains('{'), "no metric {series}");
-            0.0
-        })
 }
 
 const MIB: u64 = 1 << 20;

@@ -1,28 +1,21 @@
 //! Shutdown: endpoints refuse, open streams end on both sides, sends fail
 //! loudly, received packets stay readable, and it all finishes promptly.
 
+mod common;
+
 use bytes::Bytes;
+use common::served;
 use gossiphttp::{Error, Options, Transport};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn served() -> (Transport, gossiphttp::Server, String) {
-    let (t, _) = Transport::new(Options::default()).unwrap();
-    let server = t
-        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
-    let addr = server.local_addr().to_string();
-    (t, server, addr)
-}
-
 #[tokio::test]
 async fn shutdown_closes_streams_on_both_sides() {
-    let (a, a_server, _) = served().await;
-    let (b, b_server, b_addr) = served().await;
+    let (a, a_server, _) = served(Options::default()).await;
+    let (b, b_server, b_addr) = served(Options::default()).await;
     let mut streams = b.streams();
     let mut dialed = a.dial(&b_addr, WAIT).await.unwrap();
     dialed.write_all(b"hello").await.unwrap();
@@ -65,8 +58,8 @@ async fn shutdown_closes_streams_on_both_sides() {
 
 #[tokio::test]
 async fn after_shutdown_sends_fail_and_received_packets_stay_readable() {
-    let (a, a_server, a_addr) = served().await;
-    let (b, b_server, _) = served().await;
+    let (a, a_server, a_addr) = served(Options::default()).await;
+    let (b, b_server, _) = served(Options::default()).await;
     for i in 0..3u8 {
         b.send(Bytes::from(vec![i]), &a_addr).await.unwrap();
     }

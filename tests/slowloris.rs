@@ -2,8 +2,11 @@
 //! bytes do not stop a healthy peer's packets, and are cut off after
 //! `header_read_timeout`; `max_connections` closes the extras at once.
 
+mod common;
+
 use bytes::Bytes;
-use gossiphttp::{MetricsRegistry, Options, Transport};
+use common::metric;
+use gossiphttp::{Options, Transport};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,23 +25,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const H1_REQUEST: &[u8] =
     b"POST /api/v1/ckit/transport/message HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
-
-fn metric(registry: &MetricsRegistry, series: &str) -> f64 {
-    registry
-        .encode_text()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse::<f64>().unwrap())
-        })
-        // A label set never used is not encoded: it counts 0. A metric
-        // without labels is always there; its absence means a wrong name.
-        .unwrap_or_else(|| {
-            assert!(series.contains('{'), "no metric {series}");
-            0.0
-        })
-}
 
 /// Counters shared by the trickling connections.
 #[derive(Default)]

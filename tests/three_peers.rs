@@ -1,22 +1,17 @@
 //! Three transports on 127.0.0.1 exchange packets pairwise and carry 1 MiB
 //! through a stream in both directions at once, over h2c and over TLS.
 
+mod common;
+
 use bytes::Bytes;
-use gossiphttp::{ClientTls, Options, Server, ServerTls, Transport};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use common::{tls_pair, Peer};
+use gossiphttp::{ClientTls, Options, ServerTls};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Peer {
-    transport: Transport,
-    server: Server,
-    addr: String,
-}
 
 async fn start(tls: Option<(ServerTls, ClientTls)>) -> Peer {
     let mut opts = Options::default();
@@ -24,28 +19,7 @@ async fn start(tls: Option<(ServerTls, ClientTls)>) -> Peer {
         opts.server_tls = Some(server);
         opts.client_tls = Some(client);
     }
-    let (transport, _metrics) = Transport::new(opts).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = transport.serve(listener).unwrap();
-    let addr = server.local_addr().to_string();
-    Peer {
-        transport,
-        server,
-        addr,
-    }
-}
-
-/// A self-signed certificate for 127.0.0.1 and localhost, trusted by the
-/// client config.
-fn tls_pair() -> (ServerTls, ClientTls) {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    (
-        ServerTls::from_der(vec![der.clone()], key).unwrap(),
-        ClientTls::from_roots(vec![der]).unwrap(),
-    )
+    Peer::start(opts).await
 }
 
 async fn exchange_packets(peers: &[Peer]) {

@@ -1,5 +1,13 @@
-//! Helpers shared by `tests/server_status.rs` and `tests/dead_peer.rs`.
+//! Helpers shared by the integration tests (each uses a subset).
 #![allow(dead_code)]
+
+pub mod metrics;
+pub mod tls;
+// Each test crate uses some of these.
+#[allow(unused_imports)]
+pub use metrics::{metric, metric_type};
+#[allow(unused_imports)]
+pub use tls::tls_pair;
 
 use gossiphttp::{MetricsRegistry, Options, Server, Transport};
 use std::future::Future;
@@ -33,8 +41,14 @@ pub struct Peer {
 
 impl Peer {
     pub async fn start(options: Options) -> Peer {
-        let (transport, registry) = Transport::new(options).expect("valid options");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Peer::serve_on(options, listener).await
+    }
+
+    /// A transport served on `listener` (say, one bound again to the port
+    /// of a peer that crashed).
+    pub async fn serve_on(options: Options, listener: TcpListener) -> Peer {
+        let (transport, registry) = Transport::new(options).expect("valid options");
         let server = transport.serve(listener).expect("serve");
         let addr = server.local_addr().to_string();
         Peer {
@@ -51,32 +65,11 @@ impl Peer {
     }
 }
 
-/// The value of one series (`name` or `name{labels}`) in the text
-/// exposition; 0 when absent (a label set never used is not encoded).
-pub fn metric(registry: &MetricsRegistry, series: &str) -> f64 {
-    let text = registry.encode_text();
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| {
-                    // OpenMetrics allows a timestamp after the value.
-                    let v = v.split_whitespace().next().unwrap_or_default();
-                    v.parse::<f64>()
-                        .unwrap_or_else(|_| panic!("{series}: bad value {v:?} in\n{text}"))
-                })
-        })
-        .unwrap_or(0.0)
-}
-
-/// The metric type a `# TYPE <family> <type>` line gives `family`.
-pub fn metric_type(registry: &MetricsRegistry, family: &str) -> Option<String> {
-    registry.encode_text().lines().find_map(|line| {
-        let rest = line.strip_prefix("# TYPE ")?;
-        let (name, kind) = rest.split_once(' ')?;
-        (name == family).then(|| kind.trim().to_string())
-    })
+/// A transport served on a fresh loopback port, with its server and
+/// address.
+pub async fn served(options: Options) -> (Transport, Server, String) {
+    let peer = Peer::start(options).await;
+    (peer.transport, peer.server, peer.addr)
 }
 
 /// Polls `cond` until it holds or `limit` passes; true if it held. Used to
