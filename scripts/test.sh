@@ -32,7 +32,7 @@ step "clippy + build (wasm32-unknown-unknown)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
 cargo build --locked --lib --target wasm32-unknown-unknown
 
-step "every feature combination builds (cargo hack --feature-powerset)"
+step "every feature combination builds, warnings denied (cargo hack --feature-powerset)"
 if ! cargo hack --version >/dev/null 2>&1; then
   cargo install cargo-hack --locked
 fi
@@ -41,8 +41,8 @@ fi
 # --locked: dropping the dev-dependencies prunes them from Cargo.lock while
 # cargo-hack runs (taiki-e/cargo-hack#274); it restores the file afterwards,
 # and the --locked commands above already hold it to Cargo.toml.
-cargo hack check --feature-powerset --no-dev-deps
-cargo hack check --feature-powerset --no-dev-deps --lib --target wasm32-unknown-unknown
+cargo hack clippy --feature-powerset --no-dev-deps -- -D warnings
+cargo hack clippy --feature-powerset --no-dev-deps --lib --target wasm32-unknown-unknown -- -D warnings
 
 step "tests (native)"
 cargo test --locked --lib --bins --tests

@@ -59,7 +59,11 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         .await
         .map_err(|e| Failure::usage(describe(&e)))?;
     let addr = &node.id().addr;
-    let scheme = if args.serve.tls() { "https" } else { "http" };
+    let scheme = if args.serve.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     emit(&format!(
         "node {} listening on {addr} (members: {scheme}://{addr}/api/v1/members, page: {scheme}://{addr}/)",
         args.name,

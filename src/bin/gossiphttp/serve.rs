@@ -66,11 +66,6 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// Whether the server speaks TLS (clients then use https://).
-    pub fn tls(&self) -> bool {
-        self.tls_cert.is_some()
-    }
-
     /// Sets the server side of `options` from the flags.
     pub fn apply(&self, options: &mut Options) -> Result<(), Failure> {
         options.server_tls = self.server_tls()?;
