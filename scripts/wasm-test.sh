@@ -7,7 +7,7 @@
 #   3. the npm package, release (scripts/build-pkg.sh), with its .wasm size raw and gzip
 #   4. tests/wasm_codec.rs under wasm-bindgen-test: in Node, then in headless Chromium
 #   5. node --test tests/wasm/: Node, workerd and Chromium (playwright-core) against
-#      the native example peer (target/debug/examples/wasm_peer)
+#      the native peer, `gossiphttp listen` (target/debug/gossiphttp)
 #
 # Expects ../shared/vectors/frames.json next to the repository (compiled into the wasm
 # tests). Set WASM_TEST_SKIP_INSTALL=1 to fail instead of installing missing tools.
@@ -69,8 +69,8 @@ cargo clippy --target wasm32-unknown-unknown --no-default-features --lib --test 
 step "npm package (release)"
 scripts/build-pkg.sh
 
-step "native example peer and CLI (the JS tests drive both)"
-cargo build --example wasm_peer --bin gossiphttp
+step "the CLI (the JS tests run \`gossiphttp listen\` as their native peer)"
+cargo build --locked --bin gossiphttp
 
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 step "wasm-bindgen tests in Node"
@@ -80,7 +80,7 @@ step "wasm-bindgen tests in headless Chromium"
 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver || echo /usr/bin/chromedriver)" \
   cargo test --no-default-features --target wasm32-unknown-unknown --test wasm_codec
 
-step "node --test tests/wasm/ (Node, workerd, Chromium against wasm_peer)"
+step "node --test tests/wasm/ (Node, workerd, Chromium against gossiphttp listen)"
 node --test tests/wasm/
 
 echo
