@@ -240,3 +240,46 @@ fn node_takes_the_server_flags() {
     ]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Two members under mutual TLS: each presents its certificate when it
+/// reaches the other, so `b` joins `a`, which requires client certificates.
+#[cfg(feature = "cluster")]
+#[test]
+fn nodes_under_mutual_tls_present_their_certificate_to_each_other() {
+    let pki = pki();
+    let (cert, key) = &pki.server;
+    let node = |name: &str, join: &[&str]| {
+        let args = [
+            &[
+                "node",
+                "--name",
+                name,
+                "--listen",
+                "127.0.0.1:0",
+                "--fast",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+                "--tls-client-ca",
+                &pki.ca,
+                "--tls-ca",
+                &pki.ca,
+            ][..],
+            join,
+        ]
+        .concat();
+        Listener::spawn(&args, &[], " listening on ")
+    };
+    let a = node("a", &[]);
+    let _b = node("b", &["--join", &a.addr]);
+    let started = Instant::now();
+    while !a.stderr.lock().unwrap().contains("member alive") {
+        assert!(
+            started.elapsed() < STEP,
+            "a never saw b alive; a's log: {}",
+            a.stderr.lock().unwrap()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
