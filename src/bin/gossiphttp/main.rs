@@ -164,12 +164,15 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr at `default` level unless `RUST_LOG` says otherwise.
+/// Logs to stderr at `default` level unless `RUST_LOG` says otherwise, in
+/// colour only on a terminal (escape codes would litter a log file).
 fn init_logging(default: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
