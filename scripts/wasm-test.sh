@@ -64,7 +64,7 @@ echo "rustc $(rustc --version | cut -d' ' -f2), $(wasm-bindgen --version), $(was
 # The wasm32 code only: the binary, benches, examples and the other tests are native.
 # (--no-default-features: the `cli` feature would ask for the native binary.)
 step "clippy (wasm32: lib + tests/wasm_codec.rs)"
-cargo clippy --target wasm32-unknown-unknown --no-default-features --lib --test wasm_codec -- -D warnings
+cargo clippy --locked --target wasm32-unknown-unknown --no-default-features --lib --test wasm_codec -- -D warnings
 
 step "npm package (release)"
 scripts/build-pkg.sh
@@ -74,11 +74,11 @@ cargo build --locked --bin gossiphttp
 
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 step "wasm-bindgen tests in Node"
-cargo test --no-default-features --target wasm32-unknown-unknown --test wasm_codec
+cargo test --locked --no-default-features --target wasm32-unknown-unknown --test wasm_codec
 
 step "wasm-bindgen tests in headless Chromium"
 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver || echo /usr/bin/chromedriver)" \
-  cargo test --no-default-features --target wasm32-unknown-unknown --test wasm_codec
+  cargo test --locked --no-default-features --target wasm32-unknown-unknown --test wasm_codec
 
 step "node --test tests/wasm/ (Node, workerd, Chromium against gossiphttp listen)"
 node --test tests/wasm/
