@@ -49,6 +49,15 @@ sanitizer=()
 # Debug assertions on: overflow checks and the crate's debug_assert!s count.
 build_flags=(--debug-assertions "${sanitizer[@]}")
 
+# cargo fuzz has no --locked (rust-fuzz/cargo-fuzz#312); this check fails
+# the same way when fuzz/Cargo.lock no longer matches, before the build
+# would rewrite it.
+step "fuzz/Cargo.lock is current"
+if ! cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then
+  echo "fuzz/Cargo.lock is stale: run \`cargo metadata --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null\` (or \`cargo update -p gossiphttp\` in fuzz/) and commit it" >&2
+  exit 1
+fi
+
 step "build fuzz targets"
 for t in "${targets[@]}"; do
   cargo +nightly fuzz build "${build_flags[@]}" "$t"

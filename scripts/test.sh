@@ -23,16 +23,30 @@ fi
 step "format"
 cargo fmt --all -- --check
 
+# Every cargo command runs --locked: a Cargo.lock that no longer matches
+# Cargo.toml fails here instead of being rewritten quietly.
 step "clippy (native)"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --locked --all-targets -- -D warnings
 
 step "clippy + build (wasm32-unknown-unknown)"
-cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
-cargo build --lib --target wasm32-unknown-unknown
+cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
+cargo build --locked --lib --target wasm32-unknown-unknown
+
+step "every feature combination builds, warnings denied (cargo hack --feature-powerset)"
+if ! cargo hack --version >/dev/null 2>&1; then
+  cargo install cargo-hack --locked
+fi
+# --no-dev-deps: the library and binary as users get them, without the
+# dev-dependencies' features (tokio "full") hiding a missing one. Not
+# --locked: dropping the dev-dependencies prunes them from Cargo.lock while
+# cargo-hack runs (taiki-e/cargo-hack#274); it restores the file afterwards,
+# and the --locked commands above already hold it to Cargo.toml.
+cargo hack clippy --feature-powerset --no-dev-deps -- -D warnings
+cargo hack clippy --feature-powerset --no-dev-deps --lib --target wasm32-unknown-unknown -- -D warnings
 
 step "tests (native)"
-cargo test --lib --bins --tests
-cargo test --doc
+cargo test --locked --lib --bins --tests
+cargo test --locked --doc
 
 step "wasm: codec in Node and Chromium, the npm package, browser/Node/workerd end to end"
 ./scripts/wasm-test.sh
@@ -41,4 +55,4 @@ step "fuzzing: frame decoder and server handler, 60 s each (ASan)"
 ./scripts/fuzz.sh 60
 
 step "benchmark harness (smoke: --quick; the real table is in benches/RESULTS.md)"
-cargo bench --bench transport -- --quick
+cargo bench --locked --bench transport -- --quick

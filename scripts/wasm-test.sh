@@ -7,7 +7,7 @@
 #   3. the npm package, release (scripts/build-pkg.sh), with its .wasm size raw and gzip
 #   4. tests/wasm_codec.rs under wasm-bindgen-test: in Node, then in headless Chromium
 #   5. node --test tests/wasm/: Node, workerd and Chromium (playwright-core) against
-#      the native example peer (target/debug/examples/wasm_peer)
+#      the native peer, `gossiphttp listen` (target/debug/gossiphttp)
 #
 # Expects ../shared/vectors/frames.json next to the repository (compiled into the wasm
 # tests). Set WASM_TEST_SKIP_INSTALL=1 to fail instead of installing missing tools.
@@ -64,23 +64,23 @@ echo "rustc $(rustc --version | cut -d' ' -f2), $(wasm-bindgen --version), $(was
 # The wasm32 code only: the binary, benches, examples and the other tests are native.
 # (--no-default-features: the `cli` feature would ask for the native binary.)
 step "clippy (wasm32: lib + tests/wasm_codec.rs)"
-cargo clippy --target wasm32-unknown-unknown --no-default-features --lib --test wasm_codec -- -D warnings
+cargo clippy --locked --target wasm32-unknown-unknown --no-default-features --lib --test wasm_codec -- -D warnings
 
 step "npm package (release)"
 scripts/build-pkg.sh
 
-step "native example peer and CLI (the JS tests drive both)"
-cargo build --example wasm_peer --bin gossiphttp
+step "the CLI (the JS tests run \`gossiphttp listen\` as their native peer)"
+cargo build --locked --bin gossiphttp
 
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 step "wasm-bindgen tests in Node"
-cargo test --no-default-features --target wasm32-unknown-unknown --test wasm_codec
+cargo test --locked --no-default-features --target wasm32-unknown-unknown --test wasm_codec
 
 step "wasm-bindgen tests in headless Chromium"
 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver || echo /usr/bin/chromedriver)" \
-  cargo test --no-default-features --target wasm32-unknown-unknown --test wasm_codec
+  cargo test --locked --no-default-features --target wasm32-unknown-unknown --test wasm_codec
 
-step "node --test tests/wasm/ (Node, workerd, Chromium against wasm_peer)"
+step "node --test tests/wasm/ (Node, workerd, Chromium against gossiphttp listen)"
 node --test tests/wasm/
 
 echo

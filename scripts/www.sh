@@ -19,13 +19,13 @@ if [[ ! -f pkg/gossiphttp_bg.wasm || -n "$(find src Cargo.toml -newer pkg/gossip
   scripts/build-pkg.sh
 fi
 
-# 2. The native node: wasm_peer prints one JSON line per packet and stream, echoes streams.
-echo "==> building the native node (examples/wasm_peer)"
-cargo build --quiet --example wasm_peer
-if [[ -f "$TLS_DIR/cert.pem" && -f "$TLS_DIR/key.pem" ]]; then
-  tls=(--cert "$TLS_DIR/cert.pem" --key "$TLS_DIR/key.pem") # the same certificate as last time: accept it once
-else
-  tls=(--tls-dir "$TLS_DIR")
+# 2. The native node, `gossiphttp listen`: one JSON line per packet and stream event,
+#    streams echoed. Its certificate is kept, so the browser accepts it once.
+echo "==> building the native node (gossiphttp listen)"
+cargo build --quiet --bin gossiphttp
+if [[ ! -f "$TLS_DIR/cert.pem" || ! -f "$TLS_DIR/key.pem" ]]; then
+  # The JS tests' helper makes it (openssl), so both make the same kind.
+  node --input-type=module -e "import { makeCert } from './tests/wasm/support.mjs'; makeCert(process.argv[1]);" "$TLS_DIR"
 fi
 
 pids=()
@@ -36,7 +36,8 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-target/debug/examples/wasm_peer --listen "127.0.0.1:${NODE_PORT}" "${tls[@]}" --cors "$ORIGIN" &
+target/debug/gossiphttp listen --addr "127.0.0.1:${NODE_PORT}" --echo-streams \
+  --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" --cors "$ORIGIN" &
 pids+=($!)
 
 # 3. The page: www/ and pkg/ only, with the right MIME types (application/wasm).

@@ -4,11 +4,12 @@
 // Then the same page talks to a worker (handleRequest with corsAllowedOrigins in workerd).
 // Saves target/artifacts/www.png (the page after an exchange).
 //
-// Needs pkg/ (scripts/build-pkg.sh), target/debug/examples/wasm_peer and /usr/bin/chromium.
+// Needs pkg/ (scripts/build-pkg.sh), target/debug/gossiphttp and /usr/bin/chromium.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
@@ -16,6 +17,7 @@ import {
   here,
   hex,
   http1Request,
+  makeCert,
   pkgDir,
   serveStatic,
   sleep,
@@ -29,6 +31,7 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const enc = new TextEncoder();
 
 let browser, allowed, other, peer;
+const certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gossiphttp-browser-tls-'));
 
 before(async () => {
   for (const f of ['gossiphttp.js', 'gossiphttp_bg.wasm']) {
@@ -36,7 +39,8 @@ before(async () => {
   }
   allowed = await serveStatic(); // the page's origin, in the peer's CORS list
   other = await serveStatic(); // same files, another origin, not in the list
-  peer = await startPeer(['--cors', allowed.origin]);
+  const { cert, key } = makeCert(certDir);
+  peer = await startPeer(['--tls-cert', cert, '--tls-key', key, '--cors', allowed.origin]);
   assert.match(peer.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   browser = await withTimeout(
     chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--ignore-certificate-errors'] }),
@@ -48,6 +52,7 @@ before(async () => {
 after(async () => {
   await browser?.close().catch(() => {});
   await stopAll();
+  fs.rmSync(certDir, { recursive: true, force: true });
 });
 
 /** Opens the www page from `origin`, records the network via CDP, waits until the wasm is loaded. */
@@ -137,7 +142,7 @@ test('browser → native: a stream exchange returns the node’s frames; preflig
   const want = hex(enc.encode(text));
   assert.equal(sent[0].payloadHex, want);
   assert.equal(back, want, 'the page shows what the node echoed');
-  const closed = await peer.streamClosed(15_000);
+  const closed = await peer.streamClose(15_000);
   assert.equal(closed.hex, want, 'the node received the stream byte-exact');
   assert.equal(closed.error, undefined);
 

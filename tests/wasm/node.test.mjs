@@ -5,8 +5,8 @@
 // README's Node snippet as written, the packed package installed with npm against
 // `gossiphttp listen` (the 505 error names the fix), and the TypeScript types (tsc --strict).
 //
-// Node's fetch speaks HTTP/1.1 only, so the native peer runs with --http1. It serves
-// TLS with its own self-signed certificate, and Node must trust it: NODE_EXTRA_CA_CERTS
+// Node's fetch speaks HTTP/1.1 only, so the native peer (`gossiphttp listen`) runs with
+// --accept-http1. It serves TLS with a self-signed certificate (makeCert), and Node must trust it: NODE_EXTRA_CA_CERTS
 // is read once at start-up, so this file first makes the certificate, then runs itself
 // again (`node --test`) with NODE_EXTRA_CA_CERTS pointing at it. No certificate check is
 // turned off. Plain-HTTP mock servers (node:http) cover what a well-behaved peer never
@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { concat, freePort, hex, pattern, pkgDir, repoRoot, serveStatic, spawnTracked, startPeer, startWorkerd, stopAll, stopChild, waitUntil, withTimeout } from './support.mjs';
+import { concat, freePort, hex, makeCert, pattern, pkgDir, repoRoot, serveStatic, spawnTracked, startPeer, startWorkerd, stopAll, stopChild, waitUntil, withTimeout } from './support.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const TLS_ENV = 'GOSSIPHTTP_NODE_TEST_TLS_DIR';
@@ -33,9 +33,7 @@ if (!tlsDir) {
   test('Node fetch → native peer over TLS (its certificate trusted through NODE_EXTRA_CA_CERTS)', { timeout: 240_000 }, async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gossiphttp-node-tls-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const maker = await startPeer(['--tls-dir', dir]);
-    await maker.stop();
-    assert.ok(fs.existsSync(path.join(dir, 'cert.pem')), 'wasm_peer wrote cert.pem');
+    makeCert(dir);
     // Without NODE_TEST_CONTEXT, the inner `node --test` runs as a top-level run.
     const { NODE_TEST_CONTEXT, ...env } = process.env;
     const child = spawn(process.execPath, ['--test', '--test-reporter=tap', self], {
@@ -62,12 +60,12 @@ async function runSuite(dir) {
   const gossip = await import(path.join(pkgDir, 'gossiphttp.js'));
   gossip.initSync({ module: fs.readFileSync(path.join(pkgDir, 'gossiphttp_bg.wasm')) });
   const { Peer, encodeFrame, FrameDecoder } = gossip;
-  const tls = ['--cert', path.join(dir, 'cert.pem'), '--key', path.join(dir, 'key.pem')];
+  const tls = ['--tls-cert', path.join(dir, 'cert.pem'), '--tls-key', path.join(dir, 'key.pem')];
   const enc = (s) => new TextEncoder().encode(s);
 
-  let peer; // wasm_peer: TLS, HTTP/1.1 accepted, echoes streams
+  let peer; // gossiphttp listen: TLS, HTTP/1.1 accepted, echoes streams
   before(async () => {
-    peer = await startPeer([...tls, '--http1']);
+    peer = await startPeer([...tls, '--accept-http1']);
     assert.match(peer.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   });
 
@@ -130,7 +128,7 @@ async function runSuite(dir) {
     }
   });
 
-  test('Node → wasm_peer (TLS, HTTP/1.1): send and sendMany arrive byte-exact, 0xCD-sized too', async () => {
+  test('Node → gossiphttp listen (TLS, HTTP/1.1): send and sendMany arrive byte-exact, 0xCD-sized too', async () => {
     const p = new Peer(peer.url);
     const big = pattern(100_000, 3);
     await Promise.all([p.send(enc('one')), p.send(enc('two'))]);
@@ -144,7 +142,7 @@ async function runSuite(dir) {
     await p.sendMany([]); // nothing to send: no request, resolves
   });
 
-  test('Node → wasm_peer: an exchange returns the echoed bytes (for await, next, bytes)', async () => {
+  test('Node → gossiphttp listen: an exchange returns the echoed bytes (for await, next, bytes)', async () => {
     const p = new Peer(peer.url);
     const data = [enc('hello '), pattern(200_000, 1), enc('world')];
     const ex = await p.exchange(data);
@@ -152,16 +150,16 @@ async function runSuite(dir) {
     for await (const c of ex) chunks.push(c);
     assert.equal(hex(concat(chunks)), hex(concat(data)));
     assert.equal(await ex.next(), undefined, 'next() after the end');
-    const closed = await peer.streamClosed();
-    assert.equal(closed.hex, hex(concat(data)), 'wasm_peer received the exchange byte-exact');
+    const closed = await peer.streamClose();
+    assert.equal(closed.hex, hex(concat(data)), 'the native peer received the exchange byte-exact');
 
     const ex2 = await p.exchange(enc('single chunk'));
     assert.equal(new TextDecoder().decode(await ex2.bytes()), 'single chunk');
-    await peer.streamClosed();
+    await peer.streamClose();
 
     const ex3 = await p.exchange([]);
     assert.equal((await ex3.bytes()).length, 0, 'an empty exchange echoes nothing');
-    await peer.streamClosed();
+    await peer.streamClose();
   });
 
   test('Peer.open() is full duplex in Node: the echo of a write arrives before close()', async () => {
@@ -180,7 +178,7 @@ async function runSuite(dir) {
     assert.equal(await s.next(), undefined, 'the peer ends after our close()');
     const err = await rejection(s.write(enc('late')));
     assert.equal(err.code, 'closed');
-    const closed = await peer.streamClosed();
+    const closed = await peer.streamClose();
     assert.equal(closed.hex, hex(concat([enc('ping'), big])));
   });
 
@@ -306,7 +304,7 @@ async function runSuite(dir) {
     const ex = await new Peer(peer.url).exchange(pattern(10_000));
     ex.cancel();
     assert.equal((await rejection(ex.next())).code, 'closed');
-    await peer.streamClosed();
+    await peer.streamClose();
 
     // Leaving a for-await loop early cancels the exchange.
     const ex2 = await new Peer(peer.url).exchange([enc('a'), enc('b')]);
@@ -315,7 +313,7 @@ async function runSuite(dir) {
       break;
     }
     assert.equal((await rejection(ex2.next())).code, 'closed');
-    await peer.streamClosed();
+    await peer.streamClose();
   });
 
   test("pkg/README.md's Node snippet runs as written (package exports, initSync, send, open)", async (t) => {
@@ -340,7 +338,7 @@ async function runSuite(dir) {
     assert.match(out, /^ping$/m, 'the echo came back while the stream was open');
     const [packet] = await peer.packets(1);
     assert.equal(packet.hex, hex(enc('hello')));
-    assert.equal((await peer.streamClosed()).hex, hex(enc('ping')));
+    assert.equal((await peer.streamClose()).hex, hex(enc('ping')));
   });
 
   /** Runs `cmd args` to its end (bounded); resolves `{ code, out, err }`. */
@@ -469,7 +467,7 @@ console.log(JSON.stringify(results));
   });
 
   test('in workerd, open() is full duplex too: the echo arrives before close()', { timeout: 60_000 }, async (t) => {
-    // A worker (written here) opens a stream to wasm_peer (plain HTTP/1.1, what local
+    // A worker (written here) opens a stream to gossiphttp listen (plain HTTP/1.1, what local
     // workerd's outbound fetch speaks), writes, reads the echo, then closes.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gossiphttp-workerd-open-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -517,7 +515,7 @@ const w :Workerd.Worker = (
 );
 `,
     );
-    const plain = await startPeer(['--plain', '--http1']);
+    const plain = await startPeer(['--accept-http1']);
     const wd = await startWorkerd({
       template: path.join(dir, 'config.capnp.in'),
       files: {
@@ -530,7 +528,7 @@ const w :Workerd.Worker = (
       const res = await fetch(`${wd.url}/?peer=${encodeURIComponent(plain.url)}`, { signal: AbortSignal.timeout(20_000) });
       const body = await res.json();
       assert.deepEqual(body, { first: 'ping', rest: 0 });
-      assert.equal((await plain.streamClosed()).hex, hex(enc('ping')));
+      assert.equal((await plain.streamClose()).hex, hex(enc('ping')));
     } finally {
       await wd.stop();
       await plain.stop();

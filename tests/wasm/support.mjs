@@ -1,6 +1,7 @@
 // Shared helpers for the JS end-to-end tests (node --test tests/wasm/).
 //
-// - startPeer(args):    spawn the native `wasm_peer` example, parse its JSON lines
+// - makeCert(dir):      a self-signed certificate for 127.0.0.1 and localhost (openssl)
+// - startPeer(args):    spawn `gossiphttp listen`, parse its JSON lines
 // - serveStatic(opts):  a tiny static file server (right MIME type for .wasm)
 // - startWorkerd(opts): run workerd with a config generated from a template
 // - freePort(), withTimeout(), waitUntil(), stopAll()
@@ -8,7 +9,7 @@
 // Every wait is bounded, and every child process started here is killed by
 // stopAll() (call it from `after()`), on process exit, and on SIGINT/SIGTERM.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -21,7 +22,7 @@ export const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '..', '..');
 export const pkgDir = path.join(repoRoot, 'pkg');
 export const wwwDir = path.join(repoRoot, 'www');
-export const peerBin = path.join(repoRoot, 'target', 'debug', 'examples', 'wasm_peer');
+export const cliBin = path.join(repoRoot, 'target', 'debug', 'gossiphttp');
 export const workerdBin = path.join(here, 'node_modules', '.bin', 'workerd');
 export const artifactsDir = path.join(repoRoot, 'target', 'artifacts');
 
@@ -113,7 +114,7 @@ export function spawnTracked(cmd, args, opts = {}) {
   return child;
 }
 
-/** Stops one child: SIGTERM (SIGINT for `wasm_peer`), then SIGKILL after `graceMs`. */
+/** Stops one child: SIGTERM, then SIGKILL after `graceMs`. */
 export async function stopChild(child, { signal = 'SIGTERM', graceMs = 3000 } = {}) {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
@@ -146,22 +147,50 @@ export async function stopAll() {
 }
 
 /**
- * Starts `target/debug/examples/wasm_peer` with `args` (e.g. `['--plain', '--http1']`,
- * `['--cors', 'http://127.0.0.1:8080']`) and waits for its `listening` line.
+ * Writes a self-signed certificate for 127.0.0.1 and localhost, and its key, to
+ * `dir` (made if missing) as cert.pem and key.pem, with openssl. It is marked
+ * `CA:FALSE`: a certificate that is its own CA is refused as a server's by rustls.
+ * Returns `{ cert, key }` (paths).
+ */
+export function makeCert(dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  // prettier-ignore
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '7', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-addext', 'basicConstraints=critical,CA:FALSE',
+  ], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 });
+  return { cert, key };
+}
+
+/**
+ * Starts `target/debug/gossiphttp listen --addr 127.0.0.1:0 --echo-streams` with the
+ * CLI's flags `args` (e.g. `['--accept-http1']`, `['--cors', 'http://127.0.0.1:8080']`,
+ * `['--tls-cert', cert, '--tls-key', key]`) and waits until it listens.
  *
- * Returns `{ url, addr, cert, listening, events, child, next(pred, ms), packets(n, ms),
- * streamClosed(ms), stop() }`. `events` holds every JSON line seen so far; `next` waits
+ * Its first line (`listening on ADDR`) becomes the event `{ event: 'listening', addr, url }`;
+ * every later line is a JSON event (`packet`, `stream_open`, `stream_data`, `stream_close`).
+ * A `stream_close` event also gets `hex`: every byte its stream sent, from its
+ * `stream_data` events (each was echoed back as it arrived).
+ *
+ * Returns `{ url, addr, listening, events, child, next(pred, ms), packets(n, ms),
+ * streamClose(ms), stop() }`. `events` holds every event seen so far; `next` waits
  * for the first event (already seen or still to come) matching `pred` that no earlier
  * `next` call took.
  */
 export async function startPeer(args = [], { timeoutMs = 20_000 } = {}) {
-  if (!fs.existsSync(peerBin)) {
-    throw new Error(`${peerBin} is missing: run \`cargo build --example wasm_peer\` first`);
+  if (!fs.existsSync(cliBin)) {
+    throw new Error(`${cliBin} is missing: run \`cargo build --bin gossiphttp\` first`);
   }
-  const child = spawnTracked(peerBin, ['--listen', '127.0.0.1:0', ...args], { cwd: repoRoot });
+  const scheme = args.includes('--tls-cert') ? 'https' : 'http';
+  const child = spawnTracked(cliBin, ['listen', '--addr', '127.0.0.1:0', '--echo-streams', ...args], { cwd: repoRoot });
   const events = [];
   const taken = new Set();
   const waiters = new Set();
+  const received = new Map(); // stream number -> hex received so far
   let buf = '';
   child.stdout.setEncoding('utf8');
   child.stdout.on('data', (d) => {
@@ -172,10 +201,20 @@ export async function startPeer(args = [], { timeoutMs = 20_000 } = {}) {
       buf = buf.slice(nl + 1);
       if (!line) continue;
       let ev;
-      try {
-        ev = JSON.parse(line);
-      } catch {
-        ev = { event: 'unparsed', line };
+      const listening = /^listening on (\S+)$/.exec(line);
+      if (listening) {
+        ev = { event: 'listening', addr: listening[1], url: `${scheme}://${listening[1]}` };
+      } else {
+        try {
+          ev = JSON.parse(line);
+        } catch {
+          ev = { event: 'unparsed', line };
+        }
+      }
+      if (ev.event === 'stream_data') received.set(ev.stream, (received.get(ev.stream) ?? '') + ev.hex);
+      if (ev.event === 'stream_close') {
+        ev.hex = received.get(ev.stream) ?? '';
+        received.delete(ev.stream);
       }
       events.push(ev);
       for (const w of waiters) w();
@@ -198,7 +237,7 @@ export async function startPeer(args = [], { timeoutMs = 20_000 } = {}) {
       const onExit = () => {
         if (!check()) {
           cleanup();
-          reject(new Error(`${label}: wasm_peer exited (${child.exitCode ?? child.signalCode}); stderr:\n${child.output}`));
+          reject(new Error(`${label}: gossiphttp listen exited (${child.exitCode ?? child.signalCode}); stderr:\n${child.output}`));
         }
       };
       const timer = setTimeout(() => {
@@ -216,14 +255,13 @@ export async function startPeer(args = [], { timeoutMs = 20_000 } = {}) {
     });
   }
 
-  const listening = await next((e) => e.event === 'listening', timeoutMs, 'wasm_peer listening');
+  const listening = await next((e) => e.event === 'listening', timeoutMs, 'gossiphttp listen listening');
   return {
     child,
     events,
     listening,
     url: listening.url,
     addr: listening.addr,
-    cert: listening.cert,
     next,
     /** The next `n` packet events, in arrival order. */
     async packets(n, ms = 10_000) {
@@ -231,15 +269,16 @@ export async function startPeer(args = [], { timeoutMs = 20_000 } = {}) {
       for (let i = 0; i < n; i++) out.push(await next((e) => e.event === 'packet', ms, `packet ${i + 1} of ${n}`));
       return out;
     },
-    streamClosed(ms = 10_000) {
-      return next((e) => e.event === 'stream_closed', ms, 'stream_closed');
+    /** The next `stream_close` event, with `hex` (every byte the stream sent). */
+    streamClose(ms = 10_000) {
+      return next((e) => e.event === 'stream_close', ms, 'stream_close');
     },
     /** Every packet event seen so far (taken or not). */
     seenPackets() {
       return events.filter((e) => e.event === 'packet');
     },
     stop() {
-      return stopChild(child, { signal: 'SIGINT' });
+      return stopChild(child);
     },
   };
 }

@@ -2,10 +2,10 @@
 //  (a) native → worker: the gossiphttp CLI (`--http1`, what a local workerd speaks) and
 //      node:http send packets and streams; status rules checked;
 //  (b) worker → native: the worker's Peer sends packets and an exchange to
-//      `wasm_peer --plain --http1`; wasm_peer's JSON lines prove the bytes.
+//      `gossiphttp listen --accept-http1`; its JSON lines prove the bytes.
 //
-// Needs pkg/ (scripts/build-pkg.sh) and target/debug/examples/wasm_peer
-// (cargo build --example wasm_peer); the CLI part needs target/debug/gossiphttp.
+// Needs pkg/ (scripts/build-pkg.sh) and target/debug/gossiphttp
+// (cargo build --bin gossiphttp).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -295,8 +295,8 @@ test('worker status rules: 404, 401, 400, 405, 413; refused bodies deliver nothi
   ]);
 });
 
-test('worker → native (wasm_peer --plain --http1): Peer packets and an exchange', async () => {
-  const peer = await startPeer(['--plain', '--http1']);
+test('worker → native (gossiphttp listen --accept-http1): Peer packets and an exchange', async () => {
+  const peer = await startPeer(['--accept-http1']);
   try {
     const packets = [new TextEncoder().encode('from the worker'), pattern(1400, 5), pattern(70_000, 6, 7), new Uint8Array(0)];
     const stream = [new TextEncoder().encode('stream '), pattern(100_000, 2, 3), new TextEncoder().encode(' end')];
@@ -314,8 +314,8 @@ test('worker → native (wasm_peer --plain --http1): Peer packets and an exchang
       packets.map((p) => [p.length, hex(p)]),
     );
     assert.match(seen[0].from, /^127\.0\.0\.1:\d+$/);
-    const closed = await peer.streamClosed();
-    assert.equal(closed.hex, hex(concat(stream)), 'wasm_peer received the exchange byte-exact');
+    const closed = await peer.streamClose();
+    assert.equal(closed.hex, hex(concat(stream)), 'the native peer received the exchange byte-exact');
     assert.equal(closed.error, undefined);
     assert.equal(answer.echoed, hex(concat(stream)), 'the worker got the echo back');
   } finally {
