@@ -110,8 +110,8 @@ async fn write_to_refuses_bad_input_clearly() {
 /// server's graceful close (up to 5 s) open; then the server closes.
 #[tokio::test]
 async fn shutdown_with_ends_open_exchanges_and_then_the_server() {
-    let (a, a_server, _) = served().await;
-    let (b, b_server, b_addr) = served().await;
+    let (a, a_server, _) = served(Options::default()).await;
+    let (b, b_server, b_addr) = served(Options::default()).await;
     let mut streams = b.streams();
     let mut dialed = a.dial(&b_addr, WAIT).await.unwrap();
     dialed.write_all(b"hi").await.unwrap();

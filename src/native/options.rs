@@ -1,9 +1,9 @@
 //! The transport's options: what each one does, its default, and the
 //! rules [`Transport::new`](super::Transport::new) checks them against.
 
-use crate::contract::Token;
 use super::tls::{ClientTls, ServerTls};
 use crate::codec::{DEFAULT_MAX_PACKET_SIZE, MAX_FRAME_PAYLOAD};
+use crate::contract::Token;
 use crate::Error;
 use std::net::SocketAddr;
 use std::time::Duration;

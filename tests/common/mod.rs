@@ -60,8 +60,11 @@ impl Peer {
     }
 
     pub async fn stop(self) {
-        within("transport shutdown", self.transport.shutdown()).await;
-        within("server shutdown", self.server.shutdown()).await;
+        within(
+            "transport and server shutdown",
+            self.server.shutdown_with(&self.transport),
+        )
+        .await;
     }
 }
 

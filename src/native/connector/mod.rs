@@ -12,9 +12,9 @@ mod sniff;
 
 pub(crate) use h2_pool::{CONNECTION_WINDOW, MAX_H2_FRAME, STREAM_WINDOW};
 
-use crate::contract::Token;
 use super::body::FrameBody;
 use super::tls::ClientTls;
+use crate::contract::Token;
 use crate::{Error, PeerAddr, Scheme};
 use dialer::Dialer;
 use h2_pool::H2Pool;
