@@ -84,7 +84,8 @@ pub(crate) const QUEUE_WAIT: &str = "packet waiting in the send queue";
 /// What the sender needs from the connection layer: one `/message` request.
 pub(crate) trait MessageSink: Send + Sync + 'static {
     /// Posts `body` to `peer`'s `/message` path and returns the status of
-    /// the answer.
+    /// the answer. Fails with [`Error::InvalidAddress`] (not a panic) when
+    /// no request can be made for `peer`.
     fn post_message(
         &self,
         peer: &PeerAddr,
@@ -99,7 +100,10 @@ impl MessageSink for Connector {
             .uri(self.uri(peer, MESSAGE_PATH))
             .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(body)
-            .expect("a valid request");
+            .map_err(|e| Error::InvalidAddress {
+                addr: peer.to_string(),
+                reason: format!("it makes no valid request URI ({e}); use host:port or a URL"),
+            })?;
         Ok(self.request(peer, req).await?.status())
     }
 }
