@@ -433,3 +433,120 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
     ctx.metrics.tx_packet_queue_length.dec_by(left.len() as i64);
     ctx.fail(left, &Error::Shutdown);
 }
+
+#[cfg(test)]
+mod tests {
+    //! The shell with a fake connection layer: no network, the machine's
+    //! decisions carried out end to end.
+
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Answers each `/message` with its answer once the body has ended,
+    /// keeping what each body carried.
+    struct FakeSink {
+        answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
+        bodies: Mutex<Vec<Bytes>>,
+    }
+
+    impl MessageSink for FakeSink {
+        async fn post_message(
+            &self,
+            peer: &PeerAddr,
+            body: FrameBody,
+        ) -> Result<StatusCode, Error> {
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            self.bodies.lock().unwrap().push(bytes);
+            (self.answer)(peer)
+        }
+    }
+
+    fn senders(
+        answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
+    ) -> (Senders<FakeSink>, Arc<FakeSink>, Metrics) {
+        let sink = Arc::new(FakeSink {
+            answer,
+            bodies: Mutex::new(Vec::new()),
+        });
+        let metrics = Metrics::default();
+        let limits = SendLimits {
+            queue_size: 16,
+            packet_timeout: Duration::from_secs(5),
+            max_batch_bytes: 1 << 10,
+            max_in_flight: 2,
+            idle_timeout: Duration::from_secs(60),
+            body_linger: Duration::from_secs(60),
+        };
+        let senders = Senders::new(
+            sink.clone(),
+            metrics.clone(),
+            limits,
+            CancellationToken::new(),
+            TaskTracker::new(),
+        );
+        (senders, sink, metrics)
+    }
+
+    fn packet(payload: &'static [u8], done: Option<Waiter>) -> Outgoing {
+        Outgoing {
+            payload: Bytes::from_static(payload),
+            done,
+            queued_at: Instant::now(),
+        }
+    }
+
+    fn frames(payloads: &[&[u8]]) -> Bytes {
+        let mut out = Vec::new();
+        for p in payloads {
+            let (header, len) = frame_header(p.len());
+            out.extend_from_slice(&header[..len]);
+            out.extend_from_slice(p);
+        }
+        out.into()
+    }
+
+    async fn send(
+        senders: &Senders<FakeSink>,
+        addr: &str,
+        payload: &'static [u8],
+    ) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        senders.enqueue(addr, packet(payload, Some(tx)))?;
+        rx.await.unwrap_or(Err(Error::Shutdown))
+    }
+
+    #[tokio::test]
+    async fn queued_packets_and_a_send_share_one_body_that_the_send_ends() {
+        let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+        // The peer's task first runs when this test awaits: all three are
+        // queued by then.
+        senders.enqueue("peer:1", packet(b"a", None)).unwrap();
+        senders.enqueue("peer:1", packet(b"bb", None)).unwrap();
+        send(&senders, "peer:1", b"ccc").await.unwrap();
+        let bodies = sink.bodies.lock().unwrap().clone();
+        assert_eq!(bodies, [frames(&[b"a", b"bb", b"ccc"])]);
+        assert_eq!(metrics.tx_packets.get(), 3);
+        assert_eq!(metrics.tx_bytes.get(), 6);
+        assert_eq!(metrics.tx_packets_failed.get(), 0);
+        assert_eq!(metrics.tx_packet_queue_length.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_fails_its_packets_and_the_peer_task_goes_on() {
+        let (senders, _sink, metrics) = senders(|peer| {
+            Err(Error::InvalidAddress {
+                addr: peer.to_string(),
+                reason: "refused by the test".into(),
+            })
+        });
+        for round in 1..=2u64 {
+            let err = send(&senders, "peer:1", b"x").await.unwrap_err();
+            assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
+            assert_eq!(metrics.tx_packets_failed.get(), round);
+        }
+        assert_eq!(senders.peer_count(), 1);
+    }
+}

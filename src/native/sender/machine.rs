@@ -151,7 +151,8 @@ impl<W> PeerSender<W> {
         })
     }
 
-    /// Sends a batch (not empty) taken at `now`: moves its waiters to the
+    /// Sends a batch (not empty) taken at `now` as
+    /// [`wants_batch`](Self::wants_batch) said: moves its waiters to the
     /// ledger of the request that carries it and says which that is. The
     /// body stays open afterwards (see [`open_body`](Self::open_body)) only
     /// with a linger, no waiter in the batch, and the body younger than
