@@ -21,6 +21,14 @@ fn limits() -> SendLimits {
     }
 }
 
+/// Every body ends after its first batch.
+fn no_linger() -> SendLimits {
+    SendLimits {
+        body_linger: Duration::ZERO,
+        ..limits()
+    }
+}
+
 /// A sender and its queue, driven as the shell drives them.
 struct Peer {
     sender: PeerSender<u32>,
@@ -73,13 +81,7 @@ fn open(lane: Lane, timeout: Duration) -> Route {
 #[test]
 fn queued_packets_go_in_batches_up_to_max_batch_bytes() {
     let t0 = Instant::now();
-    let mut peer = Peer::new(
-        SendLimits {
-            body_linger: Duration::ZERO,
-            ..limits()
-        },
-        t0,
-    );
+    let mut peer = Peer::new(no_linger(), t0);
     for len in [60, 30, 20, 150, 10] {
         peer.write(len, t0);
     }
@@ -249,10 +251,9 @@ fn with_no_linger_requests_in_flight_are_capped_at_max_in_flight() {
     let t0 = Instant::now();
     let mut peer = Peer::new(
         SendLimits {
-            body_linger: Duration::ZERO,
             max_batch_bytes: 1,
             max_in_flight: 3,
-            ..limits()
+            ..no_linger()
         },
         t0,
     );
@@ -266,61 +267,51 @@ fn with_no_linger_requests_in_flight_are_capped_at_max_in_flight() {
     assert_eq!(peer.pump(t0), [(open(3, PACKET_TIMEOUT), vec![1])]);
 }
 
-#[test]
-fn backoff_doubles_from_20_ms_to_250_ms_and_resets_on_success() {
-    let t0 = Instant::now();
-    let mut sender: PeerSender<u32> = PeerSender::new(limits(), t0);
-    let mut t = t0;
-    let mut waits = Vec::new();
-    let mut lane = 0;
-    for _ in 0..6 {
-        let mut batch = [pkt(1, t)];
-        assert!(sender.wants_batch(t).is_some());
-        sender.send(t, &mut batch);
-        sender.request_finished(t, lane, Outcome::Unreachable);
-        lane += 1;
-        assert_eq!(sender.wants_batch(t), None, "no batch while backing off");
-        let retry = sender.poll_timeout();
-        waits.push((retry - t).as_millis());
-        sender.handle_timeout(retry);
-        t = retry;
+/// Sends a packet at `t` on a request that ends with `outcome`, then
+/// waits out any backoff: returns how long that was.
+fn round(sender: &mut PeerSender<u32>, t: Instant, outcome: Outcome) -> Duration {
+    assert!(sender.wants_batch(t).is_some());
+    let lane = sender.send(t, &mut [pkt(1, t)]).lane();
+    sender.request_finished(t, lane, outcome);
+    if sender.wants_batch(t).is_some() {
+        return Duration::ZERO;
     }
-    assert_eq!(waits, [20, 40, 80, 160, 250, 250]);
+    let retry = sender.poll_timeout();
+    sender.handle_timeout(retry - MS);
+    assert_eq!(sender.wants_batch(retry - MS), None, "still backing off");
+    sender.handle_timeout(retry);
+    retry - t
+}
 
-    // A failure that is not a connect failure resets it too.
-    sender.send(t, &mut [pkt(1, t)]);
-    sender.request_finished(t, lane, Outcome::Failed);
-    lane += 1;
-    sender.send(t, &mut [pkt(1, t)]);
-    sender.request_finished(t, lane, Outcome::Unreachable);
-    assert_eq!(sender.poll_timeout(), t + 20 * MS);
-    t += 20 * MS;
-    sender.handle_timeout(t);
-    lane += 1;
-    sender.send(t, &mut [pkt(1, t)]);
-    sender.request_finished(t, lane, Outcome::Unreachable);
-    assert_eq!(sender.poll_timeout(), t + 40 * MS);
-    t += 40 * MS;
-    sender.handle_timeout(t);
-    lane += 1;
-    sender.send(t, &mut [pkt(1, t)]);
-    sender.request_finished(t, lane, Outcome::Delivered);
-    lane += 1;
-    sender.send(t, &mut [pkt(1, t)]);
-    sender.request_finished(t, lane, Outcome::Unreachable);
-    assert_eq!(sender.poll_timeout(), t + 20 * MS, "reset by a delivery");
+#[test]
+fn backoff_doubles_from_20_ms_to_250_ms_and_resets_on_anything_but_a_failed_connect() {
+    let mut t = Instant::now();
+    let mut sender: PeerSender<u32> = PeerSender::new(no_linger(), t);
+    let mut rounds = |outcomes: &[Outcome]| -> Vec<u128> {
+        outcomes
+            .iter()
+            .map(|&outcome| {
+                let wait = round(&mut sender, t, outcome);
+                t += wait;
+                wait.as_millis()
+            })
+            .collect()
+    };
+    assert_eq!(
+        rounds(&[Outcome::Unreachable; 6]),
+        [20, 40, 80, 160, 250, 250]
+    );
+    use Outcome::{Delivered, Failed, Unreachable};
+    assert_eq!(
+        rounds(&[Failed, Unreachable, Unreachable, Delivered, Unreachable]),
+        [0, 20, 40, 0, 20]
+    );
 }
 
 #[test]
 fn requests_failing_together_back_off_once() {
     let t0 = Instant::now();
-    let mut sender: PeerSender<u32> = PeerSender::new(
-        SendLimits {
-            body_linger: Duration::ZERO,
-            ..limits()
-        },
-        t0,
-    );
+    let mut sender: PeerSender<u32> = PeerSender::new(no_linger(), t0);
     sender.send(t0, &mut [pkt(1, t0)]);
     sender.send(t0, &mut [pkt(1, t0)]);
     sender.request_finished(t0, 0, Outcome::Unreachable);
@@ -386,13 +377,7 @@ fn a_backoff_ending_counts_as_activity() {
 #[test]
 fn shutdown_hands_back_every_ledger_in_flight() {
     let t0 = Instant::now();
-    let mut peer = Peer::new(
-        SendLimits {
-            body_linger: Duration::ZERO,
-            ..limits()
-        },
-        t0,
-    );
+    let mut peer = Peer::new(no_linger(), t0);
     peer.send(1, 1, t0);
     peer.pump(t0);
     peer.send(1, 2, t0);
