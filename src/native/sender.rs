@@ -12,9 +12,10 @@
 //! A peer that cannot be connected to (a closed port, a failed handshake) is
 //! retried after a backoff that doubles from
 //! [`RECONNECT_BACKOFF_MIN`](machine::RECONNECT_BACKOFF_MIN) to
-//! [`RECONNECT_BACKOFF_MAX`](machine::RECONNECT_BACKOFF_MAX): its packets wait in its queue meanwhile
-//! (oldest dropped when full, as always), instead of every batch burning a
-//! connect attempt, which would take CPU from the healthy peers.
+//! [`RECONNECT_BACKOFF_MAX`](machine::RECONNECT_BACKOFF_MAX): its packets
+//! wait in its queue meanwhile (oldest dropped when full, as always),
+//! instead of every batch burning a connect attempt, which would take CPU
+//! from the healthy peers.
 //!
 //! The rules live in two runtime-free parts, tested with virtual time:
 //! [`queue`] (drop-oldest, batches, expiry) and [`machine`] (when and where
@@ -102,7 +103,9 @@ impl MessageSink for Connector {
             .body(body)
             .map_err(|e| Error::InvalidAddress {
                 addr: peer.to_string(),
-                reason: format!("it makes no valid request URI ({e}); use host:port or a URL"),
+                reason: format!(
+                    "not usable in a request URI ({e}): the host must be a DNS name or an IP address"
+                ),
             })?;
         Ok(self.request(peer, req).await?.status())
     }
@@ -110,6 +113,7 @@ impl MessageSink for Connector {
 
 type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>, foldhash::fast::RandomState>>;
 
+/// Every peer's queue and delivery task, over a connection layer `S`.
 pub(crate) struct Senders<S = Connector> {
     ctx: Arc<SendCtx<S>>,
 }
