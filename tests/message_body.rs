@@ -4,13 +4,14 @@
 //! arriving as it is sent; a body ends when it has been quiet for the
 //! linger, when it is a second old, or at once when a caller waits on one
 //! of its packets; a failed body's packets count as failed and the next
-//! packets go on a new request.
+//! packets go on a new request; an address no request can be made for
+//! fails its packets with `InvalidAddress`.
 
 mod common;
 
 use bytes::{Buf, Bytes};
 use common::{metric, within, Peer};
-use gossiphttp::{Options, Transport};
+use gossiphttp::{Error, Options, Transport};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -209,4 +210,23 @@ async fn packets_on_an_open_body_are_stamped_when_they_arrive() {
     }
     t.shutdown().await;
     receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_no_request_can_be_made_for_fails_as_invalid_not_as_a_panic() {
+    let t = Transport::new(Options::default()).unwrap().0;
+    for addr in ["a b:80", "http://a b:80", "a\"b:80"] {
+        let err = within("send", t.send(Bytes::from_static(b"x"), addr))
+            .await
+            .expect_err("no request can name this peer");
+        assert!(
+            matches!(err, Error::InvalidAddress { .. }),
+            "{addr:?}: {err}"
+        );
+    }
+    // The transport is still up and delivers to a good address.
+    let (addr, mut rx) = raw_message_peer(None).await;
+    t.write_to(Bytes::from_static(b"fine"), &addr).unwrap();
+    assert_eq!(next(&mut rx).await, Event::Packet(0, b"fine".to_vec()));
+    t.shutdown().await;
 }

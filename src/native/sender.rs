@@ -5,15 +5,25 @@
 //! from one goroutine, so one dead peer stalls all of them). A task sends
 //! what has queued up as one chunk of frames in a `/message` body (the
 //! contract lets a body carry any number of frames), keeps that body open a
-//! little for the next packets (see `run_peer`), keeps a few requests in
-//! flight on the peer's one HTTP/2 connection, and retires itself when the
-//! peer goes quiet.
+//! little for the next packets, keeps a few requests in flight on the
+//! peer's one HTTP/2 connection, and retires itself when the peer goes
+//! quiet.
 //!
 //! A peer that cannot be connected to (a closed port, a failed handshake) is
-//! retried after a backoff that doubles from [`RECONNECT_BACKOFF_MIN`] to
-//! [`RECONNECT_BACKOFF_MAX`]: its packets wait in its queue meanwhile
-//! (oldest dropped when full, as always), instead of every batch burning a
-//! connect attempt, which would take CPU from the healthy peers.
+//! retried after a backoff that doubles from
+//! [`RECONNECT_BACKOFF_MIN`](machine::RECONNECT_BACKOFF_MIN) to
+//! [`RECONNECT_BACKOFF_MAX`](machine::RECONNECT_BACKOFF_MAX): its packets
+//! wait in its queue meanwhile (oldest dropped when full, as always),
+//! instead of every batch burning a connect attempt, which would take CPU
+//! from the healthy peers.
+//!
+//! The rules live in two runtime-free parts, tested with virtual time:
+//! [`queue`] (drop-oldest, batches, expiry) and [`machine`] (when and where
+//! a batch goes, bodies, backoff, retirement). This file is their shell:
+//! the shared queues, the tasks, timers and channels, encoding, HTTP.
+
+mod machine;
+mod queue;
 
 use super::body::FrameBody;
 use super::connector::Connector;
@@ -24,64 +34,85 @@ use crate::{Error, PeerAddr, MESSAGE_PATH};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hyper::StatusCode;
-use std::collections::{HashMap, VecDeque};
+use machine::{Lane, Ledger, Outcome, PeerSender, Route, Timeout};
+use queue::{Queue, Queued};
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The first wait after a failed connect before the next attempt.
-pub(crate) const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
-/// The longest wait between connect attempts to an unreachable peer.
-pub(crate) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(250);
-
-/// How long a lingering `/message` body may stay open in all: well inside
-/// a receiver's body-read limit (ours defaults to 10 s), and short enough
-/// that a failed body leaves little in doubt.
-pub(crate) const BODY_MAX_AGE: Duration = Duration::from_secs(1);
+pub(crate) use machine::{SendLimits, BODY_MAX_AGE};
 
 /// Chunks (batches) queued for a `/message` body beyond what HTTP/2 flow
 /// control lets out; past it, packets wait in the peer's queue, where
 /// drop-oldest applies.
 const BODY_CHUNKS: usize = 4;
 
-/// What bounds a peer's delivery.
-#[derive(Debug, Clone)]
-pub(crate) struct SendLimits {
-    pub queue_size: usize,
-    pub packet_timeout: Duration,
-    pub max_batch_bytes: usize,
-    pub max_in_flight: usize,
-    pub idle_timeout: Duration,
-    /// How long a `/message` body stays open for more packets after the
-    /// last; zero ends every body after its first batch.
-    pub body_linger: Duration,
-}
+/// Whoever waits to hear how a packet's request ended.
+type Waiter = oneshot::Sender<Result<(), Error>>;
 
 /// A queued packet, with the caller waiting for its outcome if any.
 pub(crate) struct Outgoing {
     pub payload: Bytes,
-    pub done: Option<oneshot::Sender<Result<(), Error>>>,
+    pub done: Option<Waiter>,
     /// When `write_to` took it: a packet that waited `packet_timeout` in the
     /// queue fails rather than going out stale.
     pub queued_at: Instant,
 }
 
+impl Queued for Outgoing {
+    type Waiter = Waiter;
+
+    fn wire_len(&self) -> usize {
+        encoded_len(self.payload.len())
+    }
+
+    fn queued_at(&self) -> Instant {
+        self.queued_at
+    }
+
+    fn take_waiter(&mut self) -> Option<Waiter> {
+        self.done.take()
+    }
+}
+
 /// What a packet that waited out `packet_timeout` in its queue fails with.
 pub(crate) const QUEUE_WAIT: &str = "packet waiting in the send queue";
 
-type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>, foldhash::fast::RandomState>>;
-
-pub(crate) struct Senders {
-    ctx: Arc<SendCtx>,
+/// What the sender needs from the connection layer: one `/message` request.
+pub(crate) trait MessageSink: Send + Sync + 'static {
+    /// Posts `body` to `peer`'s `/message` path and returns the status of
+    /// the answer. Fails with [`Error::InvalidAddress`] (not a panic) when
+    /// no request can be made for `peer`.
+    fn post_message(
+        &self,
+        peer: &PeerAddr,
+        body: FrameBody,
+    ) -> impl Future<Output = Result<StatusCode, Error>> + Send;
 }
 
-struct SendCtx {
+impl MessageSink for Connector {
+    async fn post_message(&self, peer: &PeerAddr, body: FrameBody) -> Result<StatusCode, Error> {
+        let req = self.post(peer, MESSAGE_PATH, body)?;
+        Ok(self.request(peer, req).await?.status())
+    }
+}
+
+type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>, foldhash::fast::RandomState>>;
+
+/// Every peer's queue and delivery task, over a connection layer `S`.
+pub(crate) struct Senders<S = Connector> {
+    ctx: Arc<SendCtx<S>>,
+}
+
+struct SendCtx<S> {
     peers: PeerMap,
     /// Buffers batches are encoded into, reused (see `write_buffers`).
     bodies: Arc<WriteBuffers>,
-    connector: Arc<Connector>,
+    sink: Arc<S>,
     metrics: Metrics,
     limits: SendLimits,
     shutdown: CancellationToken,
@@ -91,52 +122,14 @@ struct SendCtx {
 struct PeerQueue {
     key: String,
     addr: PeerAddr,
-    state: Mutex<QueueState>,
+    state: Mutex<Queue<Outgoing>>,
+    /// Wakes the task when it waits for packets (see `Queue`).
     wake: Notify,
 }
 
-#[derive(Default)]
-struct QueueState {
-    items: VecDeque<Outgoing>,
-    /// Set when the peer's task has retired or shut down: the next packet
-    /// for this peer starts a new queue.
-    closed: bool,
-    /// Set when the task found the queue empty with room to send: only then
-    /// does a new packet need to wake it. A task that is blocked (all its
-    /// requests in flight, or backing off from an unreachable peer) comes
-    /// back to the queue by itself, so packets for a dead peer cost no
-    /// wake-up and no scheduling at all.
-    task_waiting: bool,
-    drops: DropLog,
-}
-
-/// Rate-limits the log line for a peer's drop-oldest: the first drop is
-/// logged at once, later ones at most once a second, with how many there
-/// were, so a dead peer under load is visible without flooding the log.
-#[derive(Default)]
-struct DropLog {
-    unlogged: u64,
-    logged_at: Option<Instant>,
-}
-
-impl DropLog {
-    /// Records a drop at `now`; returns how many drops to log, if it is time.
-    fn record(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        if self
-            .logged_at
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
-        {
-            return None;
-        }
-        self.logged_at = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
-impl Senders {
+impl<S: MessageSink> Senders<S> {
     pub(crate) fn new(
-        connector: Arc<Connector>,
+        sink: Arc<S>,
         metrics: Metrics,
         limits: SendLimits,
         shutdown: CancellationToken,
@@ -146,7 +139,7 @@ impl Senders {
             ctx: Arc::new(SendCtx {
                 peers: Mutex::new(HashMap::default()),
                 bodies: WriteBuffers::new(limits.max_batch_bytes),
-                connector,
+                sink,
                 metrics,
                 limits,
                 shutdown,
@@ -163,9 +156,8 @@ impl Senders {
     /// uncontended locks, no allocation, no clone, and no wake-up unless the
     /// peer's task is idle waiting for packets.
     pub(crate) fn enqueue(&self, addr: &str, out: Outgoing) -> Result<(), Error> {
-        let dropped;
+        let pushed;
         let queue_addr;
-        let mut log_drops = None;
         {
             let mut peers = self.ctx.peers.lock().unwrap();
             let queue = match peers.get(addr) {
@@ -179,34 +171,28 @@ impl Senders {
             };
             // Lock order: the peer map, then a queue (as `try_retire`).
             let mut state = queue.state.lock().unwrap();
-            if state.closed {
-                // Only shutdown closes a queue that is still in the map (a
-                // retiring task removes its queue under the map lock).
-                return Err(Error::Shutdown);
-            }
-            // The caller's clock reading, so the drop path reads no clock.
-            let now = out.queued_at;
-            state.items.push_back(out);
-            dropped = if state.items.len() > self.ctx.limits.queue_size {
-                log_drops = state.drops.record(now);
-                state.items.pop_front()
-            } else {
+            // Only shutdown closes a queue that is still in the map (a
+            // retiring task removes its queue under the map lock).
+            pushed = state
+                .push(out, self.ctx.limits.queue_size)
+                .map_err(|_| Error::Shutdown)?;
+            if pushed.dropped.is_none() {
                 // Counted before the task can take it (and count it out).
                 self.ctx.metrics.tx_packet_queue_length.inc();
-                None
-            };
-            if std::mem::take(&mut state.task_waiting) {
+            }
+            if pushed.wake {
                 queue.wake.notify_one();
             }
-            queue_addr = dropped
+            queue_addr = pushed
+                .dropped
                 .as_ref()
                 .and_then(|d| d.done.as_ref())
                 .map(|_| queue.addr.to_string());
         }
         // One in, one out: the queue length gauge is unchanged.
-        if let Some(old) = dropped {
+        if let Some(old) = pushed.dropped {
             self.ctx.metrics.tx_packets_dropped.inc();
-            if let Some(n) = log_drops {
+            if let Some(n) = pushed.log_drops {
                 tracing::warn!(
                     peer = addr,
                     dropped = n,
@@ -230,7 +216,7 @@ impl Senders {
         let queue = Arc::new(PeerQueue {
             key: addr.to_string(),
             addr: addr.parse()?,
-            state: Mutex::new(QueueState::default()),
+            state: Mutex::new(Queue::default()),
             wake: Notify::new(),
         });
         self.ctx
@@ -245,73 +231,33 @@ impl Senders {
     }
 }
 
-impl PeerQueue {
-    /// Takes queued packets up to the batch limit (at least one if any),
-    /// moving those queued before `stale_before` to `expired` instead.
-    /// An empty batch means the task waits for the next packet's wake-up.
-    fn take_batch(
-        &self,
-        max_bytes: usize,
-        stale_before: Option<Instant>,
-        expired: &mut Vec<Outgoing>,
-    ) -> Vec<Outgoing> {
-        let mut state = self.state.lock().unwrap();
-        // The queue is in `write_to` order, so the stale ones are in front.
-        if let Some(limit) = stale_before {
-            while state.items.front().is_some_and(|o| o.queued_at < limit) {
-                expired.extend(state.items.pop_front());
-            }
-        }
-        if state.items.is_empty() {
-            state.task_waiting = true;
-            return Vec::new();
-        }
-        let mut bytes = 0;
-        let mut batch = Vec::new();
-        while let Some(front) = state.items.front() {
-            let len = encoded_len(front.payload.len());
-            if !batch.is_empty() && bytes + len > max_bytes {
-                break;
-            }
-            bytes += len;
-            batch.push(state.items.pop_front().expect("front exists"));
-        }
-        batch
-    }
-
-    /// Closes the queue and hands back what it still held.
-    fn close(&self) -> VecDeque<Outgoing> {
-        let mut state = self.state.lock().unwrap();
-        state.closed = true;
-        std::mem::take(&mut state.items)
-    }
-}
-
-impl SendCtx {
+impl<S: MessageSink> SendCtx<S> {
     /// Removes an idle peer's queue, unless a packet arrived meanwhile.
     fn try_retire(&self, queue: &Arc<PeerQueue>) -> bool {
         let mut peers = self.peers.lock().unwrap();
-        let mut state = queue.state.lock().unwrap();
-        if !state.items.is_empty() {
+        if !queue.state.lock().unwrap().close_if_empty() {
             return false;
         }
-        state.closed = true;
         if peers.get(&queue.key).is_some_and(|q| Arc::ptr_eq(q, queue)) {
             peers.remove(&queue.key);
         }
         true
     }
 
+    /// Fails packets, telling whoever waits on them why.
     fn fail(&self, items: impl IntoIterator<Item = Outgoing>, err: &Error) {
-        fail(&self.metrics, items, err)
+        let mut ledger = Ledger::default();
+        for item in items {
+            ledger.packets += 1;
+            ledger.waiters.extend(item.done);
+        }
+        settle(ledger, &self.metrics, Err(err));
     }
 
-    /// Encodes a batch as one chunk of frames, moving its waiters to
-    /// `ledger`.
-    fn encode(&self, items: Vec<Outgoing>, ledger: &mut Ledger) -> Bytes {
-        let mut body = self
-            .bodies
-            .take(items.iter().map(|o| encoded_len(o.payload.len())).sum());
+    /// Encodes a batch (its waiters already in a ledger) as one chunk of
+    /// frames.
+    fn encode(&self, items: Vec<Outgoing>) -> Bytes {
+        let mut body = self.bodies.take(items.iter().map(Queued::wire_len).sum());
         let mut payload_bytes = 0u64;
         for item in &items {
             payload_bytes += item.payload.len() as u64;
@@ -323,145 +269,68 @@ impl SendCtx {
         }
         self.metrics.tx_packets.inc_by(items.len() as u64);
         self.metrics.tx_bytes.inc_by(payload_bytes);
-        ledger.packets += items.len() as u64;
-        ledger
-            .waiters
-            .extend(items.into_iter().filter_map(|item| item.done));
         body.freeze()
     }
 
     /// Sends one `/message` request whose body is whatever arrives on
-    /// `body` until it closes; `lingers` says whether it may stay open
-    /// after its first chunk (which lengthens its deadline by
-    /// [`BODY_MAX_AGE`]).
+    /// `body` until it closes, failing it after `timeout`.
     async fn send_body(
         &self,
         addr: &PeerAddr,
-        lane: u64,
+        lane: Lane,
         body: mpsc::Receiver<Bytes>,
-        lingers: bool,
-    ) -> (u64, Result<(), Error>) {
+        timeout: Duration,
+    ) -> (Lane, Result<(), Error>) {
         let body = FrameBody::channel(body, self.shutdown.clone().cancelled_owned());
-        let req = match self.connector.post(addr, MESSAGE_PATH, body) {
-            Ok(req) => req,
-            Err(e) => return (lane, Err(e)),
-        };
-        let timeout = self.limits.packet_timeout
-            + if lingers {
-                BODY_MAX_AGE
-            } else {
-                Duration::ZERO
-            };
-        let result = match tokio::time::timeout(timeout, self.connector.request(addr, req)).await {
+        let result = match tokio::time::timeout(timeout, self.sink.post_message(addr, body)).await {
             Err(_) => Err(Error::Timeout {
                 what: "packet delivery",
                 after: timeout,
             }),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(resp)) if resp.status() == StatusCode::OK => Ok(()),
-            Ok(Ok(resp)) => Err(Error::Status {
+            Ok(Ok(StatusCode::OK)) => Ok(()),
+            Ok(Ok(status)) => Err(Error::Status {
                 addr: addr.to_string(),
-                status: resp.status().as_u16(),
+                status: status.as_u16(),
             }),
         };
         (lane, result)
     }
 }
 
-/// Fails packets, telling whoever waits on them why. The metric is counted
-/// first, so a caller that saw its `send` fail also sees it counted.
-fn fail(metrics: &Metrics, items: impl IntoIterator<Item = Outgoing>, err: &Error) {
-    let mut ledger = Ledger::default();
-    for item in items {
-        ledger.packets += 1;
-        ledger.waiters.extend(item.done);
+/// Tells a request's waiters how it ended; a failure counts every packet it
+/// carried as failed (HTTP gives no per-frame answer, so a failed body's
+/// packets are not known to have arrived). The metric is counted before
+/// anyone is told, so a caller that saw its `send` fail also sees it
+/// counted.
+fn settle(ledger: Ledger<Waiter>, metrics: &Metrics, result: Result<(), &Error>) {
+    if result.is_err() {
+        metrics.tx_packets_failed.inc_by(ledger.packets);
     }
-    ledger.settle(metrics, Err(err));
-}
-
-/// What one `/message` request carries: how many packets, and the callers
-/// waiting to hear how it went.
-#[derive(Default)]
-struct Ledger {
-    packets: u64,
-    waiters: Vec<oneshot::Sender<Result<(), Error>>>,
-}
-
-impl Ledger {
-    /// Tells the waiters how the request ended; a failure counts every
-    /// packet it carried as failed (HTTP gives no per-frame answer, so a
-    /// failed body's packets are not known to have arrived). The metric is
-    /// counted before anyone is told.
-    fn settle(self, metrics: &Metrics, result: Result<(), &Error>) {
-        if result.is_err() {
-            metrics.tx_packets_failed.inc_by(self.packets);
-        }
-        for done in self.waiters {
-            let _ = done.send(result.map_err(Error::duplicate));
-        }
+    for done in ledger.waiters {
+        let _ = done.send(result.map_err(Error::duplicate));
     }
 }
 
-/// The `/message` request whose body is still open for more batches.
-struct OpenBody {
-    lane: u64,
-    tx: mpsc::Sender<Bytes>,
-    opened: Instant,
-    last_write: Instant,
-}
-
-impl OpenBody {
-    /// When the body is to be ended: after `linger` without a batch, or
-    /// [`BODY_MAX_AGE`] after it opened, whichever comes first.
-    fn ends_at(&self, linger: Duration) -> Instant {
-        (self.last_write + linger).min(self.opened + BODY_MAX_AGE)
-    }
-}
-
-/// A peer's delivery task.
-///
-/// Each batch of queued packets becomes a chunk of frames. With a linger
-/// (the default), the chunk goes into the peer's open `/message` body when
-/// there is one, and a body stays open for more until it has been quiet
-/// for the linger or is [`BODY_MAX_AGE`] old: on an open HTTP/2 stream a
-/// packet is one `DATA` frame away from the peer, about half the latency of
-/// a new request (which costs headers, a new stream and a task on each
-/// side). The receiver delivers each frame as it arrives, as the contract
-/// says. A body carrying a packet someone waits on (`send`) is ended at
-/// once, so the answer does not wait for the linger.
-async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
+/// A peer's delivery task: the shell around its [`PeerSender`], which
+/// decides everything; this carries it out with tokio and hyper.
+async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
     let limits = &ctx.limits;
+    let mut sender = PeerSender::new(limits.clone(), Instant::now());
     let mut in_flight = FuturesUnordered::new();
-    // Requests in flight, by lane, with what they carry.
-    let mut ledgers: Vec<(u64, Ledger)> = Vec::new();
-    let mut open: Option<OpenBody> = None;
-    let mut next_lane = 0u64;
-    let mut last_active = Instant::now();
-    let idle = tokio::time::sleep(limits.idle_timeout);
-    tokio::pin!(idle);
-    let end_body = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(end_body);
-    // Set while the peer is unreachable: no new batch before it fires.
-    let mut backoff = RECONNECT_BACKOFF_MIN;
-    let retry = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(retry);
-    let mut waiting_to_retry = false;
+    // The pipe into the open body, while the machine keeps one open.
+    let mut body: Option<(Lane, mpsc::Sender<Bytes>)> = None;
+    let mut armed = sender.poll_timeout();
+    let timer = tokio::time::sleep_until(armed.into());
+    tokio::pin!(timer);
     let mut expired = Vec::new();
     loop {
         loop {
-            let room = match &open {
-                Some(body) => body.tx.capacity() > 0,
-                None => in_flight.len() < limits.max_in_flight,
-            };
-            if waiting_to_retry || !room {
-                break;
-            }
             let now = Instant::now();
-            let batch = queue.take_batch(
-                limits.max_batch_bytes,
-                now.checked_sub(limits.packet_timeout),
-                &mut expired,
-            );
+            let Some(take) = sender.wants_batch(now) else {
+                break;
+            };
+            let mut batch = queue.state.lock().unwrap().take_batch(&take, &mut expired);
             if !expired.is_empty() {
                 ctx.metrics
                     .tx_packet_queue_length
@@ -481,132 +350,197 @@ async fn run_peer(ctx: Arc<SendCtx>, queue: Arc<PeerQueue>) {
             ctx.metrics
                 .tx_packet_queue_length
                 .dec_by(batch.len() as i64);
-            last_active = now;
-            let awaited = batch.iter().any(|o| o.done.is_some());
-            let body = match open.take() {
-                Some(body) => body,
-                None => {
-                    let (tx, rx) = mpsc::channel(BODY_CHUNKS);
-                    let lane = next_lane;
-                    next_lane += 1;
-                    ledgers.push((lane, Ledger::default()));
-                    let lingers = !limits.body_linger.is_zero() && !awaited;
-                    in_flight.push(ctx.send_body(&queue.addr, lane, rx, lingers));
-                    if lingers {
-                        end_body
-                            .as_mut()
-                            .reset((now + limits.body_linger.min(BODY_MAX_AGE)).into());
-                    }
-                    OpenBody {
-                        lane,
-                        tx,
-                        opened: now,
-                        last_write: now,
+            let route = sender.send(now, &mut batch);
+            let chunk = ctx.encode(batch);
+            if let Route::Open { lane, timeout } = route {
+                let (tx, rx) = mpsc::channel(BODY_CHUNKS);
+                in_flight.push(ctx.send_body(&queue.addr, lane, rx, timeout));
+                body = Some((lane, tx));
+            }
+            if let Some((_, tx)) = &body {
+                // Room was checked (`wants_batch`) and only this task
+                // sends. A body whose request already ended drops the
+                // chunk: its packets are in the ledger, which that
+                // request's outcome settles.
+                let _ = tx.try_send(chunk);
+            }
+            match &body {
+                Some((lane, tx)) if sender.open_body() == Some(*lane) => {
+                    if tx.capacity() == 0 {
+                        sender.body_full();
                     }
                 }
-            };
-            let ledger = ledgers
-                .iter_mut()
-                .find(|(lane, _)| *lane == body.lane)
-                .map(|(_, l)| l)
-                .expect("an open body has a ledger");
-            let chunk = ctx.encode(batch, ledger);
-            // Room was checked above and only this task sends. A body whose
-            // request already ended drops the chunk: its packets are in
-            // the ledger, which that request's outcome settles.
-            let _ = body.tx.try_send(chunk);
-            if !awaited && !limits.body_linger.is_zero() && now < body.opened + BODY_MAX_AGE {
-                open = Some(OpenBody {
-                    last_write: now,
-                    ..body
-                });
+                // The machine ended the body: dropping the pipe ends it.
+                _ => body = None,
             }
         }
         // Waits for room in a full open body; its own future, so the select
         // below borrows nothing it changes.
-        let full_body = open
+        let full_body = body
             .as_ref()
-            .filter(|b| b.tx.capacity() == 0)
-            .map(|b| b.tx.clone());
+            .filter(|_| sender.body_is_full())
+            .map(|(_, tx)| tx.clone());
+        let next = sender.poll_timeout();
+        if next != armed || timer.is_elapsed() {
+            armed = next;
+            timer.as_mut().reset(next.into());
+        }
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break,
             Some((lane, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                if open.as_ref().is_some_and(|b| b.lane == lane) {
-                    open = None;
-                }
-                if let Some(i) = ledgers.iter().position(|(l, _)| *l == lane) {
-                    let (_, ledger) = ledgers.swap_remove(i);
+                let outcome = match &result {
+                    Ok(()) => Outcome::Delivered,
+                    Err(Error::Connect { .. }) => Outcome::Unreachable,
+                    Err(_) => Outcome::Failed,
+                };
+                if let Some(ledger) = sender.request_finished(Instant::now(), lane, outcome) {
                     if let Err(e) = &result {
                         tracing::debug!(peer = %queue.addr, packets = ledger.packets, error = %e, "packet delivery failed");
                     }
-                    ledger.settle(&ctx.metrics, result.as_ref().map(|_| ()));
-                }
-                match result {
-                    Err(Error::Connect { .. }) if !waiting_to_retry => {
-                        waiting_to_retry = true;
-                        retry.as_mut().reset((Instant::now() + backoff).into());
-                        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
-                    }
-                    Err(Error::Connect { .. }) => {}
-                    _ => backoff = RECONNECT_BACKOFF_MIN,
+                    settle(ledger, &ctx.metrics, result.as_ref().map(|_| ()));
                 }
             }
-            _ = &mut retry, if waiting_to_retry => {
-                waiting_to_retry = false;
-                last_active = Instant::now();
+            Some(_) = async { full_body?.reserve_owned().await.ok() }, if full_body.is_some() => {
+                sender.body_has_room();
             }
-            _ = async { full_body.expect("checked").reserve().await.map(drop) }, if full_body.is_some() => {}
-            _ = &mut end_body, if open.is_some() => {
-                let ends_at = open.as_ref().map(|b| b.ends_at(limits.body_linger));
-                match ends_at {
-                    // Ending the body lets its request finish with the
-                    // peer's answer.
-                    Some(t) if t <= Instant::now() => open = None,
-                    Some(t) => end_body.as_mut().reset(t.into()),
-                    None => {}
+            () = &mut timer => {
+                if sender.handle_timeout(Instant::now()) == Timeout::Retire && ctx.try_retire(&queue) {
+                    return;
                 }
             }
             _ = queue.wake.notified() => {}
-            _ = &mut idle => {
-                if in_flight.is_empty()
-                    && last_active.elapsed() >= limits.idle_timeout
-                    && ctx.try_retire(&queue)
-                {
-                    return;
-                }
-                let next = (last_active + limits.idle_timeout).max(Instant::now() + limits.idle_timeout / 4);
-                idle.as_mut().reset(next.into());
-            }
+        }
+        // A body the machine ended (its request finished, or it lingered
+        // out) ends when its pipe is dropped.
+        if body.as_ref().map(|(lane, _)| *lane) != sender.open_body() {
+            body = None;
         }
     }
     // Shutdown: whatever is queued or in flight fails, loudly.
     drop(in_flight);
-    drop(open);
-    for (_, ledger) in ledgers {
-        ledger.settle(&ctx.metrics, Err(&Error::Shutdown));
+    drop(body);
+    for ledger in sender.into_ledgers() {
+        settle(ledger, &ctx.metrics, Err(&Error::Shutdown));
     }
-    let left = queue.close();
+    let left = queue.state.lock().unwrap().close();
     ctx.metrics.tx_packet_queue_length.dec_by(left.len() as i64);
     ctx.fail(left, &Error::Shutdown);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    //! The shell with a fake connection layer: no network, the machine's
+    //! decisions carried out end to end.
 
-    #[test]
-    fn drop_logs_are_limited_to_one_a_second_with_the_count() {
-        let mut log = DropLog::default();
-        let t0 = Instant::now();
-        assert_eq!(log.record(t0), Some(1), "the first drop is logged at once");
-        for i in 1..=99u64 {
-            assert_eq!(log.record(t0 + Duration::from_millis(i * 9)), None);
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Answers each `/message` with its answer once the body has ended,
+    /// keeping what each body carried.
+    struct FakeSink {
+        answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
+        bodies: Mutex<Vec<Bytes>>,
+    }
+
+    impl MessageSink for FakeSink {
+        async fn post_message(
+            &self,
+            peer: &PeerAddr,
+            body: FrameBody,
+        ) -> Result<StatusCode, Error> {
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            self.bodies.lock().unwrap().push(bytes);
+            (self.answer)(peer)
         }
-        assert_eq!(log.record(t0 + Duration::from_millis(1000)), Some(100));
-        assert_eq!(log.record(t0 + Duration::from_millis(1001)), None);
-        // A clock reading from before the last log (callers race) waits too.
-        assert_eq!(log.record(t0), None);
-        assert_eq!(log.record(t0 + Duration::from_secs(5)), Some(3));
+    }
+
+    fn senders(
+        answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
+    ) -> (Senders<FakeSink>, Arc<FakeSink>, Metrics) {
+        let sink = Arc::new(FakeSink {
+            answer,
+            bodies: Mutex::new(Vec::new()),
+        });
+        let metrics = Metrics::default();
+        let limits = SendLimits {
+            queue_size: 16,
+            packet_timeout: Duration::from_secs(5),
+            max_batch_bytes: 1 << 10,
+            max_in_flight: 2,
+            idle_timeout: Duration::from_secs(60),
+            body_linger: Duration::from_secs(60),
+        };
+        let senders = Senders::new(
+            sink.clone(),
+            metrics.clone(),
+            limits,
+            CancellationToken::new(),
+            TaskTracker::new(),
+        );
+        (senders, sink, metrics)
+    }
+
+    fn packet(payload: &'static [u8], done: Option<Waiter>) -> Outgoing {
+        Outgoing {
+            payload: Bytes::from_static(payload),
+            done,
+            queued_at: Instant::now(),
+        }
+    }
+
+    fn frames(payloads: &[&[u8]]) -> Bytes {
+        let mut out = Vec::new();
+        for p in payloads {
+            let (header, len) = frame_header(p.len());
+            out.extend_from_slice(&header[..len]);
+            out.extend_from_slice(p);
+        }
+        out.into()
+    }
+
+    async fn send(
+        senders: &Senders<FakeSink>,
+        addr: &str,
+        payload: &'static [u8],
+    ) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        senders.enqueue(addr, packet(payload, Some(tx)))?;
+        rx.await.unwrap_or(Err(Error::Shutdown))
+    }
+
+    #[tokio::test]
+    async fn queued_packets_and_a_send_share_one_body_that_the_send_ends() {
+        let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+        // The peer's task first runs when this test awaits: all three are
+        // queued by then.
+        senders.enqueue("peer:1", packet(b"a", None)).unwrap();
+        senders.enqueue("peer:1", packet(b"bb", None)).unwrap();
+        send(&senders, "peer:1", b"ccc").await.unwrap();
+        let bodies = sink.bodies.lock().unwrap().clone();
+        assert_eq!(bodies, [frames(&[b"a", b"bb", b"ccc"])]);
+        assert_eq!(metrics.tx_packets.get(), 3);
+        assert_eq!(metrics.tx_bytes.get(), 6);
+        assert_eq!(metrics.tx_packets_failed.get(), 0);
+        assert_eq!(metrics.tx_packet_queue_length.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_fails_its_packets_and_the_peer_task_goes_on() {
+        let (senders, _sink, metrics) = senders(|peer| {
+            Err(Error::InvalidAddress {
+                addr: peer.to_string(),
+                reason: "refused by the test".into(),
+            })
+        });
+        for round in 1..=2u64 {
+            let err = send(&senders, "peer:1", b"x").await.unwrap_err();
+            assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
+            assert_eq!(metrics.tx_packets_failed.get(), round);
+        }
+        assert_eq!(senders.peer_count(), 1);
     }
 }
