@@ -389,3 +389,34 @@ async fn a_refused_client_certificate_says_so() {
     let r = send_between(client_opts, server_opts).await;
     assert_says(r, &["refused this side's certificate", "mutual TLS"]);
 }
+
+/// The server's side of a TLS mismatch: counted (and logged) under its own
+/// reason, with the fix, instead of a bare handshake or HTTP parse error.
+#[tokio::test]
+async fn the_server_names_a_tls_mismatch_too() {
+    use common::metrics::metric;
+    let (der, server) = self_signed(&["localhost"], false, VALID);
+    let cases = [
+        (Options::default(), tls_server(server), "cleartext_on_tls"),
+        (
+            tls_client(vec![der]),
+            Options::default(),
+            "tls_on_cleartext",
+        ),
+    ];
+    for (client, server, reason) in cases {
+        let peer = Peer::start(server).await;
+        let (t, _) = Transport::new(client).unwrap();
+        let r = within("send", t.send(Bytes::from_static(b"x"), &peer.addr)).await;
+        assert!(r.is_err(), "{reason}: the send should fail");
+        let series = format!("cluster_transport_requests_refused_total{{reason=\"{reason}\"}}");
+        let counted = common::eventually(WAIT, || metric(&peer.registry, &series) >= 1.0).await;
+        assert!(
+            counted,
+            "{series} not counted:\n{}",
+            peer.registry.encode_text()
+        );
+        within("shutdown", t.shutdown()).await;
+        peer.stop().await;
+    }
+}

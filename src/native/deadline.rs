@@ -5,6 +5,10 @@
 //! forever (slow loris). This wrapper fails the read with `TimedOut` if the
 //! first [`FIRST_BYTES`] bytes have not all arrived by the deadline; after
 //! that it is a plain pass-through.
+//!
+//! On a cleartext (h2c) port it also recognises a peer that opens with a TLS
+//! handshake, so the operator reads "TLS on an h2c port" rather than an
+//! HTTP parse error (see [`TlsOnCleartext`]).
 
 use std::future::Future;
 use std::io;
@@ -18,10 +22,45 @@ use tokio::time::Sleep;
 /// line and headers are longer.
 pub(crate) const FIRST_BYTES: usize = 24;
 
+/// The first byte of every TLS connection: a handshake record. No HTTP/1.x
+/// request line and not the HTTP/2 preface (`PRI * ...`) starts with it.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The error a cleartext connection's first read fails with when the peer
+/// opened with a TLS handshake: TLS on one side only.
+#[derive(Debug)]
+pub(crate) struct TlsOnCleartext;
+
+impl std::fmt::Display for TlsOnCleartext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the peer opened a TLS handshake on this cleartext (h2c) port: serve TLS here \
+             (--tls-cert/--tls-key, Options::server_tls) or have the peer use http:// \
+             (drop --tls / client TLS)",
+        )
+    }
+}
+
+impl std::error::Error for TlsOnCleartext {}
+
+impl TlsOnCleartext {
+    /// Whether `e`, or any error it was caused by, is this one.
+    pub(crate) fn caused(e: &(dyn std::error::Error + 'static)) -> bool {
+        std::iter::successors(Some(e), |e| e.source()).any(|e| {
+            e.is::<TlsOnCleartext>()
+                || e.downcast_ref::<io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .is_some_and(|inner| inner.is::<TlsOnCleartext>())
+        })
+    }
+}
+
 pub(crate) struct FirstBytesDeadline<T> {
     io: T,
     remaining: usize,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Refuse a connection that opens with a TLS handshake record.
+    cleartext: bool,
 }
 
 impl<T> FirstBytesDeadline<T> {
@@ -30,7 +69,15 @@ impl<T> FirstBytesDeadline<T> {
             io,
             remaining: FIRST_BYTES,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            cleartext: false,
         }
+    }
+
+    /// For a cleartext port: a first read that starts a TLS handshake fails
+    /// with [`TlsOnCleartext`].
+    pub(crate) fn cleartext(mut self) -> Self {
+        self.cleartext = true;
+        self
     }
 }
 
@@ -45,6 +92,15 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<T> {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
+                if this.cleartext
+                    && this.remaining == FIRST_BYTES
+                    && buf.filled().get(before) == Some(&TLS_HANDSHAKE_RECORD)
+                {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        TlsOnCleartext,
+                    )));
+                }
                 this.remaining = this.remaining.saturating_sub(n);
                 if this.remaining == 0 || n == 0 {
                     this.deadline = None;
@@ -120,5 +176,28 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         client.write_all(b"later").await.unwrap();
         assert_eq!(guarded.read(&mut buf).await.unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_tls_hello_on_a_cleartext_port_is_named_and_later_bytes_are_not_looked_at() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstBytesDeadline::new(server, Duration::from_secs(10)).cleartext();
+        client.write_all(&[0x16, 0x03, 0x01, 0x00]).await.unwrap();
+        let mut buf = [0u8; 64];
+        let err = guarded.read(&mut buf).await.unwrap_err();
+        assert!(TlsOnCleartext::caused(&err), "{err}");
+        assert!(err.to_string().contains("TLS handshake on this cleartext"));
+
+        // A TLS port's wrapper never refuses, and only the first byte counts.
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstBytesDeadline::new(server, Duration::from_secs(10));
+        client.write_all(&[0x16]).await.unwrap();
+        assert_eq!(guarded.read(&mut buf).await.unwrap(), 1);
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded = FirstBytesDeadline::new(server, Duration::from_secs(10)).cleartext();
+        client.write_all(b"P").await.unwrap();
+        assert_eq!(guarded.read(&mut buf).await.unwrap(), 1);
+        client.write_all(&[0x16]).await.unwrap();
+        assert_eq!(guarded.read(&mut buf).await.unwrap(), 1);
     }
 }

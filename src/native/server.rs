@@ -4,7 +4,7 @@
 //! closes them gracefully when the [`Server`] shuts down.
 
 use super::connector::{CONNECTION_WINDOW, MAX_H2_FRAME, STREAM_WINDOW};
-use super::deadline::FirstBytesDeadline;
+use super::deadline::{FirstBytesDeadline, TlsOnCleartext};
 use super::handler::TransportService;
 use super::transport::Transport;
 use crate::Error;
@@ -191,7 +191,8 @@ impl AcceptLoop {
             self.tasks.spawn(async move {
                 let _permit = permit;
                 let Some(acceptor) = tls else {
-                    let io = FirstBytesDeadline::new(tcp, conn.limits.header_read_timeout);
+                    let io =
+                        FirstBytesDeadline::new(tcp, conn.limits.header_read_timeout).cleartext();
                     return conn.serve(io).await;
                 };
                 let handshake =
@@ -204,6 +205,13 @@ impl AcceptLoop {
                     Ok(Ok(io)) => {
                         let io = FirstBytesDeadline::new(io, conn.limits.header_read_timeout);
                         conn.serve(io).await
+                    }
+                    Ok(Err(e)) if is_not_tls(&e) => {
+                        if metrics.refuse("cleartext_on_tls") {
+                            tracing::warn!(peer = %remote, error = %e,
+                                "a peer spoke cleartext (h2c?) to this TLS port: give it TLS \
+                                 (https://, --tls with --ca) or serve without TLS");
+                        }
                     }
                     Ok(Err(e)) => {
                         if metrics.refuse("tls_handshake") {
@@ -219,6 +227,14 @@ impl AcceptLoop {
             });
         }
     }
+}
+
+/// Whether a failed TLS handshake means the peer sent something that is not
+/// TLS at all (rustls' `InvalidMessage`), such as the h2c preface.
+fn is_not_tls(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::InvalidMessage(_)))
 }
 
 /// Per-connection settings, taken from the options once.
@@ -296,7 +312,13 @@ impl Conn {
         tokio::select! {
             r = conn => {
                 if let Err(e) = r {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                    if TlsOnCleartext::caused(&*e) {
+                        if metrics.refuse("tls_on_cleartext") {
+                            tracing::warn!(peer = ?remote, "{TlsOnCleartext}");
+                        }
+                    } else {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
                 }
             }
             _ = first_request => {
