@@ -41,6 +41,19 @@ fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     text
 }
 
+/// Starts the binary with `args` and `envs` added to its environment, stdin
+/// closed and stdout and stderr piped for the caller to read.
+fn spawn_piped(args: &[&str], envs: &[(&str, &str)]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn gossiphttp {args:?}: {e}"))
+}
+
 /// A running `gossiphttp listen` (or `node`), killed on drop.
 struct Listener {
     child: Child,
@@ -63,14 +76,7 @@ impl Listener {
     /// Runs the binary with `args` and reads the address it serves on from
     /// its first line: the word after `marker`.
     fn spawn(args: &[&str], envs: &[(&str, &str)], marker: &str) -> Listener {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gossiphttp listen");
+        let mut child = spawn_piped(args, envs);
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = collect(child.stderr.take().expect("piped stderr"));
         let (tx, lines) = mpsc::channel();
@@ -183,14 +189,7 @@ fn run_within(limit: Duration, args: &[&str]) -> Run {
 
 /// [`run_within`] with `envs` added to the binary's environment.
 fn run_env(limit: Duration, envs: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gossiphttp");
+    let mut child = spawn_piped(args, envs);
     let stdout = collect(child.stdout.take().expect("piped stdout"));
     let stderr = collect(child.stderr.take().expect("piped stderr"));
     let mut guard = ChildGuard(Some(child));
