@@ -134,6 +134,22 @@ struct Pki {
     client: (String, String),
 }
 
+impl Pki {
+    /// The flags that make `listen` or `node` serve TLS with the server
+    /// certificate and require client certificates issued by the CA.
+    fn mutual_tls_server_flags(&self) -> [&str; 6] {
+        let (cert, key) = &self.server;
+        [
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-client-ca",
+            &self.ca,
+        ]
+    }
+}
+
 fn pki() -> Pki {
     let dir = TempDir::new();
     let write = |name: &str, pem: String| {
@@ -170,16 +186,8 @@ fn pki() -> Pki {
 #[test]
 fn mutual_tls_refuses_clients_without_a_certificate() {
     let pki = pki();
-    let (cert, key) = &pki.server;
-    let mut listener = Listener::start(&[
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        key,
-        "--tls-client-ca",
-        &pki.ca,
-        "--echo-streams",
-    ]);
+    let mut listener =
+        Listener::start(&[&pki.mutual_tls_server_flags()[..], &["--echo-streams"]].concat());
     let to = listener.addr.clone();
     let tls = ["--tls", "--ca", pki.ca.as_str(), "--timeout", "3"];
 
@@ -247,25 +255,11 @@ fn node_takes_the_server_flags() {
 #[test]
 fn nodes_under_mutual_tls_present_their_certificate_to_each_other() {
     let pki = pki();
-    let (cert, key) = &pki.server;
     let node = |name: &str, join: &[&str]| {
         let args = [
-            &[
-                "node",
-                "--name",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--fast",
-                "--tls-cert",
-                cert,
-                "--tls-key",
-                key,
-                "--tls-client-ca",
-                &pki.ca,
-                "--tls-ca",
-                &pki.ca,
-            ][..],
+            &["node", "--name", name, "--listen", "127.0.0.1:0", "--fast"][..],
+            &pki.mutual_tls_server_flags(),
+            &["--tls-ca", &pki.ca],
             join,
         ]
         .concat();
