@@ -19,14 +19,10 @@ fn accept_http1_lets_http1_clients_in() {
     assert!(out.stderr.contains("505"), "{out:?}");
 
     let mut with = Listener::start(&["--accept-http1"]);
-    let out = run(&["send", "--http1", "--to", &with.addr, "--hex", "02"]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut with, 1, "02");
+    send_delivers(&mut with, "02", 1, &["--http1"]);
 
     let mut from_env = Listener::start_env(&[], &[("GOSSIPHTTP_ACCEPT_HTTP1", "1")]);
-    let out = run(&["send", "--http1", "--to", &from_env.addr, "--hex", "03"]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut from_env, 1, "03");
+    send_delivers(&mut from_env, "03", 1, &["--http1"]);
     let out = run(&["stream", "--http1", "--to", &from_env.addr, "--hex", "04"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(from_env.events("stream_data", 1)[0]["hex"], "04");
@@ -44,9 +40,7 @@ fn token_is_required_when_set_and_sent_when_given() {
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         assert!(out.stderr.contains("401"), "{out:?}");
     }
-    let out = run(&["send", "--to", &to, "--hex", "0a", "--token", TOKEN]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "0a");
+    send_delivers(&mut listener, "0a", 1, &["--token", TOKEN]);
     let out = run_env(
         STEP,
         &[("GOSSIPHTTP_TOKEN", TOKEN)],
@@ -204,9 +198,7 @@ fn mutual_tls_refuses_clients_without_a_certificate() {
 
     let (client_cert, client_key) = &pki.client;
     let mine = ["--tls-cert", client_cert.as_str(), "--tls-key", client_key];
-    let out = run(&[&["send", "--to", &to, "--hex", "6d746c73"][..], &tls, &mine].concat());
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "6d746c73");
+    send_delivers(&mut listener, "6d746c73", 1, &[&tls[..], &mine].concat());
     let out = run(&[
         &["stream", "--to", &to, "--hex", "6563686f"][..],
         &tls,

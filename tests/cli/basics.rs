@@ -6,18 +6,8 @@ use super::*;
 #[test]
 fn listen_and_send() {
     let mut listener = Listener::start(&[]);
-    let out = run(&[
-        "send",
-        "--to",
-        &listener.addr,
-        "--hex",
-        "68656c6c6f",
-        "--count",
-        "3",
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    let out = send_delivers(&mut listener, "68656c6c6f", 3, &[]);
     assert!(out.stderr.is_empty(), "{out:?}");
-    assert_packets(&mut listener, 3, "68656c6c6f");
 }
 
 #[test]
@@ -27,9 +17,7 @@ fn uppercase_and_empty_hex_are_accepted() {
     assert!(out.status.success(), "{out:?}");
     assert_packets(&mut listener, 1, "deadbeef");
     // An empty packet is a valid frame (cc 00 00) and is delivered.
-    let out = run(&["send", "--to", &listener.addr, "--hex", ""]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "");
+    send_delivers(&mut listener, "", 1, &[]);
 }
 
 #[test]
@@ -169,17 +157,7 @@ fn usage_errors() {
 #[test]
 fn metrics_count_received_packets() {
     let mut listener = Listener::start(&[]);
-    let out = run(&[
-        "send",
-        "--to",
-        &listener.addr,
-        "--hex",
-        "68656c6c6f",
-        "--count",
-        "3",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 3, "68656c6c6f");
+    send_delivers(&mut listener, "68656c6c6f", 3, &[]);
 
     let response = get_metrics(listener.port());
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -205,31 +183,10 @@ fn tls_send_and_stream() {
     let (cert, key) = self_signed(dir.path());
     let mut listener = Listener::start(&["--tls-cert", &cert, "--tls-key", &key, "--echo-streams"]);
 
-    let out = run(&[
-        "send",
-        "--to",
-        &listener.addr,
-        "--hex",
-        "746c73",
-        "--tls",
-        "--insecure",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "746c73");
+    send_delivers(&mut listener, "746c73", 1, &["--tls", "--insecure"]);
 
     // Verified against the certificate itself, by its IP SAN.
-    let out = run(&[
-        "send",
-        "--to",
-        &listener.addr,
-        "--hex",
-        "636121",
-        "--tls",
-        "--ca",
-        &cert,
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "636121");
+    send_delivers(&mut listener, "636121", 1, &["--tls", "--ca", &cert]);
 
     let out = run(&[
         "stream",
@@ -291,9 +248,7 @@ fn tls_with_untrusted_certificate_fails() {
 #[test]
 fn listen_exits_cleanly_on_sigterm() {
     let mut listener = Listener::start(&[]);
-    let out = run(&["send", "--to", &listener.addr, "--hex", "01"]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "01");
+    send_delivers(&mut listener, "01", 1, &[]);
 
     let pid = listener.child.id().to_string();
     let kill = Command::new("kill")

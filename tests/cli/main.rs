@@ -284,6 +284,22 @@ fn self_signed(dir: &Path) -> (String, String) {
     )
 }
 
+/// Runs `send --to <listener> --hex <hex>` with `flags` (and `--count` when
+/// `count` is not the default 1), checks that it succeeds and that `count`
+/// packets of `hex` arrive, and returns the run for further checks.
+fn send_delivers(listener: &mut Listener, hex: &str, count: usize, flags: &[&str]) -> Run {
+    let count_text = count.to_string();
+    let mut args = vec!["send", "--to", &listener.addr, "--hex", hex];
+    if count != 1 {
+        args.extend(["--count", &count_text]);
+    }
+    args.extend_from_slice(flags);
+    let out = run(&args);
+    assert!(out.status.success(), "{out:?}");
+    assert_packets(listener, count, hex);
+    out
+}
+
 fn assert_packets(listener: &mut Listener, n: usize, hex: &str) {
     for p in listener.events("packet", n) {
         assert_eq!(p["hex"], hex, "{p}");
