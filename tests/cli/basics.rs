@@ -75,12 +75,7 @@ fn stream_without_echo_prints_nothing_back() {
 fn send_to_closed_port_fails_promptly() {
     let to = format!("127.0.0.1:{}", closed_port());
     let started = Instant::now();
-    let out = run_within(
-        Duration::from_secs(10),
-        &["send", "--to", &to, "--hex", "00", "--timeout", "2"],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    let out = fails_with_error("send", &to, &[]);
     assert!(out.stderr.contains(&to), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -88,12 +83,7 @@ fn send_to_closed_port_fails_promptly() {
 #[test]
 fn stream_to_closed_port_fails() {
     let to = format!("127.0.0.1:{}", closed_port());
-    let out = run_within(
-        Duration::from_secs(10),
-        &["stream", "--to", &to, "--hex", "00", "--timeout", "2"],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    let out = fails_with_error("stream", &to, &[]);
     assert!(out.stdout.is_empty(), "{out:?}");
 }
 
@@ -202,20 +192,7 @@ fn tls_send_and_stream() {
     assert_eq!(out.stdout.trim(), "6563686f", "{out:?}");
 
     // Without TLS the client speaks h2c to a TLS server: a clear failure.
-    let out = run_within(
-        Duration::from_secs(10),
-        &[
-            "send",
-            "--to",
-            &listener.addr,
-            "--hex",
-            "00",
-            "--timeout",
-            "2",
-        ],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    fails_with_error("send", &listener.addr, &[]);
 }
 
 #[test]
@@ -225,23 +202,7 @@ fn tls_with_untrusted_certificate_fails() {
     let other = TempDir::new();
     let (other_cert, _) = self_signed(other.path());
     let listener = Listener::start(&["--tls-cert", &cert, "--tls-key", &key]);
-    let out = run_within(
-        Duration::from_secs(10),
-        &[
-            "send",
-            "--to",
-            &listener.addr,
-            "--hex",
-            "00",
-            "--tls",
-            "--ca",
-            &other_cert,
-            "--timeout",
-            "2",
-        ],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    fails_with_error("send", &listener.addr, &["--tls", "--ca", &other_cert]);
 }
 
 #[cfg(unix)]

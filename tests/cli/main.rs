@@ -309,6 +309,20 @@ fn assert_packets(listener: &mut Listener, n: usize, hex: &str) {
     }
 }
 
+/// Runs `command --to <to> --hex 00 --timeout 2` with `flags`, and checks
+/// that it fails, within 10 s, with an `error: ` line on stderr.
+fn fails_with_error(command: &str, to: &str, flags: &[&str]) -> Run {
+    let args = [
+        &[command, "--to", to, "--hex", "00", "--timeout", "2"][..],
+        flags,
+    ]
+    .concat();
+    let out = run_within(Duration::from_secs(10), &args);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    out
+}
+
 /// A port no one listens on (it was free a moment ago).
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
