@@ -19,14 +19,10 @@ fn accept_http1_lets_http1_clients_in() {
     assert!(out.stderr.contains("505"), "{out:?}");
 
     let mut with = Listener::start(&["--accept-http1"]);
-    let out = run(&["send", "--http1", "--to", &with.addr, "--hex", "02"]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut with, 1, "02");
+    send_delivers(&mut with, "02", 1, &["--http1"]);
 
     let mut from_env = Listener::start_env(&[], &[("GOSSIPHTTP_ACCEPT_HTTP1", "1")]);
-    let out = run(&["send", "--http1", "--to", &from_env.addr, "--hex", "03"]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut from_env, 1, "03");
+    send_delivers(&mut from_env, "03", 1, &["--http1"]);
     let out = run(&["stream", "--http1", "--to", &from_env.addr, "--hex", "04"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(from_env.events("stream_data", 1)[0]["hex"], "04");
@@ -44,9 +40,7 @@ fn token_is_required_when_set_and_sent_when_given() {
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         assert!(out.stderr.contains("401"), "{out:?}");
     }
-    let out = run(&["send", "--to", &to, "--hex", "0a", "--token", TOKEN]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "0a");
+    send_delivers(&mut listener, "0a", 1, &["--token", TOKEN]);
     let out = run_env(
         STEP,
         &[("GOSSIPHTTP_TOKEN", TOKEN)],
@@ -134,6 +128,22 @@ struct Pki {
     client: (String, String),
 }
 
+impl Pki {
+    /// The flags that make `listen` or `node` serve TLS with the server
+    /// certificate and require client certificates issued by the CA.
+    fn mutual_tls_server_flags(&self) -> [&str; 6] {
+        let (cert, key) = &self.server;
+        [
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-client-ca",
+            &self.ca,
+        ]
+    }
+}
+
 fn pki() -> Pki {
     let dir = TempDir::new();
     let write = |name: &str, pem: String| {
@@ -170,16 +180,8 @@ fn pki() -> Pki {
 #[test]
 fn mutual_tls_refuses_clients_without_a_certificate() {
     let pki = pki();
-    let (cert, key) = &pki.server;
-    let mut listener = Listener::start(&[
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        key,
-        "--tls-client-ca",
-        &pki.ca,
-        "--echo-streams",
-    ]);
+    let mut listener =
+        Listener::start(&[&pki.mutual_tls_server_flags()[..], &["--echo-streams"]].concat());
     let to = listener.addr.clone();
     let tls = ["--tls", "--ca", pki.ca.as_str(), "--timeout", "3"];
 
@@ -196,9 +198,7 @@ fn mutual_tls_refuses_clients_without_a_certificate() {
 
     let (client_cert, client_key) = &pki.client;
     let mine = ["--tls-cert", client_cert.as_str(), "--tls-key", client_key];
-    let out = run(&[&["send", "--to", &to, "--hex", "6d746c73"][..], &tls, &mine].concat());
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "6d746c73");
+    send_delivers(&mut listener, "6d746c73", 1, &[&tls[..], &mine].concat());
     let out = run(&[
         &["stream", "--to", &to, "--hex", "6563686f"][..],
         &tls,
@@ -247,25 +247,11 @@ fn node_takes_the_server_flags() {
 #[test]
 fn nodes_under_mutual_tls_present_their_certificate_to_each_other() {
     let pki = pki();
-    let (cert, key) = &pki.server;
     let node = |name: &str, join: &[&str]| {
         let args = [
-            &[
-                "node",
-                "--name",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--fast",
-                "--tls-cert",
-                cert,
-                "--tls-key",
-                key,
-                "--tls-client-ca",
-                &pki.ca,
-                "--tls-ca",
-                &pki.ca,
-            ][..],
+            &["node", "--name", name, "--listen", "127.0.0.1:0", "--fast"][..],
+            &pki.mutual_tls_server_flags(),
+            &["--tls-ca", &pki.ca],
             join,
         ]
         .concat();

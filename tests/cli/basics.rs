@@ -6,18 +6,8 @@ use super::*;
 #[test]
 fn listen_and_send() {
     let mut listener = Listener::start(&[]);
-    let out = run(&[
-        "send",
-        "--to",
-        &listener.addr,
-        "--hex",
-        "68656c6c6f",
-        "--count",
-        "3",
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    let out = send_delivers(&mut listener, "68656c6c6f", 3, &[]);
     assert!(out.stderr.is_empty(), "{out:?}");
-    assert_packets(&mut listener, 3, "68656c6c6f");
 }
 
 #[test]
@@ -27,9 +17,7 @@ fn uppercase_and_empty_hex_are_accepted() {
     assert!(out.status.success(), "{out:?}");
     assert_packets(&mut listener, 1, "deadbeef");
     // An empty packet is a valid frame (cc 00 00) and is delivered.
-    let out = run(&["send", "--to", &listener.addr, "--hex", ""]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "");
+    send_delivers(&mut listener, "", 1, &[]);
 }
 
 #[test]
@@ -87,12 +75,7 @@ fn stream_without_echo_prints_nothing_back() {
 fn send_to_closed_port_fails_promptly() {
     let to = format!("127.0.0.1:{}", closed_port());
     let started = Instant::now();
-    let out = run_within(
-        Duration::from_secs(10),
-        &["send", "--to", &to, "--hex", "00", "--timeout", "2"],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    let out = fails_with_error("send", &to, &[]);
     assert!(out.stderr.contains(&to), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -100,12 +83,7 @@ fn send_to_closed_port_fails_promptly() {
 #[test]
 fn stream_to_closed_port_fails() {
     let to = format!("127.0.0.1:{}", closed_port());
-    let out = run_within(
-        Duration::from_secs(10),
-        &["stream", "--to", &to, "--hex", "00", "--timeout", "2"],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    let out = fails_with_error("stream", &to, &[]);
     assert!(out.stdout.is_empty(), "{out:?}");
 }
 
@@ -169,17 +147,7 @@ fn usage_errors() {
 #[test]
 fn metrics_count_received_packets() {
     let mut listener = Listener::start(&[]);
-    let out = run(&[
-        "send",
-        "--to",
-        &listener.addr,
-        "--hex",
-        "68656c6c6f",
-        "--count",
-        "3",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 3, "68656c6c6f");
+    send_delivers(&mut listener, "68656c6c6f", 3, &[]);
 
     let response = get_metrics(listener.port());
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -205,31 +173,10 @@ fn tls_send_and_stream() {
     let (cert, key) = self_signed(dir.path());
     let mut listener = Listener::start(&["--tls-cert", &cert, "--tls-key", &key, "--echo-streams"]);
 
-    let out = run(&[
-        "send",
-        "--to",
-        &listener.addr,
-        "--hex",
-        "746c73",
-        "--tls",
-        "--insecure",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "746c73");
+    send_delivers(&mut listener, "746c73", 1, &["--tls", "--insecure"]);
 
     // Verified against the certificate itself, by its IP SAN.
-    let out = run(&[
-        "send",
-        "--to",
-        &listener.addr,
-        "--hex",
-        "636121",
-        "--tls",
-        "--ca",
-        &cert,
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "636121");
+    send_delivers(&mut listener, "636121", 1, &["--tls", "--ca", &cert]);
 
     let out = run(&[
         "stream",
@@ -245,20 +192,7 @@ fn tls_send_and_stream() {
     assert_eq!(out.stdout.trim(), "6563686f", "{out:?}");
 
     // Without TLS the client speaks h2c to a TLS server: a clear failure.
-    let out = run_within(
-        Duration::from_secs(10),
-        &[
-            "send",
-            "--to",
-            &listener.addr,
-            "--hex",
-            "00",
-            "--timeout",
-            "2",
-        ],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    fails_with_error("send", &listener.addr, &[]);
 }
 
 #[test]
@@ -268,32 +202,14 @@ fn tls_with_untrusted_certificate_fails() {
     let other = TempDir::new();
     let (other_cert, _) = self_signed(other.path());
     let listener = Listener::start(&["--tls-cert", &cert, "--tls-key", &key]);
-    let out = run_within(
-        Duration::from_secs(10),
-        &[
-            "send",
-            "--to",
-            &listener.addr,
-            "--hex",
-            "00",
-            "--tls",
-            "--ca",
-            &other_cert,
-            "--timeout",
-            "2",
-        ],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    fails_with_error("send", &listener.addr, &["--tls", "--ca", &other_cert]);
 }
 
 #[cfg(unix)]
 #[test]
 fn listen_exits_cleanly_on_sigterm() {
     let mut listener = Listener::start(&[]);
-    let out = run(&["send", "--to", &listener.addr, "--hex", "01"]);
-    assert!(out.status.success(), "{out:?}");
-    assert_packets(&mut listener, 1, "01");
+    send_delivers(&mut listener, "01", 1, &[]);
 
     let pid = listener.child.id().to_string();
     let kill = Command::new("kill")

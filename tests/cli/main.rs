@@ -41,6 +41,19 @@ fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     text
 }
 
+/// Starts the binary with `args` and `envs` added to its environment, stdin
+/// closed and stdout and stderr piped for the caller to read.
+fn spawn_piped(args: &[&str], envs: &[(&str, &str)]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn gossiphttp {args:?}: {e}"))
+}
+
 /// A running `gossiphttp listen` (or `node`), killed on drop.
 struct Listener {
     child: Child,
@@ -63,14 +76,7 @@ impl Listener {
     /// Runs the binary with `args` and reads the address it serves on from
     /// its first line: the word after `marker`.
     fn spawn(args: &[&str], envs: &[(&str, &str)], marker: &str) -> Listener {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gossiphttp listen");
+        let mut child = spawn_piped(args, envs);
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = collect(child.stderr.take().expect("piped stderr"));
         let (tx, lines) = mpsc::channel();
@@ -183,14 +189,7 @@ fn run_within(limit: Duration, args: &[&str]) -> Run {
 
 /// [`run_within`] with `envs` added to the binary's environment.
 fn run_env(limit: Duration, envs: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gossiphttp");
+    let mut child = spawn_piped(args, envs);
     let stdout = collect(child.stdout.take().expect("piped stdout"));
     let stderr = collect(child.stderr.take().expect("piped stderr"));
     let mut guard = ChildGuard(Some(child));
@@ -285,6 +284,22 @@ fn self_signed(dir: &Path) -> (String, String) {
     )
 }
 
+/// Runs `send --to <listener> --hex <hex>` with `flags` (and `--count` when
+/// `count` is not the default 1), checks that it succeeds and that `count`
+/// packets of `hex` arrive, and returns the run for further checks.
+fn send_delivers(listener: &mut Listener, hex: &str, count: usize, flags: &[&str]) -> Run {
+    let count_text = count.to_string();
+    let mut args = vec!["send", "--to", &listener.addr, "--hex", hex];
+    if count != 1 {
+        args.extend(["--count", &count_text]);
+    }
+    args.extend_from_slice(flags);
+    let out = run(&args);
+    assert!(out.status.success(), "{out:?}");
+    assert_packets(listener, count, hex);
+    out
+}
+
 fn assert_packets(listener: &mut Listener, n: usize, hex: &str) {
     for p in listener.events("packet", n) {
         assert_eq!(p["hex"], hex, "{p}");
@@ -292,6 +307,20 @@ fn assert_packets(listener: &mut Listener, n: usize, hex: &str) {
         let from = p["from"].as_str().expect("from is a string");
         assert!(from.starts_with("127.0.0.1:"), "{p}");
     }
+}
+
+/// Runs `command --to <to> --hex 00 --timeout 2` with `flags`, and checks
+/// that it fails, within 10 s, with an `error: ` line on stderr.
+fn fails_with_error(command: &str, to: &str, flags: &[&str]) -> Run {
+    let args = [
+        &[command, "--to", to, "--hex", "00", "--timeout", "2"][..],
+        flags,
+    ]
+    .concat();
+    let out = run_within(Duration::from_secs(10), &args);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    out
 }
 
 /// A port no one listens on (it was free a moment ago).

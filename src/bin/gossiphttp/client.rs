@@ -1,7 +1,7 @@
 //! The flags `send` and `stream` share, and the client transport they make.
 
 use crate::output::{describe, Failure};
-use crate::serve::{token, TOKEN_ENV};
+use crate::serve::{cert_and_key, token, TOKEN_ENV};
 use clap::Args;
 use gossiphttp::{ClientTls, Options, Transport};
 use std::path::PathBuf;
@@ -84,15 +84,7 @@ impl ClientArgs {
             }
             return Ok(None);
         }
-        let client_cert = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => {
-                return Err(Failure::usage(
-                    "--tls-cert and --tls-key must be given together",
-                ))
-            }
-        };
+        let client_cert = cert_and_key(&self.tls_cert, &self.tls_key)?;
         let tls = match (&self.ca, self.insecure, client_cert) {
             (Some(ca), false, None) => ClientTls::from_ca_pem_file(ca)
                 .map_err(|e| Failure::usage(format!("--ca: {}", describe(&e))))?,

@@ -81,16 +81,12 @@ impl ServeArgs {
     }
 
     fn server_tls(&self) -> Result<Option<ServerTls>, Failure> {
-        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => (cert, key),
-            (None, None) if self.tls_client_ca.is_none() => return Ok(None),
-            // clap enforces these too; kept so the rule holds whatever the flags.
-            (None, None) => return Err(Failure::usage("--tls-client-ca needs --tls-cert")),
-            _ => {
-                return Err(Failure::usage(
-                    "--tls-cert and --tls-key must be given together",
-                ))
-            }
+        let Some((cert, key)) = cert_and_key(&self.tls_cert, &self.tls_key)? else {
+            return match self.tls_client_ca {
+                None => Ok(None),
+                // clap enforces this too; kept so the rule holds whatever the flags.
+                Some(_) => Err(Failure::usage("--tls-client-ca needs --tls-cert")),
+            };
         };
         let tls = match &self.tls_client_ca {
             None => ServerTls::from_pem_files(cert, key),
@@ -103,6 +99,22 @@ impl ServeArgs {
         };
         tls.map(Some)
             .map_err(|e| Failure::usage(format!("{which}: {}", describe(&e))))
+    }
+}
+
+/// The certificate chain and private key from `--tls-cert` and `--tls-key`
+/// (on the server side and the client side alike): both or neither.
+pub fn cert_and_key<'a>(
+    cert: &'a Option<PathBuf>,
+    key: &'a Option<PathBuf>,
+) -> Result<Option<(&'a PathBuf, &'a PathBuf)>, Failure> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        // clap enforces this too; kept so the rule holds whatever the flags.
+        _ => Err(Failure::usage(
+            "--tls-cert and --tls-key must be given together",
+        )),
     }
 }
 
