@@ -53,7 +53,10 @@ impl DuplexStream {
             Ok(d) => d,
             Err(e) => return Promise::reject(&e),
         };
-        let body = stream_body(std::slice::from_ref(&data));
+        let body = match stream_body(std::slice::from_ref(&data)) {
+            Ok(b) => b,
+            Err(e) => return Promise::reject(&e),
+        };
         let writer = self.writer.clone();
         let closed = self.closed.clone();
         future_to_promise(async move {

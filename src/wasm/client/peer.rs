@@ -254,7 +254,7 @@ impl Peer {
         } else {
             vec![bytes_arg(data, "data")?]
         };
-        let body = stream_body(&chunks);
+        let body = stream_body(&chunks)?;
         let inner = self.inner.clone();
         Ok(future_to_promise(async move {
             let mut deadline = Deadline::new(inner.timeout_ms)?;

@@ -2,7 +2,7 @@
 //! by chunk, frames unwrapped by the shared
 //! [`StreamDecoder`], one read at a time.
 
-use super::body::concat;
+use super::body::{concat, too_large};
 use super::deadline::Deadline;
 use crate::codec::StreamDecoder;
 use crate::wasm::frames::frame_error;
@@ -173,7 +173,11 @@ impl Reading {
             while let Some(c) = r.next_chunk().await? {
                 parts.push(c);
             }
-            Ok(concat(parts.into_iter()).into())
+            match concat(parts.into_iter()) {
+                Some(all) => Ok(all.into()),
+                // Read it with `for await` instead: chunk by chunk.
+                None => Err(too_large("frame", "the stream's bytes")),
+            }
         })
     }
 

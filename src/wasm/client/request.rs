@@ -88,7 +88,7 @@ pub(super) async fn post_packets(
     timeout_ms: f64,
     packets: &[Uint8Array],
 ) -> Result<(), JsValue> {
-    let body = packets_body(packets);
+    let body = packets_body(packets)?;
     let mut deadline = Deadline::new(timeout_ms)?;
     let resp = post(url, token, Body::Bytes(&body), &mut deadline).await?;
     // Read the (empty) body so the connection can carry the next request.
