@@ -12,31 +12,31 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use std::sync::Arc;
 
-/// The handshake signature checks of a verifier wrapping webpki's (in its
-/// `webpki` field): webpki's own, unchanged, since the wrapper only widens
-/// which certificates are trusted, never how signatures are checked.
-macro_rules! webpki_signature_checks {
-    () => {
+/// A verifier's handshake signature checks: `$algorithms`, the crypto
+/// provider's, as webpki's own verifiers check them. Every verifier here
+/// differs from webpki's only in which certificates it trusts.
+macro_rules! signature_checks {
+    ($self:ident => $algorithms:expr) => {
         fn verify_tls12_signature(
-            &self,
+            &$self,
             message: &[u8],
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.webpki.verify_tls12_signature(message, cert, dss)
+            rustls::crypto::verify_tls12_signature(message, cert, dss, $algorithms)
         }
 
         fn verify_tls13_signature(
-            &self,
+            &$self,
             message: &[u8],
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.webpki.verify_tls13_signature(message, cert, dss)
+            rustls::crypto::verify_tls13_signature(message, cert, dss, $algorithms)
         }
 
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.webpki.supported_verify_schemes()
+        fn supported_verify_schemes(&$self) -> Vec<SignatureScheme> {
+            $algorithms.supported_schemes()
         }
     };
 }
@@ -50,6 +50,8 @@ macro_rules! webpki_signature_checks {
 pub(super) struct WebPkiAndRoots<V: ?Sized> {
     webpki: Arc<V>,
     roots: Vec<CertificateDer<'static>>,
+    /// The provider `webpki` was built with.
+    provider: Arc<CryptoProvider>,
 }
 
 /// Server certificates checked as [`WebPkiAndRoots`] says; one of the roots
@@ -65,12 +67,17 @@ impl<V: ?Sized> WebPkiAndRoots<V> {
     fn build<E: std::fmt::Display>(
         roots: Vec<CertificateDer<'static>>,
         side: &str,
-        webpki: impl FnOnce(Arc<RootCertStore>) -> Result<Arc<V>, E>,
+        webpki: impl FnOnce(Arc<RootCertStore>, Arc<CryptoProvider>) -> Result<Arc<V>, E>,
     ) -> Result<Arc<Self>, Error> {
         let store = root_store(&roots, &format!("{side}CA certificate"))?;
-        let webpki = webpki(Arc::new(store))
+        let provider = provider();
+        let webpki = webpki(Arc::new(store), provider.clone())
             .map_err(|e| config_err(&format!("{side}certificate verifier"), e))?;
-        Ok(Arc::new(WebPkiAndRoots { webpki, roots }))
+        Ok(Arc::new(WebPkiAndRoots {
+            webpki,
+            roots,
+            provider,
+        }))
     }
 
     /// Whether webpki's refusal `e` is the one Go does not make: of a
@@ -82,16 +89,16 @@ impl<V: ?Sized> WebPkiAndRoots<V> {
 
 impl RootsVerifier {
     pub(super) fn new(roots: Vec<CertificateDer<'static>>) -> Result<Arc<Self>, Error> {
-        Self::build(roots, "", |store| {
-            WebPkiServerVerifier::builder_with_provider(store, provider()).build()
+        Self::build(roots, "", |store, provider| {
+            WebPkiServerVerifier::builder_with_provider(store, provider).build()
         })
     }
 }
 
 impl ClientRootsVerifier {
     pub(super) fn new(roots: Vec<CertificateDer<'static>>) -> Result<Arc<Self>, Error> {
-        Self::build(roots, "client ", |store| {
-            WebPkiClientVerifier::builder_with_provider(store, provider()).build()
+        Self::build(roots, "client ", |store, provider| {
+            WebPkiClientVerifier::builder_with_provider(store, provider).build()
         })
     }
 }
@@ -118,7 +125,7 @@ impl ServerCertVerifier for RootsVerifier {
         }
     }
 
-    webpki_signature_checks!();
+    signature_checks!(self => &self.provider.signature_verification_algorithms);
 }
 
 impl ClientCertVerifier for ClientRootsVerifier {
@@ -149,7 +156,7 @@ impl ClientCertVerifier for ClientRootsVerifier {
         }
     }
 
-    webpki_signature_checks!();
+    signature_checks!(self => &self.provider.signature_verification_algorithms);
 }
 
 fn root_store(roots: &[CertificateDer<'static>], what: &str) -> Result<RootCertStore, Error> {
@@ -189,35 +196,5 @@ impl ServerCertVerifier for AcceptAnyCert {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    signature_checks!(self => &self.0.signature_verification_algorithms);
 }
