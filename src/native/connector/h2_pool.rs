@@ -6,13 +6,13 @@
 
 use super::dialer::Dialer;
 use super::sniff::FirstAnswer;
-use super::{diagnose, PoolKey};
+use super::{diagnose, handshake, PoolKey};
 use crate::native::body::FrameBody;
 use crate::{Error, PeerAddr};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -153,21 +153,15 @@ impl H2Pool {
 }
 
 async fn connect(dialer: &Dialer, peer: &PeerAddr, key: &PoolKey) -> Result<Conn, Error> {
-    let first_answer = FirstAnswer::default();
-    let io = dialer.connect(peer, key.0, &first_answer).await?;
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_H2_FRAME)
-        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| Error::Connect {
-            addr: peer.to_string(),
-            source: e.into(),
-        })?;
-    dialer.drive(conn);
-    Ok((sender, first_answer))
+    handshake::open(dialer, peer, key, |io| {
+        http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_H2_FRAME)
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .handshake(io)
+    })
+    .await
 }

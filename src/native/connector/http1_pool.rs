@@ -3,13 +3,12 @@
 
 use super::dialer::Dialer;
 use super::sniff::FirstAnswer;
-use super::{diagnose, PoolKey};
+use super::{diagnose, handshake, PoolKey};
 use crate::native::body::FrameBody;
 use crate::{Error, PeerAddr};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -97,15 +96,5 @@ impl Http1Pool {
 }
 
 async fn connect(dialer: &Dialer, peer: &PeerAddr, key: &PoolKey) -> Result<Conn, Error> {
-    let first_answer = FirstAnswer::default();
-    let io = dialer.connect(peer, key.0, &first_answer).await?;
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| Error::Connect {
-            addr: peer.to_string(),
-            source: e.into(),
-        })?;
-    dialer.drive(conn);
-    Ok((sender, first_answer))
+    handshake::open(dialer, peer, key, |io| http1::Builder::new().handshake(io)).await
 }

@@ -7,6 +7,7 @@
 mod diagnose;
 mod dialer;
 mod h2_pool;
+mod handshake;
 mod http1_pool;
 mod sniff;
 

@@ -13,6 +13,8 @@ use rustls::client::WantsClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::NoClientAuth;
 use rustls::{ClientConfig, ConfigBuilder, RootCertStore, ServerConfig};
 use std::path::Path;
 use std::sync::Arc;
@@ -86,13 +88,7 @@ impl ServerTls {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Self, Error> {
-        let config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| config_err("TLS versions", e))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| config_err("server certificate", e))?;
-        Ok(Self::from_config(config))
+        Self::serving(chain, key, Arc::new(NoClientAuth))
     }
 
     /// Mutual TLS: like [`from_pem_files`](Self::from_pem_files), and every
@@ -119,11 +115,20 @@ impl ServerTls {
         key: PrivateKeyDer<'static>,
         client_ca: Vec<CertificateDer<'static>>,
     ) -> Result<Self, Error> {
-        let verifier = ClientRootsVerifier::new(client_ca)?;
+        Self::serving(chain, key, ClientRootsVerifier::new(client_ca)?)
+    }
+
+    /// A server presenting `chain`/`key`; `clients` decides whether client
+    /// certificates are asked for and which are accepted.
+    fn serving(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        clients: Arc<dyn ClientCertVerifier>,
+    ) -> Result<Self, Error> {
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| config_err("TLS versions", e))?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(clients)
             .with_single_cert(chain, key)
             .map_err(|e| config_err("server certificate", e))?;
         Ok(Self::from_config(config))

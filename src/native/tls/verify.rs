@@ -12,25 +12,94 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use std::sync::Arc;
 
-/// Server certificates checked as webpki does against the configured roots,
-/// plus what Go accepts and webpki refuses: a server presenting exactly one
-/// of the roots as its own certificate although it is a CA (`CA:TRUE`, as
-/// `openssl req -x509` makes). Such a certificate still has its name
-/// checked here, and its validity period by webpki, which checks it before
-/// the CA flag that fails it.
+/// A verifier's handshake signature checks: `$algorithms`, the crypto
+/// provider's, as webpki's own verifiers check them. Every verifier here
+/// differs from webpki's only in which certificates it trusts.
+macro_rules! signature_checks {
+    ($self:ident => $algorithms:expr) => {
+        fn verify_tls12_signature(
+            &$self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, $algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &$self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, $algorithms)
+        }
+
+        fn supported_verify_schemes(&$self) -> Vec<SignatureScheme> {
+            $algorithms.supported_schemes()
+        }
+    };
+}
+
+/// A webpki verifier `V` for the certificates issued by `roots`, plus what
+/// Go accepts and webpki refuses: a peer presenting exactly one of the roots
+/// as its own certificate although it is a CA (`CA:TRUE`, as `openssl req
+/// -x509` makes). Its validity period is still checked, by webpki, which
+/// checks it before the CA flag that fails it.
 #[derive(Debug)]
-pub(super) struct RootsVerifier {
-    webpki: Arc<WebPkiServerVerifier>,
+pub(super) struct WebPkiAndRoots<V: ?Sized> {
+    webpki: Arc<V>,
     roots: Vec<CertificateDer<'static>>,
+    /// The provider `webpki` was built with.
+    provider: Arc<CryptoProvider>,
+}
+
+/// Server certificates checked as [`WebPkiAndRoots`] says; one of the roots
+/// presented as a server's own still has its name checked here.
+pub(super) type RootsVerifier = WebPkiAndRoots<WebPkiServerVerifier>;
+
+/// Client certificates checked as [`WebPkiAndRoots`] says.
+pub(super) type ClientRootsVerifier = WebPkiAndRoots<dyn ClientCertVerifier>;
+
+impl<V: ?Sized> WebPkiAndRoots<V> {
+    /// Builds webpki's verifier over a store of `roots`; `side` starts the
+    /// names of what fails ("" for servers, "client " for clients).
+    fn build<E: std::fmt::Display>(
+        roots: Vec<CertificateDer<'static>>,
+        side: &str,
+        webpki: impl FnOnce(Arc<RootCertStore>, Arc<CryptoProvider>) -> Result<Arc<V>, E>,
+    ) -> Result<Arc<Self>, Error> {
+        let store = root_store(&roots, &format!("{side}CA certificate"))?;
+        let provider = provider();
+        let webpki = webpki(Arc::new(store), provider.clone())
+            .map_err(|e| config_err(&format!("{side}certificate verifier"), e))?;
+        Ok(Arc::new(WebPkiAndRoots {
+            webpki,
+            roots,
+            provider,
+        }))
+    }
+
+    /// Whether webpki's refusal `e` is the one Go does not make: of a
+    /// certificate that is exactly one of the roots, for being a CA.
+    fn go_accepts(&self, e: &rustls::Error, end_entity: &CertificateDer<'_>) -> bool {
+        is_ca_used_as_end_entity(e) && self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref())
+    }
 }
 
 impl RootsVerifier {
     pub(super) fn new(roots: Vec<CertificateDer<'static>>) -> Result<Arc<Self>, Error> {
-        let store = root_store(&roots, "CA certificate")?;
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
-            .build()
-            .map_err(|e| config_err("certificate verifier", e))?;
-        Ok(Arc::new(RootsVerifier { webpki, roots }))
+        Self::build(roots, "", |store, provider| {
+            WebPkiServerVerifier::builder_with_provider(store, provider).build()
+        })
+    }
+}
+
+impl ClientRootsVerifier {
+    pub(super) fn new(roots: Vec<CertificateDer<'static>>) -> Result<Arc<Self>, Error> {
+        Self::build(roots, "client ", |store, provider| {
+            WebPkiClientVerifier::builder_with_provider(store, provider).build()
+        })
     }
 }
 
@@ -47,7 +116,7 @@ impl ServerCertVerifier for RootsVerifier {
             .webpki
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
         {
-            Err(e) if is_ca_used_as_end_entity(&e) && is_one_of(&self.roots, end_entity) => {
+            Err(e) if self.go_accepts(&e, end_entity) => {
                 let cert = ParsedCertificate::try_from(end_entity)?;
                 rustls::client::verify_server_name(&cert, server_name)?;
                 Ok(ServerCertVerified::assertion())
@@ -56,47 +125,7 @@ impl ServerCertVerifier for RootsVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// Client certificates checked as webpki does against the configured CAs,
-/// plus what Go accepts and webpki refuses: a client presenting exactly one
-/// of the CA certificates as its own. Its validity period is still checked,
-/// by webpki, before the CA flag that fails it.
-#[derive(Debug)]
-pub(super) struct ClientRootsVerifier {
-    webpki: Arc<dyn ClientCertVerifier>,
-    roots: Vec<CertificateDer<'static>>,
-}
-
-impl ClientRootsVerifier {
-    pub(super) fn new(roots: Vec<CertificateDer<'static>>) -> Result<Arc<Self>, Error> {
-        let store = root_store(&roots, "client CA certificate")?;
-        let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
-            .build()
-            .map_err(|e| config_err("client certificate verifier", e))?;
-        Ok(Arc::new(ClientRootsVerifier { webpki, roots }))
-    }
+    signature_checks!(self => &self.provider.signature_verification_algorithms);
 }
 
 impl ClientCertVerifier for ClientRootsVerifier {
@@ -122,34 +151,12 @@ impl ClientCertVerifier for ClientRootsVerifier {
             .webpki
             .verify_client_cert(end_entity, intermediates, now)
         {
-            Err(e) if is_ca_used_as_end_entity(&e) && is_one_of(&self.roots, end_entity) => {
-                Ok(ClientCertVerified::assertion())
-            }
+            Err(e) if self.go_accepts(&e, end_entity) => Ok(ClientCertVerified::assertion()),
             verdict => verdict,
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
+    signature_checks!(self => &self.provider.signature_verification_algorithms);
 }
 
 fn root_store(roots: &[CertificateDer<'static>], what: &str) -> Result<RootCertStore, Error> {
@@ -158,11 +165,6 @@ fn root_store(roots: &[CertificateDer<'static>], what: &str) -> Result<RootCertS
         store.add(cert.clone()).map_err(|e| config_err(what, e))?;
     }
     Ok(store)
-}
-
-/// Whether `cert` is exactly one of `roots`.
-fn is_one_of(roots: &[CertificateDer<'static>], cert: &CertificateDer<'_>) -> bool {
-    roots.iter().any(|r| r.as_ref() == cert.as_ref())
 }
 
 /// Whether webpki refused a certificate for being a CA used as a server's
@@ -194,35 +196,5 @@ impl ServerCertVerifier for AcceptAnyCert {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    signature_checks!(self => &self.0.signature_verification_algorithms);
 }

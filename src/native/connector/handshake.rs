@@ -1,0 +1,35 @@
+//! The step both pools take to open a connection: dial the peer, speak the
+//! pool's HTTP handshake on it, and leave its driver to the dialer.
+
+use super::dialer::{Dialer, PeerIo};
+use super::sniff::FirstAnswer;
+use super::PoolKey;
+use crate::{Error, PeerAddr};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+
+/// Dials `peer` as `key` says, runs `handshake` (HTTP/2 or HTTP/1.1) on the
+/// connection and drives the connection in the background. Returns its
+/// request sender and what the peer's first answer said; a handshake that
+/// fails is a connect error naming `peer`.
+pub(super) async fn open<S, C, H>(
+    dialer: &Dialer,
+    peer: &PeerAddr,
+    key: &PoolKey,
+    handshake: impl FnOnce(TokioIo<PeerIo>) -> H,
+) -> Result<(S, FirstAnswer), Error>
+where
+    H: Future<Output = hyper::Result<(S, C)>>,
+    C: Future<Output = hyper::Result<()>> + Send + 'static,
+{
+    let first_answer = FirstAnswer::default();
+    let io = dialer.connect(peer, key.0, &first_answer).await?;
+    let (sender, conn) = handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Error::Connect {
+            addr: peer.to_string(),
+            source: e.into(),
+        })?;
+    dialer.drive(conn);
+    Ok((sender, first_answer))
+}
