@@ -74,20 +74,25 @@ fn matches(want: &str, got: &str) -> bool {
     }
 }
 
-/// Feeds `input` in pieces of `step` to a decoder (`decode(buf, at_eof)`
-/// is its `decode` or, at the end, `decode_eof`), handing each item to
-/// `take`; returns the final error class, "" for a clean end.
-fn drive(
+/// A decoder's `decode` or `decode_eof`.
+type DecodeFn<D> = fn(&mut D, &mut BytesMut) -> Result<Option<Bytes>, FrameError>;
+
+/// Feeds `input` in pieces of `step` to `dec` (its `decode` while bytes
+/// come, `decode_eof` at the end), handing each item to `take`; returns the
+/// final error class, "" for a clean end.
+fn drive<D>(
+    dec: &mut D,
+    decode: DecodeFn<D>,
+    decode_eof: DecodeFn<D>,
     input: &[u8],
     step: usize,
-    mut decode: impl FnMut(&mut BytesMut, bool) -> Result<Option<Bytes>, FrameError>,
     mut take: impl FnMut(Bytes),
 ) -> String {
     let mut buf = BytesMut::new();
     for piece in input.chunks(step.max(1)) {
         buf.extend_from_slice(piece);
         loop {
-            match decode(&mut buf, false) {
+            match decode(dec, &mut buf) {
                 Ok(Some(item)) => take(item),
                 Ok(None) => break,
                 Err(e) => return class(&e).into(),
@@ -95,7 +100,7 @@ fn drive(
         }
     }
     loop {
-        match decode(&mut buf, true) {
+        match decode_eof(dec, &mut buf) {
             Ok(Some(item)) => take(item),
             Ok(None) => return String::new(),
             Err(e) => return class(&e).into(),
@@ -105,18 +110,13 @@ fn drive(
 
 /// Packets and the final error class, feeding `input` in pieces of `step`.
 fn decode_packets(input: &[u8], step: usize, max: usize) -> (Vec<String>, String) {
-    let mut dec = PacketDecoder::new(max);
     let mut out = Vec::new();
     let err = drive(
+        &mut PacketDecoder::new(max),
+        PacketDecoder::decode,
+        PacketDecoder::decode_eof,
         input,
         step,
-        |buf, eof| {
-            if eof {
-                dec.decode_eof(buf)
-            } else {
-                dec.decode(buf)
-            }
-        },
         |p| out.push(hex(&p)),
     );
     (out, err)
@@ -124,18 +124,13 @@ fn decode_packets(input: &[u8], step: usize, max: usize) -> (Vec<String>, String
 
 /// The stream bytes and the final error class, feeding `input` in pieces.
 fn decode_stream(input: &[u8], step: usize) -> (String, String) {
-    let mut dec = StreamDecoder::new();
     let mut out = Vec::new();
     let err = drive(
+        &mut StreamDecoder::new(),
+        StreamDecoder::decode,
+        StreamDecoder::decode_eof,
         input,
         step,
-        |buf, eof| {
-            if eof {
-                dec.decode_eof(buf)
-            } else {
-                dec.decode(buf)
-            }
-        },
         |run| out.extend_from_slice(&run),
     );
     (hex(&out), err)
