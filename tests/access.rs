@@ -371,6 +371,16 @@ fn leaf(ca: &Ca, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'st
     )
 }
 
+/// Asserts that a packet from `from` to `addr` fails while connecting (the
+/// server's TLS handshake refused the client).
+async fn assert_refused_at_handshake(from: &Transport, addr: &str) {
+    let err = from.send(Bytes::from_static(b"x"), addr).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Connect { .. } | Error::Http { .. }),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn mutual_tls_refuses_clients_without_a_good_certificate() {
     let server_ca = ca("server ca");
@@ -394,27 +404,13 @@ async fn mutual_tls_refuses_clients_without_a_good_certificate() {
 
     // No client certificate: refused at the handshake.
     let none = client(ClientTls::from_roots(vec![server_root.clone()]).unwrap());
-    let err = none
-        .send(Bytes::from_static(b"x"), &addr)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Connect { .. } | Error::Http { .. }),
-        "{err:?}"
-    );
+    assert_refused_at_handshake(&none, &addr).await;
 
     // A certificate from another CA: refused.
     let (c, k) = leaf(&other_ca, "intruder");
     let other =
         client(ClientTls::from_roots_with_client_cert(vec![server_root.clone()], c, k).unwrap());
-    let err = other
-        .send(Bytes::from_static(b"x"), &addr)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Connect { .. } | Error::Http { .. }),
-        "{err:?}"
-    );
+    assert_refused_at_handshake(&other, &addr).await;
     assert!(t.packets().try_recv().is_none());
 
     // A good one: packets and streams work.
