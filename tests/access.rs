@@ -44,6 +44,19 @@ async fn request(
     (status, headers, body)
 }
 
+/// Asserts that `to`'s next packet carries `payload`.
+async fn assert_next_packet(to: &Transport, payload: &[u8]) {
+    let p = timeout(WAIT, to.packets().recv()).await.unwrap().unwrap();
+    assert_eq!(&p.payload[..], payload);
+}
+
+/// Sends `payload` from `from` to `addr` (served by `to`) and asserts that
+/// it arrives there.
+async fn assert_delivered(from: &Transport, to: &Transport, addr: &str, payload: &'static [u8]) {
+    from.send(Bytes::from_static(payload), addr).await.unwrap();
+    assert_next_packet(to, payload).await;
+}
+
 fn post(addr: &str, path: &str, body: &'static [u8]) -> hyper::http::request::Builder {
     Request::post(format!("http://{addr}{path}"))
         .header("content-type", "application/x.ckit")
@@ -81,8 +94,7 @@ async fn cors_allows_listed_origins_only() {
     let (status, h, _) = request(&addr, false, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h["access-control-allow-origin"], "https://app.example");
-    let p = timeout(WAIT, t.packets().recv()).await.unwrap().unwrap();
-    assert_eq!(&p.payload[..], b"hi");
+    assert_next_packet(&t, b"hi").await;
 
     // Another origin is refused, preflight and request alike, and nothing
     // is delivered.
@@ -145,15 +157,7 @@ async fn the_shared_secret_is_required_when_set() {
 
     // A transport with the same token gets through; one without is refused.
     let (good, _) = Transport::new(opts).unwrap();
-    good.send(Bytes::from_static(b"ok"), &addr).await.unwrap();
-    assert_eq!(
-        &timeout(WAIT, t.packets().recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .payload[..],
-        b"ok"
-    );
+    assert_delivered(&good, &t, &addr, b"ok").await;
     let (bad, _) = Transport::new(Options::default()).unwrap();
     assert!(matches!(
         bad.send(Bytes::from_static(b"no"), &addr).await,
@@ -295,12 +299,7 @@ async fn http1_client_reaches_a_server_that_accepts_http1() {
     client.client_http1 = true;
     client.client_tls = Some(ClientTls::from_roots(vec![cert.cert.der().clone()]).unwrap());
     let (a_tls, _) = Transport::new(client).unwrap();
-    a_tls
-        .send(Bytes::from_static(b"over tls"), &c_addr)
-        .await
-        .unwrap();
-    let p = timeout(WAIT, c.packets().recv()).await.unwrap().unwrap();
-    assert_eq!(&p.payload[..], b"over tls");
+    assert_delivered(&a_tls, &c, &c_addr, b"over tls").await;
 
     // On the wire: origin-form request line and a Host header, as HTTP/1.1
     // servers (workerd among them) require.
@@ -372,6 +371,16 @@ fn leaf(ca: &Ca, name: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'st
     )
 }
 
+/// Asserts that a packet from `from` to `addr` fails while connecting (the
+/// server's TLS handshake refused the client).
+async fn assert_refused_at_handshake(from: &Transport, addr: &str) {
+    let err = from.send(Bytes::from_static(b"x"), addr).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Connect { .. } | Error::Http { .. }),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn mutual_tls_refuses_clients_without_a_good_certificate() {
     let server_ca = ca("server ca");
@@ -395,42 +404,18 @@ async fn mutual_tls_refuses_clients_without_a_good_certificate() {
 
     // No client certificate: refused at the handshake.
     let none = client(ClientTls::from_roots(vec![server_root.clone()]).unwrap());
-    let err = none
-        .send(Bytes::from_static(b"x"), &addr)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Connect { .. } | Error::Http { .. }),
-        "{err:?}"
-    );
+    assert_refused_at_handshake(&none, &addr).await;
 
     // A certificate from another CA: refused.
     let (c, k) = leaf(&other_ca, "intruder");
     let other =
         client(ClientTls::from_roots_with_client_cert(vec![server_root.clone()], c, k).unwrap());
-    let err = other
-        .send(Bytes::from_static(b"x"), &addr)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Connect { .. } | Error::Http { .. }),
-        "{err:?}"
-    );
+    assert_refused_at_handshake(&other, &addr).await;
     assert!(t.packets().try_recv().is_none());
 
     // A good one: packets and streams work.
     let (c, k) = leaf(&client_ca, "peer");
     let good = client(ClientTls::from_roots_with_client_cert(vec![server_root], c, k).unwrap());
-    good.send(Bytes::from_static(b"welcome"), &addr)
-        .await
-        .unwrap();
-    assert_eq!(
-        &timeout(WAIT, t.packets().recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .payload[..],
-        b"welcome"
-    );
+    assert_delivered(&good, &t, &addr, b"welcome").await;
     good.dial(&addr, WAIT).await.unwrap();
 }

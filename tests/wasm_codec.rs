@@ -11,7 +11,7 @@
 //! the browser. On native targets this file compiles to nothing.
 #![cfg(target_arch = "wasm32")]
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use gossiphttp::codec::{
     encode_frame, FrameError, PacketDecoder, StreamDecoder, DEFAULT_MAX_PACKET_SIZE,
 };
@@ -74,60 +74,89 @@ fn matches(want: &str, got: &str) -> bool {
     }
 }
 
-/// Packets and the final error class, feeding `input` in pieces of `step`.
-fn decode_packets(input: &[u8], step: usize, max: usize) -> (Vec<String>, String) {
-    let mut dec = PacketDecoder::new(max);
+/// A decoder's `decode` or `decode_eof`.
+type DecodeFn<D> = fn(&mut D, &mut BytesMut) -> Result<Option<Bytes>, FrameError>;
+
+/// Feeds `input` in pieces of `step` to `dec` (its `decode` while bytes
+/// come, `decode_eof` at the end), handing each item to `take`; returns the
+/// final error class, "" for a clean end.
+fn drive<D>(
+    dec: &mut D,
+    decode: DecodeFn<D>,
+    decode_eof: DecodeFn<D>,
+    input: &[u8],
+    step: usize,
+    mut take: impl FnMut(Bytes),
+) -> String {
     let mut buf = BytesMut::new();
-    let mut out = Vec::new();
     for piece in input.chunks(step.max(1)) {
         buf.extend_from_slice(piece);
         loop {
-            match dec.decode(&mut buf) {
-                Ok(Some(p)) => out.push(hex(&p)),
+            match decode(dec, &mut buf) {
+                Ok(Some(item)) => take(item),
                 Ok(None) => break,
-                Err(e) => return (out, class(&e).into()),
+                Err(e) => return class(&e).into(),
             }
         }
     }
     loop {
-        match dec.decode_eof(&mut buf) {
-            Ok(Some(p)) => out.push(hex(&p)),
-            Ok(None) => return (out, String::new()),
-            Err(e) => return (out, class(&e).into()),
+        match decode_eof(dec, &mut buf) {
+            Ok(Some(item)) => take(item),
+            Ok(None) => return String::new(),
+            Err(e) => return class(&e).into(),
         }
     }
+}
+
+/// Packets and the final error class, feeding `input` in pieces of `step`.
+fn decode_packets(input: &[u8], step: usize, max: usize) -> (Vec<String>, String) {
+    let mut out = Vec::new();
+    let err = drive(
+        &mut PacketDecoder::new(max),
+        PacketDecoder::decode,
+        PacketDecoder::decode_eof,
+        input,
+        step,
+        |p| out.push(hex(&p)),
+    );
+    (out, err)
 }
 
 /// The stream bytes and the final error class, feeding `input` in pieces.
 fn decode_stream(input: &[u8], step: usize) -> (String, String) {
-    let mut dec = StreamDecoder::new();
-    let mut buf = BytesMut::new();
     let mut out = Vec::new();
-    for piece in input.chunks(step.max(1)) {
-        buf.extend_from_slice(piece);
-        loop {
-            match dec.decode(&mut buf) {
-                Ok(Some(p)) => out.extend_from_slice(&p),
-                Ok(None) => break,
-                Err(e) => return (hex(&out), class(&e).into()),
-            }
-        }
-    }
-    loop {
-        match dec.decode_eof(&mut buf) {
-            Ok(Some(p)) => out.extend_from_slice(&p),
-            Ok(None) => return (hex(&out), String::new()),
-            Err(e) => return (hex(&out), class(&e).into()),
-        }
-    }
+    let err = drive(
+        &mut StreamDecoder::new(),
+        StreamDecoder::decode,
+        StreamDecoder::decode_eof,
+        input,
+        step,
+        |run| out.extend_from_slice(&run),
+    );
+    (hex(&out), err)
+}
+
+/// The vectors' `encode` or `decode` cases (the reference has at least 9 of
+/// each).
+fn cases(kind: &str) -> Vec<Value> {
+    let cases = vectors()[kind].as_array().cloned().expect("cases");
+    assert!(cases.len() >= 9, "expected the reference's {kind} cases");
+    cases
+}
+
+/// A decode case's expected packets, in hex.
+fn messages(case: &Value) -> Vec<String> {
+    case["messages_hex"]
+        .as_array()
+        .expect("messages_hex")
+        .iter()
+        .map(|m| m.as_str().expect("hex string").to_string())
+        .collect()
 }
 
 #[wasm_bindgen_test]
 fn encode_vectors_byte_exact() {
-    let v = vectors();
-    let cases = v["encode"].as_array().expect("encode cases");
-    assert!(cases.len() >= 9, "expected the reference's encode cases");
-    for case in cases {
+    for case in &cases("encode") {
         let name = str_field(case, "name");
         let p = payload(case);
         let mut out = BytesMut::new();
@@ -151,18 +180,10 @@ fn encode_vectors_byte_exact() {
 
 #[wasm_bindgen_test]
 fn decode_vectors_messages_and_errors() {
-    let v = vectors();
-    let cases = v["decode"].as_array().expect("decode cases");
-    assert!(cases.len() >= 9, "expected the reference's decode cases");
-    for case in cases {
+    for case in &cases("decode") {
         let name = str_field(case, "name");
         let input = unhex(str_field(case, "input_hex"));
-        let want: Vec<String> = case["messages_hex"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m.as_str().unwrap().to_string())
-            .collect();
+        let want = messages(case);
         let want_err = str_field(case, "error");
         for step in [input.len().max(1), 1, 2, 3] {
             let (got, err) = decode_packets(&input, step, DEFAULT_MAX_PACKET_SIZE);
@@ -194,8 +215,7 @@ fn decode_vectors_messages_and_errors() {
 
 #[wasm_bindgen_test]
 fn frame_decoder_follows_the_vectors() {
-    let v = vectors();
-    for case in v["decode"].as_array().unwrap() {
+    for case in &cases("decode") {
         let name = str_field(case, "name");
         let input = unhex(str_field(case, "input_hex"));
         let mut dec = gossiphttp::FrameDecoder::new(JsValue::UNDEFINED).unwrap();
@@ -216,13 +236,7 @@ fn frame_decoder_follows_the_vectors() {
                 .as_string()
                 .unwrap_or_default();
         }
-        let want: Vec<String> = case["messages_hex"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m.as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(got, want, "{name}: FrameDecoder packets");
+        assert_eq!(got, messages(case), "{name}: FrameDecoder packets");
         let want_code = if str_field(case, "error").is_empty() {
             ""
         } else {

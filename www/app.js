@@ -71,12 +71,18 @@ function peer() {
   return new Peer(ui.url.value.trim(), { timeoutMs: 10_000 });
 }
 
-async function sendPacket() {
+/** Logs the text about to be sent (an entry of `kind` titled `title`) with the frame it goes in. */
+function logOutgoing(kind, title) {
   const payload = enc.encode(ui.text.value);
-  const li = addEntry('packet', '→ packet  POST /message');
+  const li = addEntry(kind, title);
   li.dataset.payloadHex = hexCompact(payload);
   li.append(el('div', 'text', ui.text.value || '(empty)'));
   showFrame(li, payload);
+  return { li, payload };
+}
+
+async function sendPacket() {
+  const { li, payload } = logOutgoing('packet', '→ packet  POST /message');
   setStatus('sending…');
   await peer().send(payload);
   li.querySelector('.meta').textContent = `delivered · ${payload.length} bytes · ${new Date().toLocaleTimeString()}`;
@@ -85,11 +91,7 @@ async function sendPacket() {
 }
 
 async function exchange() {
-  const payload = enc.encode(ui.text.value);
-  const out = addEntry('sent', '→ stream  POST /stream');
-  out.dataset.payloadHex = hexCompact(payload);
-  out.append(el('div', 'text', ui.text.value || '(empty)'));
-  showFrame(out, payload);
+  const { payload } = logOutgoing('sent', '→ stream  POST /stream');
   setStatus('exchanging…');
   const ex = await peer().exchange(payload);
   const back = addEntry('received', '← from the node  (stream bytes, unwrapped from its frames)');
