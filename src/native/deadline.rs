@@ -6,13 +6,15 @@
 //! first [`FIRST_BYTES`] bytes have not all arrived by the deadline; after
 //! that it is a plain pass-through.
 //!
-//! On a cleartext (h2c) port it also recognises a peer that opens with a TLS
+//! On a cleartext (h2c) port it also notes a peer that opens with a TLS
 //! handshake, so the operator reads "TLS on an h2c port" rather than an
-//! HTTP parse error (see [`TlsOnCleartext`]).
+//! HTTP parse error (see [`TLS_ON_CLEARTEXT`]).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -26,41 +28,20 @@ pub(crate) const FIRST_BYTES: usize = 24;
 /// request line and not the HTTP/2 preface (`PRI * ...`) starts with it.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// The error a cleartext connection's first read fails with when the peer
-/// opened with a TLS handshake: TLS on one side only.
-#[derive(Debug)]
-pub(crate) struct TlsOnCleartext;
-
-impl std::fmt::Display for TlsOnCleartext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "the peer opened a TLS handshake on this cleartext (h2c) port: serve TLS here \
-             (--tls-cert/--tls-key, Options::server_tls) or have the peer use http:// \
-             (drop --tls / client TLS)",
-        )
-    }
-}
-
-impl std::error::Error for TlsOnCleartext {}
-
-impl TlsOnCleartext {
-    /// Whether `e`, or any error it was caused by, is this one.
-    pub(crate) fn caused(e: &(dyn std::error::Error + 'static)) -> bool {
-        std::iter::successors(Some(e), |e| e.source()).any(|e| {
-            e.is::<TlsOnCleartext>()
-                || e.downcast_ref::<io::Error>()
-                    .and_then(|io| io.get_ref())
-                    .is_some_and(|inner| inner.is::<TlsOnCleartext>())
-        })
-    }
-}
+/// What to tell the operator when a peer opened a TLS handshake on a
+/// cleartext (h2c) port: TLS on one side only.
+pub(crate) const TLS_ON_CLEARTEXT: &str =
+    "the peer opened a TLS handshake on this cleartext (h2c) port: serve TLS here \
+     (--tls-cert/--tls-key, Options::server_tls) or have the peer use http:// \
+     (drop --tls / client TLS)";
 
 pub(crate) struct FirstBytesDeadline<T> {
     io: T,
     remaining: usize,
     deadline: Option<Pin<Box<Sleep>>>,
-    /// Refuse a connection that opens with a TLS handshake record.
-    cleartext: bool,
+    /// Set when the connection opened with a TLS handshake record (only
+    /// watched on cleartext ports).
+    tls_hello: Option<Arc<AtomicBool>>,
 }
 
 impl<T> FirstBytesDeadline<T> {
@@ -69,14 +50,15 @@ impl<T> FirstBytesDeadline<T> {
             io,
             remaining: FIRST_BYTES,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
-            cleartext: false,
+            tls_hello: None,
         }
     }
 
-    /// For a cleartext port: a first read that starts a TLS handshake fails
-    /// with [`TlsOnCleartext`].
-    pub(crate) fn cleartext(mut self) -> Self {
-        self.cleartext = true;
+    /// For a cleartext port: sets `seen` when the connection opens with a
+    /// TLS handshake. The bytes still go to the HTTP server, whose answer
+    /// (an HTTP/1 `400`) tells the peer's TLS stack it met no TLS server.
+    pub(crate) fn watching_for_tls(mut self, seen: Arc<AtomicBool>) -> Self {
+        self.tls_hello = Some(seen);
         self
     }
 }
@@ -92,14 +74,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<T> {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
-                if this.cleartext
-                    && this.remaining == FIRST_BYTES
+                if this.remaining == FIRST_BYTES
                     && buf.filled().get(before) == Some(&TLS_HANDSHAKE_RECORD)
                 {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        TlsOnCleartext,
-                    )));
+                    if let Some(seen) = &this.tls_hello {
+                        seen.store(true, Ordering::Relaxed);
+                    }
                 }
                 this.remaining = this.remaining.saturating_sub(n);
                 if this.remaining == 0 || n == 0 {
@@ -179,25 +159,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tls_hello_on_a_cleartext_port_is_named_and_later_bytes_are_not_looked_at() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut guarded = FirstBytesDeadline::new(server, Duration::from_secs(10)).cleartext();
-        client.write_all(&[0x16, 0x03, 0x01, 0x00]).await.unwrap();
+    async fn a_tls_hello_on_a_cleartext_port_is_noted_and_its_bytes_pass_through() {
         let mut buf = [0u8; 64];
-        let err = guarded.read(&mut buf).await.unwrap_err();
-        assert!(TlsOnCleartext::caused(&err), "{err}");
-        assert!(err.to_string().contains("TLS handshake on this cleartext"));
+        let seen = Arc::new(AtomicBool::new(false));
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut guarded =
+            FirstBytesDeadline::new(server, Duration::from_secs(10)).watching_for_tls(seen.clone());
+        client.write_all(&[0x16, 0x03, 0x01, 0x00]).await.unwrap();
+        assert_eq!(guarded.read(&mut buf).await.unwrap(), 4);
+        assert!(seen.load(Ordering::Relaxed));
 
-        // A TLS port's wrapper never refuses, and only the first byte counts.
+        // Only the connection's first byte counts.
+        let seen = Arc::new(AtomicBool::new(false));
         let (mut client, server) = tokio::io::duplex(64);
-        let mut guarded = FirstBytesDeadline::new(server, Duration::from_secs(10));
-        client.write_all(&[0x16]).await.unwrap();
-        assert_eq!(guarded.read(&mut buf).await.unwrap(), 1);
-        let (mut client, server) = tokio::io::duplex(64);
-        let mut guarded = FirstBytesDeadline::new(server, Duration::from_secs(10)).cleartext();
+        let mut guarded =
+            FirstBytesDeadline::new(server, Duration::from_secs(10)).watching_for_tls(seen.clone());
         client.write_all(b"P").await.unwrap();
         assert_eq!(guarded.read(&mut buf).await.unwrap(), 1);
         client.write_all(&[0x16]).await.unwrap();
         assert_eq!(guarded.read(&mut buf).await.unwrap(), 1);
+        assert!(!seen.load(Ordering::Relaxed));
     }
 }

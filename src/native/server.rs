@@ -4,7 +4,7 @@
 //! closes them gracefully when the [`Server`] shuts down.
 
 use super::connector::{CONNECTION_WINDOW, MAX_H2_FRAME, STREAM_WINDOW};
-use super::deadline::{FirstBytesDeadline, TlsOnCleartext};
+use super::deadline::{FirstBytesDeadline, TLS_ON_CLEARTEXT};
 use super::handler::TransportService;
 use super::transport::Transport;
 use crate::Error;
@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -184,6 +185,7 @@ impl AcceptLoop {
                 graceful: graceful.watcher(),
                 closing: closing.clone(),
                 limits: limits.clone(),
+                tls_hello: Arc::default(),
             };
             let stop = self.stop.clone();
             let tls = self.tls.clone();
@@ -191,8 +193,8 @@ impl AcceptLoop {
             self.tasks.spawn(async move {
                 let _permit = permit;
                 let Some(acceptor) = tls else {
-                    let io =
-                        FirstBytesDeadline::new(tcp, conn.limits.header_read_timeout).cleartext();
+                    let io = FirstBytesDeadline::new(tcp, conn.limits.header_read_timeout)
+                        .watching_for_tls(conn.tls_hello.clone());
                     return conn.serve(io).await;
                 };
                 let handshake =
@@ -263,6 +265,8 @@ struct Conn {
     /// Cancelled when the graceful close took too long: drop the connection.
     closing: CancellationToken,
     limits: Arc<ConnLimits>,
+    /// Set when a cleartext connection opened with a TLS handshake.
+    tls_hello: Arc<AtomicBool>,
 }
 
 impl Conn {
@@ -312,9 +316,9 @@ impl Conn {
         tokio::select! {
             r = conn => {
                 if let Err(e) = r {
-                    if TlsOnCleartext::caused(&*e) {
+                    if self.tls_hello.load(Ordering::Relaxed) {
                         if metrics.refuse("tls_on_cleartext") {
-                            tracing::warn!(peer = ?remote, "{TlsOnCleartext}");
+                            tracing::warn!(peer = ?remote, "{TLS_ON_CLEARTEXT}");
                         }
                     } else {
                         tracing::debug!(error = %e, "connection ended with an error");
