@@ -56,7 +56,10 @@ impl Token {
     /// fits a header value as it is.
     pub fn validate(token: &str) -> Result<(), String> {
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("auth_token must be non-empty visible ASCII without spaces".into());
+            return Err(
+                "must be non-empty visible ASCII without spaces (it travels in an Authorization header)"
+                    .into(),
+            );
         }
         Ok(())
     }

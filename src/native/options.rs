@@ -285,7 +285,7 @@ impl Options {
             }
         }
         if let Some(token) = &self.auth_token {
-            Token::validate(token).map_err(Error::Config)?;
+            Token::validate(token).map_err(|e| Error::Config(format!("auth_token {e}")))?;
         }
         for origin in &self.cors_allowed_origins {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {

@@ -157,6 +157,9 @@ fn parse_options(options: &JsValue) -> Result<WorkerOptions, JsValue> {
         let Some(t) = token.as_string() else {
             return Err(error("invalid_options", "token must be a string"));
         };
+        // Checked as the native server checks `auth_token`: a token that
+        // cannot be a header value would refuse every request.
+        Token::validate(&t).map_err(|e| error("invalid_options", &format!("token {e}")))?;
         out.token = Some(Token::new(&t));
     }
     let base = get(options, "basePath")?;

@@ -70,3 +70,16 @@ test('the worker handler answers every row of the contract table', async () => {
   assert.ok(ran > 30, `only ${ran} worker rows`);
   assert.deepEqual(failures, [], `rows answered wrong:\n${failures.join('\n')}`);
 });
+
+test('the worker refuses a token no request could carry, as the native server refuses such an auth_token', async () => {
+  const gossip = await import(path.join(pkgDir, 'gossiphttp.js'));
+  gossip.initSync({ module: fs.readFileSync(path.join(pkgDir, 'gossiphttp_bg.wasm')) });
+  const request = new Request('http://worker.test/api/v1/ckit/transport/message', { method: 'POST' });
+  for (const token of ['has space', '', 'tab\tinside']) {
+    await assert.rejects(
+      gossip.handleRequest(request, { onPacket() {} }, { token }),
+      (e) => e.code === 'invalid_options' && /token must be non-empty visible ASCII/.test(e.message),
+      `token ${JSON.stringify(token)} accepted`,
+    );
+  }
+});
