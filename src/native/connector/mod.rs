@@ -21,6 +21,7 @@ use dialer::Dialer;
 use h2_pool::H2Pool;
 use http1_pool::Http1Pool;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,7 +31,8 @@ type PoolKey = (Scheme, String);
 
 pub(crate) struct Connector {
     dialer: Dialer,
-    token: Option<Token>,
+    /// `Authorization: Bearer <token>`, made once, marked sensitive.
+    authorization: Option<HeaderValue>,
     pool: Pool,
 }
 
@@ -47,9 +49,18 @@ impl Connector {
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Result<Self, Error> {
+        let authorization = match token {
+            Some(token) => {
+                let mut value = HeaderValue::from_bytes(token.authorization())
+                    .map_err(|_| Error::Config("auth_token is not a valid header value".into()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         Ok(Connector {
             dialer: Dialer::new(tls, http1, shutdown, tasks)?,
-            token,
+            authorization,
             pool: if http1 {
                 Pool::Http1(Http1Pool::default())
             } else {
@@ -105,13 +116,9 @@ impl Connector {
         peer: &PeerAddr,
         mut req: Request<FrameBody>,
     ) -> Result<Response<Incoming>, Error> {
-        if let Some(token) = &self.token {
-            // Options::validate admits visible ASCII only: a valid value.
-            if let Ok(mut value) = hyper::header::HeaderValue::from_bytes(token.authorization()) {
-                value.set_sensitive(true);
-                req.headers_mut()
-                    .insert(hyper::header::AUTHORIZATION, value);
-            }
+        if let Some(value) = &self.authorization {
+            req.headers_mut()
+                .insert(hyper::header::AUTHORIZATION, value.clone());
         }
         let key = (self.scheme_for(peer), peer.authority());
         match &self.pool {
