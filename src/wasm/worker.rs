@@ -63,12 +63,12 @@ use crate::codec::{FrameError, DEFAULT_MAX_PACKET_SIZE};
 use crate::contract::{
     self, Cors, Decision, Endpoint, MessageReader, Refusal, RequestFacts, Route, Rules, Token,
 };
-use crate::wasm::js::{bytes_arg, error, max_packet_option};
+use crate::wasm::js::{bytes_arg, error, ignore, max_packet_option, read_step};
 use bytes::Bytes;
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Headers, ReadableStream, ReadableStreamDefaultReader, Request, Response, ResponseInit, Url,
 };
@@ -301,11 +301,9 @@ fn frame_refused(e: &FrameError) -> Result<Response, JsValue> {
 /// The next chunk of a `ReadableStream`, copied out of JavaScript memory;
 /// `None` at its end.
 async fn read_chunk(reader: &ReadableStreamDefaultReader) -> Result<Option<Bytes>, JsValue> {
-    let step = JsFuture::from(reader.read()).await?;
-    if get(&step, "done")?.is_truthy() {
+    let Some(value) = read_step(reader).await? else {
         return Ok(None);
-    }
-    let value = get(&step, "value")?;
+    };
     let bytes = as_bytes(&value).ok_or_else(|| {
         error(
             "frame",
@@ -321,13 +319,10 @@ fn as_bytes(value: &JsValue) -> Option<Uint8Array> {
     bytes_arg(value, "a chunk").ok()
 }
 
-/// Cancels the rest of a body; a rejection (the body had already failed)
-/// is awaited here so it is not reported as unhandled.
+/// Cancels the rest of a body; its rejection (the body had already failed)
+/// is marked handled so it is not reported as unhandled.
 fn cancel_quietly(reader: &ReadableStreamDefaultReader) {
-    let done = reader.cancel();
-    spawn_local(async move {
-        let _ = JsFuture::from(done).await;
-    });
+    ignore(reader.cancel());
 }
 
 fn reader_of(body: &ReadableStream) -> ReadableStreamDefaultReader {
