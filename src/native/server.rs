@@ -231,12 +231,12 @@ impl AcceptLoop {
     }
 }
 
-/// Whether a failed TLS handshake means the peer sent something that is not
-/// TLS at all (rustls' `InvalidMessage`), such as the h2c preface.
+/// Whether a failed TLS handshake means the peer does not speak TLS (see
+/// [`is_not_tls`](super::tls::is_not_tls)), such as an h2c client.
 fn is_not_tls(e: &std::io::Error) -> bool {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|e| matches!(e, rustls::Error::InvalidMessage(_)))
+        .is_some_and(super::tls::is_not_tls)
 }
 
 /// Per-connection settings, taken from the options once.

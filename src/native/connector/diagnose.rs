@@ -4,7 +4,7 @@
 
 use super::sniff::FirstAnswer;
 use crate::native::stream::with_causes;
-use crate::native::tls::is_ca_used_as_end_entity;
+use crate::native::tls::{is_ca_used_as_end_entity, is_not_tls};
 use crate::{BoxError, Error, PeerAddr};
 use rustls::{AlertDescription, CertificateError};
 use std::fmt;
@@ -102,7 +102,7 @@ pub(super) fn tls_alert(e: &std::io::Error) -> Option<&'static str> {
 fn tls_hint(e: &rustls::Error, peer: &PeerAddr) -> Option<String> {
     use CertificateError as C;
     let hint = match e {
-        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+        e if is_not_tls(e) => {
             "peer is not speaking TLS; it may be h2c: drop --tls (client TLS), or use http://"
                 .into()
         }

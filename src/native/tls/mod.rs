@@ -8,6 +8,16 @@ mod verify;
 
 pub(crate) use verify::is_ca_used_as_end_entity;
 
+/// Whether a failed handshake means the other side does not speak TLS at
+/// all: what it sent is no TLS record (an HTTP/2 preface, an HTTP/1
+/// answer). Both ends name it so: h2c on one side, TLS on the other.
+pub(crate) fn is_not_tls(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. }
+    )
+}
+
 use crate::Error;
 use rustls::client::WantsClientCert;
 use rustls::crypto::CryptoProvider;
