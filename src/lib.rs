@@ -31,6 +31,7 @@
 pub mod codec;
 pub mod contract;
 mod error;
+pub mod memberlist;
 mod packet;
 
 pub use error::{BoxError, Error};
