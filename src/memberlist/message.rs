@@ -240,3 +240,58 @@ pub struct UserMsgHeader {
     /// `UserMsgLen`
     pub user_msg_len: u32,
 }
+
+/// A whole push-pull exchange as one side writes it on a stream: the header
+/// (`Nodes` and `UserStateLen` are these fields' lengths), every member, then
+/// the delegate's user state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushPull {
+    /// `Join`: the sender is joining.
+    pub join: bool,
+    /// The sender's view of every member.
+    pub nodes: Vec<PushNodeState>,
+    /// The delegate's `LocalState` (ckit's node states); empty when none.
+    pub user_state: Bytes,
+}
+
+/// One message as it travels in a packet (alone, or as a part of a
+/// compound). The wrappers (compound, compress, CRC, label) are the wire's
+/// business, not messages of their own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// `pingMsg`
+    Ping(Ping),
+    /// `indirectPingMsg`
+    IndirectPing(IndirectPing),
+    /// `ackRespMsg`
+    Ack(Ack),
+    /// `nackRespMsg`
+    Nack(Nack),
+    /// `suspectMsg`
+    Suspect(Suspect),
+    /// `aliveMsg`
+    Alive(Alive),
+    /// `deadMsg`
+    Dead(Dead),
+    /// `userMsg` in a packet: the type byte, then the raw payload.
+    User(Bytes),
+    /// `errMsg`
+    Err(ErrorResponse),
+}
+
+impl Message {
+    /// The type byte this message is written with.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Ping(_) => MessageType::Ping,
+            Message::IndirectPing(_) => MessageType::IndirectPing,
+            Message::Ack(_) => MessageType::Ack,
+            Message::Nack(_) => MessageType::Nack,
+            Message::Suspect(_) => MessageType::Suspect,
+            Message::Alive(_) => MessageType::Alive,
+            Message::Dead(_) => MessageType::Dead,
+            Message::User(_) => MessageType::User,
+            Message::Err(_) => MessageType::Err,
+        }
+    }
+}
