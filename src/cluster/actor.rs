@@ -1,24 +1,27 @@
-//! The node's event loop: the one owner of foca. Packets, timers, commands
-//! and sync results come in; packets, timer registrations and a fresh
-//! membership view go out.
+//! The node's event loop: the one owner of the memberlist engine and of
+//! ckit's node-state table. Packets, streams' results, timers and commands
+//! come in; the engine's outputs are carried out (packets through the
+//! transport, streams in their own tasks) and a fresh membership view is
+//! published.
 
-use super::broadcast::{Handler, Item, Learned};
-use super::identity::NodeId;
-use super::sync::{self, Snapshot, SYNC_TIMEOUT};
-use super::{MemberState, MemberView, NodeOptions, PeerFilter};
-use crate::{Error, Transport};
+use super::custom::{self, StateMap};
+use super::streams::{self, StreamSettings};
+use super::view::{MemberGauges, MemberState, MemberView, StateLabel};
+use super::{NodeOptions, StateUpdate};
+use crate::ckit::message as ckit_message;
+use crate::ckit::peer::NodeState as CkitState;
+use crate::ckit::states::NodeStates;
+use crate::discovery::Discovery;
+use crate::memberlist::engine::{Engine, Event, MemberChange, Output, PushPullFailed, Time};
+use crate::memberlist::message::{Ack, NodeState, Ping, PushPull};
+use crate::memberlist::packet::{decode_packet, encode_packets, LabelPolicy, PacketOptions};
+use crate::{Error, Packet, Transport};
 use bytes::Bytes;
-use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification, PostcardCodec, State, Timer};
-use futures_util::StreamExt;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use rand::rngs::StdRng;
-use rand::RngExt;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::time::DelayQueue;
+use std::time::{Instant, SystemTime};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub(crate) enum Command {
     SetState {
@@ -26,388 +29,435 @@ pub(crate) enum Command {
         value: Bytes,
         reply: oneshot::Sender<Result<(), Error>>,
     },
-    /// A peer's snapshot arrived (from a sync we dialed or accepted); the
-    /// reply, if any, gets ours.
-    Sync {
-        theirs: Snapshot,
-        reply: Option<oneshot::Sender<Snapshot>>,
+    SetCkitState {
+        state: CkitState,
+        reply: oneshot::Sender<Result<(), Error>>,
     },
+    InboundPushPull {
+        remote: PushPull,
+        reply: oneshot::Sender<PushPull>,
+    },
+    InboundPing {
+        ping: Ping,
+        reply: oneshot::Sender<Option<Ack>>,
+    },
+    InboundUser(Bytes),
+    Resolved(Vec<SocketAddr>),
     Leave {
         reply: oneshot::Sender<()>,
     },
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct StateLabel {
-    pub state: &'static str,
+/// How a stream task the engine asked for ended.
+pub(crate) enum Done {
+    PushPull {
+        id: u64,
+        result: Result<PushPull, PushPullFailed>,
+    },
+    StreamPing {
+        seq_no: u32,
+        contacted: bool,
+    },
 }
 
-pub(crate) type MemberGauges = Family<StateLabel, Gauge>;
+/// What the node shares with its handle ([`super::Node`]).
+pub(crate) struct Shared {
+    /// Every member's custom state, as their metadata says.
+    pub state: Mutex<BTreeMap<String, (u64, StateMap)>>,
+    pub updates: broadcast::Sender<StateUpdate>,
+}
 
 pub(crate) struct Actor {
-    pub foca: Foca<NodeId, PostcardCodec, StdRng, Handler>,
-    pub rt: AccumulatingRuntime<NodeId>,
-    pub timers: DelayQueue<Timer<NodeId>>,
+    pub engine: Engine,
+    pub ckit: NodeStates,
+    pub ckit_version: u64,
+    pub own_state: StateMap,
+    pub shared: Arc<Shared>,
     pub transport: Transport,
-    pub learned: Arc<Mutex<Learned>>,
+    pub options: NodeOptions,
+    pub discovery: Option<Discovery>,
+    pub settings: StreamSettings,
+    pub origin: Instant,
+    pub started: SystemTime,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub self_commands: mpsc::UnboundedSender<Command>,
+    pub done_tx: mpsc::UnboundedSender<Done>,
+    pub done_rx: mpsc::UnboundedReceiver<Done>,
     pub view: watch::Sender<Arc<Vec<MemberView>>>,
     pub gauges: MemberGauges,
-    pub options: NodeOptions,
-    pub commands: mpsc::UnboundedReceiver<Command>,
-    /// For syncs we start: their results come back as commands.
-    pub self_commands: mpsc::UnboundedSender<Command>,
-    pub rng: StdRng,
-    pub version: u64,
-    /// Names last seen down or left, so a comeback triggers a state sync.
-    pub was_down: HashMap<String, bool>,
-    /// Set once leaving: going defunct is then the plan, not news.
-    pub leaving: bool,
+    pub leaving: Option<oneshot::Sender<()>>,
+    pub resolving: bool,
+    pub dirty: bool,
 }
 
 impl Actor {
-    fn me(&self) -> &NodeId {
-        self.foca.identity()
+    fn now(&self) -> Time {
+        Time::from_origin(self.origin.elapsed())
     }
 
-    fn allowed(filter: &Option<PeerFilter>, addr: &str) -> bool {
-        filter.as_ref().is_none_or(|f| f(addr))
+    fn allowed(&self, addr: &SocketAddr) -> bool {
+        let addr = addr.to_string();
+        self.options
+            .outgoing_filter
+            .as_ref()
+            .is_none_or(|f| f(&addr))
     }
 
     pub(crate) async fn run(mut self) {
-        self.join();
-        self.publish();
         let mut packets = self.transport.packets();
+        let mut streams = self.transport.streams();
         let mut rejoin = tokio::time::interval(self.options.rejoin_interval);
-        let mut resync = tokio::time::interval(self.options.sync_interval);
-        rejoin.tick().await;
-        resync.tick().await;
-        // Sync with the join list right away: a new node converges at once.
-        for addr in self.options.join.clone() {
-            self.start_sync(addr);
-        }
+        rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.announce_ckit_state();
+        self.publish();
         loop {
+            self.drain();
+            if self.dirty {
+                self.publish();
+            }
+            let deadline = self
+                .engine
+                .next_deadline()
+                .map(|t| self.origin + t.since_origin())
+                .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(1));
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::Leave { reply }) => {
-                        self.leave().await;
-                        let _ = reply.send(());
-                        return;
-                    }
                     Some(cmd) => self.command(cmd),
                     None => return,
                 },
-                packet = packets.recv() => match packet {
-                    Some(p) => {
-                        if let Err(e) = self.foca.handle_data(&p.payload, &mut self.rt) {
-                            tracing::debug!(from = %p.from, error = %e, "ignored a membership packet");
+                Some(done) = self.done_rx.recv() => {
+                    let now = self.now();
+                    match done {
+                        Done::PushPull { id, result } => self.engine.push_pull_result(id, result, now),
+                        Done::StreamPing { seq_no, contacted } => {
+                            self.engine.stream_ping_result(seq_no, contacted, now)
                         }
+                    }
+                }
+                packet = packets.recv() => match packet {
+                    Some(packet) => self.packet(packet),
+                    None => return,
+                },
+                stream = streams.recv() => match stream {
+                    Some(conn) => {
+                        tokio::spawn(streams::serve(conn, self.settings.clone(), self.self_commands.clone()));
                     }
                     None => return,
                 },
-                Some(expired) = self.timers.next(), if !self.timers.is_empty() => {
-                    if let Err(e) = self.foca.handle_timer(expired.into_inner(), &mut self.rt) {
-                        tracing::debug!(error = %e, "membership timer failed");
-                    }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = self.now();
+                    self.engine.tick(now);
                 }
-                _ = rejoin.tick() => {
-                    if self.foca.num_members() == 0 {
-                        self.join();
-                    }
+                _ = rejoin.tick() => self.maybe_rejoin(),
+            }
+            if self.leaving.as_ref().is_some_and(|_| self.engine.has_left()) {
+                // Keep going until LeaveFinished (see `event`).
+            }
+        }
+    }
+
+    fn packet(&mut self, packet: Packet) {
+        match decode_packet(&packet.payload, &self.settings.policy) {
+            Ok(decoded) => {
+                for problem in &decoded.problems {
+                    tracing::debug!(from = %packet.from, error = %problem, "part of a packet ignored");
                 }
-                _ = resync.tick() => {
-                    if let Some(addr) = self.pick_sync_peer() {
-                        self.start_sync(addr);
-                    }
+                let now = self.now();
+                for message in decoded.messages {
+                    self.engine.handle_message(packet.from, message, now);
                 }
             }
-            self.flush();
+            Err(e) => tracing::debug!(from = %packet.from, error = %e, "packet refused"),
         }
     }
 
-    /// Announces to every address of the join list.
-    fn join(&mut self) {
-        for addr in self.options.join.clone() {
-            if addr == self.me().addr {
-                continue;
-            }
-            // Only the address matters for sending; foca learns the real
-            // identity from the answer.
-            let dst = NodeId {
-                name: String::new(),
-                addr,
-                generation: 0,
-            };
-            if let Err(e) = self.foca.announce(dst, &mut self.rt) {
-                tracing::debug!(error = %e, "announce failed");
-            }
-        }
-        self.flush();
-    }
-
-    fn command(&mut self, cmd: Command) {
-        match cmd {
-            Command::SetState { key, value, reply } => {
-                self.version += 1;
-                let item = Item::User {
-                    origin: self.me().name.clone(),
-                    key,
-                    version: self.version,
-                    value: value.to_vec(),
-                };
-                let result = self
-                    .foca
-                    .add_broadcast(&item.encode())
-                    .map(|_| ())
-                    .map_err(|e| Error::Config(format!("state not broadcast: {e}")));
-                let _ = reply.send(result);
-            }
-            Command::Sync { theirs, reply } => {
-                if let Some(reply) = reply {
-                    let _ = reply.send(self.snapshot());
-                }
-                self.apply(theirs);
-            }
-            Command::Leave { .. } => unreachable!("handled by run"),
-        }
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let learned = self.learned.lock().unwrap();
-        let mut members: Vec<Member<NodeId>> = self.foca.iter_membership_state().cloned().collect();
-        members.push(Member::alive(self.me().clone()));
-        Snapshot {
-            from: self.me().clone(),
-            members,
-            left: learned.left.iter().cloned().collect(),
-            state: learned
-                .state
-                .iter()
-                .map(|((o, k), (v, val))| (o.clone(), k.clone(), *v, val.to_vec()))
-                .collect(),
-        }
-    }
-
-    fn apply(&mut self, theirs: Snapshot) {
-        // Leave notices and state go through the broadcast handler, which
-        // keeps only what is new and spreads it further.
-        for id in theirs.left {
-            let _ = self.foca.add_broadcast(&Item::Left { id }.encode());
-        }
-        for (origin, key, version, value) in theirs.state {
-            let item = Item::User {
-                origin,
-                key,
-                version,
-                value,
-            };
-            let _ = self.foca.add_broadcast(&item.encode());
-        }
-        if let Err(e) = self
-            .foca
-            .apply_many(theirs.members.into_iter(), true, &mut self.rt)
-        {
-            tracing::debug!(error = %e, "state sync not applied");
-        }
-    }
-
-    /// A random member to sync with: alive ones, down ones (to heal a
-    /// partition) and the join list.
-    fn pick_sync_peer(&mut self) -> Option<String> {
-        let mut candidates: Vec<String> = self
-            .foca
-            .iter_membership_state()
-            .map(|m| m.id().addr.clone())
-            .chain(self.options.join.iter().cloned())
-            .filter(|a| *a != self.me().addr)
-            .collect();
-        candidates.dedup();
-        if candidates.is_empty() {
-            return None;
-        }
-        Some(candidates.swap_remove(self.rng.random_range(0..candidates.len())))
-    }
-
-    fn start_sync(&mut self, addr: String) {
-        if addr == self.me().addr || !Self::allowed(&self.options.outgoing_filter, &addr) {
+    /// Alone (no other live member): resolves the join list again and joins
+    /// through every address it has now.
+    fn maybe_rejoin(&mut self) {
+        let alone = !self
+            .engine
+            .members()
+            .any(|m| m.name != self.options.name && m.state == NodeState::Alive);
+        let Some(discovery) = self.discovery.clone() else {
+            return;
+        };
+        if !alone || self.resolving || self.leaving.is_some() {
             return;
         }
-        let transport = self.transport.clone();
-        let ours = self.snapshot();
-        let back = self.self_commands.clone();
-        let filter = self.options.outgoing_filter.clone();
+        self.resolving = true;
+        let commands = self.self_commands.clone();
         tokio::spawn(async move {
-            let exchange = async {
-                let mut conn = transport.dial(&addr, SYNC_TIMEOUT).await?;
-                sync::write_snapshot(&mut conn, &ours).await?;
-                sync::read_snapshot(&mut conn).await
-            };
-            match tokio::time::timeout(SYNC_TIMEOUT, exchange).await {
-                // The partition hook may have closed the door meanwhile.
-                Ok(Ok(theirs)) if Self::allowed(&filter, &addr) => {
-                    let _ = back.send(Command::Sync {
-                        theirs,
-                        reply: None,
-                    });
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::debug!(peer = %addr, error = %e, "state sync failed"),
-                Err(_) => tracing::debug!(peer = %addr, "state sync timed out"),
+            let resolved = discovery.resolve().await;
+            for failure in &resolved.failures {
+                tracing::warn!(error = %failure, "join entry not resolved");
             }
+            let _ = commands.send(Command::Resolved(resolved.addrs));
         });
     }
 
-    async fn leave(&mut self) {
-        self.leaving = true;
-        let me = self.me().clone();
-        let _ = self.foca.add_broadcast(&Item::Left { id: me }.encode());
-        // Spread the notice, then the departure itself.
-        let _ = self.foca.gossip(&mut self.rt);
-        if let Err(e) = self.foca.leave_cluster(&mut self.rt) {
-            tracing::debug!(error = %e, "leave failed");
+    fn command(&mut self, cmd: Command) {
+        let now = self.now();
+        match cmd {
+            Command::SetState { key, value, reply } => {
+                let mut next = self.own_state.clone();
+                next.insert(key, value);
+                let result = custom::encode(&next).map(|meta| {
+                    self.own_state = next;
+                    self.engine.set_meta(meta, now);
+                });
+                let _ = reply.send(result);
+            }
+            Command::SetCkitState { state, reply } => {
+                let result = self
+                    .ckit
+                    .change_state(state)
+                    .map(|message| self.gossip_ckit(&message))
+                    .map_err(|e| Error::Config(e.to_string()));
+                let _ = reply.send(result);
+            }
+            Command::InboundPushPull { remote, reply } => {
+                let ours = self.engine.handle_push_pull(remote, now);
+                let _ = reply.send(ours);
+            }
+            Command::InboundPing { ping, reply } => {
+                let _ = reply.send(self.engine.handle_stream_ping(&ping));
+            }
+            Command::InboundUser(payload) => self.user_message(payload),
+            Command::Resolved(addrs) => {
+                self.resolving = false;
+                let me = self.engine.local_member().addr;
+                let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| *a != me).collect();
+                if !addrs.is_empty() && self.leaving.is_none() {
+                    tracing::debug!(?addrs, "joining");
+                    self.engine.join(&addrs, now);
+                }
+            }
+            Command::Leave { reply } => {
+                if self.leaving.is_none() {
+                    // ckit's last word: no longer an owner for writes.
+                    if self.ckit.current_state() == CkitState::Participant {
+                        if let Ok(message) = self.ckit.change_state(CkitState::Terminating) {
+                            self.gossip_ckit(&message);
+                        }
+                    }
+                    self.engine.leave(self.options.leave_timeout, now);
+                }
+                self.leaving = Some(reply);
+            }
         }
-        self.flush();
-        tracing::info!(name = %self.me().name, "left the cluster");
-        // Let the packets go out before the transport stops.
-        tokio::time::sleep(self.options.leave_grace).await;
     }
 
-    /// Sends what foca wants sent, schedules its timers, and republishes the
-    /// membership view if it changed.
-    fn flush(&mut self) {
-        while let Some((to, data)) = self.rt.to_send() {
-            if !Self::allowed(&self.options.outgoing_filter, &to.addr) {
-                continue;
-            }
-            if let Err(e) = self.transport.write_to(data, &to.addr) {
-                tracing::debug!(peer = %to.addr, error = %e, "membership packet not sent");
-            }
-        }
-        while let Some((after, timer)) = self.rt.to_schedule() {
-            self.timers.insert(timer, after);
-        }
-        while let Some(n) = self.rt.to_notify() {
-            match n {
-                OwnedNotification::Defunct if self.leaving => {}
-                OwnedNotification::Defunct => {
-                    tracing::warn!("this node was declared down and cannot rejoin")
+    /// Carries out everything the engine asked for.
+    fn drain(&mut self) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Packet(packet) => {
+                    if !self.allowed(&packet.to) {
+                        continue;
+                    }
+                    let options = PacketOptions {
+                        label: &self.options.label,
+                        crc: packet.crc,
+                        compress: self.settings.compress,
+                    };
+                    match encode_packets(&packet.messages, &options) {
+                        Ok(bytes) => {
+                            let to = packet.to.to_string();
+                            for payload in bytes {
+                                if let Err(e) = self.transport.write_to(payload, &to) {
+                                    tracing::debug!(peer = %to, error = %e, "packet not queued");
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "packet not encoded"),
+                    }
                 }
-                OwnedNotification::Rejoin(id) => {
-                    tracing::info!(
-                        generation = id.generation,
-                        "declared down; rejoined as a new generation"
-                    )
+                Output::PushPull(request) => {
+                    if !self.allowed(&request.to) {
+                        let failed = PushPullFailed {
+                            reason: "blocked by the outgoing filter".into(),
+                        };
+                        let _ = self.done_tx.send(Done::PushPull {
+                            id: request.id,
+                            result: Err(failed),
+                        });
+                        continue;
+                    }
+                    tokio::spawn(streams::push_pull(
+                        self.transport.clone(),
+                        self.settings.clone(),
+                        request,
+                        self.done_tx.clone(),
+                    ));
                 }
-                OwnedNotification::Idle => tracing::info!("no other live members"),
-                OwnedNotification::Active => tracing::info!("joined the cluster"),
-                _ => {}
+                Output::StreamPing(request) => {
+                    let timeout = request.deadline.since(self.now());
+                    if !self.allowed(&request.to) {
+                        let _ = self.done_tx.send(Done::StreamPing {
+                            seq_no: request.ping.seq_no,
+                            contacted: false,
+                        });
+                        continue;
+                    }
+                    tokio::spawn(streams::ping(
+                        self.transport.clone(),
+                        self.settings.clone(),
+                        request,
+                        timeout,
+                        self.done_tx.clone(),
+                    ));
+                }
+                Output::Event(event) => self.event(event),
             }
         }
-        self.publish();
+        if self.ckit.version() != self.ckit_version {
+            self.ckit_version = self.ckit.version();
+            let state = ckit_message::encode_local_state(&self.ckit.push_pull_state());
+            self.engine.set_user_state(Bytes::from(state));
+            self.dirty = true;
+        }
     }
 
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Member { member, change } => {
+                self.dirty = true;
+                let addr = member.addr.to_string();
+                match change {
+                    MemberChange::Joined | MemberChange::Updated | MemberChange::Alive => {
+                        self.ckit.member_joined(&member.name, &addr);
+                        self.learn_state(&member.name, member.incarnation, member.meta.as_ref());
+                    }
+                    MemberChange::Dead | MemberChange::Left | MemberChange::Removed => {
+                        if member.name != self.options.name {
+                            self.ckit.member_left(&member.name);
+                        }
+                    }
+                    MemberChange::Suspect => {}
+                }
+                match change {
+                    MemberChange::Joined => {
+                        tracing::info!(member = %member.name, %addr, "member joined")
+                    }
+                    MemberChange::Dead => tracing::info!(member = %member.name, "member dead"),
+                    MemberChange::Left => tracing::info!(member = %member.name, "member left"),
+                    MemberChange::Suspect => {
+                        tracing::debug!(member = %member.name, "member suspect")
+                    }
+                    _ => {}
+                }
+            }
+            Event::UserMessage(payload) => self.user_message(payload),
+            Event::RemoteState { state, .. } => match ckit_message::decode_local_state(&state) {
+                Ok(remote) => {
+                    for news in self.ckit.merge_push_pull_state(remote) {
+                        self.gossip_ckit(&news);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "remote user state ignored"),
+            },
+            Event::JoinResult { addr, ok } => {
+                if ok {
+                    tracing::info!(%addr, "joined through");
+                } else {
+                    tracing::debug!(%addr, "join attempt failed");
+                }
+            }
+            Event::LeaveFinished { timed_out } => {
+                if timed_out {
+                    tracing::warn!("leave: not every member may have heard it in time");
+                }
+                if let Some(reply) = self.leaving.take() {
+                    let _ = reply.send(());
+                }
+                // Stop answering: the handle stops the transport next.
+            }
+        }
+    }
+
+    /// A user message: ckit's node-state gossip.
+    fn user_message(&mut self, payload: Bytes) {
+        match ckit_message::decode(&payload) {
+            Ok(message) => {
+                if let Some(news) = self.ckit.apply_message(message) {
+                    self.gossip_ckit(&news);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "user message ignored"),
+        }
+    }
+
+    fn gossip_ckit(&mut self, message: &crate::ckit::states::StateMessage) {
+        self.engine
+            .broadcast_user(Bytes::from(ckit_message::encode(message)));
+        self.dirty = true;
+    }
+
+    fn announce_ckit_state(&mut self) {
+        let me = self.options.name.clone();
+        let addr = self.engine.local_member().addr.to_string();
+        self.ckit.member_joined(&me, &addr);
+        if self.options.ckit_state != CkitState::Viewer {
+            if let Ok(message) = self.ckit.change_state(CkitState::Participant) {
+                self.gossip_ckit(&message);
+            }
+        }
+    }
+
+    /// Records a member's custom state from its metadata; what changed goes
+    /// to subscribers.
+    fn learn_state(&mut self, name: &str, incarnation: u32, meta: Option<&Bytes>) {
+        let state = custom::decode(meta);
+        let mut all = self.shared.state.lock().unwrap();
+        let previous = all.get(name).map(|(_, s)| s.clone()).unwrap_or_default();
+        let version = u64::from(incarnation);
+        for (key, value) in &state {
+            if previous.get(key) != Some(value) {
+                let _ = self.shared.updates.send(StateUpdate {
+                    origin: name.to_string(),
+                    key: key.clone(),
+                    version,
+                    value: value.clone(),
+                });
+            }
+        }
+        all.insert(name.to_string(), (version, state));
+    }
+
+    /// Publishes the membership table and the gauges.
     fn publish(&mut self) {
-        let learned = self.learned.lock().unwrap();
-        let mut members: Vec<MemberView> = self
-            .foca
-            .iter_membership_state()
+        self.dirty = false;
+        let now = self.now();
+        let mut rows: Vec<MemberView> = self
+            .engine
+            .members()
             .map(|m| {
-                let state = match m.state() {
-                    State::Alive => MemberState::Alive,
-                    State::Suspect => MemberState::Suspect,
-                    State::Down if learned.left.contains(m.id()) => MemberState::Left,
-                    State::Down => MemberState::Dead,
-                };
-                MemberView::new(m.id(), state, m.incarnation())
+                let since = now.since(m.state_change);
+                MemberView {
+                    name: m.name.clone(),
+                    addr: m.addr.to_string(),
+                    state: MemberState::from(m.state),
+                    incarnation: m.incarnation,
+                    ckit_state: self.ckit.peer(&m.name).map(|p| p.state.as_str()),
+                    state_since_ms: SystemTime::now()
+                        .checked_sub(since)
+                        .unwrap_or(self.started)
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                    local: m.name == self.options.name,
+                }
             })
             .collect();
-        drop(learned);
-        members.push(MemberView::new(self.me(), MemberState::Alive, 0).local());
-        members.sort_by(|a, b| a.name.cmp(&b.name));
-
-        let old = self.view.borrow().clone();
-        if *old == members {
-            return;
-        }
-        let mut comebacks = Vec::new();
-        for m in &members {
-            let before = old.iter().find(|o| o.name == m.name);
-            let changed = before.is_none_or(|b| b.state != m.state || b.generation != m.generation);
-            if changed && !m.local {
-                match m.state {
-                    MemberState::Alive => {
-                        tracing::info!(member = %m.name, addr = %m.addr, "member alive")
-                    }
-                    MemberState::Suspect => tracing::warn!(member = %m.name, "member suspected"),
-                    MemberState::Dead => tracing::warn!(member = %m.name, "member dead"),
-                    MemberState::Left => tracing::info!(member = %m.name, "member left"),
-                }
-            }
-            let down = matches!(m.state, MemberState::Dead | MemberState::Left);
-            if self.was_down.insert(m.name.clone(), down) == Some(true) && !down {
-                comebacks.push(m.addr.clone());
-            }
-        }
-        for state in [
-            MemberState::Alive,
-            MemberState::Suspect,
-            MemberState::Dead,
-            MemberState::Left,
-        ] {
-            let n = members.iter().filter(|m| m.state == state).count();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        for state in MemberState::ALL {
+            let n = rows.iter().filter(|r| r.state == state).count();
             self.gauges
                 .get_or_create(&StateLabel {
                     state: state.as_str(),
                 })
                 .set(n as i64);
         }
-        let _ = self.view.send(Arc::new(members));
-        // A member back from the dead (restart, healed partition) may have
-        // missed everything: swap full state with it.
-        for addr in comebacks {
-            self.start_sync(addr);
-        }
-    }
-}
-
-/// Serves incoming state syncs: reads the dialer's snapshot, asks the actor
-/// to apply it and for ours, writes ours back.
-pub(crate) async fn serve_syncs(
-    transport: Transport,
-    commands: mpsc::UnboundedSender<Command>,
-    filter: Option<PeerFilter>,
-) {
-    let mut streams = transport.streams();
-    while let Some(mut conn) = streams.accept().await {
-        let commands = commands.clone();
-        let filter = filter.clone();
-        tokio::spawn(async move {
-            let exchange = async {
-                let theirs = sync::read_snapshot(&mut conn).await?;
-                // Drop syncs from peers the partition hook has cut off, as
-                // packets are (the stream's source is a TCP address, so look
-                // at who the snapshot says sent it).
-                if !Actor::allowed(&filter, &theirs.from.addr) {
-                    return Ok(());
-                }
-                let (reply, ours) = oneshot::channel();
-                commands
-                    .send(Command::Sync {
-                        theirs,
-                        reply: Some(reply),
-                    })
-                    .map_err(|_| Error::Shutdown)?;
-                let ours = ours.await.map_err(|_| Error::Shutdown)?;
-                sync::write_snapshot(&mut conn, &ours).await
-            };
-            match tokio::time::timeout(SYNC_TIMEOUT, exchange).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %conn.remote_addr(), error = %e, "incoming state sync failed")
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %conn.remote_addr(), "incoming state sync timed out")
-                }
-            }
-        });
+        self.view.send_replace(Arc::new(rows));
     }
 }

@@ -1,5 +1,11 @@
-//! Membership over gossiphttp: a SWIM cluster member (on [foca]) that uses
-//! the transport for its packets and `/stream` for full-state syncs.
+//! A cluster member speaking HashiCorp memberlist's protocol over
+//! gossiphttp, with grafana/ckit's node states on top: Go ckit and Alloy
+//! nodes, Rust nodes and this crate's CLI form one cluster.
+//!
+//! The protocol itself lives in [`crate::memberlist`] (messages, wire, and
+//! the SWIM + Lifeguard engine, a state machine) and [`crate::ckit`]; this
+//! module is their async shell: it feeds the engine packets, streams and
+//! time, and carries out what the engine asks for.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), gossiphttp::Error> {
@@ -10,9 +16,9 @@
 //! options.join = vec!["127.0.0.1:7947".into()];
 //! let node = Node::start(options, listener).await?;
 //!
-//! node.set_state("role", "leader").await?;          // gossiped to every member
+//! node.set_state("role", "leader").await?;          // in this member's metadata
 //! for m in node.members() {
-//!     println!("{} {} {:?}", m.name, m.addr, m.state);
+//!     println!("{} {} {:?} {:?}", m.name, m.addr, m.state, m.ckit_state);
 //! }
 //! node.leave().await;                                  // seen as "left", not dead
 //! # Ok(()) }
@@ -23,169 +29,55 @@
 //! (transport metrics and `cluster_members{state=...}`).
 
 mod actor;
-mod broadcast;
+mod custom;
 mod http;
-mod identity;
-mod sync;
+mod options;
+mod streams;
+mod view;
 
-pub use broadcast::StateUpdate;
-pub use foca::Config as MembershipConfig;
-pub use identity::NodeId;
+pub use crate::ckit::peer::NodeState as CkitState;
+pub use crate::memberlist::engine::Config as MembershipConfig;
+pub use custom::META_MAX_SIZE;
+pub use options::{NodeOptions, PeerFilter};
+pub use view::{MemberState, MemberView};
 
+use crate::ckit::states::NodeStates;
+use crate::discovery::{Discovery, JoinEntry};
+use crate::memberlist::engine::{Engine, Identity, Time};
+use crate::memberlist::packet::LabelPolicy;
 use crate::{Error, Options, Server, Transport};
-use actor::{Actor, Command, MemberGauges};
+use actor::{Actor, Command, Shared};
 use bytes::Bytes;
-use foca::{AccumulatingRuntime, Foca, PostcardCodec};
-use serde::Serialize;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
+use streams::StreamSettings;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast as bcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_util::time::DelayQueue;
+use view::MemberGauges;
 
-/// Decides whether this node may send to a peer address; for fault
-/// injection (partitions) in tests. `true` lets the packet or sync through.
-pub type PeerFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// A member's custom state changed ([`Node::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateUpdate {
+    /// The member that set the value.
+    pub origin: String,
+    /// The key it set.
+    pub key: String,
+    /// The origin's memberlist incarnation when it set it (grows with every
+    /// change).
+    pub version: u64,
+    /// The value.
+    pub value: Bytes,
+}
 
-/// How a [`Node`] runs.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct NodeOptions {
-    /// This member's name, unique in the cluster.
+/// Who this node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeId {
+    /// Its name.
     pub name: String,
-    /// The `host:port` other members reach this node at; defaults to the
-    /// listener's address.
-    pub advertise_addr: Option<String>,
-    /// Members to join through (`host:port`); retried while the node knows
-    /// no live member.
-    pub join: Vec<String>,
-    /// The transport's options (TLS, timeouts, queues).
-    pub transport: Options,
-    /// foca's SWIM settings: probe period, suspicion timeout, gossip fanout.
-    pub membership: MembershipConfig,
-    /// How often to swap full state with a random member (heals partitions
-    /// and missed gossip). Default 30 s.
-    pub sync_interval: Duration,
-    /// How often to announce to the join list while alone. Default 5 s.
-    pub rejoin_interval: Duration,
-    /// How long [`Node::leave`] keeps running so the leave notice goes out.
-    pub leave_grace: Duration,
-    /// Drops outgoing packets and syncs to addresses it refuses (tests).
-    pub outgoing_filter: Option<PeerFilter>,
-}
-
-impl NodeOptions {
-    /// Defaults for a LAN cluster of a few dozen members (memberlist's LAN
-    /// profile, via foca).
-    pub fn new(name: impl Into<String>) -> Self {
-        NodeOptions {
-            name: name.into(),
-            advertise_addr: None,
-            join: Vec::new(),
-            transport: Options::default(),
-            membership: MembershipConfig::new_lan(NonZeroU32::new(32).expect("nonzero")),
-            sync_interval: Duration::from_secs(30),
-            rejoin_interval: Duration::from_secs(5),
-            leave_grace: Duration::from_millis(500),
-            outgoing_filter: None,
-        }
-    }
-
-    /// Faster failure detection, for loopback clusters and tests: probes
-    /// every 250 ms, a member is dead 1.5 s after suspicion.
-    pub fn fast(mut self) -> Self {
-        let m = &mut self.membership;
-        m.probe_period = Duration::from_millis(250);
-        m.probe_rtt = Duration::from_millis(100);
-        m.suspect_to_down_after = Duration::from_millis(1500);
-        m.periodic_gossip = Some(foca::PeriodicParams {
-            frequency: Duration::from_millis(100),
-            num_members: NonZeroUsize::new(3).expect("nonzero"),
-        });
-        m.periodic_announce_to_down_members = Some(foca::PeriodicParams {
-            frequency: Duration::from_secs(1),
-            num_members: NonZeroUsize::new(2).expect("nonzero"),
-        });
-        self.sync_interval = Duration::from_secs(2);
-        self.rejoin_interval = Duration::from_millis(500);
-        self.leave_grace = Duration::from_millis(300);
-        self.transport.packet_timeout = Duration::from_secs(1);
-        self
-    }
-}
-
-impl std::fmt::Debug for NodeOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeOptions")
-            .field("name", &self.name)
-            .field("advertise_addr", &self.advertise_addr)
-            .field("join", &self.join)
-            .field("sync_interval", &self.sync_interval)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A member's state as this node sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberState {
-    /// Answering probes.
-    Alive,
-    /// Missed a probe; dead unless it refutes in time.
-    Suspect,
-    /// Declared down without saying goodbye.
-    Dead,
-    /// Left the cluster on purpose.
-    Left,
-}
-
-impl MemberState {
-    /// `"alive"`, `"suspect"`, `"dead"` or `"left"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberState::Alive => "alive",
-            MemberState::Suspect => "suspect",
-            MemberState::Dead => "dead",
-            MemberState::Left => "left",
-        }
-    }
-}
-
-/// One row of the membership table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MemberView {
-    /// The member's name.
-    pub name: String,
-    /// Its advertised address.
+    /// The `ip:port` it advertises.
     pub addr: String,
-    /// Its state.
-    pub state: MemberState,
-    /// Its SWIM incarnation (grows as it refutes suspicions).
-    pub incarnation: u16,
-    /// Which life of the member this is (grows on restart).
-    pub generation: u64,
-    /// True for the node's own row.
-    pub local: bool,
-}
-
-impl MemberView {
-    fn new(id: &NodeId, state: MemberState, incarnation: u16) -> Self {
-        MemberView {
-            name: id.name.clone(),
-            addr: id.addr.clone(),
-            state,
-            incarnation,
-            generation: id.generation,
-            local: false,
-        }
-    }
-
-    fn local(mut self) -> Self {
-        self.local = true;
-        self
-    }
 }
 
 /// A running cluster member.
@@ -195,10 +87,8 @@ pub struct Node {
     server: Option<Server>,
     commands: mpsc::UnboundedSender<Command>,
     view: watch::Receiver<Arc<Vec<MemberView>>>,
-    learned: Arc<Mutex<broadcast::Learned>>,
-    updates: bcast::Sender<StateUpdate>,
+    shared: Arc<Shared>,
     actor: JoinHandle<()>,
-    syncs: JoinHandle<()>,
     registry: Arc<prometheus_client::registry::Registry>,
 }
 
@@ -211,26 +101,29 @@ impl Node {
             return Err(Error::Config("a node needs a name".into()));
         }
         let local = listener.local_addr()?;
-        let addr = options
-            .advertise_addr
-            .clone()
-            .unwrap_or_else(|| local.to_string());
-        let _: crate::PeerAddr = addr.parse()?;
+        let addr = advertise_addr(&options, local).await?;
+        let entries = options
+            .join
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| e.parse::<JoinEntry>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let discovery = if entries.is_empty() {
+            None
+        } else if let Some(ns) = options.nameserver {
+            Some(Discovery::with_nameservers(entries, &[ns]))
+        } else {
+            Some(Discovery::new(entries).map_err(|e| Error::Config(e.to_string()))?)
+        };
         let id = NodeId {
             name: options.name.clone(),
-            addr,
-            // A restart is a new life: it must win over the old one.
-            generation: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(1),
+            addr: addr.to_string(),
         };
         let mut transport_options = options.transport.clone();
         transport_options.serve_metrics = false; // the node serves its own /metrics
         let (transport, transport_metrics) = Transport::new(transport_options)?;
-        if let Ok(sock) = id.addr.parse::<std::net::SocketAddr>() {
-            let _ = transport.final_advertise_addr(&sock.ip().to_string(), sock.port());
-        }
+        let _ = transport.final_advertise_addr(&addr.ip().to_string(), addr.port());
 
         let gauges = MemberGauges::default();
         let mut registry = prometheus_client::registry::Registry::default();
@@ -242,54 +135,70 @@ impl Node {
         );
         let registry = Arc::new(registry);
 
-        let learned = Arc::new(Mutex::new(broadcast::Learned::default()));
-        let (updates, _) = bcast::channel(1024);
-        let handler = broadcast::Handler {
-            learned: learned.clone(),
-            updates: updates.clone(),
-        };
         let mut membership = options.membership.clone();
-        // Gossip packets must fit the transport's packet limit.
-        let max_packet = membership
-            .max_packet_size
-            .get()
+        membership.label = options.label.clone();
+        // A packet must fit the transport's packet limit.
+        membership.udp_buffer_size = membership
+            .udp_buffer_size
             .min(options.transport.max_packet_size);
-        membership.max_packet_size = NonZeroUsize::new(max_packet.max(512)).expect("nonzero");
-        let foca = Foca::with_custom_broadcast(
-            id.clone(),
+        let origin = Instant::now();
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(addr.port()).rotate_left(32);
+        let settings = StreamSettings {
+            label: options.label.clone(),
+            policy: LabelPolicy {
+                label: options.label.clone(),
+                skip_inbound_label_check: options.skip_inbound_label_check,
+            },
+            compress: true,
+            timeout: membership.tcp_timeout,
+        };
+        let engine = Engine::new(
             membership,
-            rand::make_rng(),
-            PostcardCodec,
-            handler,
+            Identity {
+                name: options.name.clone(),
+                addr,
+                meta: None,
+            },
+            seed,
+            Time::ZERO,
         );
-
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Default::default()),
+            updates: bcast::channel(1024).0,
+        });
         let (view_tx, view) = watch::channel(Arc::new(Vec::new()));
         let (commands, command_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let actor = Actor {
-            foca,
-            rt: AccumulatingRuntime::new(),
-            timers: DelayQueue::new(),
+            engine,
+            ckit: NodeStates::new(options.name.clone()),
+            ckit_version: u64::MAX,
+            own_state: Default::default(),
+            shared: shared.clone(),
             transport: transport.clone(),
-            learned: learned.clone(),
-            view: view_tx,
-            gauges,
             options: options.clone(),
+            discovery,
+            settings,
+            origin,
+            started: SystemTime::now(),
             commands: command_rx,
             self_commands: commands.clone(),
-            rng: rand::make_rng(),
-            version: 0,
-            was_down: Default::default(),
-            leaving: false,
+            done_tx,
+            done_rx,
+            view: view_tx,
+            gauges,
+            leaving: None,
+            resolving: false,
+            dirty: true,
         };
 
         let fallback = http::routes(view.clone(), registry.clone());
         let server =
             transport.serve_service(listener, transport.handler().with_fallback(fallback))?;
-        let syncs = tokio::spawn(actor::serve_syncs(
-            transport.clone(),
-            commands.clone(),
-            options.outgoing_filter.clone(),
-        ));
         let actor = tokio::spawn(actor.run());
         tracing::info!(name = %id.name, addr = %id.addr, "node started");
         Ok(Node {
@@ -298,10 +207,8 @@ impl Node {
             server: Some(server),
             commands,
             view,
-            learned,
-            updates,
+            shared,
             actor,
-            syncs,
             registry,
         })
     }
@@ -368,22 +275,33 @@ impl Node {
         rx.await.unwrap_or(Err(Error::Shutdown))
     }
 
-    /// Every member's gossiped state known here (the latest version of each
+    /// Every member's custom state known here (the latest value of each
     /// key), this node's own included.
     pub fn state(&self) -> Vec<StateUpdate> {
-        let learned = self.learned.lock().unwrap();
-        let mut all: Vec<StateUpdate> = learned
-            .state
-            .iter()
-            .map(|((origin, key), (version, value))| StateUpdate {
-                origin: origin.clone(),
-                key: key.clone(),
-                version: *version,
-                value: value.clone(),
-            })
-            .collect();
-        all.sort_by(|a, b| (&a.origin, &a.key).cmp(&(&b.origin, &b.key)));
-        all
+        let all = self.shared.state.lock().unwrap();
+        let mut out = Vec::new();
+        for (origin, (version, state)) in all.iter() {
+            for (key, value) in state {
+                out.push(StateUpdate {
+                    origin: origin.clone(),
+                    key: key.clone(),
+                    version: *version,
+                    value: value.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Changes this node's ckit state (viewer -> participant ->
+    /// terminating, as ckit allows); gossiped to every member, Go ckit nodes
+    /// included.
+    pub async fn set_ckit_state(&self, state: CkitState) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetCkitState { state, reply })
+            .map_err(|_| Error::Shutdown)?;
+        rx.await.unwrap_or(Err(Error::Shutdown))
     }
 
     /// New state updates as they arrive from any member.
@@ -415,7 +333,6 @@ impl Node {
 
     async fn stop(&mut self) {
         self.actor.abort();
-        self.syncs.abort();
         // Transport first: it ends open streams, so the server's graceful
         // shutdown has nothing to wait for.
         self.transport.shutdown().await;
@@ -428,7 +345,6 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.actor.abort();
-        self.syncs.abort();
     }
 }
 
@@ -438,4 +354,29 @@ impl std::fmt::Debug for Node {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
+}
+
+/// The address this node advertises: `advertise_addr` (a host name is
+/// resolved now: memberlist carries an IP), or the listener's.
+async fn advertise_addr(options: &NodeOptions, local: SocketAddr) -> Result<SocketAddr, Error> {
+    let Some(given) = &options.advertise_addr else {
+        if local.ip().is_unspecified() {
+            return Err(Error::Config(format!(
+                "listening on {local}: set advertise_addr (--advertise) to the IP and port \
+                 other members reach this node at"
+            )));
+        }
+        return Ok(local);
+    };
+    if let Ok(addr) = given.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let mut addrs = tokio::net::lookup_host(given.as_str()).await.map_err(|e| {
+        Error::Config(format!(
+            "advertise address {given:?}: {e}; give ip:port (memberlist advertises an IP)"
+        ))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| Error::Config(format!("advertise address {given:?} resolves to no address")))
 }

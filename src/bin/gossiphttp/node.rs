@@ -1,55 +1,129 @@
-//! `gossiphttp node`: run one cluster member (SWIM over gossiphttp).
+//! `gossiphttp node`: run one cluster member (memberlist over gossiphttp,
+//! with ckit's node states), able to join a Go ckit / Grafana Alloy cluster.
 
 use crate::output::{describe, emit, CmdResult, Failure};
 use crate::serve::ServeArgs;
-use clap::Args;
-use gossiphttp::cluster::{Node, NodeOptions};
+use clap::{Args, ValueEnum};
+use gossiphttp::cluster::{CkitState, MembershipConfig, Node, NodeOptions};
 use gossiphttp::ClientTls;
 use std::path::PathBuf;
 
+/// The memberlist settings a node starts from.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Preset {
+    /// memberlist's DefaultLANConfig: probe every 1 s, push-pull every 30 s.
+    Lan,
+    /// What grafana/ckit (and Alloy) nodes use: probe every 5 s, timeout 2 s,
+    /// no TCP pings.
+    Ckit,
+    /// Faster failure detection for local clusters (probe every 200 ms).
+    Fast,
+}
+
+/// The ckit node state announced at start.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AnnouncedState {
+    /// Owns keys in ckit's sharding.
+    Participant,
+    /// Sees the cluster, owns no keys.
+    Viewer,
+}
+
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// This member's name, unique in the cluster.
-    #[arg(long)]
+    /// This member's name, unique in the cluster (Alloy: --cluster.node-name).
+    #[arg(long, env = "GOSSIPHTTP_NAME", help_heading = "Cluster")]
     name: String,
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7946", value_name = "HOST:PORT")]
+    #[arg(long, default_value = "127.0.0.1:7946", value_name = "HOST:PORT",
+          env = "GOSSIPHTTP_LISTEN", help_heading = "Cluster")]
     listen: String,
-    /// Members to join through, comma-separated.
-    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    /// The ip:port other members reach this node at, when it is not the
+    /// listen address (behind NAT, in a container; Alloy:
+    /// --cluster.advertise-address). A host name is resolved at start.
+    #[arg(long, value_name = "IP:PORT", env = "GOSSIPHTTP_ADVERTISE",
+          help_heading = "Cluster")]
+    advertise: Option<String>,
+    /// Members to join through, comma-separated: ip:port, name:port (every
+    /// A/AAAA address) or _service._proto.name (SRV). Resolved again on
+    /// every attempt while this node is alone (Alloy: --cluster.join-addresses).
+    #[arg(long, value_name = "ENTRY,...", value_delimiter = ',', env = "GOSSIPHTTP_JOIN",
+          help_heading = "Cluster")]
     join: Vec<String>,
-    /// Faster failure detection (probes every 250 ms), for local clusters.
-    #[arg(long)]
+    /// The cluster's label: traffic with another label is refused (Alloy:
+    /// --cluster.name).
+    #[arg(long, value_name = "NAME", env = "GOSSIPHTTP_LABEL", help_heading = "Cluster")]
+    label: Option<String>,
+    /// Accept traffic without a label although --label is set (during a
+    /// rollout that adds a label).
+    #[arg(long, env = "GOSSIPHTTP_SKIP_INBOUND_LABEL_CHECK", help_heading = "Cluster",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    skip_inbound_label_check: bool,
+    /// The ckit node state to announce.
+    #[arg(long, value_enum, default_value = "participant", env = "GOSSIPHTTP_CKIT_STATE",
+          help_heading = "Cluster")]
+    ckit_state: AnnouncedState,
+    /// The memberlist settings: lan (memberlist's defaults), ckit (what Go
+    /// ckit and Alloy nodes use) or fast (local clusters).
+    #[arg(long, value_enum, default_value = "lan", env = "GOSSIPHTTP_PRESET",
+          help_heading = "Cluster")]
+    preset: Preset,
+    /// Same as --preset fast.
+    #[arg(long, hide = true)]
     fast: bool,
     /// With --tls-cert, peers are reached over TLS too, trusting the CA
-    /// certificates in this PEM file (default: --tls-cert itself). The
-    /// node presents --tls-cert to them, for members that set
-    /// --tls-client-ca.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_cert",
-        env = "GOSSIPHTTP_TLS_CA",
-        help_heading = "TLS"
-    )]
+    /// certificates in this PEM file (default: --tls-cert itself).
+    #[arg(long, value_name = "FILE", requires = "tls_cert", env = "GOSSIPHTTP_TLS_CA",
+          help_heading = "TLS")]
     tls_ca: Option<PathBuf>,
+    /// The certificate this node presents to peers that ask for one (mutual
+    /// TLS); default: --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_client_key",
+          env = "GOSSIPHTTP_TLS_CLIENT_CERT", help_heading = "TLS")]
+    tls_client_cert: Option<PathBuf>,
+    /// The private key for --tls-client-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_client_cert",
+          env = "GOSSIPHTTP_TLS_CLIENT_KEY", help_heading = "TLS")]
+    tls_client_key: Option<PathBuf>,
+    /// The name to verify in peers' certificates instead of their address
+    /// (Alloy: --cluster.tls-server-name).
+    #[arg(long, value_name = "NAME", env = "GOSSIPHTTP_TLS_SERVER_NAME", help_heading = "TLS")]
+    tls_server_name: Option<String>,
     #[command(flatten)]
     serve: ServeArgs,
 }
 
 pub async fn run(args: NodeArgs) -> CmdResult {
     let mut options = NodeOptions::new(args.name.clone());
-    if args.fast {
+    options.membership = match args.preset {
+        Preset::Lan | Preset::Fast => MembershipConfig::lan(),
+        Preset::Ckit => MembershipConfig::ckit(),
+    };
+    if args.fast || matches!(args.preset, Preset::Fast) {
         options = options.fast();
     }
+    options.advertise_addr = args.advertise.clone();
     options.join = args.join.into_iter().filter(|a| !a.is_empty()).collect();
+    options.label = args.label.unwrap_or_default();
+    options.skip_inbound_label_check = args.skip_inbound_label_check;
+    options.ckit_state = match args.ckit_state {
+        AnnouncedState::Participant => CkitState::Participant,
+        AnnouncedState::Viewer => CkitState::Viewer,
+    };
     // Members are peers: the server flags (token included) also set what
     // this node sends.
     args.serve.apply(&mut options.transport)?;
     if let (Some(cert), Some(key)) = (&args.serve.tls_cert, &args.serve.tls_key) {
         let ca = args.tls_ca.as_ref().unwrap_or(cert);
-        let client = ClientTls::from_pem_files_with_client_cert(ca, cert, key)
+        let client_cert = args.tls_client_cert.as_ref().unwrap_or(cert);
+        let client_key = args.tls_client_key.as_ref().unwrap_or(key);
+        let mut client = ClientTls::from_pem_files_with_client_cert(ca, client_cert, client_key)
             .map_err(|e| Failure::usage(format!("--tls-ca: {}", describe(&e))))?;
+        if let Some(name) = &args.tls_server_name {
+            client = client.with_server_name(name).map_err(|e| {
+                Failure::usage(format!("--tls-server-name: {}", describe(&e)))
+            })?;
+        }
         options.transport.client_tls = Some(client);
     }
     let listener = tokio::net::TcpListener::bind(&args.listen)

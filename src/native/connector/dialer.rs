@@ -27,6 +27,8 @@ pub(super) struct Dialer {
     /// rather than silently trusting anything). Its ALPN offers `http/1.1`
     /// instead of `h2` in HTTP/1.1 mode.
     tls: Arc<rustls::ClientConfig>,
+    /// Verified in certificates instead of the peer's host, when set.
+    server_name: Option<ServerName<'static>>,
     /// Connections speak HTTP/1.1.
     http1: bool,
     shutdown: CancellationToken,
@@ -41,16 +43,19 @@ impl Dialer {
         tasks: TaskTracker,
     ) -> Result<Self, Error> {
         let tls_by_default = tls.is_some();
-        let mut config = match tls {
-            Some(tls) => tls.0,
-            None => ClientTls::from_roots(Vec::new())?.0,
+        let tls = match tls {
+            Some(tls) => tls,
+            None => ClientTls::from_roots(Vec::new())?,
         };
+        let server_name = tls.server_name;
+        let mut config = tls.config;
         if http1 {
             Arc::make_mut(&mut config).alpn_protocols = vec![b"http/1.1".to_vec()];
         }
         Ok(Dialer {
             tls_by_default,
             tls: config,
+            server_name,
             http1,
             shutdown,
             tasks,
@@ -95,8 +100,11 @@ impl Dialer {
                 first_answer.clone(),
             ))),
             Scheme::Https => {
-                let name = ServerName::try_from(peer.host().to_string())
-                    .map_err(|e| connect_err(e.into()))?;
+                let name = match &self.server_name {
+                    Some(name) => name.clone(),
+                    None => ServerName::try_from(peer.host().to_string())
+                        .map_err(|e| connect_err(e.into()))?,
+                };
                 let io = TlsConnector::from(self.tls.clone())
                     .connect(name, tcp)
                     .await

@@ -157,7 +157,12 @@ impl ServerTls {
 /// Its `Debug` output says whether a client certificate is presented, and
 /// nothing of the certificates or keys (it ends up in logs).
 #[derive(Clone)]
-pub struct ClientTls(pub(crate) Arc<ClientConfig>);
+pub struct ClientTls {
+    pub(crate) config: Arc<ClientConfig>,
+    /// The name verified in every peer's certificate instead of the
+    /// peer's host (see [`ClientTls::with_server_name`]).
+    pub(crate) server_name: Option<rustls::pki_types::ServerName<'static>>,
+}
 
 fn alpn_names(protocols: &[Vec<u8>]) -> Vec<String> {
     protocols
@@ -169,7 +174,8 @@ fn alpn_names(protocols: &[Vec<u8>]) -> Vec<String> {
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientTls")
-            .field("client_cert", &self.0.client_auth_cert_resolver.has_certs())
+            .field("client_cert", &self.config.client_auth_cert_resolver.has_certs())
+            .field("server_name", &self.server_name)
             .finish_non_exhaustive()
     }
 }
@@ -232,7 +238,23 @@ impl ClientTls {
     /// Uses a rustls configuration as given, setting ALPN to `h2`.
     pub fn from_config(mut config: ClientConfig) -> Self {
         config.alpn_protocols = vec![b"h2".to_vec()];
-        ClientTls(Arc::new(config))
+        ClientTls {
+            config: Arc::new(config),
+            server_name: None,
+        }
+    }
+
+    /// Verifies `name` in every peer's certificate (and sends it as SNI)
+    /// instead of the address dialed: for members reached by IP whose
+    /// certificates name a service (Alloy's `--cluster.tls-server-name`).
+    pub fn with_server_name(mut self, name: &str) -> Result<Self, Error> {
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| {
+            Error::Config(format!(
+                "TLS server name {name:?} is not a DNS name or IP address: {e}"
+            ))
+        })?;
+        self.server_name = Some(name);
+        Ok(self)
     }
 }
 

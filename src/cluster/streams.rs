@@ -1,0 +1,188 @@
+//! memberlist's streams over `/stream`: the push-pulls and stream pings the
+//! engine asks for, and the streams other members open to us.
+//!
+//! A stream carries one exchange, as memberlist's TCP connections do: the
+//! side that opens it writes the label header (if any) and one message; the
+//! other side answers with one message (no label) and ends the stream.
+//! Every exchange is bounded by the engine's `tcp_timeout`.
+
+use super::actor::{Command, Done};
+use crate::memberlist::engine::{PushPullFailed, PushPullRequest, StreamPingRequest};
+use crate::memberlist::packet::{label_header, LabelPolicy};
+use crate::memberlist::stream::{StreamDecoder, StreamMessage};
+use crate::{Error, StreamConn, Transport};
+use bytes::BytesMut;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// What every stream task needs to know.
+#[derive(Clone)]
+pub(crate) struct StreamSettings {
+    pub label: String,
+    pub policy: LabelPolicy,
+    pub compress: bool,
+    pub timeout: Duration,
+}
+
+/// Reads one message with `decoder`, whatever the peer's writes look like.
+async fn read_message(
+    conn: &mut StreamConn,
+    decoder: &mut StreamDecoder,
+) -> Result<StreamMessage, String> {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if let Some(message) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+            return Ok(message);
+        }
+        let n = conn
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("reading the stream: {e}"))?;
+        if n == 0 {
+            return match decoder.decode_eof(&mut buf).map_err(|e| e.to_string())? {
+                Some(message) => Ok(message),
+                None => Err("the peer ended the stream before answering".into()),
+            };
+        }
+    }
+}
+
+/// Opens a stream to `to` and writes `message` after our label.
+async fn open(
+    transport: &Transport,
+    settings: &StreamSettings,
+    to: &str,
+    message: &StreamMessage,
+) -> Result<StreamConn, String> {
+    let mut conn = transport
+        .dial(to, settings.timeout)
+        .await
+        .map_err(|e| crate::Error::to_string(&e))?;
+    let mut bytes = label_header(&settings.label).map_err(|e| e.to_string())?;
+    bytes.extend_from_slice(&message.encode(settings.compress));
+    conn.write_all(&bytes)
+        .await
+        .map_err(|e| format!("writing the stream: {e}"))?;
+    conn.flush()
+        .await
+        .map_err(|e| format!("writing the stream: {e}"))?;
+    Ok(conn)
+}
+
+/// Runs a push-pull the engine asked for and reports how it ended.
+pub(crate) async fn push_pull(
+    transport: Transport,
+    settings: StreamSettings,
+    request: PushPullRequest,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let to = request.to.to_string();
+    let exchange = async {
+        let mut conn = open(
+            &transport,
+            &settings,
+            &to,
+            &StreamMessage::PushPull(request.state),
+        )
+        .await?;
+        match read_message(&mut conn, &mut StreamDecoder::response()).await? {
+            StreamMessage::PushPull(remote) => Ok(remote),
+            StreamMessage::Err(e) => Err(format!("the peer refused: {}", e.error)),
+            other => Err(format!("the peer answered a push-pull with {other:?}")),
+        }
+    };
+    let result = match tokio::time::timeout(settings.timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {:?}", settings.timeout)),
+    };
+    if let Err(reason) = &result {
+        tracing::debug!(peer = %to, %reason, "push-pull failed");
+    }
+    let result = result.map_err(|reason| PushPullFailed { reason });
+    let _ = done.send(Done::PushPull {
+        id: request.id,
+        result,
+    });
+}
+
+/// Runs a ping over a stream (memberlist's TCP fallback probe).
+pub(crate) async fn ping(
+    transport: Transport,
+    settings: StreamSettings,
+    request: StreamPingRequest,
+    timeout: Duration,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let to = request.to.to_string();
+    let seq_no = request.ping.seq_no;
+    let exchange = async {
+        let mut conn = open(&transport, &settings, &to, &StreamMessage::Ping(request.ping)).await?;
+        match read_message(&mut conn, &mut StreamDecoder::response()).await? {
+            StreamMessage::Ack(ack) => Ok(ack.seq_no == seq_no),
+            other => Err(format!("the peer answered a ping with {other:?}")),
+        }
+    };
+    let contacted = matches!(tokio::time::timeout(timeout, exchange).await, Ok(Ok(true)));
+    let _ = done.send(Done::StreamPing { seq_no, contacted });
+}
+
+/// Serves a stream another member opened: one message in, at most one out.
+pub(crate) async fn serve(
+    mut conn: StreamConn,
+    settings: StreamSettings,
+    commands: mpsc::UnboundedSender<Command>,
+) {
+    let from = conn.remote_addr();
+    let served = async {
+        let mut decoder = StreamDecoder::inbound(settings.policy.clone());
+        let answer = match read_message(&mut conn, &mut decoder).await? {
+            StreamMessage::PushPull(remote) => {
+                let (reply, rx) = oneshot::channel();
+                commands
+                    .send(Command::InboundPushPull { remote, reply })
+                    .map_err(|_| "the node is stopping".to_string())?;
+                Some(StreamMessage::PushPull(
+                    rx.await.map_err(|_| "the node is stopping".to_string())?,
+                ))
+            }
+            StreamMessage::Ping(ping) => {
+                let (reply, rx) = oneshot::channel();
+                commands
+                    .send(Command::InboundPing { ping, reply })
+                    .map_err(|_| "the node is stopping".to_string())?;
+                rx.await
+                    .map_err(|_| "the node is stopping".to_string())?
+                    .map(StreamMessage::Ack)
+            }
+            StreamMessage::User(payload) => {
+                let _ = commands.send(Command::InboundUser(payload));
+                None
+            }
+            StreamMessage::Err(e) => return Err(format!("the peer sent an error: {}", e.error)),
+            StreamMessage::Ack(_) => return Err("an ack nobody asked for".into()),
+        };
+        if let Some(answer) = answer {
+            conn.write_all(&answer.encode(settings.compress))
+                .await
+                .map_err(|e| format!("answering: {e}"))?;
+        }
+        conn.shutdown()
+            .await
+            .map_err(|e| format!("ending the stream: {e}"))?;
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(settings.timeout, served).await {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => tracing::debug!(%from, %reason, "inbound stream failed"),
+        Err(_) => tracing::debug!(%from, timeout = ?settings.timeout, "inbound stream too slow"),
+    }
+}
+
+impl From<Error> for PushPullFailed {
+    fn from(e: Error) -> Self {
+        PushPullFailed {
+            reason: e.to_string(),
+        }
+    }
+}
