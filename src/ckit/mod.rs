@@ -1,0 +1,3 @@
+//! grafana/ckit's layer over memberlist.
+
+pub mod message;
