@@ -8,13 +8,12 @@ use super::custom::{self, StateMap};
 use super::streams::{self, StreamSettings};
 use super::view::{MemberGauges, MemberState, MemberView, StateLabel};
 use super::{NodeOptions, StateUpdate};
-use crate::ckit::message as ckit_message;
 use crate::ckit::peer::NodeState as CkitState;
 use crate::ckit::states::NodeStates;
 use crate::discovery::Discovery;
 use crate::memberlist::engine::{Engine, Event, MemberChange, Output, PushPullFailed, Time};
 use crate::memberlist::message::{Ack, NodeState, Ping, PushPull};
-use crate::memberlist::packet::{decode_packet, encode_packets, LabelPolicy, PacketOptions};
+use crate::memberlist::packet::{decode_packet, encode_packets, PacketOptions};
 use crate::{Error, Packet, Transport};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -138,7 +137,7 @@ impl Actor {
                     Some(packet) => self.packet(packet),
                     None => return,
                 },
-                stream = streams.recv() => match stream {
+                stream = futures_util::StreamExt::next(&mut streams) => match stream {
                     Some(conn) => {
                         tokio::spawn(streams::serve(conn, self.settings.clone(), self.self_commands.clone()));
                     }
@@ -312,7 +311,7 @@ impl Actor {
         }
         if self.ckit.version() != self.ckit_version {
             self.ckit_version = self.ckit.version();
-            let state = ckit_message::encode_local_state(&self.ckit.push_pull_state());
+            let state = ckit_wire::encode_local_state(&self.ckit.push_pull_state());
             self.engine.set_user_state(Bytes::from(state));
             self.dirty = true;
         }
@@ -348,7 +347,7 @@ impl Actor {
                 }
             }
             Event::UserMessage(payload) => self.user_message(payload),
-            Event::RemoteState { state, .. } => match ckit_message::decode_local_state(&state) {
+            Event::RemoteState { state, .. } => match ckit_wire::decode_local_state(&state) {
                 Ok(remote) => {
                     for news in self.ckit.merge_push_pull_state(remote) {
                         self.gossip_ckit(&news);
@@ -377,7 +376,7 @@ impl Actor {
 
     /// A user message: ckit's node-state gossip.
     fn user_message(&mut self, payload: Bytes) {
-        match ckit_message::decode(&payload) {
+        match ckit_wire::decode(&payload) {
             Ok(message) => {
                 if let Some(news) = self.ckit.apply_message(message) {
                     self.gossip_ckit(&news);
@@ -389,7 +388,7 @@ impl Actor {
 
     fn gossip_ckit(&mut self, message: &crate::ckit::states::StateMessage) {
         self.engine
-            .broadcast_user(Bytes::from(ckit_message::encode(message)));
+            .broadcast_user(Bytes::from(ckit_wire::encode(message)));
         self.dirty = true;
     }
 
@@ -459,5 +458,62 @@ impl Actor {
                 .set(n as i64);
         }
         self.view.send_replace(Arc::new(rows));
+    }
+}
+
+/// ckit's messages between the table's types and their bytes.
+mod ckit_wire {
+    use crate::ckit::message::{LocalState, NodeState as WireState, State};
+    use crate::ckit::peer::NodeState;
+    use crate::ckit::states::{PushPullState, StateMessage};
+
+    fn to_wire(m: &StateMessage) -> State {
+        State {
+            node_name: m.node_name.clone(),
+            new_state: match m.state {
+                NodeState::Viewer => WireState::Viewer,
+                NodeState::Participant => WireState::Participant,
+                NodeState::Terminating => WireState::Terminating,
+            },
+            time: m.time,
+        }
+    }
+
+    fn from_wire(s: State) -> StateMessage {
+        let state = match s.new_state {
+            WireState::Viewer => NodeState::Viewer,
+            WireState::Participant => NodeState::Participant,
+            WireState::Terminating => NodeState::Terminating,
+        };
+        StateMessage::new(s.node_name, state, s.time)
+    }
+
+    pub(super) fn encode(m: &StateMessage) -> Vec<u8> {
+        to_wire(m).encode()
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<StateMessage, String> {
+        State::decode(bytes).map(from_wire).map_err(|e| e.to_string())
+    }
+
+    pub(super) fn encode_local_state(state: &PushPullState) -> Vec<u8> {
+        LocalState {
+            current_time: state.current_time,
+            node_states: Some(state.node_states.iter().map(to_wire).collect()),
+        }
+        .encode()
+    }
+
+    pub(super) fn decode_local_state(bytes: &[u8]) -> Result<PushPullState, String> {
+        let local = LocalState::decode(bytes).map_err(|e| e.to_string())?;
+        Ok(PushPullState {
+            current_time: local.current_time,
+            node_states: local
+                .node_states
+                .unwrap_or_default()
+                .into_iter()
+                .map(from_wire)
+                .collect(),
+        })
     }
 }

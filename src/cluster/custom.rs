@@ -56,11 +56,11 @@ pub(crate) fn decode(meta: Option<&Bytes>) -> StateMap {
         let len = reader.read_map_len("meta").ok()?;
         let mut state = StateMap::new();
         for _ in 0..len {
-            let key = reader.read_string("meta key").ok()?;
-            let value = reader.read_bytes("meta value").ok()?;
+            let key = reader.read_str("meta key").ok()?.to_owned();
+            let value = reader.read_opt_bytes("meta value").ok()?.unwrap_or_default();
             state.insert(key, Bytes::copy_from_slice(value));
         }
-        reader.is_empty().then_some(state)
+        reader.rest().is_empty().then_some(state)
     };
     read().unwrap_or_default()
 }

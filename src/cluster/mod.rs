@@ -45,7 +45,7 @@ use crate::ckit::states::NodeStates;
 use crate::discovery::{Discovery, JoinEntry};
 use crate::memberlist::engine::{Engine, Identity, Time};
 use crate::memberlist::packet::LabelPolicy;
-use crate::{Error, Options, Server, Transport};
+use crate::{Error, Server, Transport};
 use actor::{Actor, Command, Shared};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -306,7 +306,7 @@ impl Node {
 
     /// New state updates as they arrive from any member.
     pub fn subscribe(&self) -> bcast::Receiver<StateUpdate> {
-        self.updates.subscribe()
+        self.shared.updates.subscribe()
     }
 
     /// Metrics in the Prometheus text format: the transport's and

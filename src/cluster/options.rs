@@ -1,7 +1,7 @@
 //! How a [`Node`](super::Node) runs: its name and addresses, whom it joins
 //! through, the memberlist settings, the label, and ckit's node state.
 
-use crate::ckit::NodeState as CkitState;
+use crate::ckit::peer::NodeState as CkitState;
 use crate::memberlist::engine::Config as MembershipConfig;
 use crate::Options;
 use std::sync::Arc;

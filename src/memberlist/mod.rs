@@ -4,6 +4,7 @@
 
 pub mod lzw;
 pub mod message;
+pub mod engine;
 pub(crate) mod msgpack;
 pub mod packet;
 pub mod stream;
