@@ -149,7 +149,11 @@ impl Actor {
                 }
                 _ = rejoin.tick() => self.maybe_rejoin(),
             }
-            if self.leaving.as_ref().is_some_and(|_| self.engine.has_left()) {
+            if self
+                .leaving
+                .as_ref()
+                .is_some_and(|_| self.engine.has_left())
+            {
                 // Keep going until LeaveFinished (see `event`).
             }
         }
@@ -339,6 +343,9 @@ impl Actor {
                         tracing::info!(member = %member.name, %addr, "member joined")
                     }
                     MemberChange::Dead => tracing::info!(member = %member.name, "member dead"),
+                    MemberChange::Left if member.name == self.options.name => {
+                        tracing::info!("left the cluster")
+                    }
                     MemberChange::Left => tracing::info!(member = %member.name, "member left"),
                     MemberChange::Suspect => {
                         tracing::debug!(member = %member.name, "member suspect")
@@ -493,7 +500,9 @@ mod ckit_wire {
     }
 
     pub(super) fn decode(bytes: &[u8]) -> Result<StateMessage, String> {
-        State::decode(bytes).map(from_wire).map_err(|e| e.to_string())
+        State::decode(bytes)
+            .map(from_wire)
+            .map_err(|e| e.to_string())
     }
 
     pub(super) fn encode_local_state(state: &PushPullState) -> Vec<u8> {

@@ -57,7 +57,10 @@ pub(crate) fn decode(meta: Option<&Bytes>) -> StateMap {
         let mut state = StateMap::new();
         for _ in 0..len {
             let key = reader.read_str("meta key").ok()?.to_owned();
-            let value = reader.read_opt_bytes("meta value").ok()?.unwrap_or_default();
+            let value = reader
+                .read_opt_bytes("meta value")
+                .ok()?
+                .unwrap_or_default();
             state.insert(key, Bytes::copy_from_slice(value));
         }
         reader.rest().is_empty().then_some(state)

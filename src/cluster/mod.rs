@@ -376,7 +376,9 @@ async fn advertise_addr(options: &NodeOptions, local: SocketAddr) -> Result<Sock
             "advertise address {given:?}: {e}; give ip:port (memberlist advertises an IP)"
         ))
     })?;
-    addrs
-        .next()
-        .ok_or_else(|| Error::Config(format!("advertise address {given:?} resolves to no address")))
+    addrs.next().ok_or_else(|| {
+        Error::Config(format!(
+            "advertise address {given:?} resolves to no address"
+        ))
+    })
 }

@@ -117,7 +117,13 @@ pub(crate) async fn ping(
     let to = request.to.to_string();
     let seq_no = request.ping.seq_no;
     let exchange = async {
-        let mut conn = open(&transport, &settings, &to, &StreamMessage::Ping(request.ping)).await?;
+        let mut conn = open(
+            &transport,
+            &settings,
+            &to,
+            &StreamMessage::Ping(request.ping),
+        )
+        .await?;
         match read_message(&mut conn, &mut StreamDecoder::response()).await? {
             StreamMessage::Ack(ack) => Ok(ack.seq_no == seq_no),
             other => Err(format!("the peer answered a ping with {other:?}")),

@@ -86,6 +86,13 @@ pub struct Options {
     /// A peer with nothing to send for this long loses its send task (a
     /// new one starts with its next packet). Default 60 s.
     pub idle_peer_timeout: Duration,
+    /// The most HTTP/2 connections this transport keeps open to peers.
+    /// Past it, the least recently used one is closed once its requests
+    /// end; a connection unused for `idle_peer_timeout` is closed too. A
+    /// cluster member talks with every other member in turn, so without a
+    /// bound a large cluster (or many members in one process) runs out of
+    /// file descriptors. Default 256.
+    pub max_peer_connections: usize,
     /// How long a `/message` body may take to arrive, in all (time the
     /// server spends waiting for room in its own packet queue does not
     /// count). A peer that is silent, or trickles bytes, is cut off with
@@ -160,6 +167,7 @@ impl Default for Options {
             max_in_flight_per_peer: 4,
             message_body_linger: Duration::from_millis(100),
             idle_peer_timeout: Duration::from_secs(60),
+            max_peer_connections: 256,
             body_read_timeout: Duration::from_secs(10),
             advertise_addr: None,
             serve_metrics: false,
@@ -192,6 +200,7 @@ impl std::fmt::Debug for Options {
             max_in_flight_per_peer,
             message_body_linger,
             idle_peer_timeout,
+            max_peer_connections,
             body_read_timeout,
             advertise_addr,
             serve_metrics,
@@ -218,6 +227,7 @@ impl std::fmt::Debug for Options {
             .field("max_in_flight_per_peer", max_in_flight_per_peer)
             .field("message_body_linger", message_body_linger)
             .field("idle_peer_timeout", idle_peer_timeout)
+            .field("max_peer_connections", max_peer_connections)
             .field("body_read_timeout", body_read_timeout)
             .field("advertise_addr", advertise_addr)
             .field("serve_metrics", serve_metrics)
@@ -256,6 +266,7 @@ impl Options {
             ("max_batch_bytes", self.max_batch_bytes),
             ("max_in_flight_per_peer", self.max_in_flight_per_peer),
             ("max_connections", self.max_connections),
+            ("max_peer_connections", self.max_peer_connections),
             ("max_streams", self.max_streams),
             (
                 "max_concurrent_streams_per_connection",

@@ -1,6 +1,6 @@
 //! The transport: sending, receiving, dialing, shutting down.
 
-use super::connector::Connector;
+use super::connector::{Connector, PoolLimits};
 use super::metrics::{Metrics, MetricsRegistry};
 use super::options::Options;
 use super::sender::{Outgoing, SendLimits, Senders};
@@ -108,6 +108,10 @@ impl Transport {
             options.client_tls.clone(),
             token.clone(),
             options.client_http1,
+            PoolLimits {
+                max_connections: options.max_peer_connections,
+                idle_timeout: options.idle_peer_timeout,
+            },
             shutdown.clone(),
             tasks.clone(),
         )?);

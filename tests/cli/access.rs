@@ -260,7 +260,7 @@ fn nodes_under_mutual_tls_present_their_certificate_to_each_other() {
     let a = node("a", &[]);
     let _b = node("b", &["--join", &a.addr]);
     let started = Instant::now();
-    while !a.stderr.lock().unwrap().contains("member alive") {
+    while !a.stderr.lock().unwrap().contains("member joined") {
         assert!(
             started.elapsed() < STEP,
             "a never saw b alive; a's log: {}",

@@ -35,24 +35,43 @@ pub struct NodeArgs {
     #[arg(long, env = "GOSSIPHTTP_NAME", help_heading = "Cluster")]
     name: String,
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7946", value_name = "HOST:PORT",
-          env = "GOSSIPHTTP_LISTEN", help_heading = "Cluster")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7946",
+        value_name = "HOST:PORT",
+        env = "GOSSIPHTTP_LISTEN",
+        help_heading = "Cluster"
+    )]
     listen: String,
     /// The ip:port other members reach this node at, when it is not the
     /// listen address (behind NAT, in a container; Alloy:
     /// --cluster.advertise-address). A host name is resolved at start.
-    #[arg(long, value_name = "IP:PORT", env = "GOSSIPHTTP_ADVERTISE",
-          help_heading = "Cluster")]
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        env = "GOSSIPHTTP_ADVERTISE",
+        help_heading = "Cluster"
+    )]
     advertise: Option<String>,
     /// Members to join through, comma-separated: ip:port, name:port (every
     /// A/AAAA address) or _service._proto.name (SRV). Resolved again on
     /// every attempt while this node is alone (Alloy: --cluster.join-addresses).
-    #[arg(long, value_name = "ENTRY,...", value_delimiter = ',', env = "GOSSIPHTTP_JOIN",
-          help_heading = "Cluster")]
+    #[arg(
+        long,
+        value_name = "ENTRY,...",
+        value_delimiter = ',',
+        env = "GOSSIPHTTP_JOIN",
+        help_heading = "Cluster"
+    )]
     join: Vec<String>,
     /// The cluster's label: traffic with another label is refused (Alloy:
     /// --cluster.name).
-    #[arg(long, value_name = "NAME", env = "GOSSIPHTTP_LABEL", help_heading = "Cluster")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "GOSSIPHTTP_LABEL",
+        help_heading = "Cluster"
+    )]
     label: Option<String>,
     /// Accept traffic without a label although --label is set (during a
     /// rollout that adds a label).
@@ -60,34 +79,64 @@ pub struct NodeArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     skip_inbound_label_check: bool,
     /// The ckit node state to announce.
-    #[arg(long, value_enum, default_value = "participant", env = "GOSSIPHTTP_CKIT_STATE",
-          help_heading = "Cluster")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "participant",
+        env = "GOSSIPHTTP_CKIT_STATE",
+        help_heading = "Cluster"
+    )]
     ckit_state: AnnouncedState,
     /// The memberlist settings: lan (memberlist's defaults), ckit (what Go
     /// ckit and Alloy nodes use) or fast (local clusters).
-    #[arg(long, value_enum, default_value = "lan", env = "GOSSIPHTTP_PRESET",
-          help_heading = "Cluster")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "lan",
+        env = "GOSSIPHTTP_PRESET",
+        help_heading = "Cluster"
+    )]
     preset: Preset,
     /// Same as --preset fast.
     #[arg(long, hide = true)]
     fast: bool,
     /// With --tls-cert, peers are reached over TLS too, trusting the CA
     /// certificates in this PEM file (default: --tls-cert itself).
-    #[arg(long, value_name = "FILE", requires = "tls_cert", env = "GOSSIPHTTP_TLS_CA",
-          help_heading = "TLS")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "GOSSIPHTTP_TLS_CA",
+        help_heading = "TLS"
+    )]
     tls_ca: Option<PathBuf>,
     /// The certificate this node presents to peers that ask for one (mutual
     /// TLS); default: --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_client_key",
-          env = "GOSSIPHTTP_TLS_CLIENT_CERT", help_heading = "TLS")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_client_key",
+        env = "GOSSIPHTTP_TLS_CLIENT_CERT",
+        help_heading = "TLS"
+    )]
     tls_client_cert: Option<PathBuf>,
     /// The private key for --tls-client-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_client_cert",
-          env = "GOSSIPHTTP_TLS_CLIENT_KEY", help_heading = "TLS")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_client_cert",
+        env = "GOSSIPHTTP_TLS_CLIENT_KEY",
+        help_heading = "TLS"
+    )]
     tls_client_key: Option<PathBuf>,
     /// The name to verify in peers' certificates instead of their address
     /// (Alloy: --cluster.tls-server-name).
-    #[arg(long, value_name = "NAME", env = "GOSSIPHTTP_TLS_SERVER_NAME", help_heading = "TLS")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "GOSSIPHTTP_TLS_SERVER_NAME",
+        help_heading = "TLS"
+    )]
     tls_server_name: Option<String>,
     #[command(flatten)]
     serve: ServeArgs,
@@ -120,9 +169,9 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         let mut client = ClientTls::from_pem_files_with_client_cert(ca, client_cert, client_key)
             .map_err(|e| Failure::usage(format!("--tls-ca: {}", describe(&e))))?;
         if let Some(name) = &args.tls_server_name {
-            client = client.with_server_name(name).map_err(|e| {
-                Failure::usage(format!("--tls-server-name: {}", describe(&e)))
-            })?;
+            client = client
+                .with_server_name(name)
+                .map_err(|e| Failure::usage(format!("--tls-server-name: {}", describe(&e))))?;
         }
         options.transport.client_tls = Some(client);
     }

@@ -1,5 +1,10 @@
 //! HTTP/2 connections: one per peer, reused by every packet batch and
 //! stream to that peer, re-established on the next use after it breaks.
+//! The pool is bounded: past [`PoolLimits::max_connections`] the least
+//! recently used connection leaves it, and so does one idle for
+//! [`PoolLimits::idle_timeout`]; a connection that left the pool closes
+//! once its last request ends (hyper ends a client connection when its
+//! last `SendRequest` is dropped).
 //! Requests that find no connection at once share the one connect (single
 //! flight), so a burst to a new peer opens one connection, not one per
 //! request.
@@ -15,7 +20,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// HTTP/2 flow-control windows: large enough that a stream is not held back
 /// by round trips on loopback or a LAN (the h2 default is 64 KiB).
@@ -32,15 +37,36 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer's connection, and what its first answer said.
 type Conn = (SendRequest<FrameBody>, FirstAnswer);
 
-#[derive(Default)]
+/// How many connections the pool keeps, and for how long unused.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+/// A pooled connection and when a request last took it.
+struct Pooled {
+    conn: Conn,
+    last_used: Instant,
+}
+
 pub(super) struct H2Pool {
-    pool: Mutex<HashMap<PoolKey, Conn>>,
+    limits: PoolLimits,
+    pool: Mutex<HashMap<PoolKey, Pooled>>,
     /// One lock per peer being connected to, so concurrent first requests
     /// wait for one connection instead of each opening their own.
     connecting: Mutex<HashMap<PoolKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl H2Pool {
+    pub(super) fn new(limits: PoolLimits) -> Self {
+        H2Pool {
+            limits,
+            pool: Mutex::default(),
+            connecting: Mutex::default(),
+        }
+    }
+
     /// Sends `req` on `peer`'s connection, connecting first if there is
     /// none or the last one broke; a request that never left is retried
     /// once on a fresh connection.
@@ -90,8 +116,43 @@ impl H2Pool {
     }
 
     fn pooled(&self, key: &PoolKey) -> Option<Conn> {
-        let pool = self.pool.lock().unwrap();
-        pool.get(key).filter(|(s, _)| !s.is_closed()).cloned()
+        let mut pool = self.pool.lock().unwrap();
+        let entry = pool.get_mut(key).filter(|p| !p.conn.0.is_closed())?;
+        entry.last_used = Instant::now();
+        Some(entry.conn.clone())
+    }
+
+    /// Pools a new connection, first letting go of the idle ones and, at
+    /// the limit, of the least recently used.
+    fn insert(&self, key: &PoolKey, conn: Conn) {
+        let now = Instant::now();
+        let mut pool = self.pool.lock().unwrap();
+        pool.retain(|_, p| {
+            !p.conn.0.is_closed() && now.duration_since(p.last_used) < self.limits.idle_timeout
+        });
+        while pool.len() >= self.limits.max_connections {
+            let Some(oldest) = pool
+                .iter()
+                .min_by_key(|(_, p)| p.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            pool.remove(&oldest);
+        }
+        pool.insert(
+            key.clone(),
+            Pooled {
+                conn,
+                last_used: now,
+            },
+        );
+    }
+
+    /// How many connections the pool holds (tests).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.pool.lock().unwrap().len()
     }
 
     /// The pooled connection to `peer`, or a new one: the first caller
@@ -116,7 +177,7 @@ impl H2Pool {
                 Some(conn) => Ok((conn, false)),
                 None => match connect(dialer, peer, key).await {
                     Ok(conn) => {
-                        self.pool.lock().unwrap().insert(key.clone(), conn.clone());
+                        self.insert(key, conn.clone());
                         Ok((conn, true))
                     }
                     Err(e) => Err(e),
@@ -140,7 +201,7 @@ impl H2Pool {
     fn forget(&self, key: &PoolKey, sender: &SendRequest<FrameBody>) {
         if sender.is_closed() {
             let mut pool = self.pool.lock().unwrap();
-            if pool.get(key).is_some_and(|(s, _)| s.is_closed()) {
+            if pool.get(key).is_some_and(|p| p.conn.0.is_closed()) {
                 pool.remove(key);
             }
         }

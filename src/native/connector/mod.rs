@@ -19,6 +19,7 @@ use crate::contract::Token;
 use crate::{Error, PeerAddr, Scheme};
 use dialer::Dialer;
 use h2_pool::H2Pool;
+pub(crate) use h2_pool::PoolLimits;
 use http1_pool::Http1Pool;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -46,6 +47,7 @@ impl Connector {
         tls: Option<ClientTls>,
         token: Option<Token>,
         http1: bool,
+        limits: PoolLimits,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Result<Self, Error> {
@@ -64,7 +66,7 @@ impl Connector {
             pool: if http1 {
                 Pool::Http1(Http1Pool::default())
             } else {
-                Pool::H2(H2Pool::default())
+                Pool::H2(H2Pool::new(limits))
             },
         })
     }

@@ -174,7 +174,10 @@ fn alpn_names(protocols: &[Vec<u8>]) -> Vec<String> {
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientTls")
-            .field("client_cert", &self.config.client_auth_cert_resolver.has_certs())
+            .field(
+                "client_cert",
+                &self.config.client_auth_cert_resolver.has_certs(),
+            )
             .field("server_name", &self.server_name)
             .finish_non_exhaustive()
     }
