@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
     /// How many members to start.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=200))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
     nodes: u16,
     /// Port of the first member; the others take the following ports.
     #[arg(long, default_value_t = 7946)]
@@ -28,7 +28,16 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
             Failure::runtime(format!("cannot listen on {addr}: {e} (try --base-port)"))
         })?;
-        let mut options = NodeOptions::new(format!("node-{}", i + 1)).fast();
+        let mut options = NodeOptions::new(format!("node-{}", i + 1));
+        // Fast failure detection for a handful of members; memberlist's LAN
+        // settings for more, which one process on a laptop can carry.
+        if args.nodes <= 20 {
+            options = options.fast();
+        }
+        // Every member of this process shares its file limit: a few
+        // connections each, reopened as members gossip with others.
+        options.transport.max_peer_connections =
+            (16_000 / usize::from(args.nodes)).clamp(8, 256);
         options.join = seed.clone();
         let node = Node::start(options, listener)
             .await
@@ -60,9 +69,9 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
             }
         }
     }
-    for node in nodes {
-        node.leave().await;
-    }
+    // Every member leaves at once: the others hear each goodbye while they
+    // are still there to pass it on.
+    futures_util::future::join_all(nodes.into_iter().map(Node::leave)).await;
     Ok(())
 }
 
