@@ -28,6 +28,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod ckit;
 pub mod codec;
 pub mod contract;
 mod error;
