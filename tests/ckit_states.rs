@@ -116,7 +116,7 @@ fn state_map_hex(message: &StateMessage) -> String {
     format!(
         "83{}{}{}{}{}{}",
         raw_hex("NewState"),
-        uint_hex(u64::from(message.state.value())),
+        uint_hex(u64::from(message.new_state.value())),
         raw_hex("NodeName"),
         raw_hex(&message.node_name),
         raw_hex("Time"),
