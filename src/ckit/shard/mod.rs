@@ -267,12 +267,16 @@ impl Sharder {
     /// two peers share a name the last one given counts (names are unique in
     /// a cluster; Go would shard over both).
     pub fn set_peers(&mut self, peers: impl IntoIterator<Item = Peer>) {
+        // Names first (the last peer of a name wins, viewer or not), then
+        // the viewers go.
         let by_name: BTreeMap<String, Peer> = peers
             .into_iter()
-            .filter(|peer| Op::Read.admits(peer.state))
             .map(|peer| (peer.name.clone(), peer))
             .collect();
-        self.peers = by_name.into_values().collect();
+        self.peers = by_name
+            .into_values()
+            .filter(|peer| Op::Read.admits(peer.state))
+            .collect();
         self.read_write_ranks = (0..self.peers.len())
             .filter(|&i| Op::ReadWrite.admits(self.peers[i].state))
             .collect();
