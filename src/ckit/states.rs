@@ -260,7 +260,7 @@ impl NodeStates {
             self.pending.remove(name);
         }
         if removed.is_some() {
-            self.version += 1;
+            self.peers_changed();
         }
     }
 
@@ -305,11 +305,12 @@ impl NodeStates {
         };
         match self.members.get_mut(&message.node_name) {
             Some(member) => {
-                if member.peer.state != stamp.state {
-                    self.version += 1;
-                }
+                let changed = member.peer.state != stamp.state;
                 member.peer.state = stamp.state;
                 member.time = Some(stamp.time);
+                if changed {
+                    self.peers_changed();
+                }
             }
             None => {
                 self.pending.insert(message.node_name.clone(), stamp);
@@ -338,8 +339,13 @@ impl NodeStates {
             .is_none_or(|old| old.peer != member.peer);
         self.members.insert(name.to_owned(), member);
         if changed {
-            self.version += 1;
+            self.peers_changed();
         }
+    }
+
+    fn peers_changed(&mut self) {
+        // Wrapping: a counter compared for change, never for order.
+        self.version = self.version.wrapping_add(1);
     }
 
     /// Pending entries that count against [`MAX_PENDING_STATES`]: all but
