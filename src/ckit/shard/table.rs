@@ -44,7 +44,11 @@ impl Table {
     }
 
     pub(super) fn ring(names: &[&str], num_tokens: NonZeroUsize) -> Self {
-        let mut tokens: Vec<Token> = Vec::with_capacity(names.len() * num_tokens.get());
+        // 16 bytes per token: memory grows with peers x tokens, as in Go. The
+        // reservation is capped; an absurd token count fails by growing, not
+        // by an overflowed product.
+        let wanted = names.len().saturating_mul(num_tokens.get());
+        let mut tokens: Vec<Token> = Vec::with_capacity(wanted.min(1 << 20));
         for (rank, name) in names.iter().enumerate() {
             tokens.extend(ring_tokens(name, num_tokens.get()).map(|token| (token, rank)));
         }
