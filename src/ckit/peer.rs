@@ -32,6 +32,25 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    /// The state's name as ckit prints it (`viewer`, `participant`,
+    /// `terminating`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Viewer => "viewer",
+            NodeState::Participant => "participant",
+            NodeState::Terminating => "terminating",
+        }
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ckit's rules about states.
+impl NodeState {
     /// Every state, in wire order.
     pub const ALL: [NodeState; 3] = [
         NodeState::Viewer,
@@ -42,16 +61,6 @@ impl NodeState {
     /// The state's number on the wire (Go's `peer.State` value).
     pub const fn value(self) -> u8 {
         self as u8
-    }
-
-    /// The state's name as ckit prints it (`viewer`, `participant`,
-    /// `terminating`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Viewer => "viewer",
-            NodeState::Participant => "participant",
-            NodeState::Terminating => "terminating",
-        }
     }
 
     /// Whether ckit lets a node go from `self` to `to`: only viewer ->
@@ -72,12 +81,6 @@ impl NodeState {
         } else {
             Err(StateTransitionError { from: self, to })
         }
-    }
-}
-
-impl fmt::Display for NodeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -43,23 +43,24 @@ use super::peer::{NodeState, Peer, StateTransitionError};
 pub const MAX_PENDING_STATES: usize = 4096;
 
 /// A node's announced state at a lamport time: what ckit's State message
-/// carries (`NodeName`, `NewState`, `Time`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// carries (`NodeName`, `NewState`, `Time`; the fields are named as the
+/// codec's `message::State`, which carries the same on the wire).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateMessage {
     /// The node the message is about.
     pub node_name: String,
     /// Its announced state.
-    pub state: NodeState,
+    pub new_state: NodeState,
     /// The lamport time it was announced at.
     pub time: Time,
 }
 
 impl StateMessage {
     /// A message that `node_name` is in `state` at `time`.
-    pub fn new(node_name: impl Into<String>, state: NodeState, time: Time) -> Self {
+    pub fn new(node_name: impl Into<String>, new_state: NodeState, time: Time) -> Self {
         Self {
             node_name: node_name.into(),
-            state,
+            new_state,
             time,
         }
     }
@@ -259,7 +260,7 @@ impl NodeStates {
             self.pending.remove(name);
         }
         if removed.is_some() {
-            self.version += 1;
+            self.peers_changed();
         }
     }
 
@@ -271,7 +272,7 @@ impl NodeStates {
             // Two lives of this node that picked the same time disagree:
             // settle it with a fresh message instead of keeping either.
             let same_time_conflict =
-                about_self && message.time == stored.time && message.state != stored.state;
+                about_self && message.time == stored.time && message.new_state != stored.state;
             if message.time <= stored.time && !same_time_conflict {
                 return None;
             }
@@ -299,16 +300,17 @@ impl NodeStates {
     /// `storePeerState`): on the member when there is one, else pending.
     fn store(&mut self, message: &StateMessage) {
         let stamp = Stamp {
-            state: message.state,
+            state: message.new_state,
             time: message.time,
         };
         match self.members.get_mut(&message.node_name) {
             Some(member) => {
-                if member.peer.state != stamp.state {
-                    self.version += 1;
-                }
+                let changed = member.peer.state != stamp.state;
                 member.peer.state = stamp.state;
                 member.time = Some(stamp.time);
+                if changed {
+                    self.peers_changed();
+                }
             }
             None => {
                 self.pending.insert(message.node_name.clone(), stamp);
@@ -337,8 +339,13 @@ impl NodeStates {
             .is_none_or(|old| old.peer != member.peer);
         self.members.insert(name.to_owned(), member);
         if changed {
-            self.version += 1;
+            self.peers_changed();
         }
+    }
+
+    fn peers_changed(&mut self) {
+        // Wrapping: a counter compared for change, never for order.
+        self.version = self.version.wrapping_add(1);
     }
 
     /// Pending entries that count against [`MAX_PENDING_STATES`]: all but

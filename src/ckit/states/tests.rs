@@ -124,9 +124,15 @@ fn change_state_allows_only_ckits_steps_and_a_refusal_changes_nothing() {
     assert_eq!(table.now(), 0);
     assert_eq!(table.current_state(), Viewer);
 
-    assert_eq!(table.change_state(Participant), Ok(msg("a", Participant, 1)));
+    assert_eq!(
+        table.change_state(Participant),
+        Ok(msg("a", Participant, 1))
+    );
     assert!(table.change_state(Participant).is_err());
-    assert_eq!(table.change_state(Terminating), Ok(msg("a", Terminating, 2)));
+    assert_eq!(
+        table.change_state(Terminating),
+        Ok(msg("a", Terminating, 2))
+    );
     assert!(table.change_state(Viewer).is_err());
     assert_eq!(state_of(&table, "a"), Terminating);
 }
@@ -233,19 +239,24 @@ fn an_update_moves_the_address_and_keeps_the_state() {
 fn version_moves_only_when_the_peer_view_changes() {
     let mut table = NodeStates::new("a");
     let mut last = table.version();
-    let mut step = |table: &mut NodeStates, change: &dyn Fn(&mut NodeStates), moved: bool| {
-        change(table);
-        assert_eq!(table.version() != last, moved);
-        last = table.version();
-    };
-    step(&mut table, &|t| t.member_joined("b", "x:1"), true);
-    step(&mut table, &|t| t.member_updated("b", "x:1"), false);
-    step(&mut table, &|t| t.member_updated("b", "x:2"), true);
-    step(&mut table, &|t| { let _ = t.apply_message(msg("b", Participant, 1)); }, true);
-    step(&mut table, &|t| { let _ = t.apply_message(msg("c", Participant, 1)); }, false);
-    step(&mut table, &|t| { let _ = t.apply_message(msg("b", Participant, 4)); }, false);
-    step(&mut table, &|t| t.member_left("nobody"), false);
-    step(&mut table, &|t| t.member_left("b"), true);
+    let mut moved = |table: &NodeStates| std::mem::replace(&mut last, table.version()) != last;
+
+    table.member_joined("b", "x:1");
+    assert!(moved(&table), "a member joined");
+    table.member_updated("b", "x:1");
+    assert!(!moved(&table), "an update that changes nothing");
+    table.member_updated("b", "x:2");
+    assert!(moved(&table), "a new address");
+    table.apply_message(msg("b", Participant, 1));
+    assert!(moved(&table), "a new state");
+    table.apply_message(msg("b", Participant, 4));
+    assert!(!moved(&table), "the same state at a later time");
+    table.apply_message(msg("c", Participant, 1));
+    assert!(!moved(&table), "a state about a name that is not a member");
+    table.member_left("nobody");
+    assert!(!moved(&table), "a name that is not a member left");
+    table.member_left("b");
+    assert!(moved(&table), "a member left");
 }
 
 #[test]
@@ -253,14 +264,21 @@ fn messages_about_unknown_names_are_kept_up_to_the_cap_and_then_ignored() {
     let mut table = node_a_with_b();
     table.change_state(Participant).unwrap();
     for i in 0..MAX_PENDING_STATES {
-        assert!(table.apply_message(msg(&format!("u{i}"), Participant, 1)).is_some());
+        assert!(table
+            .apply_message(msg(&format!("u{i}"), Participant, 1))
+            .is_some());
     }
-    assert_eq!(table.apply_message(msg("one-too-many", Participant, 1)), None);
+    assert_eq!(
+        table.apply_message(msg("one-too-many", Participant, 1)),
+        None
+    );
     // Known names still get through: members, names already pending, self.
     assert!(table.apply_message(msg("b", Participant, 2)).is_some());
     assert!(table.apply_message(msg("u0", Terminating, 2)).is_some());
     assert!(table.apply_message(msg("a", Viewer, 90)).is_some());
     // A pending name that joins makes room again.
     table.member_joined("u1", "127.0.0.1:1");
-    assert!(table.apply_message(msg("one-more", Participant, 1)).is_some());
+    assert!(table
+        .apply_message(msg("one-more", Participant, 1))
+        .is_some());
 }
