@@ -2,4 +2,5 @@
 //! messages, their go-msgpack encoding and the packet wrappers, and the
 //! SWIM + Lifeguard engine. Runtime-free: both targets compile it.
 
+pub mod engine;
 pub mod message;
