@@ -68,9 +68,11 @@ pub struct Config {
     /// send but not receive comes back to life every time it hears it died.
     pub verify_revivals: bool,
     /// A probe whose indirect helpers all stayed silent (no ack, no nack)
-    /// says more about us than about the target: we do not accuse it.
-    /// memberlist suspects it anyway, so a member that cannot receive
-    /// accuses every member it probes.
+    /// may say more about us than about the target: before accusing it, a
+    /// stream ping to a live member tells whether we can reach others but
+    /// not hear them (then we accuse nobody). memberlist suspects the target
+    /// anyway, so a member that cannot receive accuses every member it
+    /// probes.
     pub quiet_probes_accuse_nobody: bool,
     /// How long a forgotten dead member is remembered (name, address,
     /// incarnation) so that its return still needs a probe.

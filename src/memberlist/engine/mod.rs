@@ -75,10 +75,12 @@
 //!   memberlist's worst case: its probes all fail, so it accuses every
 //!   member it probes, and every time a push-pull it opened tells it that it
 //!   was declared dead, it refutes and comes back to life, to die again.
-//!   Here, a probe whose indirect helpers all stayed silent (no ack, and no
-//!   nack either, though they were asked for one) accuses nobody: silence
-//!   from everyone says we cannot hear, and Lifeguard's score already goes
-//!   up for it (`quiet_probes_accuse_nobody`). And a revival — an alive with
+//!   Here, when a probe's indirect helpers all stayed silent (no ack, and no
+//!   nack either, though they were asked for one), we ping one live member
+//!   over a stream before accusing anyone: if that works, packets are what
+//!   does not reach us, and we accuse nobody (Lifeguard's score has gone up
+//!   for the missed nacks); if it fails too, the others are gone and the
+//!   target is suspected as memberlist would (`quiet_probes_accuse_nobody`). And a revival — an alive with
 //!   a higher incarnation for a member we hold suspect or dead, or an alive
 //!   for a dead member we forgot (a tombstone is kept for `tombstone_time`) —
 //!   is applied only once the member answers a probe from us at the address

@@ -12,6 +12,14 @@ use super::state::Trust;
 use super::time::Time;
 use super::Engine;
 
+/// The most indirect pings served at once (each lives a probe timeout):
+/// peers cannot make us hold unbounded state.
+const MAX_RELAYS: usize = 1024;
+
+/// The most probes in flight at once (one round-robin, the rest checks of
+/// revivals and of our own hearing).
+const MAX_PROBES: usize = 256;
+
 /// Why we probe.
 #[derive(Clone, Debug)]
 pub(super) enum Purpose {
@@ -23,6 +31,14 @@ pub(super) enum Purpose {
     /// A member we hold suspect or dead (or forgot) says it is alive: the
     /// alive is applied only if it answers.
     Revival(Alive),
+    /// A probe failed and every helper stayed silent: a stream ping to one
+    /// of them tells whether they are gone (the stream fails: accuse the
+    /// target) or we cannot hear packets (it works: accuse nobody).
+    DeafCheck {
+        /// The probed member and its incarnation then.
+        target: String,
+        incarnation: u32,
+    },
 }
 
 /// A probe in flight.
@@ -154,6 +170,9 @@ impl Engine {
                 }
             }
         }
+        if self.probes.len() >= MAX_PROBES {
+            return; // a flood of revivals: they come again, and get checked then
+        }
         let ping = self.our_ping(&alive.node);
         let seq = ping.seq_no;
         self.send_with_piggyback(addr, Some(alive.node.clone()), Message::Ping(ping.clone()));
@@ -243,8 +262,24 @@ impl Engine {
     }
 
     fn probe_failed(&mut self, seq: u32, probe: Probe, now: Time) {
-        let Purpose::RoundRobin { incarnation } = probe.purpose else {
-            return; // an unverified revival is simply not believed
+        let incarnation = match probe.purpose {
+            Purpose::RoundRobin { incarnation } => incarnation,
+            // An unverified revival is simply not believed.
+            Purpose::Revival(_) => return,
+            // The helpers are unreachable even by stream: they (and likely
+            // the target) are gone, not our hearing.
+            Purpose::DeafCheck {
+                target,
+                incarnation,
+            } => {
+                let suspect = Suspect {
+                    incarnation,
+                    node: target,
+                    from: self.name.clone(),
+                };
+                self.suspect_node(suspect, now);
+                return;
+            }
         };
         if self.current_probe == Some(seq) {
             self.current_probe = None;
@@ -260,6 +295,7 @@ impl Engine {
         self.awareness.apply(i64::from(delta));
         let all_silent = probe.expected_nacks > 0 && probe.nacks == 0;
         if all_silent && self.config.quiet_probes_accuse_nobody {
+            self.check_deafness(probe.target, incarnation, now);
             return;
         }
         let suspect = Suspect {
@@ -268,6 +304,40 @@ impl Engine {
             from: self.name.clone(),
         };
         self.suspect_node(suspect, now);
+    }
+
+    /// Pings a random live member over a stream (see [`Purpose::DeafCheck`]).
+    fn check_deafness(&mut self, target: String, incarnation: u32, now: Time) {
+        let me = self.name.clone();
+        let helper = self.members.random(1, &mut self.rng, |m| {
+            m.name != me && m.name != target && m.state == NodeState::Alive
+        });
+        let Some(helper) = helper.into_iter().next() else {
+            return;
+        };
+        let ping = self.our_ping(&helper.name);
+        let deadline = now + self.config.probe_timeout.saturating_mul(2);
+        self.outputs
+            .push_back(Output::StreamPing(StreamPingRequest {
+                to: helper.addr,
+                ping: ping.clone(),
+                deadline,
+            }));
+        let probe = Probe {
+            target: helper.name,
+            addr: helper.addr,
+            purpose: Purpose::DeafCheck {
+                target,
+                incarnation,
+            },
+            ping,
+            indirect_at: None,
+            decide_at: deadline,
+            helpers: 0,
+            expected_nacks: 0,
+            nacks: 0,
+        };
+        self.probes.insert(probe.ping.seq_no, probe);
     }
 
     fn probe_succeeded(&mut self, seq: u32, now: Time) {
@@ -282,6 +352,8 @@ impl Engine {
                 self.awareness.apply(-1);
             }
             Purpose::Revival(alive) => self.alive_node(alive, now, Trust::Verified),
+            // Streams work, packets do not reach us: accuse nobody.
+            Purpose::DeafCheck { .. } => {}
         }
     }
 
@@ -290,6 +362,11 @@ impl Engine {
     pub fn stream_ping_result(&mut self, seq_no: u32, contacted: bool, now: Time) {
         if contacted {
             self.probe_succeeded(seq_no, now);
+        } else if let Some(probe) = self.probes.get(&seq_no) {
+            if matches!(probe.purpose, Purpose::DeafCheck { .. }) {
+                let probe = self.probes.remove(&seq_no).expect("present");
+                self.probe_failed(seq_no, probe, now);
+            }
         }
     }
 
@@ -317,6 +394,9 @@ impl Engine {
             .then(|| socket_addr(&ind.source_addr, ind.source_port))
             .flatten()
             .unwrap_or(from);
+        if self.relays.len() >= MAX_RELAYS {
+            return; // a flood of requests: the requester will see a failure
+        }
         let ping = self.our_ping(&ind.node);
         self.relays.insert(
             ping.seq_no,

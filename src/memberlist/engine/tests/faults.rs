@@ -170,3 +170,29 @@ fn a_member_restarted_after_it_was_forgotten_comes_back_once_it_answers() {
         sim.now.since(start)
     );
 }
+
+#[test]
+fn a_survivor_of_a_double_failure_still_detects_both() {
+    // Three members, two killed at once: every probe of the survivor has a
+    // dead helper, silent like a deaf member's. The stream check tells the
+    // difference.
+    for config in [Config::lan(), Config::ckit()] {
+        let (mut sim, _) = converge(3, config.clone(), 91, S(5));
+        sim.run_for(S(3));
+        sim.kill(1);
+        sim.kill(2);
+        let start = sim.now;
+        let bound = config.suspicion_max(3) + S(30);
+        sim.run_until(start + bound, |s| {
+            s.state(0, 1) == Some(NodeState::Dead) && s.state(0, 2) == Some(NodeState::Dead)
+        });
+        assert_eq!(
+            (sim.state(0, 1), sim.state(0, 2)),
+            (Some(NodeState::Dead), Some(NodeState::Dead))
+        );
+        eprintln!(
+            "double failure in 3 members: both dead after {:?}",
+            sim.now.since(start)
+        );
+    }
+}

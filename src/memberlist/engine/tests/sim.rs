@@ -26,7 +26,8 @@ pub struct SimNode {
     generation: u32,
     /// The state it holds for each other member, from its events.
     view: HashMap<String, NodeState>,
-    alive_seen: usize,
+    /// It sees exactly the other up members alive.
+    complete: bool,
     /// Every event, with its time.
     pub events: Vec<(Time, Event)>,
 }
@@ -125,7 +126,7 @@ impl Sim {
                 inbound_blocked: false,
                 generation: 0,
                 view: HashMap::new(),
-                alive_seen: 0,
+                complete: false,
                 events: Vec::new(),
             });
             sim.by_addr.insert(addr_of(i), i);
@@ -180,7 +181,6 @@ impl Sim {
         node.up = true;
         node.generation += 1;
         node.view.clear();
-        node.alive_seen = 0;
         self.recount();
         self.arm(i);
         let to: Vec<SocketAddr> = via.iter().map(|j| self.nodes[*j].addr).collect();
@@ -198,36 +198,48 @@ impl Sim {
 
     /// Every up member sees every other up member alive.
     pub fn converged(&self) -> bool {
-        self.complete == self.nodes.iter().filter(|n| n.up).count()
+        self.complete == self.up_count()
     }
 
     fn up_count(&self) -> usize {
         self.nodes.iter().filter(|n| n.up).count()
     }
 
-    fn recount(&mut self) {
-        let want = self.up_count().saturating_sub(1);
-        let up: HashSet<String> = (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].up)
-            .map(name_of)
+    /// Whether node `i` is up and sees exactly the other up members alive.
+    fn is_complete(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        if !node.up {
+            return false;
+        }
+        let up = |name: &str| {
+            name.strip_prefix("node-")
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|j| j < self.nodes.len() && j != i && self.nodes[j].up)
+        };
+        let alive: Vec<&String> = node
+            .view
+            .iter()
+            .filter(|(_, s)| **s == NodeState::Alive)
+            .map(|(n, _)| n)
             .collect();
-        self.complete = 0;
-        for node in &mut self.nodes {
-            node.alive_seen = node
-                .view
-                .iter()
-                .filter(|(name, s)| **s == NodeState::Alive && up.contains(*name))
-                .count();
-            if node.up
-                && node.alive_seen == want
-                && node
-                    .view
-                    .values()
-                    .filter(|s| **s == NodeState::Alive)
-                    .count()
-                    == want
-            {
+        alive.len() == self.up_count() - 1 && alive.iter().all(|n| up(n))
+    }
+
+    fn recount(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].complete = self.is_complete(i);
+        }
+        self.complete = self.nodes.iter().filter(|n| n.complete).count();
+    }
+
+    fn recount_one(&mut self, i: usize) {
+        let is = self.is_complete(i);
+        if is != self.nodes[i].complete {
+            self.nodes[i].complete = is;
+            if is {
                 self.complete += 1;
+            } else {
+                self.complete -= 1;
             }
         }
     }
@@ -314,39 +326,6 @@ impl Sim {
             self.recount_one(i);
         }
         self.arm(i);
-    }
-
-    fn recount_one(&mut self, i: usize) {
-        // Cheap path: recount just this node against the up set.
-        let want = self.up_count().saturating_sub(1);
-        let was = self.nodes[i].up && self.nodes[i].alive_seen == want;
-        let alive_up = self.nodes[i]
-            .view
-            .iter()
-            .filter(|(name, s)| {
-                **s == NodeState::Alive
-                    && name
-                        .strip_prefix("node-")
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .is_some_and(|j| j < self.nodes.len() && self.nodes[j].up)
-            })
-            .count();
-        let all_alive = self.nodes[i]
-            .view
-            .values()
-            .filter(|s| **s == NodeState::Alive)
-            .count();
-        self.nodes[i].alive_seen = if all_alive == alive_up {
-            alive_up
-        } else {
-            usize::MAX
-        };
-        let is = self.nodes[i].up && self.nodes[i].alive_seen == want;
-        if was && !is {
-            self.complete -= 1;
-        } else if !was && is {
-            self.complete += 1;
-        }
     }
 
     fn reachable(&self, from: usize, to: usize) -> bool {
