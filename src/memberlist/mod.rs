@@ -2,9 +2,9 @@
 //! messages, their go-msgpack encoding and the packet wrappers, and the
 //! SWIM + Lifeguard engine. Runtime-free: both targets compile it.
 
+pub mod engine;
 pub mod lzw;
 pub mod message;
-pub mod engine;
 pub(crate) mod msgpack;
 pub mod packet;
 pub mod stream;

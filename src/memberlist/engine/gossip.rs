@@ -1,0 +1,268 @@
+//! Spreading news: gossip rounds (queued broadcasts to `GossipNodes`
+//! random members, the recently dead included), push-pull anti-entropy
+//! (on join, on its interval, and the catch-up ones after a join), and the
+//! graceful leave.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::super::message::{Dead, NodeState, PushPull};
+use super::output::{Event, OutPacket, Output, PushPullFailed, PushPullRequest};
+use super::queue::Finished;
+use super::time::Time;
+use super::Engine;
+
+/// memberlist's compound message holds at most 255 parts.
+pub(super) const MAX_PARTS: usize = 255;
+
+/// A push-pull we asked the shell to open.
+#[derive(Clone, Debug)]
+pub(super) struct PendingPushPull {
+    to: SocketAddr,
+    join: bool,
+    /// Past this, the engine counts it failed even if the shell never says.
+    pub(super) expires: Time,
+}
+
+/// A leave in progress.
+#[derive(Clone, Debug)]
+pub(super) struct Leaving {
+    /// Marks our dead broadcast in the queue.
+    pub(super) token: u64,
+    pub(super) deadline: Time,
+    pub(super) finished: bool,
+}
+
+const LEAVE_TOKEN: u64 = 1;
+
+impl Engine {
+    /// A gossip round, when due: queued broadcasts to `GossipNodes` random
+    /// members that are alive, suspect, or dead for less than
+    /// `GossipToTheDeadTime`.
+    pub(super) fn tick_gossip(&mut self, now: Time) {
+        if now < self.gossip_due() {
+            return;
+        }
+        if now >= self.next_gossip {
+            self.next_gossip = now + self.config.gossip_interval.max(Duration::from_millis(1));
+        }
+        self.last_gossip = now;
+        if self.config.gossip_interval.is_zero() || self.config.gossip_nodes == 0 {
+            return;
+        }
+        let me = self.name.clone();
+        let dead_time = self.config.gossip_to_the_dead_time;
+        let targets = self
+            .members
+            .random(self.config.gossip_nodes, &mut self.rng, |m| {
+                m.name != me
+                    && match m.state {
+                        NodeState::Alive | NodeState::Suspect => true,
+                        NodeState::Dead => now.since(m.state_change) <= dead_time,
+                        NodeState::Left => false,
+                    }
+            });
+        let budget = self.config.packet_budget(0);
+        for target in targets {
+            let messages = self.take_broadcasts(budget, usize::MAX);
+            if messages.is_empty() {
+                return;
+            }
+            for part in messages.chunks(MAX_PARTS) {
+                self.outputs.push_back(Output::Packet(OutPacket {
+                    to: target.addr,
+                    node: Some(target.name.clone()),
+                    crc: target.protocol_max() >= 5,
+                    messages: part.to_vec(),
+                }));
+            }
+        }
+    }
+
+    /// When the next gossip round is due: on the `GossipInterval` cadence,
+    /// or sooner while never-sent news waits (`fresh_news_gossip`).
+    pub(super) fn gossip_due(&self) -> Time {
+        let fresh = self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh();
+        if fresh && !self.config.fresh_news_gossip.is_zero() {
+            self.next_gossip
+                .min(self.last_gossip + self.config.fresh_news_gossip)
+        } else {
+            self.next_gossip
+        }
+    }
+
+    /// Joins the cluster through `addrs`: a push-pull (with the join flag)
+    /// to each. Each ends in an [`Event::JoinResult`].
+    pub fn join(&mut self, addrs: &[SocketAddr], now: Time) {
+        for addr in addrs {
+            self.start_push_pull(*addr, None, true, now);
+        }
+    }
+
+    fn start_push_pull(&mut self, to: SocketAddr, node: Option<String>, join: bool, now: Time) {
+        self.next_push_pull_id += 1;
+        let id = self.next_push_pull_id;
+        let expires = now + self.config.tcp_timeout.saturating_mul(2);
+        self.push_pulls
+            .insert(id, PendingPushPull { to, join, expires });
+        let state = self.local_push_pull(join);
+        self.outputs.push_back(Output::PushPull(PushPullRequest {
+            id,
+            to,
+            node,
+            state,
+        }));
+    }
+
+    fn push_pull_random(&mut self, now: Time) {
+        let me = self.name.clone();
+        let target = self.members.random(1, &mut self.rng, |m| {
+            m.name != me && m.state == NodeState::Alive
+        });
+        if let Some(target) = target.into_iter().next() {
+            self.start_push_pull(target.addr, Some(target.name), false, now);
+        }
+    }
+
+    /// Periodic and catch-up push-pulls when due; push-pulls the shell
+    /// never answered, failed.
+    pub(super) fn tick_push_pull(&mut self, now: Time) {
+        let leaving = self.leaving.is_some();
+        if !leaving && !self.config.push_pull_interval.is_zero() && now >= self.next_push_pull {
+            self.next_push_pull = now + self.config.push_pull_interval_for(self.members.len());
+            self.push_pull_random(now);
+        }
+        if let Some((at, left)) = self.catch_up.filter(|_| !leaving) {
+            if now >= at {
+                self.push_pull_random(now);
+                let done = self.config.catch_up_push_pulls - left + 1;
+                self.catch_up = (left > 1).then(|| {
+                    (
+                        now + self.config.catch_up_base.saturating_mul(1 << done.min(16)),
+                        left - 1,
+                    )
+                });
+            }
+        }
+        let expired: Vec<u64> = self
+            .push_pulls
+            .iter()
+            .filter(|(_, p)| p.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let failed = PushPullFailed {
+                reason: "the shell never reported this push-pull's end".into(),
+            };
+            self.push_pull_result(id, Err(failed), now);
+        }
+    }
+
+    /// A push-pull we started (an [`Output::PushPull`]) ended: its reply to
+    /// merge, or how it failed.
+    pub fn push_pull_result(
+        &mut self,
+        id: u64,
+        result: Result<PushPull, PushPullFailed>,
+        now: Time,
+    ) {
+        let Some(pending) = self.push_pulls.remove(&id) else {
+            return;
+        };
+        let ok = result.is_ok();
+        if let Ok(remote) = result {
+            self.merge_remote(&remote, now);
+            if !remote.user_state.is_empty() {
+                self.emit(Event::RemoteState {
+                    state: remote.user_state,
+                    join: pending.join,
+                });
+            }
+            if pending.join && self.catch_up.is_none() && self.config.catch_up_push_pulls > 0 {
+                self.catch_up = Some((
+                    now + self.config.catch_up_base,
+                    self.config.catch_up_push_pulls,
+                ));
+            }
+        }
+        if pending.join {
+            self.emit(Event::JoinResult {
+                addr: pending.to,
+                ok,
+            });
+        }
+    }
+
+    /// A push-pull another member opened: merges its view and returns ours
+    /// (computed before the merge, as memberlist sends it).
+    pub fn handle_push_pull(&mut self, remote: PushPull, now: Time) -> PushPull {
+        let reply = self.local_push_pull(remote.join);
+        self.merge_remote(&remote, now);
+        if !remote.user_state.is_empty() {
+            self.emit(Event::RemoteState {
+                state: remote.user_state,
+                join: remote.join,
+            });
+        }
+        reply
+    }
+
+    /// Leaves gracefully: broadcasts a dead message about ourselves (`From
+    /// == Node`, which Go nodes record as left), stops probing, and emits
+    /// [`Event::LeaveFinished`] once the broadcast has gone out as often as
+    /// the retransmit limit asks, or after `timeout`. Keep driving the
+    /// engine until then.
+    pub fn leave(&mut self, timeout: Duration, now: Time) {
+        if self.leaving.is_some() {
+            return;
+        }
+        self.leaving = Some(Leaving {
+            token: LEAVE_TOKEN,
+            deadline: now + timeout,
+            finished: false,
+        });
+        if let Some(seq) = self.current_probe.take() {
+            self.probes.remove(&seq);
+        }
+        let anyone = self
+            .members
+            .iter()
+            .any(|m| m.name != self.name && !m.is_gone());
+        let me = self.local_member();
+        let dead = Dead {
+            incarnation: me.incarnation,
+            node: me.name.clone(),
+            from: me.name.clone(),
+        };
+        self.dead_node(dead, now);
+        if !anyone {
+            self.finish_leave(false);
+        }
+    }
+
+    fn finish_leave(&mut self, timed_out: bool) {
+        if let Some(leaving) = &mut self.leaving {
+            if !leaving.finished {
+                leaving.finished = true;
+                self.emit(Event::LeaveFinished { timed_out });
+            }
+        }
+    }
+
+    pub(super) fn tick_leave(&mut self, now: Time) {
+        if self
+            .leaving
+            .as_ref()
+            .is_some_and(|l| !l.finished && now >= l.deadline)
+        {
+            self.finish_leave(true);
+        }
+    }
+
+    /// Queued broadcasts that left the queue, sent out or replaced.
+    pub(super) fn broadcasts_finished(&mut self, tokens: Vec<u64>, _why: Finished) {
+        if tokens.contains(&LEAVE_TOKEN) {
+            self.finish_leave(false);
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! memberlist's behaviour (SWIM with Lifeguard, as Go memberlist v0.5 runs
+//! it) as a state machine with no runtime: no sockets, no clock, no bytes.
+//!
+//! The shell feeds it inputs — each message of a decoded packet
+//! ([`Engine::handle_message`]), push-pull streams a peer opened
+//! ([`Engine::handle_push_pull`]) and the replies to those it opened
+//! ([`Engine::push_pull_result`]), pings on streams, [`Engine::join`],
+//! [`Engine::leave`], user broadcasts and state — with the time as an input
+//! ([`Time`], a duration since an origin the shell picks). It drains
+//! [`Output`]s: packets to send (messages in order, and whether the wire
+//! adds a CRC), push-pulls and stream pings to open, and [`Event`]s. It
+//! sleeps until [`Engine::next_deadline`] and then calls [`Engine::tick`].
+//! Randomness (probe order, gossip targets, timer stagger) comes from a
+//! seed the shell gives, so a run is reproducible.
+//!
+//! ```
+//! use std::time::Duration;
+//! use gossiphttp::memberlist::engine::{Config, Engine, Event, Identity, Output, Time};
+//!
+//! let me = Identity { name: "node-a".into(), addr: "127.0.0.1:7946".parse().unwrap(), meta: None };
+//! let mut engine = Engine::new(Config::ckit(), me, 42, Time::ZERO);
+//! engine.join(&["127.0.0.1:7947".parse().unwrap()], Time::ZERO);
+//! let mut now = Time::ZERO;
+//! for _ in 0..3 {
+//!     // 1. inputs: decoded packets, streams, results, as they come; here none.
+//!     // 2. outputs:
+//!     while let Some(output) = engine.poll_output() {
+//!         match output {
+//!             Output::Packet(p) => { /* encode p.messages (CRC if p.crc), send to p.to */ }
+//!             Output::PushPull(req) => {
+//!                 // Open a stream to req.to, write req.state, read the reply; then
+//!                 // engine.push_pull_result(req.id, reply_or_error, now)
+//!                 # let _ = req;
+//!             }
+//!             Output::StreamPing(req) => { /* engine.stream_ping_result(req.ping.seq_no, ok, now) */ }
+//!             Output::Event(Event::Member { member, change }) => println!("{} {change:?}", member.name),
+//!             Output::Event(_) => {}
+//!         }
+//!     }
+//!     // 3. sleep until the next deadline (or until an input arrives), then tick.
+//!     now = engine.next_deadline().unwrap_or(now + Duration::from_secs(1));
+//!     engine.tick(now);
+//! }
+//! ```
+//!
+//! # What it does, as memberlist does
+//!
+//! - Probing: one member per `ProbeInterval` (scaled by the health score),
+//!   round-robin over a shuffled list; a ping, then after `ProbeTimeout`
+//!   indirect pings through `IndirectChecks` members that nack when the
+//!   target stays silent (and a ping over a stream unless
+//!   `DisableTcpPings`); no answer makes the target suspect.
+//! - Suspicion with Lifeguard's timeout: from `SuspicionMult * log10(n) *
+//!   ProbeInterval` up to `SuspicionMaxTimeoutMult` times that, shortened by
+//!   independent confirmations; then dead.
+//! - Local health: missed acks and nacks and refutations raise the score,
+//!   successful probes lower it; probe interval scales by score + 1.
+//! - Incarnations: news about a member counts only if newer; a suspect or
+//!   dead message about ourselves is refuted with a higher incarnation.
+//! - Gossip: every `GossipInterval`, queued broadcasts go to `GossipNodes`
+//!   random members (the recently dead included), piggybacked too on pings
+//!   and acks, within the packet's byte budget ([`encoded_len`]); each is
+//!   sent `RetransmitMult * ceil(log10(n + 1))` times, and news about a
+//!   member replaces older news about it.
+//! - Push-pull: on join (with the join flag), every `PushPullInterval`
+//!   (longer past 32 members); a remote's dead is merged as suspect.
+//! - Dead members get gossip for `GossipToTheDeadTime`, then are forgotten.
+//! - Leave: a dead message about ourselves with `From == Node`, which Go
+//!   nodes record as left; [`Event::LeaveFinished`] says when it went out.
+//! - Acks go to a ping's `SourceAddr:SourcePort` when it has them.
+//!
+//! # Where it does better than memberlist (each can be switched off in [`Config`])
+//!
+//! - **A member that can send but not receive** (its inbound blocked) is
+//!   memberlist's worst case: its probes all fail, so it accuses every
+//!   member it probes, and every time a push-pull it opened tells it that it
+//!   was declared dead, it refutes and comes back to life, to die again.
+//!   Here, when a probe's indirect helpers all stayed silent (no ack, and no
+//!   nack either, though they were asked for one), we ping one live member
+//!   over a stream before accusing anyone: if that works, packets are what
+//!   does not reach us, and we accuse nobody (Lifeguard's score has gone up
+//!   for the missed nacks); if it fails too, the others are gone and the
+//!   target is suspected as memberlist would (`quiet_probes_accuse_nobody`). And a revival — an alive with
+//!   a higher incarnation for a member we hold suspect or dead, or an alive
+//!   for a dead member we forgot (a tombstone is kept for `tombstone_time`) —
+//!   is applied only once the member answers a probe from us at the address
+//!   it announces (`verify_revivals`); until then it stays dead and we do
+//!   not gossip its alive on. A member that cannot be reached stays dead
+//!   until it can be.
+//! - **A restarted member** (same name, a new or the same address, its
+//!   incarnation back at 1): memberlist keeps the old address of a live or
+//!   dead row ("Conflicting address") until the row is forgotten, 30 s after
+//!   it died, and the new process does not even refute news of its previous
+//!   life at another address. Here a member refutes any news of itself that
+//!   differs from it (another address included), and a higher incarnation
+//!   moves a row to its new address, after a probe there if the row was
+//!   suspect or dead. The row is one, keyed by name, and alive at its new
+//!   address within a push-pull and a gossip round of the restart.
+//! - **Convergence**: a member that joined while others were joining learns
+//!   them by push-pulls with random members 1, 2, 4 and 8 s after its join
+//!   (`catch_up_push_pulls`), not at the next `PushPullInterval` (30 s, and
+//!   up to 150 s at 500 members).
+//! - **Nacks in time**: a probe decides no sooner than 2.5 probe timeouts
+//!   after its ping, so that helpers' nacks (due 2 probe timeouts after it)
+//!   count; memberlist's LAN defaults decide at 1 s and often miss them.
+//! - No handoff queue: every message is handled when it is fed, so nothing
+//!   is dropped for a full queue (memberlist's "handler queue full").
+//!
+//! Not done here: protocol version negotiation (`verifyProtocol`), the
+//! ping and merge delegates, encryption, and updating one's own meta.
+
+mod awareness;
+mod config;
+mod gossip;
+mod local;
+mod members;
+mod output;
+mod probe;
+mod queue;
+mod size;
+mod state;
+mod suspicion;
+mod time;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use super::message::{Ack, Message, NodeState, Ping};
+
+pub use config::{Config, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
+pub use members::Member;
+pub use output::{
+    Event, MemberChange, OutPacket, Output, PushPullFailed, PushPullRequest, StreamPingRequest,
+};
+pub use size::encoded_len;
+pub use time::Time;
+
+use awareness::Awareness;
+use gossip::{Leaving, PendingPushPull};
+use probe::{Probe, Relay};
+use queue::BroadcastQueue;
+use suspicion::Suspicion;
+
+/// Who this member is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Its name, unique in the cluster.
+    pub name: String,
+    /// The address it advertises (where others reach it).
+    pub addr: SocketAddr,
+    /// Its metadata (at most 512 bytes; ckit's is nil).
+    pub meta: Option<Bytes>,
+}
+
+/// memberlist's SWIM + Lifeguard as a state machine. See the module doc.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    name: String,
+    rng: Xoshiro256PlusPlus,
+    members: members::Members,
+    awareness: Awareness,
+    seq_no: u32,
+    broadcasts: BroadcastQueue,
+    user_broadcasts: BroadcastQueue,
+    user_state: Bytes,
+    suspicions: BTreeMap<String, Suspicion>,
+    /// Probes in flight by sequence number: the round-robin one and the
+    /// checks of revivals.
+    probes: BTreeMap<u32, Probe>,
+    /// The round-robin probe in flight.
+    current_probe: Option<u32>,
+    next_probe: Time,
+    /// Indirect pings we serve, by the sequence number of our own ping.
+    relays: BTreeMap<u32, Relay>,
+    next_gossip: Time,
+    last_gossip: Time,
+    next_push_pull: Time,
+    /// Catch-up push-pulls after a join: when the next is due and how many
+    /// are left.
+    catch_up: Option<(Time, u32)>,
+    push_pulls: BTreeMap<u64, PendingPushPull>,
+    next_push_pull_id: u64,
+    leaving: Option<Leaving>,
+    outputs: VecDeque<Output>,
+}
+
+impl Engine {
+    /// A member alone in its cluster, alive at incarnation 1, its timers
+    /// staggered at random (seeded by `seed`) from `now`.
+    pub fn new(config: Config, identity: Identity, seed: u64, now: Time) -> Engine {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let stagger = |rng: &mut Xoshiro256PlusPlus, d: Duration| {
+            if d.is_zero() {
+                d
+            } else {
+                Duration::from_nanos(rng.random_range(0..d.as_nanos().min(u64::MAX as u128) as u64))
+            }
+        };
+        let next_probe = now + stagger(&mut rng, config.probe_interval);
+        let next_gossip = now + stagger(&mut rng, config.gossip_interval);
+        let next_push_pull =
+            now + stagger(&mut rng, config.push_pull_interval) + config.push_pull_interval;
+        let me = Member {
+            name: identity.name.clone(),
+            addr: identity.addr,
+            meta: identity.meta,
+            incarnation: 1,
+            state: NodeState::Alive,
+            state_change: now,
+            vsn: config.vsn(),
+        };
+        let mut engine = Engine {
+            awareness: Awareness::new(config.awareness_max_multiplier),
+            name: identity.name,
+            members: members::Members::default(),
+            seq_no: 0,
+            broadcasts: BroadcastQueue::default(),
+            user_broadcasts: BroadcastQueue::default(),
+            user_state: Bytes::new(),
+            suspicions: BTreeMap::new(),
+            probes: BTreeMap::new(),
+            current_probe: None,
+            next_probe,
+            relays: BTreeMap::new(),
+            next_gossip,
+            last_gossip: now,
+            next_push_pull,
+            catch_up: None,
+            push_pulls: BTreeMap::new(),
+            next_push_pull_id: 0,
+            leaving: None,
+            outputs: VecDeque::new(),
+            config,
+            rng,
+        };
+        // memberlist's setAlive: our row, and our alive queued for gossip.
+        let alive = me.alive();
+        engine.members.insert(me, &mut engine.rng);
+        engine.queue_broadcast(alive.node.clone(), Message::Alive(alive), None);
+        engine
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This member's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This member's own row.
+    pub fn local_member(&self) -> &Member {
+        self.members
+            .get(&self.name)
+            .expect("our own row is never removed")
+    }
+
+    /// Every row: alive, suspect, and dead or left members not yet
+    /// forgotten (this member included).
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter()
+    }
+
+    /// The row of `name`.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.get(name)
+    }
+
+    /// Lifeguard's health score: 0 is healthy; timeouts scale by score + 1.
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// True once [`Engine::leave`] was called.
+    pub fn has_left(&self) -> bool {
+        self.leaving.is_some()
+    }
+
+    /// Broadcasts queued for gossip (membership and user).
+    pub fn queued_broadcasts(&self) -> usize {
+        self.broadcasts.len() + self.user_broadcasts.len()
+    }
+
+    /// The next output, or `None` when there is nothing to do until another
+    /// input or [`Engine::next_deadline`].
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Queues a user message for gossip (memberlist's delegate
+    /// `GetBroadcasts`): it rides on packets after membership broadcasts,
+    /// sent `retransmit_limit(n)` times.
+    pub fn broadcast_user(&mut self, payload: Bytes) {
+        self.user_broadcasts
+            .push(None, Message::User(payload), None);
+    }
+
+    /// The user state sent in every push-pull (the delegate's `LocalState`).
+    pub fn set_user_state(&mut self, state: Bytes) {
+        self.user_state = state;
+    }
+
+    /// Handles one message of a decoded packet from `from` (the packet's
+    /// source; acks go to a ping's source address when it names one).
+    pub fn handle_message(&mut self, from: SocketAddr, message: Message, now: Time) {
+        match message {
+            Message::Ping(ping) => self.handle_ping(from, ping),
+            Message::IndirectPing(ind) => self.handle_indirect_ping(from, ind, now),
+            Message::Ack(ack) => self.handle_ack(ack.seq_no, now),
+            Message::Nack(nack) => self.handle_nack(nack.seq_no),
+            Message::Suspect(s) => self.suspect_node(s, now),
+            Message::Alive(a) => self.alive_node(a, now, state::Trust::Heard),
+            Message::Dead(d) => self.dead_node(d, now),
+            Message::User(payload) => self.emit(Event::UserMessage(payload)),
+            // An error reply belongs on a stream; in a packet it means nothing.
+            Message::Err(_) => {}
+        }
+    }
+
+    /// Answers a ping that came on a stream: the ack to write back, or
+    /// `None` when the ping is for another member name.
+    pub fn handle_stream_ping(&self, ping: &Ping) -> Option<Ack> {
+        (ping.node.is_empty() || ping.node == self.name).then(|| Ack {
+            seq_no: ping.seq_no,
+            payload: None,
+        })
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn tick(&mut self, now: Time) {
+        self.tick_probes(now);
+        self.tick_relays(now);
+        self.tick_suspicions(now);
+        self.tick_gossip(now);
+        self.tick_push_pull(now);
+        self.tick_leave(now);
+        if self.leaving.is_none() && self.current_probe.is_none() && now >= self.next_probe {
+            self.start_probe(now);
+        }
+    }
+
+    /// When [`Engine::tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let mut next = self.gossip_due();
+        let mut at = |t: Time| next = next.min(t);
+        if self.leaving.is_none() && self.current_probe.is_none() {
+            at(self.next_probe);
+        }
+        self.probes.values().for_each(|p| at(p.next_step()));
+        self.relays.values().for_each(|r| at(r.deadline));
+        self.suspicions.values().for_each(|s| at(s.deadline()));
+        if self.leaving.is_none() {
+            if !self.config.push_pull_interval.is_zero() {
+                at(self.next_push_pull);
+            }
+            if let Some((t, _)) = self.catch_up {
+                at(t);
+            }
+        }
+        self.push_pulls.values().for_each(|p| at(p.expires));
+        if let Some(l) = &self.leaving {
+            if !l.finished {
+                at(l.deadline);
+            }
+        }
+        Some(next)
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    fn member_event(&mut self, name: &str, change: MemberChange) {
+        if let Some(member) = self.members.get(name) {
+            let member = member.clone();
+            self.emit(Event::Member { member, change });
+        }
+    }
+
+    fn next_seq_no(&mut self) -> u32 {
+        self.seq_no = self.seq_no.wrapping_add(1);
+        self.seq_no
+    }
+
+    fn queue_broadcast(&mut self, about: String, message: Message, token: Option<u64>) {
+        let replaced = self.broadcasts.push(Some(about), message, token);
+        self.broadcasts_finished(replaced, queue::Finished::Replaced);
+    }
+
+    /// A packet with `message` first and as many broadcasts as fit after it.
+    fn send_with_piggyback(&mut self, to: SocketAddr, node: Option<String>, message: Message) {
+        let budget = self.config.packet_budget(encoded_len(&message));
+        let mut messages = vec![message];
+        messages.extend(self.take_broadcasts(budget, gossip::MAX_PARTS - 1));
+        self.outputs.push_back(Output::Packet(OutPacket {
+            to,
+            node,
+            crc: false,
+            messages,
+        }));
+    }
+
+    /// Broadcasts for a packet, within `budget` bytes: membership first,
+    /// then user messages in what is left (memberlist's `getBroadcasts`).
+    fn take_broadcasts(&mut self, budget: usize, max_count: usize) -> Vec<Message> {
+        const COMPOUND_OVERHEAD: usize = 2;
+        let limit = self.config.retransmit_limit(self.members.len());
+        let mut finished = Vec::new();
+        let mut out =
+            self.broadcasts
+                .take(COMPOUND_OVERHEAD, budget, limit, max_count, &mut finished);
+        let used: usize = out.iter().map(|m| encoded_len(m) + COMPOUND_OVERHEAD).sum();
+        let left = budget.saturating_sub(used);
+        if left > COMPOUND_OVERHEAD + 1 {
+            let room = max_count.saturating_sub(out.len());
+            let user =
+                self.user_broadcasts
+                    .take(COMPOUND_OVERHEAD, left, limit, room, &mut Vec::new());
+            out.extend(user);
+        }
+        self.broadcasts_finished(finished, queue::Finished::Sent);
+        out
+    }
+}

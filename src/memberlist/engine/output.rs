@@ -1,0 +1,123 @@
+//! What the engine asks its shell to do, and what it tells it.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::super::message::{Message, Ping, PushPull};
+use super::members::Member;
+use super::time::Time;
+
+/// One output, polled with [`super::Engine::poll_output`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send these messages in one packet (a compound when more than one).
+    Packet(OutPacket),
+    /// Open a push-pull stream: write `state`, read the reply, and report
+    /// it with [`super::Engine::push_pull_result`].
+    PushPull(PushPullRequest),
+    /// Ping over a stream (memberlist's TCP fallback); report with
+    /// [`super::Engine::stream_ping_result`].
+    StreamPing(StreamPingRequest),
+    /// Something the application may want to know.
+    Event(Event),
+}
+
+/// A packet to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutPacket {
+    /// Where.
+    pub to: SocketAddr,
+    /// The target's name, when known.
+    pub node: Option<String>,
+    /// The target is a known member that understands protocol 5: the wire
+    /// adds the CRC wrapper, as memberlist does for gossip and for the
+    /// ping + suspect compound (pings and acks go without).
+    pub crc: bool,
+    /// The messages, in order.
+    pub messages: Vec<Message>,
+}
+
+/// A push-pull the engine starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushPullRequest {
+    /// Hand it back with the result.
+    pub id: u64,
+    /// Where.
+    pub to: SocketAddr,
+    /// The target's name, when known (a join target's is not).
+    pub node: Option<String>,
+    /// What to write: our side of the exchange.
+    pub state: PushPull,
+}
+
+/// A ping over a stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamPingRequest {
+    /// Where.
+    pub to: SocketAddr,
+    /// The ping to write; the answer is an ack with its `seq_no`.
+    pub ping: Ping,
+    /// Give up after this.
+    pub deadline: Time,
+}
+
+/// Why a push-pull failed (the engine only needs to know that it did).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushPullFailed {
+    /// What went wrong, for logs.
+    pub reason: String,
+}
+
+/// How a member changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberChange {
+    /// New, or back from dead or left.
+    Joined,
+    /// Its address or metadata changed.
+    Updated,
+    /// Suspected of failure.
+    Suspect,
+    /// Suspect no more: it refuted.
+    Alive,
+    /// Declared dead by failure detection.
+    Dead,
+    /// Left by its own announcement.
+    Left,
+    /// Dead or left long enough: its row is gone.
+    Removed,
+}
+
+/// An event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A member changed; `member` is its row after the change.
+    Member {
+        /// The row.
+        member: Member,
+        /// What happened.
+        change: MemberChange,
+    },
+    /// A user message arrived (memberlist's `NotifyMsg`).
+    UserMessage(Bytes),
+    /// A push-pull brought the remote's user state (`MergeRemoteState`).
+    RemoteState {
+        /// The remote delegate's `LocalState`.
+        state: Bytes,
+        /// The exchange was a join.
+        join: bool,
+    },
+    /// A join push-pull to `addr` ended.
+    JoinResult {
+        /// The join target.
+        addr: SocketAddr,
+        /// It answered and its view was merged.
+        ok: bool,
+    },
+    /// [`super::Engine::leave`] is done: the leave went out, or the
+    /// timeout passed first. The shell may stop now.
+    LeaveFinished {
+        /// The timeout passed before the broadcast went out.
+        timed_out: bool,
+    },
+}

@@ -1,0 +1,7 @@
+//! The engine's tests: rules driven one message at a time, and whole
+//! clusters on a simulated network in virtual time.
+
+mod cluster;
+mod faults;
+mod rules;
+mod sim;

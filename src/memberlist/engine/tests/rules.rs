@@ -1,0 +1,613 @@
+//! memberlist's rules, one at a time, on a single engine fed by hand.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::super::{Config, Engine, Event, Identity, MemberChange, Output, Time};
+use crate::memberlist::message::{
+    Ack, Alive, Dead, IndirectPing, Message, Nack, NodeState, Ping, PushNodeState, PushPull,
+    Suspect,
+};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn ip() -> Bytes {
+    Bytes::from_static(&[127, 0, 0, 1])
+}
+
+fn engine(config: Config) -> Engine {
+    let me = Identity {
+        name: "me".into(),
+        addr: addr(7000),
+        meta: None,
+    };
+    let mut e = Engine::new(config, me, 7, Time::ZERO);
+    drain(&mut e);
+    e
+}
+
+fn drain(e: &mut Engine) -> Vec<Output> {
+    std::iter::from_fn(|| e.poll_output()).collect()
+}
+
+fn packets(outputs: &[Output]) -> Vec<(SocketAddr, Vec<Message>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Packet(p) => Some((p.to, p.messages.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn changes(outputs: &[Output]) -> Vec<(String, MemberChange)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::Member { member, change }) => Some((member.name.clone(), *change)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alive(node: &str, port: u16, incarnation: u32) -> Alive {
+    Alive {
+        incarnation,
+        node: node.into(),
+        addr: ip(),
+        port,
+        meta: None,
+        vsn: Bytes::from_static(&[1, 5, 2, 0, 0, 0]),
+    }
+}
+
+/// An engine that knows members a, b, c, d (ports 7001..7004), alive at 1.
+fn with_members(config: Config) -> Engine {
+    let mut e = engine(config);
+    for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+        e.handle_message(
+            addr(7001),
+            Message::Alive(alive(name, 7001 + i as u16, 1)),
+            Time::ZERO,
+        );
+    }
+    drain(&mut e);
+    e
+}
+
+fn run_until(e: &mut Engine, end: Time) -> Vec<Output> {
+    let mut out = Vec::new();
+    while let Some(t) = e.next_deadline().filter(|t| *t <= end) {
+        e.tick(t);
+        out.extend(drain(e));
+    }
+    out
+}
+
+#[test]
+fn a_ping_is_acked_at_its_source_address_and_a_ping_for_another_name_is_not() {
+    let mut e = engine(Config::lan());
+    let ping = Ping {
+        seq_no: 9,
+        node: "me".into(),
+        source_addr: ip(),
+        source_port: 7100,
+        source_node: "x".into(),
+    };
+    e.handle_message(addr(55555), Message::Ping(ping), Time::ZERO);
+    let out = packets(&drain(&mut e));
+    assert_eq!(
+        out[0].0,
+        addr(7100),
+        "to SourceAddr:SourcePort, not the packet's source"
+    );
+    assert_eq!(
+        out[0].1[0],
+        Message::Ack(Ack {
+            seq_no: 9,
+            payload: None
+        })
+    );
+    let plain = Ping {
+        seq_no: 10,
+        node: String::new(),
+        ..Default::default()
+    };
+    e.handle_message(addr(55555), Message::Ping(plain), Time::ZERO);
+    assert_eq!(
+        packets(&drain(&mut e))[0].0,
+        addr(55555),
+        "no source fields: the packet's source"
+    );
+    let stranger = Ping {
+        seq_no: 11,
+        node: "someone-else".into(),
+        ..Default::default()
+    };
+    e.handle_message(addr(55555), Message::Ping(stranger.clone()), Time::ZERO);
+    assert!(drain(&mut e).is_empty());
+    assert_eq!(e.handle_stream_ping(&stranger), None);
+}
+
+#[test]
+fn news_about_a_member_counts_only_when_newer() {
+    let mut e = engine(Config::lan());
+    e.handle_message(addr(7001), Message::Alive(alive("a", 7001, 5)), Time::ZERO);
+    assert_eq!(
+        changes(&drain(&mut e)),
+        [("a".into(), MemberChange::Joined)]
+    );
+    e.handle_message(addr(7001), Message::Alive(alive("a", 7001, 5)), Time::ZERO);
+    let old = Suspect {
+        incarnation: 4,
+        node: "a".into(),
+        from: "b".into(),
+    };
+    e.handle_message(addr(7001), Message::Suspect(old), Time::ZERO);
+    let old = Dead {
+        incarnation: 4,
+        node: "a".into(),
+        from: "b".into(),
+    };
+    e.handle_message(addr(7001), Message::Dead(old), Time::ZERO);
+    assert!(changes(&drain(&mut e)).is_empty());
+    assert_eq!(e.member("a").unwrap().state, NodeState::Alive);
+    // Bad versions and bad addresses are ignored.
+    let mut bad = alive("z", 7009, 1);
+    bad.vsn = Bytes::from_static(&[3, 2, 2, 0, 0, 0]);
+    e.handle_message(addr(7001), Message::Alive(bad), Time::ZERO);
+    let mut bad = alive("y", 7009, 1);
+    bad.addr = Bytes::from_static(&[1, 2, 3]);
+    e.handle_message(addr(7001), Message::Alive(bad), Time::ZERO);
+    assert!(e.member("z").is_none() && e.member("y").is_none());
+}
+
+#[test]
+fn suspicion_or_death_of_ourselves_is_refuted_past_the_accusation() {
+    let mut e = with_members(Config::lan());
+    let s = Suspect {
+        incarnation: 7,
+        node: "me".into(),
+        from: "a".into(),
+    };
+    e.handle_message(addr(7001), Message::Suspect(s), Time::ZERO);
+    assert_eq!(e.local_member().incarnation, 8);
+    assert_eq!(e.local_member().state, NodeState::Alive);
+    assert_eq!(e.health_score(), 1, "refuting costs health");
+    let d = Dead {
+        incarnation: 8,
+        node: "me".into(),
+        from: "a".into(),
+    };
+    e.handle_message(addr(7001), Message::Dead(d), Time::ZERO);
+    assert_eq!(e.local_member().incarnation, 9);
+    // The refutation is gossiped.
+    let out = run_until(&mut e, Time::from_origin(MS(400)));
+    let refuted = packets(&out)
+        .into_iter()
+        .flat_map(|(_, m)| m)
+        .any(|m| matches!(m, Message::Alive(a) if a.node == "me" && a.incarnation == 9));
+    assert!(refuted);
+}
+
+#[test]
+fn a_suspect_dies_after_the_suspicion_timeout_unless_it_refutes() {
+    let config = Config::lan();
+    let mut e = with_members(config.clone());
+    let s = Suspect {
+        incarnation: 1,
+        node: "a".into(),
+        from: "b".into(),
+    };
+    e.handle_message(addr(7002), Message::Suspect(s), Time::ZERO);
+    assert_eq!(
+        changes(&drain(&mut e)),
+        [("a".into(), MemberChange::Suspect)]
+    );
+    // 5 members: k = 2 confirmations wanted, so the timeout starts at max.
+    let min = config.suspicion_min(5);
+    let max = config.suspicion_max(5);
+    assert_eq!(min, Duration::from_secs(4));
+    // Two independent confirmations bring it down to min.
+    for from in ["c", "d"] {
+        let s = Suspect {
+            incarnation: 1,
+            node: "a".into(),
+            from: from.into(),
+        };
+        e.handle_message(addr(7003), Message::Suspect(s), Time::ZERO + MS(10));
+    }
+    // Ignore the probes' own verdicts for this test.
+    let mut died = None;
+    let mut t = Time::ZERO;
+    while t < Time::from_origin(max) {
+        t = e.next_deadline().unwrap();
+        e.tick(t);
+        for o in drain(&mut e) {
+            if let Output::Event(Event::Member {
+                member,
+                change: MemberChange::Dead,
+            }) = &o
+            {
+                if member.name == "a" {
+                    died.get_or_insert(t);
+                }
+            }
+            if let Output::Packet(p) = o {
+                // Answer every probe so only the suspicion decides.
+                for m in p.messages {
+                    if let Message::Ping(ping) = m {
+                        if ping.node != "a" {
+                            e.handle_message(
+                                p.to,
+                                Message::Ack(Ack {
+                                    seq_no: ping.seq_no,
+                                    payload: None,
+                                }),
+                                t,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        died,
+        Some(Time::from_origin(min)),
+        "dead at min once confirmed"
+    );
+    assert_eq!(e.member("a").unwrap().state, NodeState::Dead);
+}
+
+#[test]
+fn a_refutation_ends_a_suspicion_after_the_member_answers() {
+    let mut e = with_members(Config::lan());
+    let s = Suspect {
+        incarnation: 1,
+        node: "a".into(),
+        from: "b".into(),
+    };
+    e.handle_message(addr(7002), Message::Suspect(s), Time::ZERO);
+    drain(&mut e);
+    e.handle_message(addr(7001), Message::Alive(alive("a", 7001, 2)), Time::ZERO);
+    // Not believed yet: a ping goes to a first.
+    assert_eq!(e.member("a").unwrap().state, NodeState::Suspect);
+    let out = packets(&drain(&mut e));
+    let seq = out
+        .iter()
+        .find_map(|(to, m)| match &m[0] {
+            Message::Ping(p) if *to == addr(7001) && p.node == "a" => Some(p.seq_no),
+            _ => None,
+        })
+        .expect("a ping to a");
+    e.handle_message(
+        addr(7001),
+        Message::Ack(Ack {
+            seq_no: seq,
+            payload: None,
+        }),
+        Time::ZERO + MS(1),
+    );
+    assert_eq!(changes(&drain(&mut e)), [("a".into(), MemberChange::Alive)]);
+    assert_eq!(e.member("a").unwrap().incarnation, 2);
+}
+
+#[test]
+fn memberlist_s_rules_apply_a_refutation_at_once() {
+    let mut e = with_members(Config::lan().as_memberlist());
+    let s = Suspect {
+        incarnation: 1,
+        node: "a".into(),
+        from: "b".into(),
+    };
+    e.handle_message(addr(7002), Message::Suspect(s), Time::ZERO);
+    e.handle_message(addr(7001), Message::Alive(alive("a", 7001, 2)), Time::ZERO);
+    assert_eq!(e.member("a").unwrap().state, NodeState::Alive);
+}
+
+/// Runs the round-robin probe of one member with every helper answering
+/// with `helper_reply`; returns whether the target was suspected.
+fn probe_with_helpers(helper_reply: Option<fn(u32) -> Message>, config: Config) -> (bool, u32) {
+    let mut e = with_members(config);
+    let mut target = None;
+    let mut suspected = false;
+    // Until the first probe (started in the first probe interval) has
+    // decided, before the second sends indirect pings.
+    let mut end = Time::from_origin(MS(2000));
+    while let Some(t) = e.next_deadline().filter(|t| *t <= end) {
+        e.tick(t);
+        for o in drain(&mut e) {
+            match o {
+                Output::Packet(p) => {
+                    for m in p.messages {
+                        match m {
+                            Message::Ping(ping) if target.is_none() => {
+                                target = Some(ping.node.clone());
+                                end = t + MS(1300);
+                            }
+                            Message::IndirectPing(ind) => {
+                                assert!(
+                                    ind.nack,
+                                    "members speaking protocol 5 are asked for nacks"
+                                );
+                                assert_eq!(Some(&ind.node), target.as_ref());
+                                if let Some(reply) = helper_reply {
+                                    e.handle_message(p.to, reply(ind.seq_no), t + MS(1));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Output::Event(Event::Member {
+                    change: MemberChange::Suspect,
+                    member,
+                }) => {
+                    assert_eq!(Some(&member.name), target.as_ref());
+                    suspected = true;
+                }
+                _ => {}
+            }
+        }
+        if target.is_some() && suspected {
+            break;
+        }
+    }
+    (suspected, e.health_score())
+}
+
+#[test]
+fn a_probe_that_only_helpers_hear_fails_with_nacks_and_suspects_the_target() {
+    let config = Config {
+        disable_tcp_pings: true,
+        ..Config::lan()
+    };
+    let (suspected, health) =
+        probe_with_helpers(Some(|seq| Message::Nack(Nack { seq_no: seq })), config);
+    assert!(suspected);
+    assert_eq!(health, 0, "every helper nacked: nothing wrong with us");
+}
+
+#[test]
+fn a_probe_answered_through_a_helper_succeeds() {
+    let config = Config {
+        disable_tcp_pings: true,
+        ..Config::lan()
+    };
+    let (suspected, _) = probe_with_helpers(
+        Some(|seq| {
+            Message::Ack(Ack {
+                seq_no: seq,
+                payload: None,
+            })
+        }),
+        config,
+    );
+    assert!(!suspected);
+}
+
+#[test]
+fn a_probe_nobody_answers_raises_our_health_score_and_accuses_nobody() {
+    let config = Config {
+        disable_tcp_pings: true,
+        ..Config::lan()
+    };
+    let (suspected, health) = probe_with_helpers(None, config.clone());
+    assert!(!suspected, "silence from every helper is our problem");
+    assert!(health >= 3, "one point per missing nack: {health}");
+    // memberlist accuses the target anyway.
+    let (suspected, _) = probe_with_helpers(None, config.as_memberlist());
+    assert!(suspected);
+}
+
+#[test]
+fn an_indirect_ping_is_relayed_and_nacked_when_the_target_is_silent() {
+    let mut e = with_members(Config::lan());
+    let ind = IndirectPing {
+        seq_no: 77,
+        target: ip(),
+        port: 7002,
+        node: "b".into(),
+        nack: true,
+        source_addr: ip(),
+        source_port: 7001,
+        source_node: "a".into(),
+    };
+    e.handle_message(addr(40000), Message::IndirectPing(ind.clone()), Time::ZERO);
+    let out = packets(&drain(&mut e));
+    let Message::Ping(ping) = &out[0].1[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!((out[0].0, ping.node.as_str()), (addr(7002), "b"));
+    // b answers: the ack goes to a with a's sequence number.
+    e.handle_message(
+        addr(7002),
+        Message::Ack(Ack {
+            seq_no: ping.seq_no,
+            payload: None,
+        }),
+        Time::ZERO + MS(1),
+    );
+    let out = packets(&drain(&mut e));
+    assert_eq!(out[0].0, addr(7001));
+    assert_eq!(
+        out[0].1[0],
+        Message::Ack(Ack {
+            seq_no: 77,
+            payload: None
+        })
+    );
+    // Again, and b stays silent: a nack after the probe timeout.
+    e.handle_message(addr(40000), Message::IndirectPing(ind), Time::ZERO + MS(2));
+    drain(&mut e);
+    e.tick(Time::ZERO + MS(2) + Config::lan().probe_timeout);
+    let out = packets(&drain(&mut e));
+    assert!(out
+        .iter()
+        .any(|(to, m)| *to == addr(7001) && m[0] == Message::Nack(Nack { seq_no: 77 })));
+}
+
+#[test]
+fn a_push_pull_merges_left_as_left_and_dead_as_suspect() {
+    let mut e = with_members(Config::lan());
+    let row = |name: &str, port: u16, state| PushNodeState {
+        name: name.into(),
+        addr: ip(),
+        port,
+        meta: None,
+        incarnation: 1,
+        state,
+        vsn: Bytes::from_static(&[1, 5, 2, 0, 0, 0]),
+    };
+    let remote = PushPull {
+        join: false,
+        nodes: vec![
+            row("a", 7001, NodeState::Left),
+            row("b", 7002, NodeState::Dead),
+            row("new", 7010, NodeState::Alive),
+        ],
+        user_state: Bytes::new(),
+    };
+    let ours = e.handle_push_pull(remote, Time::ZERO);
+    assert_eq!(ours.nodes.len(), 5, "our view before the merge");
+    assert!(!ours.join);
+    assert_eq!(e.member("a").unwrap().state, NodeState::Left);
+    assert_eq!(e.member("b").unwrap().state, NodeState::Suspect);
+    assert_eq!(e.member("new").unwrap().state, NodeState::Alive);
+    assert!(
+        !drain(&mut e)
+            .iter()
+            .any(|o| matches!(o, Output::Event(Event::RemoteState { .. }))),
+        "no user state, no event"
+    );
+}
+
+#[test]
+fn a_join_is_a_push_pull_with_the_join_flag_and_failures_are_reported() {
+    let mut e = engine(Config::lan());
+    e.join(&[addr(7001), addr(7002)], Time::ZERO);
+    let reqs: Vec<_> = drain(&mut e)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::PushPull(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs
+        .iter()
+        .all(|r| r.state.join && r.state.nodes.len() == 1));
+    let failed = super::super::PushPullFailed {
+        reason: "refused".into(),
+    };
+    e.push_pull_result(reqs[0].id, Err(failed), Time::ZERO + MS(1));
+    let reply = PushPull {
+        join: false,
+        nodes: vec![],
+        user_state: Bytes::from_static(b"u"),
+    };
+    e.push_pull_result(reqs[1].id, Ok(reply), Time::ZERO + MS(1));
+    let out = drain(&mut e);
+    assert!(out.contains(&Output::Event(Event::JoinResult {
+        addr: addr(7001),
+        ok: false
+    })));
+    assert!(out.contains(&Output::Event(Event::JoinResult {
+        addr: addr(7002),
+        ok: true
+    })));
+    assert!(out.contains(&Output::Event(Event::RemoteState {
+        state: Bytes::from_static(b"u"),
+        join: true
+    })));
+    // A result for an unknown id is ignored.
+    e.push_pull_result(999, Ok(PushPull::default()), Time::ZERO + MS(2));
+    assert!(drain(&mut e).is_empty());
+}
+
+#[test]
+fn leaving_sends_a_dead_message_about_ourselves_from_ourselves() {
+    let mut e = with_members(Config::lan());
+    e.leave(Duration::from_secs(5), Time::ZERO);
+    assert_eq!(e.local_member().state, NodeState::Left);
+    let out = run_until(&mut e, Time::from_origin(MS(2000)));
+    let leave = packets(&out)
+        .into_iter()
+        .flat_map(|(_, m)| m)
+        .find_map(|m| match m {
+            Message::Dead(d) => Some(d),
+            _ => None,
+        });
+    assert_eq!(
+        leave,
+        Some(Dead {
+            incarnation: 1,
+            node: "me".into(),
+            from: "me".into()
+        })
+    );
+    assert!(out.contains(&Output::Event(Event::LeaveFinished { timed_out: false })));
+    // No probes after a leave.
+    assert!(!packets(&out)
+        .iter()
+        .any(|(_, m)| matches!(m[0], Message::Ping(_))));
+    // Our own old news does not bring us back.
+    e.handle_message(
+        addr(7001),
+        Message::Alive(alive("me", 7000, 5)),
+        Time::from_origin(MS(2001)),
+    );
+    assert_eq!(e.local_member().state, NodeState::Left);
+}
+
+#[test]
+fn a_leave_no_one_hears_times_out() {
+    let mut e = with_members(Config {
+        gossip_nodes: 0,
+        ..Config::lan()
+    });
+    e.leave(MS(300), Time::ZERO);
+    let out = run_until(&mut e, Time::from_origin(MS(400)));
+    assert!(out.contains(&Output::Event(Event::LeaveFinished { timed_out: true })));
+}
+
+#[test]
+fn gossip_fits_the_packet_budget_and_carries_a_crc_to_known_members() {
+    let mut e = with_members(Config::lan());
+    for i in 0..100 {
+        e.handle_message(
+            addr(7001),
+            Message::Alive(alive(&format!("m{i}"), 8000 + i, 1)),
+            Time::ZERO,
+        );
+    }
+    drain(&mut e);
+    let out = run_until(&mut e, Time::from_origin(MS(250)));
+    let gossip: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Packet(p) if matches!(p.messages[0], Message::Alive(_)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert!(!gossip.is_empty());
+    for p in gossip {
+        assert!(
+            p.crc,
+            "gossip to a member speaking protocol 5 carries a CRC"
+        );
+        let size: usize = p
+            .messages
+            .iter()
+            .map(|m| super::super::encoded_len(m) + 2)
+            .sum();
+        assert!(size + 2 <= 1400, "{size}");
+    }
+}
