@@ -477,7 +477,7 @@ mod ckit_wire {
     fn to_wire(m: &StateMessage) -> State {
         State {
             node_name: m.node_name.clone(),
-            new_state: match m.state {
+            new_state: match m.new_state {
                 NodeState::Viewer => WireState::Viewer,
                 NodeState::Participant => WireState::Participant,
                 NodeState::Terminating => WireState::Terminating,
