@@ -1,0 +1,430 @@
+//! Real Go memberlist nodes (Debian's 0.2.2, `tests/go/memberlist-peer`)
+//! over our transport contract: they form a cluster through each other,
+//! see a graceful leave as left and a `kill -9` as dead, refuse a foreign
+//! label; our `Transport` carries their packets and streams, and
+//! `gossiphttp send` delivers to them.
+//!
+//! Skipped, with a printed reason, when Go is not installed outside CI; a
+//! failure in CI (see `common::go_peer`).
+
+mod common;
+
+use common::go_peer::{self, GoPeer, GoPeerConfig, Member};
+use common::Peer;
+use gossiphttp::Options;
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The bound on membership changes (joins, leaves, failure detection with
+/// 200 ms probes): generous, only reached when something is broken.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn names(members: &[Member], state: &str) -> BTreeSet<String> {
+    members
+        .iter()
+        .filter(|m| m.state == state)
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+fn set_of(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+fn state_of(members: &[Member], name: &str) -> Option<String> {
+    members
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.state.clone())
+}
+
+/// Three fast peers, b joining a and c joining b, each seeing all three
+/// alive.
+async fn converged_three() -> [GoPeer; 3] {
+    let a = GoPeerConfig::fast("a").spawn().await;
+    let b = GoPeerConfig::fast("b").join([&a.addr]).spawn().await;
+    let c = GoPeerConfig::fast("c").join([&b.addr]).spawn().await;
+    let mut peers = [a, b, c];
+    for peer in &mut peers {
+        peer.wait_members("a, b and c alive", CONVERGE, |m| {
+            names(m, "alive") == set_of(&["a", "b", "c"])
+        })
+        .await;
+    }
+    peers
+}
+
+#[tokio::test]
+async fn three_go_peers_join_through_each_other_and_converge() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut peers = converged_three().await;
+    let addrs: Vec<(String, String)> = peers
+        .iter()
+        .map(|p| (p.name.clone(), p.addr.clone()))
+        .collect();
+    for peer in &mut peers {
+        // Each lists every node at the address that node advertised: the
+        // addresses travelled inside memberlist's messages over our contract.
+        for member in peer.members().await {
+            let (_, addr) = addrs.iter().find(|(n, _)| *n == member.name).unwrap();
+            assert_eq!(
+                &member.address(),
+                addr,
+                "{}'s row for {}",
+                peer.name,
+                member.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_leave_is_seen_as_left() {
+    if !go_peer::available() {
+        return;
+    }
+    let [mut a, b, mut c] = converged_three().await;
+    b.leave().await;
+    for peer in [&mut a, &mut c] {
+        peer.wait_members("b left", CONVERGE, |m| {
+            state_of(m, "b").as_deref() == Some("left")
+        })
+        .await;
+        let event = peer
+            .wait_event("b's leave event", CONVERGE, |e| {
+                e["event"] == "leave" && e["name"] == "b"
+            })
+            .await;
+        assert_eq!(event["state"], "left", "{}: {event}", peer.name);
+    }
+}
+
+#[tokio::test]
+async fn a_killed_peer_becomes_dead_on_the_others() {
+    if !go_peer::available() {
+        return;
+    }
+    let [mut a, mut b, mut c] = converged_three().await;
+    c.kill_9();
+    for peer in [&mut a, &mut b] {
+        peer.wait_members("c dead", CONVERGE, |m| {
+            state_of(m, "c").as_deref() == Some("dead")
+        })
+        .await;
+        let event = peer
+            .wait_event("c's leave event", CONVERGE, |e| {
+                e["event"] == "leave" && e["name"] == "c"
+            })
+            .await;
+        assert_eq!(event["state"], "dead", "{}: {event}", peer.name);
+    }
+}
+
+#[tokio::test]
+async fn push_pull_and_broadcasts_carry_user_state() {
+    if !go_peer::available() {
+        return;
+    }
+    let a = GoPeerConfig::fast("a").meta("role=seed").spawn().await;
+    a.set("colour", "blue").await;
+    let mut b = GoPeerConfig::fast("b").join([&a.addr]).spawn().await;
+    // The join's push-pull carried a's user state.
+    let merged = b
+        .wait_event("a's state in the join's push-pull", CONVERGE, |e| {
+            e["event"] == "merge_remote_state" && e["from"] == "a"
+        })
+        .await;
+    assert_eq!(merged["join"], true, "{merged}");
+    assert_eq!(merged["kv"]["colour"], "blue", "{merged}");
+    // Node meta travelled in a's alive message.
+    let row = b.member("a").await.expect("b knows a");
+    assert_eq!(row.meta, "role=seed");
+    // A change is broadcast as a user message.
+    let mut a = a;
+    b.set("size", "large").await;
+    let msg = a
+        .wait_event("b's user message", CONVERGE, |e| {
+            e["event"] == "user_msg" && e["from"] == "b" && e["k"] == "size"
+        })
+        .await;
+    assert_eq!(msg["v"], "large", "{msg}");
+}
+
+#[tokio::test]
+async fn a_foreign_or_missing_label_is_refused() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut a = GoPeerConfig::fast("a").label("alpha").spawn().await;
+    let mut same = GoPeerConfig::fast("same")
+        .label("alpha")
+        .join([&a.addr])
+        .spawn()
+        .await;
+    same.wait_event("joined", CONVERGE, |e| e["event"] == "joined")
+        .await;
+    for (name, label) in [("beta", Some("beta")), ("unlabelled", None)] {
+        let config = GoPeerConfig::fast(name).join([&a.addr]);
+        let config = match label {
+            Some(label) => config.label(label),
+            None => config,
+        };
+        let mut refused = config.spawn().await;
+        refused
+            .wait_event("join_error", CONVERGE, |e| e["event"] == "join_error")
+            .await;
+    }
+    // a refused both streams for their label, ...
+    a.wait_log(r#"unacceptable label "beta""#, CONVERGE).await;
+    a.wait_log(r#"unacceptable label """#, CONVERGE).await;
+    // ... and knows only the node that shares its label.
+    a.wait_members("a and same alive", CONVERGE, |m| {
+        names(m, "alive") == set_of(&["a", "same"])
+    })
+    .await;
+    let all: BTreeSet<String> = a.members().await.into_iter().map(|m| m.name).collect();
+    assert_eq!(all, set_of(&["a", "same"]));
+}
+
+/// memberlist's message types (its `messageType`, 0 ping .. 13 err).
+const LAST_MESSAGE_TYPE: u8 = 13;
+/// memberlist v0.5's label header type.
+const LABEL_HEADER: u8 = 0xF4;
+
+/// The memberlist message behind `label`'s header; panics naming what is
+/// wrong if `bytes` are not a memberlist message labelled so.
+fn memberlist_message<'a>(bytes: &'a [u8], label: Option<&str>) -> &'a [u8] {
+    let message = match label {
+        None => bytes,
+        Some(label) => {
+            let header = [&[LABEL_HEADER, label.len() as u8], label.as_bytes()].concat();
+            assert!(
+                bytes.starts_with(&header),
+                "no label header {header:02x?}: {bytes:02x?}"
+            );
+            &bytes[header.len()..]
+        }
+    };
+    assert!(
+        message.first().is_some_and(|t| *t <= LAST_MESSAGE_TYPE),
+        "not a memberlist message (type byte 0..={LAST_MESSAGE_TYPE}): {bytes:02x?}"
+    );
+    message
+}
+
+/// A Go peer x advertises the address of one of our `Transport`s, which
+/// relays everything to x: another Go peer a then reaches x only through
+/// our transport, both its packets (probes, gossip) and its streams
+/// (push-pull). Every packet and stream must start as memberlist messages
+/// do, and a must keep x alive, which it would not if our transport lost
+/// or mangled what it carries.
+async fn go_traffic_through_our_transport(label: Option<&str>) {
+    let relay = Peer::start(Options::default()).await;
+    // ckit's preset: no TCP-ping fallback, so that a's probes of x are
+    // answered only if our transport relays the packets both ways.
+    let labelled = |c: GoPeerConfig| {
+        let c = c.preset("ckit");
+        match label {
+            Some(l) => c.label(l),
+            None => c,
+        }
+    };
+    let mut a = labelled(GoPeerConfig::fast("a")).spawn().await;
+    let mut x = labelled(GoPeerConfig::fast("x"))
+        .advertise(&relay.addr)
+        .join([&a.addr])
+        .spawn()
+        .await;
+
+    let packets = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let stream_starts = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let forward_packets = {
+        let transport = relay.transport.clone();
+        let mut inbox = relay.transport.packets();
+        let packets = packets.clone();
+        let to = x.bind.clone();
+        tokio::spawn(async move {
+            while let Some(packet) = inbox.recv().await {
+                packets.lock().unwrap().push(packet.payload.to_vec());
+                transport
+                    .send(packet.payload, &to)
+                    .await
+                    .expect("relay a packet to x");
+            }
+        })
+    };
+    let start_len = label.map_or(0, |l| 2 + l.len()) + 1;
+    let forward_streams = {
+        let transport = relay.transport.clone();
+        let mut streams = relay.transport.streams();
+        let starts = stream_starts.clone();
+        let to = x.bind.clone();
+        tokio::spawn(async move {
+            while let Some(mut from_a) = streams.accept().await {
+                let mut to_x = transport
+                    .dial(&to, Duration::from_secs(5))
+                    .await
+                    .expect("dial x");
+                let starts = starts.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    // Enough for the label header and the message type.
+                    let mut first = vec![0u8; start_len];
+                    if from_a.read_exact(&mut first).await.is_err() {
+                        return;
+                    }
+                    starts.lock().unwrap().push(first.clone());
+                    if to_x.write_all(&first).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut from_a, &mut to_x).await;
+                    }
+                });
+            }
+        })
+    };
+
+    x.wait_event("joined", CONVERGE, |e| e["event"] == "joined")
+        .await;
+    // a's probes and gossip to x, and a's periodic push-pull with x (every
+    // 2 s), all go through the relay.
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let (seen, streams) = (
+            packets.lock().unwrap().len(),
+            stream_starts.lock().unwrap().len(),
+        );
+        if seen >= 20 && streams >= 1 {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "our transport relayed {seen} packets and {streams} streams from a within {CONVERGE:?} (want 20 and 1)\n{}\n{}",
+                a.report(),
+                x.report()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for packet in packets.lock().unwrap().iter() {
+        memberlist_message(packet, label);
+    }
+    for start in stream_starts.lock().unwrap().iter() {
+        memberlist_message(start, label);
+    }
+    let row = a.member("x").await.expect("a knows x");
+    assert_eq!(row.address(), relay.addr, "a reaches x at our transport");
+    assert_eq!(row.state, "alive", "{}", a.report());
+    assert!(
+        !a.events()
+            .iter()
+            .any(|e| e["event"] == "leave" && e["name"] == "x"),
+        "a declared x dead while our transport relayed: {}",
+        a.report()
+    );
+
+    forward_packets.abort();
+    forward_streams.abort();
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn our_transport_carries_go_memberlist_packets_and_streams() {
+    if !go_peer::available() {
+        return;
+    }
+    go_traffic_through_our_transport(None).await;
+}
+
+#[tokio::test]
+async fn our_transport_carries_labelled_go_memberlist_traffic() {
+    if !go_peer::available() {
+        return;
+    }
+    go_traffic_through_our_transport(Some("alloy-cluster")).await;
+}
+
+/// Runs `gossiphttp send` with `args`, asserting it succeeded.
+fn gossiphttp_send(to: &str, payload: &[u8]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gossiphttp"))
+        .args(["send", "--to", to, "--hex", &hex::encode(payload)])
+        .output()
+        .expect("run gossiphttp send");
+    assert!(
+        out.status.success(),
+        "gossiphttp send to {to}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// memberlist's user message type: the rest of the packet goes to the
+/// delegate's NotifyMsg.
+const USER_MSG: u8 = 8;
+
+fn user_message(label: Option<&str>, body: &str) -> Vec<u8> {
+    let mut packet = Vec::new();
+    if let Some(label) = label {
+        packet.extend([LABEL_HEADER, label.len() as u8]);
+        packet.extend(label.as_bytes());
+    }
+    packet.push(USER_MSG);
+    packet.extend(body.as_bytes());
+    packet
+}
+
+#[tokio::test]
+async fn gossiphttp_send_reaches_a_go_peer() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut go = GoPeerConfig::fast("go").spawn().await;
+    let body = r#"{"from":"rust","k":"greeting","v":"hello"}"#;
+    gossiphttp_send(&go.addr, &user_message(None, body));
+    let msg = go
+        .wait_event("the user message", CONVERGE, |e| {
+            e["event"] == "user_msg" && e["from"] == "rust"
+        })
+        .await;
+    assert_eq!(msg["data"], body);
+}
+
+#[tokio::test]
+async fn a_go_peer_takes_packets_with_its_label_only() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut go = GoPeerConfig::fast("go").label("alpha").spawn().await;
+    // The transport answers 200 either way (labels are memberlist's
+    // business); the peer drops the packets that do not carry its label.
+    gossiphttp_send(
+        &go.addr,
+        &user_message(Some("beta"), r#"{"from":"beta","k":"k","v":"v"}"#),
+    );
+    gossiphttp_send(
+        &go.addr,
+        &user_message(None, r#"{"from":"none","k":"k","v":"v"}"#),
+    );
+    gossiphttp_send(
+        &go.addr,
+        &user_message(Some("alpha"), r#"{"from":"alpha","k":"k","v":"v"}"#),
+    );
+    go.wait_event("the labelled user message", CONVERGE, |e| {
+        e["event"] == "user_msg" && e["from"] == "alpha"
+    })
+    .await;
+    go.wait_log(r#"packet with unacceptable label "beta""#, CONVERGE)
+        .await;
+    go.wait_log(r#"packet with unacceptable label """#, CONVERGE)
+        .await;
+    let delivered: Vec<_> = go
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "user_msg")
+        .map(|e| e["from"].clone())
+        .collect();
+    assert_eq!(delivered, ["alpha"], "{}", go.report());
+}
