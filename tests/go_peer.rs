@@ -428,3 +428,138 @@ async fn a_go_peer_takes_packets_with_its_label_only() {
         .collect();
     assert_eq!(delivered, ["alpha"], "{}", go.report());
 }
+
+/// One request to a Go peer's transport routes, over HTTP/2 with prior
+/// knowledge or HTTP/1.1, with a body that ends (`Some`) or stays open
+/// (`None`); returns the answer's status and headers once they arrived.
+async fn contract_request(
+    addr: &str,
+    http1: bool,
+    path: &str,
+    content_type: Option<&str>,
+    body: Option<&[u8]>,
+) -> (hyper::StatusCode, hyper::HeaderMap) {
+    use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    type Body = BoxBody<bytes::Bytes, std::convert::Infallible>;
+
+    let body: Body = match body {
+        Some(bytes) => Full::new(bytes::Bytes::copy_from_slice(bytes)).boxed(),
+        None => StreamBody::new(futures_util::stream::pending()).boxed(),
+    };
+    // HTTP/1.1 needs Host (Go answers 400 without it); h2 takes the URI's.
+    let mut req = hyper::Request::post(format!("http://{addr}{path}"));
+    if http1 {
+        req = req.header(hyper::header::HOST, addr);
+    }
+    if let Some(ct) = content_type {
+        req = req.header(hyper::header::CONTENT_TYPE, ct);
+    }
+    let req = req.body(body).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let exchange = async {
+        let resp = if http1 {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .expect("HTTP/1.1 handshake");
+            tokio::spawn(conn);
+            sender.send_request(req).await
+        } else {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                    .await
+                    .expect("h2c handshake");
+            tokio::spawn(conn);
+            sender.send_request(req).await
+        };
+        let resp = resp.expect("an answer");
+        (resp.status(), resp.headers().clone())
+    };
+    match tokio::time::timeout(go_peer::PEER_WAIT, exchange).await {
+        Ok(answer) => answer,
+        Err(_) => panic!("POST {path}: no answer within {:?}", go_peer::PEER_WAIT),
+    }
+}
+
+/// One request of the contract check: what it is, whether over HTTP/1.1,
+/// path, content type, body in hex, and the status it must get.
+type Row = (
+    &'static str,
+    bool,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    u16,
+);
+
+/// The Go peer speaks the contract as ../shared/PROTOCOL.md records the
+/// reference's answers (what our own tests against it rely on).
+#[tokio::test]
+async fn the_go_peer_keeps_the_transport_contract() {
+    if !go_peer::available() {
+        return;
+    }
+    const MESSAGE: &str = "/api/v1/ckit/transport/message";
+    const STREAM: &str = "/api/v1/ckit/transport/stream";
+    const CT: Option<&str> = Some("application/x.ckit");
+    let go = GoPeerConfig::fast("go").spawn().await;
+    let rows: &[Row] = &[
+        (
+            "two frames",
+            false,
+            MESSAGE,
+            CT,
+            "cc0002087bcd00000002087d",
+            200,
+        ),
+        ("an empty body", false, MESSAGE, CT, "", 200),
+        ("a zero-length frame", false, MESSAGE, CT, "cc0000", 200),
+        (
+            "bad magic after a frame",
+            false,
+            MESSAGE,
+            CT,
+            "cc00010899",
+            400,
+        ),
+        ("a truncated frame", false, MESSAGE, CT, "cc000908", 400),
+        (
+            "a 4 GiB 0xCD header",
+            false,
+            MESSAGE,
+            CT,
+            "cdffffffff08",
+            413,
+        ),
+        (
+            "a charset",
+            false,
+            MESSAGE,
+            Some("application/x.ckit; charset=utf-8"),
+            "cc000108",
+            400,
+        ),
+        ("no content type", false, MESSAGE, None, "cc000108", 400),
+        (
+            "an unknown path",
+            false,
+            "/api/v1/ckit/transport/nope",
+            CT,
+            "",
+            404,
+        ),
+        ("HTTP/1.1 /message", true, MESSAGE, CT, "cc000108", 505),
+        ("HTTP/1.1 /stream", true, STREAM, CT, "", 505),
+        ("a half-duplex /stream", false, STREAM, CT, "", 200),
+    ];
+    for (what, http1, path, ct, body, status) in rows {
+        let body = hex::decode(body).unwrap();
+        let (got, _) = contract_request(&go.addr, *http1, path, *ct, Some(&body)).await;
+        assert_eq!(got.as_u16(), *status, "{what}");
+    }
+    // /stream answers its headers while the request body is still open:
+    // a Go dialer waits for them before memberlist writes anything.
+    let (got, headers) = contract_request(&go.addr, false, STREAM, CT, None).await;
+    assert_eq!(got, hyper::StatusCode::OK);
+    assert_eq!(headers[hyper::header::CONTENT_TYPE], "application/x.ckit");
+}

@@ -15,7 +15,10 @@ const (
 	maxShortPayload      = 0xFFFF
 )
 
-var errBadMagic = errors.New("frame: bad magic byte (want 0xCC or 0xCD)")
+var (
+	errBadMagic = errors.New("frame: bad magic byte (want 0xCC or 0xCD)")
+	errTooLarge = errors.New("frame: payload over this peer's packet limit")
+)
 
 // appendFrame appends payload to dst as one frame, with the short header
 // whenever the payload fits it (the contract requires that of writers).
@@ -62,7 +65,7 @@ func readPacketFrame(r io.Reader, max int) ([]byte, error) {
 		return nil, err
 	}
 	if uint64(n) > uint64(max) {
-		return nil, fmt.Errorf("frame: payload of %d bytes is over this peer's %d-byte packet limit", n, max)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errTooLarge, n, max)
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {

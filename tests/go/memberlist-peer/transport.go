@@ -281,6 +281,10 @@ func (t *httpTransport) serveMessage(w http.ResponseWriter, r *http.Request) {
 		if err == io.EOF {
 			break
 		}
+		if errors.Is(err, errTooLarge) {
+			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
