@@ -138,7 +138,7 @@ func run(o options) error {
 		label:         o.label,
 		packetTimeout: o.packetTimeout,
 		streamTimeout: config.TCPTimeout,
-		maxPacket:     config.UDPBufferSize + 2 + maxLabelLen,
+		maxPacket:     maxPacketSize(config.UDPBufferSize),
 		logger:        logger,
 	})
 	if err != nil {
@@ -206,6 +206,17 @@ func run(o options) error {
 	_ = server.Shutdown(ctx)
 	out.emit("shutdown", fields{"name": o.name})
 	return nil
+}
+
+// maxPacketSize is the largest frame /message takes: what memberlist's own
+// UDP transport reads (64 KiB, whatever UDPBufferSize it writes with), or
+// UDPBufferSize if larger (ckit's 10 MiB), plus a label header.
+func maxPacketSize(udpBufferSize int) int {
+	size := 64 * 1024
+	if udpBufferSize > size {
+		size = udpBufferSize
+	}
+	return size + 2 + maxLabelLen
 }
 
 func joinCluster(list *memberlist.Memberlist, addrs []string, out *emitter) {

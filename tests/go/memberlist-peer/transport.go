@@ -179,6 +179,12 @@ func (t *httpTransport) DialTimeout(addr string, timeout time.Duration) (net.Con
 	case <-timer.C:
 		cancel()
 		bodyWriter.Close()
+		go func() {
+			// An answer that raced the cancellation still holds a stream.
+			if a := <-answered; a.resp != nil {
+				a.resp.Body.Close()
+			}
+		}()
 		return nil, fmt.Errorf("stream to %s: no answer within %v", addr, timeout)
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -341,6 +347,7 @@ func (t *httpTransport) serveStream(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}, nil)
 	if !t.track(conn) {
+		conn.Close()
 		return
 	}
 	defer t.forget(conn)
