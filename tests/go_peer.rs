@@ -87,7 +87,7 @@ async fn a_graceful_leave_is_seen_as_left() {
     if !go_peer::available() {
         return;
     }
-    let [mut a, b, mut c] = converged_three().await;
+    let [mut a, mut b, mut c] = converged_three().await;
     b.leave().await;
     for peer in [&mut a, &mut c] {
         peer.wait_members("b left", CONVERGE, |m| {
@@ -101,6 +101,7 @@ async fn a_graceful_leave_is_seen_as_left() {
             .await;
         assert_eq!(event["state"], "left", "{}: {event}", peer.name);
     }
+    assert!(b.shutdown().await, "b exits cleanly after leaving");
 }
 
 #[tokio::test]
@@ -121,6 +122,45 @@ async fn a_killed_peer_becomes_dead_on_the_others() {
             })
             .await;
         assert_eq!(event["state"], "dead", "{}: {event}", peer.name);
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_peer_refutes_its_death() {
+    if !go_peer::available() {
+        return;
+    }
+    let [mut a, mut b, mut c] = converged_three().await;
+    let bind = c.bind.clone();
+    let dead_incarnation = a.member("c").await.unwrap().incarnation;
+    c.kill_9();
+    a.wait_members("c dead", CONVERGE, |m| {
+        state_of(m, "c").as_deref() == Some("dead")
+    })
+    .await;
+    drop(c);
+    // c comes back at the same address with memberlist's first incarnation;
+    // the cluster still holds it dead, so it must refute with a higher one.
+    let mut c = GoPeerConfig::fast("c")
+        .bind(&bind)
+        .join([&a.addr])
+        .spawn()
+        .await;
+    c.wait_event("joined", CONVERGE, |e| e["event"] == "joined")
+        .await;
+    for peer in [&mut a, &mut b] {
+        let members = peer
+            .wait_members("c alive again", CONVERGE, |m| {
+                state_of(m, "c").as_deref() == Some("alive")
+            })
+            .await;
+        let row = members.iter().find(|m| m.name == "c").unwrap();
+        assert!(
+            row.incarnation > dead_incarnation,
+            "{}: c alive at incarnation {} (declared dead at {dead_incarnation})",
+            peer.name,
+            row.incarnation
+        );
     }
 }
 

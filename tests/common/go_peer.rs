@@ -183,6 +183,12 @@ impl GoPeerConfig {
         self.flag("preset", preset)
     }
 
+    /// Where to serve, `host:port` (say, the port of a peer that was
+    /// killed, to restart it there).
+    pub fn bind(self, addr: &str) -> Self {
+        self.flag("bind", addr)
+    }
+
     /// The address gossiped to others instead of the bound one.
     pub fn advertise(self, addr: &str) -> Self {
         self.flag("advertise", addr)
@@ -441,6 +447,26 @@ impl GoPeer {
     /// memberlist's graceful `Leave`; the process keeps running.
     pub async fn leave(&self) {
         self.post_ok("/debug/leave").await;
+    }
+
+    /// Stops memberlist (no leave) through `/debug/shutdown` and waits for
+    /// the process to exit; true if it exited with success.
+    pub async fn shutdown(&mut self) -> bool {
+        self.post_ok("/debug/shutdown").await;
+        let deadline = tokio::time::Instant::now() + PEER_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the Go peer") {
+                return status.success();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let report = self.report();
+                panic!(
+                    "{}: still running {PEER_WAIT:?} after /debug/shutdown\n{report}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `kill -9`: the process ends with no word to the cluster.
