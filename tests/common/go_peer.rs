@@ -277,6 +277,12 @@ pub struct GoPeer {
 }
 
 impl GoPeer {
+    /// The process id (to stop or signal the peer: `kill -STOP` freezes it
+    /// without closing its connections).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every event line received so far, oldest first.
     pub fn events(&mut self) -> &[Value] {
         while let Ok(event) = self.events.try_recv() {
