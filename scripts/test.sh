@@ -44,6 +44,9 @@ fi
 cargo hack clippy --feature-powerset --no-dev-deps -- -D warnings
 cargo hack clippy --feature-powerset --no-dev-deps --lib --target wasm32-unknown-unknown -- -D warnings
 
+step "Go memberlist peer for the interop tests (Debian's golang-go and memberlist)"
+./scripts/go-peer.sh
+
 step "tests (native)"
 cargo test --locked --lib --bins --tests
 cargo test --locked --doc

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests (each uses a subset).
 #![allow(dead_code)]
 
+pub mod go_peer;
 pub mod metrics;
 pub mod tls;
 // Each test crate uses some of these.

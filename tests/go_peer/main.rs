@@ -1,0 +1,58 @@
+//! Real Go memberlist nodes (Debian's 0.2.2, `tests/go/memberlist-peer`)
+//! over our transport contract. `membership`: they form a cluster through
+//! each other, see a graceful leave as left and a `kill -9` as dead, refute
+//! their death after a restart, carry user state, refuse a foreign label.
+//! `transport`: our `Transport` carries their packets and streams,
+//! `gossiphttp send` delivers to them, and the peer answers as the contract
+//! says.
+//!
+//! Skipped, with a printed reason, when Go is not installed outside CI; a
+//! failure in CI (see `common::go_peer`).
+
+#[path = "../common/mod.rs"]
+mod common;
+mod membership;
+mod transport;
+
+use common::go_peer::{GoPeer, GoPeerConfig, Member};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The bound on membership changes (joins, leaves, failure detection with
+/// 200 ms probes): generous, only reached when something is broken.
+pub const CONVERGE: Duration = Duration::from_secs(30);
+
+pub fn names(members: &[Member], state: &str) -> BTreeSet<String> {
+    members
+        .iter()
+        .filter(|m| m.state == state)
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+pub fn set_of(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+pub fn state_of(members: &[Member], name: &str) -> Option<String> {
+    members
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.state.clone())
+}
+
+/// Three fast peers, b joining a and c joining b, each seeing all three
+/// alive.
+pub async fn converged_three() -> [GoPeer; 3] {
+    let a = GoPeerConfig::fast("a").spawn().await;
+    let b = GoPeerConfig::fast("b").join([&a.addr]).spawn().await;
+    let c = GoPeerConfig::fast("c").join([&b.addr]).spawn().await;
+    let mut peers = [a, b, c];
+    for peer in &mut peers {
+        peer.wait_members("a, b and c alive", CONVERGE, |m| {
+            names(m, "alive") == set_of(&["a", "b", "c"])
+        })
+        .await;
+    }
+    peers
+}
