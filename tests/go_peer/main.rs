@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod membership;
+mod mixed;
 mod transport;
 
 use common::go_peer::{GoPeer, GoPeerConfig, Member};

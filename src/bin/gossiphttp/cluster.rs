@@ -36,8 +36,7 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         }
         // Every member of this process shares its file limit: a few
         // connections each, reopened as members gossip with others.
-        options.transport.max_peer_connections =
-            (16_000 / usize::from(args.nodes)).clamp(8, 256);
+        options.transport.max_peer_connections = (16_000 / usize::from(args.nodes)).clamp(8, 256);
         options.join = seed.clone();
         let node = Node::start(options, listener)
             .await

@@ -1,0 +1,210 @@
+//! One cluster of Go memberlist nodes and our `cluster::Node`s: joins in
+//! both directions, convergence, a `kill -9` detected on both sides, a
+//! leave seen as left, refutation after a restart, metadata (our custom
+//! state) carried by Go nodes, and a foreign label refused.
+
+use crate::common::go_peer::{self, GoPeer, GoPeerConfig};
+use crate::{names, set_of, state_of, CONVERGE};
+use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
+use std::collections::BTreeSet;
+use tokio::net::TcpListener;
+
+fn options(name: &str, join: &[&str]) -> NodeOptions {
+    let mut o = NodeOptions::new(name).fast();
+    o.join = join.iter().map(|s| s.to_string()).collect();
+    o
+}
+
+async fn start(o: NodeOptions) -> Node {
+    start_at(o, "127.0.0.1:0").await
+}
+
+async fn start_at(o: NodeOptions, addr: &str) -> Node {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    Node::start(o, listener).await.unwrap()
+}
+
+fn alive_names(view: &[MemberView]) -> BTreeSet<String> {
+    view.iter()
+        .filter(|m| m.state == MemberState::Alive)
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+async fn rust_sees(node: &Node, what: &str, ready: impl FnMut(&[MemberView]) -> bool) {
+    if let Err(e) = node.wait_for(CONVERGE, ready).await {
+        panic!(
+            "{} never saw {what}: {e}; its view: {:#?}",
+            node.id().name,
+            node.members()
+        );
+    }
+}
+
+async fn go_sees(peer: &mut GoPeer, what: &str, ready: impl Fn(&[go_peer::Member]) -> bool) {
+    peer.wait_members(what, CONVERGE, ready).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_and_rust_nodes_join_through_each_other_and_converge() {
+    if !go_peer::available() {
+        return;
+    }
+    // A Go node first; a Rust node joins it; a Go node joins the Rust one;
+    // a Rust node joins the last Go one.
+    let mut g1 = GoPeerConfig::fast("g1").spawn().await;
+    let r1 = start(options("r1", &[&g1.addr])).await;
+    let mut g2 = GoPeerConfig::fast("g2").join([&r1.id().addr]).spawn().await;
+    let r2 = start(options("r2", &[&g2.addr])).await;
+    let all = set_of(&["g1", "g2", "r1", "r2"]);
+    for node in [&r1, &r2] {
+        rust_sees(node, "all four alive", |v| alive_names(v) == all).await;
+    }
+    for peer in [&mut g1, &mut g2] {
+        go_sees(peer, "all four alive", |m| names(m, "alive") == all).await;
+    }
+    // Go lists our nodes at the addresses they advertise.
+    for m in g1.members().await {
+        if m.name == "r1" {
+            assert_eq!(m.address(), r1.id().addr);
+        }
+    }
+    r1.leave().await;
+    r2.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_is_detected_and_a_leave_is_seen_as_left_on_both_sides() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut g1 = GoPeerConfig::fast("g1").spawn().await;
+    let mut g2 = GoPeerConfig::fast("g2").join([&g1.addr]).spawn().await;
+    let r1 = start(options("r1", &[&g1.addr])).await;
+    let r2 = start(options("r2", &[&g2.addr])).await;
+    let r3 = start(options("r3", &[&g1.addr])).await;
+    let all = set_of(&["g1", "g2", "r1", "r2", "r3"]);
+    rust_sees(&r1, "all five alive", |v| alive_names(v) == all).await;
+    go_sees(&mut g1, "all five alive", |m| names(m, "alive") == all).await;
+
+    // A Go node killed: our nodes find it dead.
+    g2.kill_9();
+    for node in [&r1, &r2, &r3] {
+        rust_sees(node, "g2 dead", |v| {
+            v.iter()
+                .any(|m| m.name == "g2" && m.state == MemberState::Dead)
+        })
+        .await;
+    }
+    // A Rust node killed: the Go node finds it dead.
+    r3.kill().await;
+    go_sees(&mut g1, "r3 dead", |m| {
+        state_of(m, "r3").as_deref() == Some("dead")
+    })
+    .await;
+
+    // A Rust node leaves: Go records it as left, not dead.
+    r2.leave().await;
+    go_sees(&mut g1, "r2 left", |m| {
+        state_of(m, "r2").as_deref() == Some("left")
+    })
+    .await;
+    // A Go node leaves: we record it as left.
+    g1.leave().await;
+    rust_sees(&r1, "g1 left", |v| {
+        v.iter()
+            .any(|m| m.name == "g1" && m.state == MemberState::Left)
+    })
+    .await;
+    r1.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_rust_node_refutes_its_death_on_go_nodes() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut g1 = GoPeerConfig::fast("g1").spawn().await;
+    let r1 = start(options("r1", &[&g1.addr])).await;
+    go_sees(&mut g1, "r1 alive", |m| {
+        state_of(m, "r1").as_deref() == Some("alive")
+    })
+    .await;
+    let addr = r1.id().addr.clone();
+    r1.kill().await;
+    go_sees(&mut g1, "r1 dead", |m| {
+        state_of(m, "r1").as_deref() == Some("dead")
+    })
+    .await;
+    let before = g1.member("r1").await.unwrap().incarnation;
+    // Same name, same address: Go holds it dead at an incarnation the new
+    // life must beat; it refutes, and Go lists it alive again.
+    let r1 = start_at(options("r1", &[&g1.addr]), &addr).await;
+    go_sees(&mut g1, "r1 alive again", |m| {
+        m.iter()
+            .any(|m| m.name == "r1" && m.state == "alive" && m.incarnation > before)
+    })
+    .await;
+    rust_sees(&r1, "one row for itself, alive", |v| {
+        v.iter().filter(|m| m.name == "r1").count() == 1 && alive_names(v).contains("g1")
+    })
+    .await;
+    r1.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_custom_state_travels_in_metadata_go_nodes_carry() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut g1 = GoPeerConfig::fast("g1").spawn().await;
+    let r1 = start(options("r1", &[&g1.addr])).await;
+    // r2 learns r1's state only through the Go node.
+    let r2 = start(options("r2", &[&g1.addr])).await;
+    let mut r2_updates = r2.subscribe();
+    r1.set_state("role", "leader").await.unwrap();
+    go_sees(&mut g1, "r1's metadata", |m| {
+        m.iter().any(|m| m.name == "r1" && m.meta.contains("role"))
+    })
+    .await;
+    let update = tokio::time::timeout(CONVERGE, async {
+        loop {
+            let u = r2_updates.recv().await.unwrap();
+            if u.origin == "r1" {
+                return u;
+            }
+        }
+    })
+    .await
+    .expect("r2 hears r1's state");
+    assert_eq!(
+        (update.key.as_str(), &update.value[..]),
+        ("role", &b"leader"[..])
+    );
+    r1.leave().await;
+    r2.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_label_is_refused_and_the_same_label_joins() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut g1 = GoPeerConfig::fast("g1").label("prod").spawn().await;
+    let mut other = options("stranger", &[&g1.addr]);
+    other.label = "staging".into();
+    let stranger = start(other).await;
+    let mut same = options("r1", &[&g1.addr]);
+    same.label = "prod".into();
+    let r1 = start(same).await;
+    rust_sees(&r1, "g1 alive", |v| alive_names(v).contains("g1")).await;
+    go_sees(&mut g1, "r1 alive", |m| {
+        state_of(m, "r1").as_deref() == Some("alive")
+    })
+    .await;
+    // By now the stranger has tried to join several times.
+    assert!(state_of(&g1.members().await, "stranger").is_none());
+    assert!(!alive_names(&stranger.members()).contains("g1"));
+    stranger.kill().await;
+    r1.leave().await;
+}
