@@ -12,3 +12,6 @@ mod wire_error;
 
 pub use msgpack::DecodeError;
 pub use wire_error::WireError;
+
+#[cfg(test)]
+mod wire_tests;

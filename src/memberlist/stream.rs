@@ -218,10 +218,9 @@ impl StreamDecoder {
             Some(message) => Ok(Some(message)),
             None if src.is_empty() && self.at_message_boundary() => Ok(None),
             None => {
+                let message = self.current_type();
                 self.phase = Phase::Failed;
-                Err(WireError::Truncated {
-                    message: self.current_type(),
-                })
+                Err(WireError::Truncated { message })
             }
         }
     }
