@@ -362,3 +362,81 @@ fn stream_ends_labels_and_types_are_checked() {
         })
     ));
 }
+
+#[test]
+fn keys_in_any_order_unknown_keys_and_v0_5_0_forms_are_read_as_go_reads_them() {
+    use super::msgpack::{write_map_len, write_raw};
+    // {"SourcePort": cd 1f0a, "Future": {"a": [1, "x", nil]}, "SeqNo": ce 00000001, "Node": "b"}
+    let mut ping = vec![0x00];
+    write_map_len(&mut ping, 4);
+    write_raw(&mut ping, b"SourcePort");
+    ping.extend([0xcd, 0x1f, 0x0a]);
+    write_raw(&mut ping, b"Future");
+    ping.extend([0x81, 0xa1, b'a', 0x93, 0x01, 0xa1, b'x', 0xc0]);
+    write_raw(&mut ping, b"SeqNo");
+    ping.extend([0xce, 0, 0, 0, 1]);
+    write_raw(&mut ping, b"Node");
+    write_raw(&mut ping, b"b");
+    let want = Ping {
+        seq_no: 1,
+        node: "b".into(),
+        source_port: 7946,
+        ..Ping::default()
+    };
+    assert_eq!(Message::decode(&ping), Ok(Message::Ping(want)));
+
+    // v0.5.0's unsigned form of a Go int (UserMsgLen 300 as cd 012c).
+    use super::wire::GoMsgpack;
+    let (header, _) =
+        super::message::UserMsgHeader::decode_msgpack(b"\x81\xaaUserMsgLen\xcd\x01\x2c").unwrap();
+    assert_eq!(header.user_msg_len, 300);
+}
+
+#[test]
+fn wrong_types_and_negative_counts_are_refused() {
+    use super::msgpack::DecodeError;
+    use super::wire::GoMsgpack;
+    // SeqNo as a string.
+    assert!(matches!(
+        Message::decode(b"\x0b\x81\xa5SeqNo\xa1x"),
+        Err(WireError::Decode {
+            error: DecodeError::WrongType { field: "SeqNo", .. },
+            ..
+        })
+    ));
+    // A struct that is an array.
+    assert!(matches!(
+        Message::decode(b"\x0b\x91\x01"),
+        Err(WireError::Decode {
+            error: DecodeError::WrongType { .. },
+            ..
+        })
+    ));
+    // Nodes: -1.
+    assert_eq!(
+        super::message::PushPullHeader::decode_msgpack(b"\x81\xa5Nodes\xff").map(|_| ()),
+        Err(DecodeError::OutOfRange {
+            field: "Nodes",
+            value: -1
+        })
+    );
+    // A port above 65535.
+    assert!(matches!(
+        Message::decode(b"\x00\x81\xaaSourcePort\xce\x00\x01\x00\x00"),
+        Err(WireError::Decode {
+            error: DecodeError::OutOfRange {
+                field: "SourcePort",
+                ..
+            },
+            ..
+        })
+    ));
+    // A member state memberlist does not define.
+    assert_eq!(
+        super::message::PushNodeState::decode_msgpack(b"\x81\xa5State\x07").map(|_| ()),
+        Err(DecodeError::UnknownValue {
+            field: "State",
+            value: 7
+        })
+    );
+}
