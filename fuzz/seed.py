@@ -59,6 +59,50 @@ def slug(name):
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
 
 
+# memberlist_packet flags.
+ML_LABEL, ML_SKIP, ML_RESPONSE = 1, 2, 4
+
+
+def memberlist_input(data, flags=0, chunk=255):
+    return bytes([flags, chunk]) + data
+
+
+def memberlist_seeds(vectors_dir):
+    """memberlist_packet seeds: the memberlist and ckit vectors' messages,
+    packets and streams (label "x" stands in for the vectors' label)."""
+    with open(os.path.join(vectors_dir, "memberlist_messages_v0.5.3.json")) as f:
+        ml = json.load(f)
+    with open(os.path.join(vectors_dir, "ckit_messages.json")) as f:
+        ck = json.load(f)
+    seeds = {}
+    for m in ml["messages"]:
+        seeds[f"ml-msg-{slug(m['name'])}"] = memberlist_input(bytes.fromhex(m["hex"]))
+    seeds["ml-compound"] = memberlist_input(bytes.fromhex(ml["compound"]["hex"]))
+    seeds["ml-lzw"] = memberlist_input(bytes.fromhex(ml["lzw"]["compressPayload_hex"]), chunk=3)
+    for name, case in ml["packets"].items():
+        for i, p in enumerate(case.get("packets_hex", []) if isinstance(case, dict) else []):
+            data = bytes.fromhex(p)
+            flags = 0
+            if data[0] == 0xF4:
+                data = bytes([0xF4, 1]) + b"x" + data[2 + data[1]:]
+                flags = ML_LABEL
+            seeds[f"ml-packet-{slug(name)}-{i}"] = memberlist_input(data, flags)
+    for name, case in ml["streams"].items():
+        if not isinstance(case, dict) or "hex" not in case:
+            continue
+        data = bytes.fromhex(case["hex"])
+        if data[0] == 0xF4:
+            seeds[f"ml-stream-{slug(name)}"] = memberlist_input(bytes([0xF4, 1]) + b"x" + data[2 + data[1]:], ML_LABEL, 6)
+        else:
+            seeds[f"ml-stream-{slug(name)}"] = memberlist_input(data, ML_RESPONSE, 6)
+            seeds[f"ml-stream-{slug(name)}-skip"] = memberlist_input(data, ML_LABEL | ML_SKIP, 255)
+    for i, m in enumerate(ck["state_messages"]):
+        seeds[f"ckit-state-{i:02}"] = memberlist_input(bytes.fromhex(m["hex"]))
+    for i, m in enumerate(ck["local_state"]):
+        seeds[f"ckit-local-state-{i:02}"] = memberlist_input(bytes.fromhex(m["hex"]))
+    return seeds
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_VECTORS
     with open(path) as f:
@@ -142,8 +186,11 @@ def main():
     srv["hand-remote-extension"] = handler_input(two, flags=REMOTE_EXT)
     srv["hand-remote-none"] = handler_input(two, flags=REMOTE_NONE)
 
+    ml = memberlist_seeds(os.path.dirname(os.path.abspath(path)))
+
     # message_reader reads the frame decoder's layout: the same seeds.
-    for target, seeds in (("frame_decoder", dec), ("message_reader", dec), ("server_handler", srv)):
+    for target, seeds in (("frame_decoder", dec), ("message_reader", dec), ("server_handler", srv),
+                          ("memberlist_packet", ml)):
         out = os.path.join(HERE, "corpus", target)
         os.makedirs(out, exist_ok=True)
         for name, data in sorted(seeds.items()):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the frame decoders, the server handler and the contract's /message body
-# reader (fuzz/, cargo-fuzz).
+# Fuzzes the frame decoders, the server handler, the contract's /message body
+# reader and memberlist's packet and stream decoders (fuzz/, cargo-fuzz).
 #
 #   scripts/fuzz.sh [seconds-per-target (default 60)] [target...]
 #
@@ -19,7 +19,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder server_handler message_reader)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder server_handler message_reader memberlist_packet)
 case $seconds in '' | *[!0-9]*)
   echo "usage: $0 [seconds-per-target] [target...]" >&2
   exit 2

@@ -54,7 +54,7 @@ cargo test --locked --doc
 step "wasm: codec in Node and Chromium, the npm package, browser/Node/workerd end to end"
 ./scripts/wasm-test.sh
 
-step "fuzzing: frame decoder, server handler and message reader, 60 s each (ASan)"
+step "fuzzing: frame decoder, server handler, message reader and memberlist packets, 60 s each (ASan)"
 ./scripts/fuzz.sh 60
 
 step "benchmark harness (smoke: --quick; the real table is in benches/RESULTS.md)"

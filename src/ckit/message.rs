@@ -124,25 +124,32 @@ impl State {
         write_uint(out, self.time);
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<State, DecodeError> {
-        let mut state = State::default();
+    /// Reads the msgpack map, keeping `NewState` as Go's raw `uint`.
+    fn read_raw(r: &mut Reader<'_>) -> Result<(String, u64, u64), DecodeError> {
+        let (mut name, mut new_state, mut time) = (String::new(), 0, 0);
         read_struct(r, "State", |k, r| {
             match k {
-                b"NodeName" => state.node_name = r.read_str("NodeName")?.to_owned(),
-                b"NewState" => {
-                    let value = r.read_uint("NewState", u64::MAX)?;
-                    state.new_state =
-                        NodeState::from_value(value).ok_or(DecodeError::UnknownValue {
-                            field: "NewState",
-                            value,
-                        })?;
-                }
-                b"Time" => state.time = r.read_uint("Time", u64::MAX)?,
+                b"NodeName" => name = r.read_str("NodeName")?.to_owned(),
+                b"NewState" => new_state = r.read_uint("NewState", u64::MAX)?,
+                b"Time" => time = r.read_uint("Time", u64::MAX)?,
                 _ => return Ok(false),
             }
             Ok(true)
         })?;
-        Ok(state)
+        Ok((name, new_state, time))
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<State, DecodeError> {
+        let (node_name, value, time) = State::read_raw(r)?;
+        let new_state = NodeState::from_value(value).ok_or(DecodeError::UnknownValue {
+            field: "NewState",
+            value,
+        })?;
+        Ok(State {
+            node_name,
+            new_state,
+            time,
+        })
     }
 
     /// The message as ckit's `messages.Encode` writes it: magic, type, msgpack.
@@ -164,6 +171,10 @@ impl State {
 
     /// Reads a message as ckit's `messages.Parse` + `Decode` do (the payload
     /// of a memberlist user message, without its `08`).
+    ///
+    /// A state other than viewer, participant or terminating is refused
+    /// ([`DecodeError::UnknownValue`]); Go's ckit would store it, but no
+    /// ckit sends one and no rule of ckit's gives it a meaning.
     pub fn decode(bytes: &[u8]) -> Result<State, MessageError> {
         match bytes {
             [0x12, 0x01, TYPE_STATE, body @ ..] => Ok(State::read(&mut Reader::new(body))?),
@@ -205,7 +216,9 @@ impl LocalState {
     }
 
     /// Reads ckit's `decodeLocalState` input. The list's announced length
-    /// is checked against the input before anything is reserved.
+    /// is checked against the input before anything is reserved. Entries
+    /// with a state this codec does not know (see [`State::decode`]) are
+    /// left out rather than failing the whole list.
     pub fn decode(bytes: &[u8]) -> Result<LocalState, DecodeError> {
         let mut r = Reader::new(bytes);
         let mut local = LocalState::default();
@@ -220,7 +233,14 @@ impl LocalState {
                     // Each state takes at least one byte.
                     let mut states = Vec::with_capacity((count as usize).min(r.rest().len()));
                     for _ in 0..count {
-                        states.push(State::read(r)?);
+                        let (node_name, value, time) = State::read_raw(r)?;
+                        if let Some(new_state) = NodeState::from_value(value) {
+                            states.push(State {
+                                node_name,
+                                new_state,
+                                time,
+                            });
+                        }
                     }
                     local.node_states = Some(states);
                 }

@@ -1,23 +1,136 @@
 //! memberlist's compression: Go's `compress/lzw` with LSB bit order and a
-//! literal width of 8, through `weezl` (whose output is byte-identical to
-//! Go's writer for the sizes memberlist sends: the conformance tests check
-//! the reference vectors both ways).
+//! literal width of 8.
+//!
+//! Decoding goes through `weezl`. Encoding is written here: `weezl`'s
+//! encoder matches Go's writer byte for byte only until the code table
+//! fills (about 4000 codes, a few KiB of input: a push-pull of a few dozen
+//! members). Go's writer emits a clear code when its next code would be
+//! 4095, `weezl` at another point; Go still decodes `weezl`'s output (both
+//! checked by running Go 1.19's `compress/lzw` on inputs up to 1 MiB), but
+//! memberlist's own bytes are what this codec writes.
 
 use super::wire_error::WireError;
-use weezl::{decode::Decoder, encode::Encoder, BitOrder, LzwStatus};
+use weezl::{decode::Decoder, BitOrder, LzwStatus};
 
 /// memberlist's `lzwLitWidth`.
 const LIT_WIDTH: u8 = 8;
+/// The clear code (`1 << LIT_WIDTH`); the end code follows it.
+const CLEAR: u32 = 1 << LIT_WIDTH;
+const END: u32 = CLEAR + 1;
+/// Go's `maxCode`: when the next code would reach it, the writer clears.
+const MAX_CODE: u32 = (1 << 12) - 1;
+/// The dictionary: open addressing over 4 x 4096 slots, as Go sizes it.
+const TABLE_SIZE: usize = 4 << 12;
 
-/// Compresses `input` as Go's `lzw.NewWriter(w, lzw.LSB, 8)` followed by
-/// `Close` does.
+/// Go's `lzw.Writer` state, LSB order.
+struct GoLzwWriter {
+    out: Vec<u8>,
+    bits: u32,
+    n_bits: u32,
+    width: u32,
+    /// The code the next dictionary entry gets.
+    hi: u32,
+    /// When `hi` reaches it, codes get one bit wider.
+    overflow: u32,
+    /// Entries `key << 12 | code` (key: prefix code << 8 | byte); 0 is empty.
+    table: Vec<u32>,
+}
+
+impl GoLzwWriter {
+    fn new(capacity: usize) -> Self {
+        GoLzwWriter {
+            out: Vec::with_capacity(capacity),
+            bits: 0,
+            n_bits: 0,
+            width: u32::from(LIT_WIDTH) + 1,
+            hi: END,
+            overflow: CLEAR << 1,
+            table: vec![0; TABLE_SIZE],
+        }
+    }
+
+    fn write(&mut self, code: u32) {
+        self.bits |= code << self.n_bits;
+        self.n_bits += self.width;
+        while self.n_bits >= 8 {
+            self.out.push(self.bits as u8);
+            self.bits >>= 8;
+            self.n_bits -= 8;
+        }
+    }
+
+    /// Go's `incHi`: the next code, a wider width, or a clear and a fresh
+    /// table when the codes run out (then `false`: no entry is added).
+    fn inc_hi(&mut self) -> bool {
+        self.hi += 1;
+        if self.hi == self.overflow {
+            self.width += 1;
+            self.overflow <<= 1;
+        }
+        if self.hi == MAX_CODE {
+            self.write(CLEAR);
+            self.width = u32::from(LIT_WIDTH) + 1;
+            self.hi = END;
+            self.overflow = CLEAR << 1;
+            self.table.fill(0);
+            return false;
+        }
+        true
+    }
+
+    fn slot(&self, key: u32) -> (usize, Option<u32>) {
+        let mut hash = ((key >> 12) ^ key) as usize & (TABLE_SIZE - 1);
+        loop {
+            let entry = self.table[hash];
+            if entry == 0 {
+                return (hash, None);
+            }
+            if entry >> 12 == key {
+                return (hash, Some(entry & MAX_CODE));
+            }
+            hash = (hash + 1) & (TABLE_SIZE - 1);
+        }
+    }
+}
+
+/// Compresses `input` exactly as Go's `lzw.NewWriter(w, lzw.LSB, 8)`,
+/// `Write(input)` and `Close()` do (memberlist's `compressPayload`).
 pub fn compress(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() / 2 + 16);
-    let mut encoder = Encoder::new(BitOrder::Lsb, LIT_WIDTH);
-    let result = encoder.into_vec(&mut out).encode_all(input);
-    // Encoding from a slice into a Vec has no failure mode.
-    debug_assert!(result.status.is_ok(), "LZW encoding failed");
-    out
+    let mut w = GoLzwWriter::new(input.len() / 2 + 16);
+    let Some((&first, rest)) = input.split_first() else {
+        // Go's Write returns early on no input; Close writes clear and end.
+        w.write(CLEAR);
+        w.write(END);
+        return finish(w);
+    };
+    w.write(CLEAR);
+    let mut code = u32::from(first);
+    for &byte in rest {
+        let literal = u32::from(byte);
+        let key = code << 8 | literal;
+        let (slot, found) = w.slot(key);
+        if let Some(found) = found {
+            code = found;
+            continue;
+        }
+        w.write(code);
+        code = literal;
+        if w.inc_hi() {
+            // The table never fills: a clear empties it before 4095 entries.
+            w.table[slot] = key << 12 | w.hi;
+        }
+    }
+    w.write(code);
+    w.inc_hi();
+    w.write(END);
+    finish(w)
+}
+
+fn finish(mut w: GoLzwWriter) -> Vec<u8> {
+    if w.n_bits > 0 {
+        w.out.push(w.bits as u8);
+    }
+    w.out
 }
 
 /// Decompresses `input`, refusing output beyond `max` bytes before it is
@@ -79,6 +192,29 @@ mod tests {
             Err(WireError::BadCompression)
         );
         assert_eq!(decompress(&[], 1 << 20), Err(WireError::BadCompression));
+    }
+
+    /// Go 1.19's `compress/lzw` (LSB, 8) output for two inputs past the
+    /// table's first clear, recorded by running it: length and CRC-32.
+    #[test]
+    fn large_inputs_compress_byte_for_byte_as_go_does() {
+        let mut seed: u64 = 7;
+        let random: Vec<u8> = (0..100_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        for (input, len, crc) in [
+            (random, 133_295, 0x6f23_bd13),
+            (vec![0u8; 1 << 20], 1866, 0x17b8_05cf),
+        ] {
+            let packed = compress(&input);
+            assert_eq!((packed.len(), crc32fast::hash(&packed)), (len, crc));
+            assert_eq!(decompress(&packed, input.len()).unwrap(), input);
+        }
     }
 
     #[test]

@@ -147,8 +147,8 @@ pub(crate) fn write_go_int(out: &mut Vec<u8>, value: u64) {
     }
 }
 
-/// A string or `[]byte` in the old raw family: `a0|len` below 32 bytes, `da`
-/// + u16 below 64 KiB, else `db` + u32. Written by hand: rmp would use `d9`
+/// A string or `[]byte` in the old raw family: `a0|len` below 32 bytes,
+/// `da` and a u16 below 64 KiB, else `db` and a u32. Written by hand: rmp would use `d9`
 /// (str8) for 32..=255 bytes, a form go-msgpack never writes.
 pub(crate) fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = bytes.len();

@@ -39,6 +39,24 @@ pub const DEFAULT_MAX_DECOMPRESSED: usize = 10 * 1024 * 1024;
 /// most compress > compound > message (2); Go's reader has no limit.
 pub const MAX_NESTING: usize = 4;
 
+/// memberlist's `compoundHeaderOverhead`: what a compound's type and count
+/// cost in a packet's budget.
+pub const COMPOUND_HEADER_OVERHEAD: usize = 2;
+/// memberlist's `compoundOverhead`: what each part's length costs.
+pub const COMPOUND_OVERHEAD: usize = 2;
+/// memberlist's `userMsgOverhead`: the `08` before a broadcast's payload.
+pub const USER_MSG_OVERHEAD: usize = 1;
+
+/// memberlist's `labelOverhead`: the bytes a label header adds to every
+/// packet (none without a label).
+pub fn label_overhead(label: &str) -> usize {
+    if label.is_empty() {
+        0
+    } else {
+        2 + label.len()
+    }
+}
+
 /// How a packet is built, as memberlist decides per send.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketOptions<'a> {

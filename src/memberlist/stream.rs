@@ -218,10 +218,9 @@ impl StreamDecoder {
             Some(message) => Ok(Some(message)),
             None if src.is_empty() && self.at_message_boundary() => Ok(None),
             None => {
+                let message = self.current_type();
                 self.phase = Phase::Failed;
-                Err(WireError::Truncated {
-                    message: self.current_type(),
-                })
+                Err(WireError::Truncated { message })
             }
         }
     }
@@ -286,34 +285,34 @@ impl StreamDecoder {
         &mut self,
         src: &mut BytesMut,
         message: MessageType,
-    ) -> Result<T, Step0> {
+    ) -> Result<T, Stop> {
         let mut reader = Reader::new(src);
         match T::read(&mut reader) {
             Ok(value) => {
                 let used = reader.position();
-                self.consume(src, used).map_err(Step0::Error)?;
+                self.consume(src, used).map_err(Stop::Error)?;
                 Ok(value)
             }
-            Err(DecodeError::Incomplete { needed }) => Err(Step0::NeedMore(needed)),
-            Err(error) => Err(Step0::Error(WireError::Decode { message, error })),
+            Err(DecodeError::Incomplete { needed }) => Err(Stop::NeedMore(needed)),
+            Err(error) => Err(Stop::Error(WireError::Decode { message, error })),
         }
     }
 
     fn step(&mut self, src: &mut BytesMut) -> Result<Step, WireError> {
         match self.read_step(src) {
             Ok(step) => Ok(step),
-            Err(Step0::NeedMore(n)) => Ok(Step::NeedMore(n)),
-            Err(Step0::Error(e)) => Err(e),
+            Err(Stop::NeedMore(n)) => Ok(Step::NeedMore(n)),
+            Err(Stop::Error(e)) => Err(e),
         }
     }
 
-    fn read_step(&mut self, src: &mut BytesMut) -> Result<Step, Step0> {
+    fn read_step(&mut self, src: &mut BytesMut) -> Result<Step, Stop> {
         match std::mem::replace(&mut self.phase, Phase::Failed) {
-            Phase::Failed => Err(Step0::Error(WireError::Truncated { message: None })),
+            Phase::Failed => Err(Stop::Error(WireError::Truncated { message: None })),
             Phase::Label => {
                 if src.is_empty() {
                     self.phase = Phase::Label;
-                    return Err(Step0::NeedMore(1));
+                    return Err(Stop::NeedMore(1));
                 }
                 if src[0] == MessageType::HasLabel as u8 {
                     let needed = if src.len() < 2 {
@@ -323,13 +322,13 @@ impl StreamDecoder {
                     };
                     if src.len() < needed {
                         self.phase = Phase::Label;
-                        return Err(Step0::NeedMore(needed as u64));
+                        return Err(Stop::NeedMore(needed as u64));
                     }
                 }
-                let (label, rest) = split_label(src).map_err(Step0::Error)?;
+                let (label, rest) = split_label(src).map_err(Stop::Error)?;
                 let label_len = src.len() - rest.len();
                 if let Some(policy) = &self.policy {
-                    policy.check(label).map_err(Step0::Error)?;
+                    policy.check(label).map_err(Stop::Error)?;
                 }
                 src.advance(label_len);
                 self.phase = Phase::Type;
@@ -338,9 +337,9 @@ impl StreamDecoder {
             Phase::Type => {
                 let Some(&type_byte) = src.first() else {
                     self.phase = Phase::Type;
-                    return Err(Step0::NeedMore(1));
+                    return Err(Stop::NeedMore(1));
                 };
-                self.consume(src, 1).map_err(Step0::Error)?;
+                self.consume(src, 1).map_err(Stop::Error)?;
                 self.phase = match MessageType::from_byte(type_byte) {
                     Some(MessageType::Compress) if self.allow_compressed => Phase::Compressed,
                     Some(MessageType::PushPull) => Phase::PushPullHeader,
@@ -349,12 +348,12 @@ impl StreamDecoder {
                         Phase::Single(t)
                     }
                     Some(found) => {
-                        return Err(Step0::Error(WireError::UnexpectedType {
+                        return Err(Stop::Error(WireError::UnexpectedType {
                             found,
                             context: "on a stream",
                         }))
                     }
-                    None => return Err(Step0::Error(WireError::UnknownType(type_byte))),
+                    None => return Err(Stop::Error(WireError::UnknownType(type_byte))),
                 };
                 Ok(Step::Progress)
             }
@@ -366,24 +365,24 @@ impl StreamDecoder {
                     Ok(_) => {}
                     Err(DecodeError::Incomplete { needed }) => {
                         self.phase = Phase::Compressed;
-                        return Err(Step0::NeedMore(needed));
+                        return Err(Stop::NeedMore(needed));
                     }
                     Err(error) => {
-                        return Err(Step0::Error(WireError::Decode {
+                        return Err(Stop::Error(WireError::Decode {
                             message: MessageType::Compress,
                             error,
                         }))
                     }
                 }
                 let len = reader.position();
-                let inner = decompress_body(&src[..len], self.max_message).map_err(Step0::Error)?;
-                self.consume(src, len).map_err(Step0::Error)?;
+                let inner = decompress_body(&src[..len], self.max_message).map_err(Stop::Error)?;
+                self.consume(src, len).map_err(Stop::Error)?;
                 let mut nested = StreamDecoder::new(None).with_max_message(self.max_message);
                 nested.allow_compressed = false;
                 let mut inner = BytesMut::from(&inner[..]);
-                match nested.decode(&mut inner).map_err(Step0::Error)? {
+                match nested.decode(&mut inner).map_err(Stop::Error)? {
                     Some(message) => Ok(Step::Done(message)),
-                    None => Err(Step0::Error(WireError::Truncated {
+                    None => Err(Stop::Error(WireError::Truncated {
                         message: nested.current_type(),
                     })),
                 }
@@ -398,7 +397,7 @@ impl StreamDecoder {
                 // fit before reserving anything.
                 let announced = u64::from(header.nodes) + u64::from(header.user_state_len);
                 if announced + self.message_bytes as u64 > self.max_message as u64 {
-                    return Err(Step0::Error(WireError::TooLarge {
+                    return Err(Stop::Error(WireError::TooLarge {
                         what: "push-pull state",
                         len: announced,
                         max: self.max_message as u64,
@@ -427,7 +426,7 @@ impl StreamDecoder {
                 let len = header.user_state_len as usize;
                 if src.len() < len {
                     self.phase = Phase::PushPullUserState { header, nodes };
-                    return Err(Step0::NeedMore(len as u64));
+                    return Err(Stop::NeedMore(len as u64));
                 }
                 let user_state = src.split_to(len).freeze();
                 self.message_bytes += len;
@@ -446,7 +445,7 @@ impl StreamDecoder {
                     })?;
                 let len = u64::from(header.user_msg_len);
                 if len + self.message_bytes as u64 > self.max_message as u64 {
-                    return Err(Step0::Error(WireError::TooLarge {
+                    return Err(Stop::Error(WireError::TooLarge {
                         what: "stream user message",
                         len,
                         max: self.max_message as u64,
@@ -458,7 +457,7 @@ impl StreamDecoder {
             Phase::UserPayload { len } => {
                 if src.len() < len {
                     self.phase = Phase::UserPayload { len };
-                    return Err(Step0::NeedMore(len as u64));
+                    return Err(Stop::NeedMore(len as u64));
                 }
                 let payload = src.split_to(len).freeze();
                 self.message_bytes += len;
@@ -487,7 +486,7 @@ enum Step {
 }
 
 /// A step that could not complete.
-enum Step0 {
+enum Stop {
     NeedMore(u64),
     Error(WireError),
 }
