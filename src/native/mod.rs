@@ -3,6 +3,8 @@
 mod body;
 mod connector;
 mod deadline;
+#[cfg(feature = "cluster")]
+pub mod discovery;
 mod framed;
 mod handler;
 mod metrics;
