@@ -3,23 +3,16 @@
 //!
 //! # Join entries
 //!
-//! Each entry is one of:
+//! The syntax, as `--join` prints it in `--help` ([`JOIN_HELP`]):
 //!
-//! | entry | resolves to |
-//! | --- | --- |
-//! | `10.0.0.7:7946`, `[fd00::7]:7946` | that address; no DNS is asked |
-//! | `alloy.monitoring.svc.cluster.local:7946` | every A and AAAA address of the name, each with the port given |
-//! | `_memberlist._tcp.alloy.monitoring.svc.cluster.local` | every SRV record of the name: each target's A and AAAA addresses, each with the port of its SRV record |
+//! ```text
+#![doc = include_str!("discovery/join_help.txt")]
+//! ```
 //!
-//! - An IPv6 address takes brackets: `[fd00::7]:7946`, not `fd00::7:7946`.
-//! - A name (not SRV) needs its port: the port the members listen on.
-//! - An SRV entry is `_service._proto.name` (the form Kubernetes publishes
-//!   for a Service's named port: `_<port-name>._tcp.<service>.<namespace>.svc.cluster.local`).
-//!   A port written after it is accepted and ignored: the SRV record's port
-//!   wins, since it is the one the member published.
-//! - Names are resolved as the system resolves them (`/etc/resolv.conf`: its
-//!   nameservers, search domains and `ndots`, then `/etc/hosts`), unless
-//!   nameservers are given ([`Discovery::with_nameservers`]).
+//! [`Discovery::with_nameservers`] asks the given nameservers instead of
+//! the system's (and skips `/etc/hosts`). The entries are parsed by
+//! [`JoinEntry`]'s `FromStr`, whose errors ([`JoinEntryError`]) say how to
+//! write the entry.
 //!
 //! # Why every attempt resolves again
 //!
@@ -41,6 +34,7 @@
 //! not a hang.
 
 use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::RData;
@@ -55,11 +49,21 @@ use tokio::time::Instant;
 mod entry;
 pub use entry::{JoinEntry, JoinEntryError};
 
+/// The `--join` syntax, for a command line's help (the text of the
+/// [module documentation](self)'s "Join entries").
+pub const JOIN_HELP: &str = include_str!("discovery/join_help.txt");
+
 /// How long one [`Discovery::resolve`] may take when no other bound is set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many SRV targets one entry looks up at once. A headless Service
+/// lists one target per member: hundreds of members are hundreds of
+/// lookups per join attempt per node, spread rather than sent in one burst.
+const MAX_TARGET_LOOKUPS: usize = 32;
+
 /// The DNS records a lookup asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// A and AAAA (asked together).
     Address,
@@ -332,8 +336,9 @@ impl Lookup<'_> {
         let lookups = targets
             .iter()
             .map(|(target, port)| self.host(target, *port));
+        let mut lookups = stream::iter(lookups).buffered(MAX_TARGET_LOOKUPS);
         let mut found = Found::default();
-        for (addrs, failures) in join_all(lookups).await {
+        while let Some((addrs, failures)) = lookups.next().await {
             found.0.extend(addrs);
             found.1.extend(failures);
         }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 /// One `--join` entry, parsed (see the [module documentation](super) for
 /// the syntax).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum JoinEntry {
     /// An IP address and port: used as is, no DNS asked.
     Addr(SocketAddr),
