@@ -12,7 +12,7 @@ mod dns;
 
 use dns::{DnsServer, SilentServer};
 use gossiphttp::discovery::{
-    Discovery, JoinEntry, JoinEntryError, RecordKind, ResolveErrorKind, Resolved,
+    Discovery, JoinEntry, JoinEntryError, RecordKind, ResolveErrorKind, Resolved, JOIN_HELP,
 };
 use hickory_proto::op::ResponseCode;
 use std::collections::HashSet;
@@ -414,4 +414,48 @@ fn entries_print_as_they_parse() {
         assert_eq!(parsed.to_string(), entry);
         assert_eq!(parsed.to_string().parse::<JoinEntry>().unwrap(), parsed);
     }
+}
+
+#[tokio::test]
+async fn an_srv_name_with_hundreds_of_targets_resolves_them_all() {
+    // A headless Service's SRV name lists one target per pod.
+    let server = DnsServer::start().await;
+    let targets: Vec<(String, Ipv4Addr)> = (0..300u16)
+        .map(|i| {
+            let ip = Ipv4Addr::new(10, 2, (i / 256) as u8, (i % 256) as u8);
+            (format!("pod-{i}.members.test"), ip)
+        })
+        .collect();
+    for (name, ip) in &targets {
+        server.set_a(name, &[*ip]);
+    }
+    let srv: Vec<(&str, u16)> = targets.iter().map(|(n, _)| (n.as_str(), 7946)).collect();
+    server.set_srv("_memberlist._tcp.members.test", &srv);
+    let found = resolve_ok(&server, &["_memberlist._tcp.members.test"]).await;
+    let want: HashSet<SocketAddr> = targets
+        .iter()
+        .map(|(_, ip)| SocketAddr::from((*ip, 7946)))
+        .collect();
+    assert_eq!(found, want);
+}
+
+#[test]
+fn the_help_text_examples_parse_as_they_describe() {
+    // The entry lines of JOIN_HELP: indented two spaces, examples split by ", ".
+    let examples: Vec<JoinEntry> = JOIN_HELP
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .flat_map(|l| l.trim().split(", "))
+        .map(|e| e.parse().unwrap_or_else(|err| panic!("{e}: {err}")))
+        .collect();
+    let kinds: Vec<&str> = examples
+        .iter()
+        .map(|e| match e {
+            JoinEntry::Addr(_) => "addr",
+            JoinEntry::Host { .. } => "host",
+            JoinEntry::Srv { .. } => "srv",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["addr", "addr", "host", "srv"]);
 }
