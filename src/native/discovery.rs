@@ -275,15 +275,16 @@ fn no_resolver(entry: &JoinEntry, reason: String) -> Found {
         JoinEntry::Addr(_) => ("", RecordKind::Address),
     };
     let kind = ResolveErrorKind::Failed(format!("the resolver {reason}"));
-    (Vec::new(), vec![failed(entry, name, record)(kind)])
+    (Vec::new(), vec![failure(entry, name, record, kind)])
 }
 
-fn failed<'a>(
-    entry: &'a JoinEntry,
-    name: &'a str,
+fn failure(
+    entry: &JoinEntry,
+    name: &str,
     record: RecordKind,
-) -> impl Fn(ResolveErrorKind) -> ResolveError + 'a {
-    move |kind| ResolveError {
+    kind: ResolveErrorKind,
+) -> ResolveError {
+    ResolveError {
         entry: entry.to_string(),
         name: name.to_owned(),
         record,
@@ -330,8 +331,11 @@ impl Lookup<'_> {
             })
             .collect();
         if targets.is_empty() {
-            let failure = failed(self.entry, name, RecordKind::Srv);
-            return (Vec::new(), vec![failure(ResolveErrorKind::NoRecords)]);
+            let kind = ResolveErrorKind::NoRecords;
+            return (
+                Vec::new(),
+                vec![failure(self.entry, name, RecordKind::Srv, kind)],
+            );
         }
         let lookups = targets
             .iter()
@@ -359,12 +363,12 @@ impl Lookup<'_> {
         record: RecordKind,
         lookup: impl Future<Output = Result<T, NetError>>,
     ) -> Result<T, ResolveError> {
-        let failure = failed(self.entry, name, record);
-        match tokio::time::timeout_at(self.deadline, lookup).await {
-            Ok(Ok(found)) => Ok(found),
-            Ok(Err(e)) => Err(failure(self.kind_of(&e))),
-            Err(_) => Err(failure(ResolveErrorKind::TimedOut(self.timeout))),
-        }
+        let kind = match tokio::time::timeout_at(self.deadline, lookup).await {
+            Ok(Ok(found)) => return Ok(found),
+            Ok(Err(e)) => self.kind_of(&e),
+            Err(_) => ResolveErrorKind::TimedOut(self.timeout),
+        };
+        Err(failure(self.entry, name, record, kind))
     }
 
     fn kind_of(&self, e: &NetError) -> ResolveErrorKind {
