@@ -459,3 +459,14 @@ fn the_help_text_examples_parse_as_they_describe() {
         .collect();
     assert_eq!(kinds, ["addr", "addr", "host", "srv"]);
 }
+
+#[tokio::test]
+async fn resolve_can_run_in_a_spawned_task() {
+    // The node's join loop runs on its own task, on any runtime flavour.
+    let server = DnsServer::start().await;
+    server.set_a("spawned.test", &[Ipv4Addr::new(10, 0, 9, 1)]);
+    let discovery = Discovery::with_nameservers(entries(&["spawned.test:7946"]), &[server.addr]);
+    let task = tokio::spawn(async move { discovery.resolve().await });
+    let resolved = common::within("spawned resolve", task).await.unwrap();
+    assert_eq!(set(&resolved), addrs(&["10.0.9.1:7946"]));
+}

@@ -337,9 +337,12 @@ impl Lookup<'_> {
                 vec![failure(self.entry, name, RecordKind::Srv, kind)],
             );
         }
+        // Owned targets: with a closure over borrowed ones the compiler cannot
+        // prove the future Send ("FnOnce is not general enough"), and the
+        // join loop runs on a spawned task.
         let lookups = targets
-            .iter()
-            .map(|(target, port)| self.host(target, *port));
+            .into_iter()
+            .map(|(target, port)| async move { self.host(&target, port).await });
         let mut lookups = stream::iter(lookups).buffered(MAX_TARGET_LOOKUPS);
         let mut found = Found::default();
         while let Some((addrs, failures)) = lookups.next().await {
