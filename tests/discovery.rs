@@ -466,6 +466,8 @@ async fn resolve_can_run_in_a_spawned_task() {
     let server = DnsServer::start().await;
     server.set_a("spawned.test", &[Ipv4Addr::new(10, 0, 9, 1)]);
     let discovery = Discovery::with_nameservers(entries(&["spawned.test:7946"]), &[server.addr]);
+    fn shareable<T: Send + Sync>(_: &T) {}
+    shareable(&discovery);
     let task = tokio::spawn(async move { discovery.resolve().await });
     let resolved = common::within("spawned resolve", task).await.unwrap();
     assert_eq!(set(&resolved), addrs(&["10.0.9.1:7946"]));

@@ -35,7 +35,9 @@
 
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{system_conf, TokioResolver};
@@ -226,6 +228,8 @@ impl Discovery {
         let resolver = self.dns.as_ref().map(|(config, opts)| {
             let mut opts = opts.clone();
             opts.timeout = opts.timeout.min(self.timeout);
+            // Every address a name has: A and AAAA both asked, always.
+            opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
             TokioResolver::builder_with_config(config.clone(), Default::default())
                 .with_options(opts)
                 .build()
