@@ -149,11 +149,6 @@ impl H2Pool {
         );
     }
 
-    /// How many connections the pool holds (tests).
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.pool.lock().unwrap().len()
-    }
 
     /// The pooled connection to `peer`, or a new one: the first caller
     /// connects while later ones wait for it and share the result. Returns
