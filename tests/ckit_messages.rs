@@ -27,7 +27,7 @@ use vectors_support::{hex, hex_field, json, jsonl, unhex, Failures};
 fn state_of(f: &Value) -> Option<State> {
     Some(State {
         node_name: f["NodeName"].as_str().unwrap().to_owned(),
-        new_state: NodeState::from_value(f["NewState"].as_u64().unwrap())?,
+        new_state: NodeState::try_from(f["NewState"].as_u64().unwrap()).ok()?,
         time: f["Time"].as_u64().unwrap(),
     })
 }

@@ -29,45 +29,7 @@ pub const TYPE_STATE: u8 = 1;
 /// memberlist's user-message type byte, which precedes a broadcast.
 const USER_MSG: u8 = 8;
 
-/// A ckit node's state (Go's `peer.State`, a `uint`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum NodeState {
-    /// `StateViewer`: sees the cluster, owns no shards.
-    #[default]
-    Viewer = 0,
-    /// `StateParticipant`: owns shards.
-    Participant = 1,
-    /// `StateTerminating`: leaving; read-only owner.
-    Terminating = 2,
-}
-
-impl NodeState {
-    /// The state a Go `peer.State` value names, or `None`.
-    pub fn from_value(value: u64) -> Option<NodeState> {
-        Some(match value {
-            0 => NodeState::Viewer,
-            1 => NodeState::Participant,
-            2 => NodeState::Terminating,
-            _ => return None,
-        })
-    }
-
-    /// ckit's name for the state (`viewer`, `participant`, `terminating`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Viewer => "viewer",
-            NodeState::Participant => "participant",
-            NodeState::Terminating => "terminating",
-        }
-    }
-}
-
-impl fmt::Display for NodeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use super::peer::NodeState;
 
 /// Why bytes are not a ckit message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +76,15 @@ pub struct State {
 }
 
 impl State {
+    /// A message that `node_name` is in `new_state` at lamport time `time`.
+    pub fn new(node_name: impl Into<String>, new_state: NodeState, time: u64) -> Self {
+        State {
+            node_name: node_name.into(),
+            new_state,
+            time,
+        }
+    }
+
     fn write_msgpack(&self, out: &mut Vec<u8>) {
         write_map_len(out, 3);
         write_raw(out, b"NewState");
@@ -141,10 +112,12 @@ impl State {
 
     fn read(r: &mut Reader<'_>) -> Result<State, DecodeError> {
         let (node_name, value, time) = State::read_raw(r)?;
-        let new_state = NodeState::from_value(value).ok_or(DecodeError::UnknownValue {
-            field: "NewState",
-            value,
-        })?;
+        let new_state = NodeState::try_from(value)
+            .ok()
+            .ok_or(DecodeError::UnknownValue {
+                field: "NewState",
+                value,
+            })?;
         Ok(State {
             node_name,
             new_state,
@@ -234,7 +207,7 @@ impl LocalState {
                     let mut states = Vec::with_capacity((count as usize).min(r.rest().len()));
                     for _ in 0..count {
                         let (node_name, value, time) = State::read_raw(r)?;
-                        if let Some(new_state) = NodeState::from_value(value) {
+                        if let Some(new_state) = NodeState::try_from(value).ok() {
                             states.push(State {
                                 node_name,
                                 new_state,
@@ -249,5 +222,26 @@ impl LocalState {
             Ok(true)
         })?;
         Ok(local)
+    }
+}
+
+/// The table's push-pull state as ckit writes it (always a list, as ckit's
+/// own nodes send).
+impl From<&crate::ckit::states::PushPullState> for LocalState {
+    fn from(state: &crate::ckit::states::PushPullState) -> Self {
+        LocalState {
+            current_time: state.current_time,
+            node_states: Some(state.node_states.clone()),
+        }
+    }
+}
+
+/// A received push-pull state for the table (a nil list is an empty one).
+impl From<LocalState> for crate::ckit::states::PushPullState {
+    fn from(local: LocalState) -> Self {
+        crate::ckit::states::PushPullState {
+            current_time: local.current_time,
+            node_states: local.node_states.unwrap_or_default(),
+        }
     }
 }

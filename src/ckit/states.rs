@@ -42,29 +42,9 @@ use super::peer::{NodeState, Peer, StateTransitionError};
 /// by a few members; thousands of unknown names are a misbehaving peer.
 pub const MAX_PENDING_STATES: usize = 4096;
 
-/// A node's announced state at a lamport time: what ckit's State message
-/// carries (`NodeName`, `NewState`, `Time`; the fields are named as the
-/// codec's `message::State`, which carries the same on the wire).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StateMessage {
-    /// The node the message is about.
-    pub node_name: String,
-    /// Its announced state.
-    pub new_state: NodeState,
-    /// The lamport time it was announced at.
-    pub time: Time,
-}
-
-impl StateMessage {
-    /// A message that `node_name` is in `state` at `time`.
-    pub fn new(node_name: impl Into<String>, new_state: NodeState, time: Time) -> Self {
-        Self {
-            node_name: node_name.into(),
-            new_state,
-            time,
-        }
-    }
-}
+/// A node's announced state at a lamport time: ckit's State message
+/// (`NodeName`, `NewState`, `Time`), as [`message::State`] encodes it.
+pub use super::message::State as StateMessage;
 
 /// The user state of a push-pull exchange (Go's `localState`): the sender's
 /// clock and one State per member it knows.

@@ -470,59 +470,24 @@ impl Actor {
 
 /// ckit's messages between the table's types and their bytes.
 mod ckit_wire {
-    use crate::ckit::message::{LocalState, NodeState as WireState, State};
-    use crate::ckit::peer::NodeState;
+    use crate::ckit::message::{LocalState, State};
     use crate::ckit::states::{PushPullState, StateMessage};
 
-    fn to_wire(m: &StateMessage) -> State {
-        State {
-            node_name: m.node_name.clone(),
-            new_state: match m.new_state {
-                NodeState::Viewer => WireState::Viewer,
-                NodeState::Participant => WireState::Participant,
-                NodeState::Terminating => WireState::Terminating,
-            },
-            time: m.time,
-        }
-    }
-
-    fn from_wire(s: State) -> StateMessage {
-        let state = match s.new_state {
-            WireState::Viewer => NodeState::Viewer,
-            WireState::Participant => NodeState::Participant,
-            WireState::Terminating => NodeState::Terminating,
-        };
-        StateMessage::new(s.node_name, state, s.time)
-    }
-
     pub(super) fn encode(m: &StateMessage) -> Vec<u8> {
-        to_wire(m).encode()
+        m.encode()
     }
 
     pub(super) fn decode(bytes: &[u8]) -> Result<StateMessage, String> {
-        State::decode(bytes)
-            .map(from_wire)
-            .map_err(|e| e.to_string())
+        State::decode(bytes).map_err(|e| e.to_string())
     }
 
     pub(super) fn encode_local_state(state: &PushPullState) -> Vec<u8> {
-        LocalState {
-            current_time: state.current_time,
-            node_states: Some(state.node_states.iter().map(to_wire).collect()),
-        }
-        .encode()
+        LocalState::from(state).encode()
     }
 
     pub(super) fn decode_local_state(bytes: &[u8]) -> Result<PushPullState, String> {
-        let local = LocalState::decode(bytes).map_err(|e| e.to_string())?;
-        Ok(PushPullState {
-            current_time: local.current_time,
-            node_states: local
-                .node_states
-                .unwrap_or_default()
-                .into_iter()
-                .map(from_wire)
-                .collect(),
-        })
+        LocalState::decode(bytes)
+            .map(PushPullState::from)
+            .map_err(|e| e.to_string())
     }
 }

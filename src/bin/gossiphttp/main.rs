@@ -117,7 +117,8 @@ enum Command {
     Send(send::SendArgs),
     /// Open a stream, write bytes, and print what comes back as hex.
     Stream(stream::StreamArgs),
-    /// Run one cluster member (SWIM over gossiphttp); serves /metrics,
+    /// Run one cluster member (memberlist over gossiphttp, ckit-compatible:
+    /// joins Go ckit and Alloy clusters); serves /metrics,
     /// /api/v1/members and a live membership page at / on the same port.
     #[cfg(feature = "cluster")]
     Node(node::NodeArgs),

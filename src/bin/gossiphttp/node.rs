@@ -53,17 +53,18 @@ pub struct NodeArgs {
         help_heading = "Cluster"
     )]
     advertise: Option<String>,
-    /// Members to join through, comma-separated: ip:port, name:port (every
-    /// A/AAAA address) or _service._proto.name (SRV). Resolved again on
-    /// every attempt while this node is alone (Alloy: --cluster.join-addresses).
     #[arg(
         long,
         value_name = "ENTRY,...",
         value_delimiter = ',',
         env = "GOSSIPHTTP_JOIN",
-        help_heading = "Cluster"
+        help_heading = "Cluster",
+        help = "Members to join, comma-separated: ip:port, name:port (A/AAAA) or \
+                _service._proto.name (SRV); resolved again on every attempt (Alloy: \
+                --cluster.join-addresses)",
+        long_help = gossiphttp::discovery::JOIN_HELP
     )]
-    join: Vec<String>,
+    join: Vec<gossiphttp::discovery::JoinEntry>,
     /// The cluster's label: traffic with another label is refused (Alloy:
     /// --cluster.name).
     #[arg(
@@ -152,7 +153,7 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         options = options.fast();
     }
     options.advertise_addr = args.advertise.clone();
-    options.join = args.join.into_iter().filter(|a| !a.is_empty()).collect();
+    options.join = args.join.iter().map(ToString::to_string).collect();
     options.label = args.label.unwrap_or_default();
     options.skip_inbound_label_check = args.skip_inbound_label_check;
     options.ckit_state = match args.ckit_state {

@@ -149,7 +149,6 @@ impl H2Pool {
         );
     }
 
-
     /// The pooled connection to `peer`, or a new one: the first caller
     /// connects while later ones wait for it and share the result. Returns
     /// whether the connection was opened by this call.
