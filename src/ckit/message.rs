@@ -207,7 +207,7 @@ impl LocalState {
                     let mut states = Vec::with_capacity((count as usize).min(r.rest().len()));
                     for _ in 0..count {
                         let (node_name, value, time) = State::read_raw(r)?;
-                        if let Some(new_state) = NodeState::try_from(value).ok() {
+                        if let Ok(new_state) = NodeState::try_from(value) {
                             states.push(State {
                                 node_name,
                                 new_state,
