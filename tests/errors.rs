@@ -296,7 +296,7 @@ async fn private_keys_stay_out_of_debug_output() {
     assert!(!shown.contains(&hex), "key hex in: {shown}");
     assert!(!shown.contains("CertificateDer"), "{shown}");
     assert!(
-        shown.contains("ClientTls { client_cert: true, .. }"),
+        shown.contains("ClientTls { client_cert: true, server_name: None, .. }"),
         "{shown}"
     );
     assert!(
