@@ -62,6 +62,11 @@ impl Engine {
                         NodeState::Left => false,
                     }
             });
+        if targets.is_empty() {
+            // No one to tell: no early rounds until there is new news.
+            self.news_pending = false;
+            return;
+        }
         let budget = self.config.packet_budget(0);
         for target in targets {
             let messages = self.take_broadcasts(budget, usize::MAX);
@@ -82,7 +87,8 @@ impl Engine {
     /// When the next gossip round is due: on the `GossipInterval` cadence,
     /// or sooner while never-sent news waits (`fresh_news_gossip`).
     pub(super) fn gossip_due(&self) -> Time {
-        let fresh = self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh();
+        let fresh =
+            self.news_pending && (self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh());
         if fresh && !self.config.fresh_news_gossip.is_zero() {
             self.next_gossip
                 .min(self.last_gossip + self.config.fresh_news_gossip)

@@ -182,6 +182,8 @@ pub struct Engine {
     relays: BTreeMap<u32, Relay>,
     next_gossip: Time,
     last_gossip: Time,
+    /// News was queued since the last gossip round found no one to tell.
+    news_pending: bool,
     next_push_pull: Time,
     /// Catch-up push-pulls after a join: when the next is due and how many
     /// are left.
@@ -232,6 +234,7 @@ impl Engine {
             relays: BTreeMap::new(),
             next_gossip,
             last_gossip: now,
+            news_pending: true,
             next_push_pull,
             catch_up: None,
             push_pulls: BTreeMap::new(),
@@ -394,6 +397,7 @@ impl Engine {
 
     fn queue_broadcast(&mut self, about: String, message: Message, token: Option<u64>) {
         let replaced = self.broadcasts.push(Some(about), message, token);
+        self.news_pending = true;
         self.broadcasts_finished(replaced, queue::Finished::Replaced);
     }
 
