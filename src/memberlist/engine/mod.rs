@@ -191,6 +191,8 @@ pub struct Engine {
     push_pulls: BTreeMap<u64, PendingPushPull>,
     next_push_pull_id: u64,
     leaving: Option<Leaving>,
+    /// When we last refuted news of our name at another address.
+    last_conflict_refute: Option<Time>,
     outputs: VecDeque<Output>,
 }
 
@@ -240,6 +242,7 @@ impl Engine {
             push_pulls: BTreeMap::new(),
             next_push_pull_id: 0,
             leaving: None,
+            last_conflict_refute: None,
             outputs: VecDeque::new(),
             config,
             rng,

@@ -439,3 +439,31 @@ fn a_member_alone_wakes_up_only_for_its_regular_timers() {
     // 50 gossip rounds and 10 probe rounds in 10 s, and the push-pull timer.
     assert!(ticks <= 62, "{ticks} wake-ups in 10 s");
 }
+
+#[test]
+fn news_of_us_at_another_address_is_refuted_but_not_in_a_loop() {
+    let mut e = with_members(Config::lan());
+    // Our previous life, at another port, with a higher incarnation.
+    e.handle_message(addr(7001), Message::Alive(alive("me", 7999, 4)), Time::ZERO);
+    assert_eq!(e.local_member().incarnation, 5);
+    assert_eq!(e.local_member().addr, addr(7000));
+    // Another live process with our name answers at once: we do not fight
+    // it at gossip speed.
+    e.handle_message(
+        addr(7001),
+        Message::Alive(alive("me", 7999, 6)),
+        Time::ZERO + MS(300),
+    );
+    assert_eq!(e.local_member().incarnation, 5);
+    // Later we do refute again.
+    e.handle_message(
+        addr(7001),
+        Message::Alive(alive("me", 7999, 6)),
+        Time::from_origin(Duration::from_secs(11)),
+    );
+    assert_eq!(e.local_member().incarnation, 7);
+    // memberlist only logs a conflict.
+    let mut m = with_members(Config::lan().as_memberlist());
+    m.handle_message(addr(7001), Message::Alive(alive("me", 7999, 4)), Time::ZERO);
+    assert_eq!(m.local_member().incarnation, 1);
+}
