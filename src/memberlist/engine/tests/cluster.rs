@@ -274,3 +274,27 @@ fn measure_convergence() {
         }
     }
 }
+
+/// Prints how long a killed member takes to be dead everywhere, for the
+/// report (`cargo test --lib measure_kill -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn measure_kill() {
+    for n in [5, 50, 100] {
+        for (name, config) in [("lan", Config::lan()), ("ckit", Config::ckit())] {
+            let mut times = Vec::new();
+            for seed in 0..3 {
+                let (mut sim, _) = converge(n, config.clone(), 200 + seed, S(10));
+                sim.run_for(S(2));
+                sim.kill(n / 2);
+                times.push(until_all_see(
+                    &mut sim,
+                    n / 2,
+                    Some(NodeState::Dead),
+                    S(200),
+                ));
+            }
+            eprintln!("MEASURE kill n={n} {name}: {times:?}");
+        }
+    }
+}
