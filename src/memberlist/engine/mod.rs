@@ -18,7 +18,7 @@
 //! use gossiphttp::memberlist::engine::{Config, Engine, Event, Identity, Output, Time};
 //!
 //! let me = Identity { name: "node-a".into(), addr: "127.0.0.1:7946".parse().unwrap(), meta: None };
-//! let mut engine = Engine::new(Config::ckit(), me, 42, Time::ZERO);
+//! let mut engine = Engine::new(Config::ckit(), me, 42, Time::ZERO).expect("a valid identity");
 //! engine.join(&["127.0.0.1:7947".parse().unwrap()], Time::ZERO);
 //! let mut now = Time::ZERO;
 //! for _ in 0..3 {
@@ -159,6 +159,23 @@ pub struct Identity {
     pub meta: Option<Bytes>,
 }
 
+/// memberlist's `MetaMaxSize`: Go nodes refuse longer metadata.
+pub const META_MAX_SIZE: usize = 512;
+
+/// Why an [`Identity`] cannot start an engine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// Members are keyed by name.
+    #[error("a member needs a name: give the identity a non-empty name, unique in the cluster")]
+    EmptyName,
+    /// Go memberlist caps metadata at 512 bytes.
+    #[error("node metadata is {len} bytes, more than memberlist's 512: shorten it")]
+    MetaTooLong {
+        /// Its length.
+        len: usize,
+    },
+}
+
 /// memberlist's SWIM + Lifeguard as a state machine. See the module doc.
 #[derive(Debug)]
 pub struct Engine {
@@ -199,7 +216,23 @@ pub struct Engine {
 impl Engine {
     /// A member alone in its cluster, alive at incarnation 1, its timers
     /// staggered at random (seeded by `seed`) from `now`.
-    pub fn new(config: Config, identity: Identity, seed: u64, now: Time) -> Engine {
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        seed: u64,
+        now: Time,
+    ) -> Result<Engine, IdentityError> {
+        if identity.name.is_empty() {
+            return Err(IdentityError::EmptyName);
+        }
+        if let Some(len) = identity
+            .meta
+            .as_ref()
+            .map(Bytes::len)
+            .filter(|l| *l > META_MAX_SIZE)
+        {
+            return Err(IdentityError::MetaTooLong { len });
+        }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let stagger = |rng: &mut Xoshiro256PlusPlus, d: Duration| {
             if d.is_zero() {
@@ -251,7 +284,7 @@ impl Engine {
         let alive = me.alive();
         engine.members.insert(me, &mut engine.rng);
         engine.queue_broadcast(alive.node.clone(), Message::Alive(alive), None);
-        engine
+        Ok(engine)
     }
 
     /// The settings.

@@ -26,7 +26,7 @@ pub(super) fn engine(config: Config) -> Engine {
         addr: addr(7000),
         meta: None,
     };
-    let mut e = Engine::new(config, me, 7, Time::ZERO);
+    let mut e = Engine::new(config, me, 7, Time::ZERO).unwrap();
     drain(&mut e);
     e
 }
@@ -466,4 +466,25 @@ fn news_of_us_at_another_address_is_refuted_but_not_in_a_loop() {
     let mut m = with_members(Config::lan().as_memberlist());
     m.handle_message(addr(7001), Message::Alive(alive("me", 7999, 4)), Time::ZERO);
     assert_eq!(m.local_member().incarnation, 1);
+}
+
+#[test]
+fn an_identity_without_a_name_or_with_long_meta_is_refused() {
+    use super::super::IdentityError;
+    let nameless = Identity {
+        name: String::new(),
+        addr: addr(1),
+        meta: None,
+    };
+    let err = Engine::new(Config::lan(), nameless, 1, Time::ZERO).unwrap_err();
+    assert_eq!(err, IdentityError::EmptyName);
+    let meta = Some(Bytes::from(vec![0u8; 513]));
+    let chatty = Identity {
+        name: "x".into(),
+        addr: addr(1),
+        meta,
+    };
+    let err = Engine::new(Config::lan(), chatty, 1, Time::ZERO).unwrap_err();
+    assert_eq!(err, IdentityError::MetaTooLong { len: 513 });
+    assert!(err.to_string().contains("shorten"));
 }
