@@ -100,9 +100,10 @@
 //!   them by push-pulls with random members 1, 2, 4 and 8 s after its join
 //!   (`catch_up_push_pulls`), not at the next `PushPullInterval` (30 s, and
 //!   up to 150 s at 500 members).
-//! - **Nacks in time**: a probe decides no sooner than 2.5 probe timeouts
-//!   after its ping, so that helpers' nacks (due 2 probe timeouts after it)
-//!   count; memberlist's LAN defaults decide at 1 s and often miss them.
+//! - **Nacks in time**: a probe waits up to 2.5 probe timeouts after its
+//!   ping, so that helpers' nacks (due 2 probe timeouts after it) count, and
+//!   decides as soon as every helper has nacked; memberlist's LAN defaults
+//!   decide at 1 s and often miss them.
 //! - No handoff queue: every message is handled when it is fed, so nothing
 //!   is dropped for a full queue (memberlist's "handler queue full").
 //!
@@ -356,7 +357,7 @@ impl Engine {
             Message::Ping(ping) => self.handle_ping(from, ping),
             Message::IndirectPing(ind) => self.handle_indirect_ping(from, ind, now),
             Message::Ack(ack) => self.handle_ack(ack.seq_no, now),
-            Message::Nack(nack) => self.handle_nack(nack.seq_no),
+            Message::Nack(nack) => self.handle_nack(nack.seq_no, now),
             Message::Suspect(s) => self.suspect_node(s, now),
             Message::Alive(a) => self.alive_node(a, now, state::Trust::Heard),
             Message::Dead(d) => self.dead_node(d, now),
