@@ -96,16 +96,33 @@
 //!   moves a row to its new address, after a probe there if the row was
 //!   suspect or dead. The row is one, keyed by name, and alive at its new
 //!   address within a push-pull and a gossip round of the restart.
-//! - **Convergence**: a member that joined while others were joining learns
-//!   them by push-pulls with random members 1, 2, 4 and 8 s after its join
-//!   (`catch_up_push_pulls`), not at the next `PushPullInterval` (30 s, and
-//!   up to 150 s at 500 members).
+//!   A refutation of our name at another address comes at most once per 10
+//!   probe intervals, so two live processes given one name do not trade
+//!   refutations at gossip speed.
+//! - **Convergence**: while broadcasts that were never sent wait, a gossip
+//!   round follows 20 ms after the last rather than a `GossipInterval` later
+//!   (`fresh_news_gossip`; at rest nothing changes), so news crosses a hop
+//!   in milliseconds. And a member that joined while others were joining
+//!   learns them by push-pulls with random members 0.5, 1, 2 and 4 s after
+//!   its join (`catch_up_push_pulls`), not at the next `PushPullInterval`
+//!   (30 s, and up to 150 s at 500 members).
+//! - **Partitions heal**: after a partition each side holds the other dead,
+//!   and once gossip to the dead stops memberlist never speaks to them again
+//!   (Serf adds a reconnect on top of it). Every `reconnect_interval` a
+//!   push-pull goes to a random member held dead (or forgotten, by its
+//!   tombstone); when it answers, follow-up push-pulls to it carry the
+//!   refutations both sides make on learning they were declared dead.
 //! - **Nacks in time**: a probe waits up to 2.5 probe timeouts after its
 //!   ping, so that helpers' nacks (due 2 probe timeouts after it) count, and
 //!   decides as soon as every helper has nacked; memberlist's LAN defaults
 //!   decide at 1 s and often miss them.
 //! - No handoff queue: every message is handled when it is fed, so nothing
 //!   is dropped for a full queue (memberlist's "handler queue full").
+//!
+//! User messages ([`Engine::broadcast_user`]) are sent
+//! `retransmit_limit(n)` times and not relayed by receivers: as with
+//! memberlist's delegate, the application broadcasts again what it wants
+//! spread further (ckit does, for news).
 //!
 //! Not done here: protocol version negotiation (`verifyProtocol`), the
 //! ping and merge delegates, encryption, and updating one's own meta.
@@ -206,6 +223,9 @@ pub struct Engine {
     /// Catch-up push-pulls after a join: when the next is due and how many
     /// are left.
     catch_up: Option<(Time, u32)>,
+    next_reconnect: Time,
+    /// Push-pulls to a reconnected member's address: when, where, who.
+    follow_ups: Vec<(Time, SocketAddr, String)>,
     push_pulls: BTreeMap<u64, PendingPushPull>,
     next_push_pull_id: u64,
     leaving: Option<Leaving>,
@@ -246,6 +266,8 @@ impl Engine {
         let next_gossip = now + stagger(&mut rng, config.gossip_interval);
         let next_push_pull =
             now + stagger(&mut rng, config.push_pull_interval) + config.push_pull_interval;
+        let config_reconnect =
+            stagger(&mut rng, config.reconnect_interval) + config.reconnect_interval;
         let me = Member {
             name: identity.name.clone(),
             addr: identity.addr,
@@ -273,6 +295,8 @@ impl Engine {
             news_pending: true,
             next_push_pull,
             catch_up: None,
+            next_reconnect: now + config_reconnect,
+            follow_ups: Vec::new(),
             push_pulls: BTreeMap::new(),
             next_push_pull_id: 0,
             leaving: None,
@@ -406,6 +430,10 @@ impl Engine {
             if let Some((t, _)) = self.catch_up {
                 at(t);
             }
+            if !self.config.reconnect_interval.is_zero() {
+                at(self.next_reconnect);
+            }
+            self.follow_ups.iter().for_each(|(t, _, _)| at(*t));
         }
         self.push_pulls.values().for_each(|p| at(p.expires));
         if let Some(l) = &self.leaving {
