@@ -74,6 +74,14 @@ pub struct Config {
     /// anyway, so a member that cannot receive accuses every member it
     /// probes.
     pub quiet_probes_accuse_nobody: bool,
+    /// How often a push-pull is tried with a random member we hold dead
+    /// (or forgot, within `tombstone_time`), with follow-ups to the same
+    /// address when it answers: after a partition both sides hold the other
+    /// dead and, once the gossip to the dead has stopped, memberlist never
+    /// speaks to them again (Serf adds this reconnect on top of it). The
+    /// follow-ups carry the refutations each side makes on hearing it was
+    /// declared dead. 0: never.
+    pub reconnect_interval: Duration,
     /// How long a forgotten dead member is remembered (name, address,
     /// incarnation) so that its return still needs a probe.
     pub tombstone_time: Duration,
@@ -115,6 +123,7 @@ impl Config {
             dead_node_reclaim_time: Duration::ZERO,
             verify_revivals: true,
             quiet_probes_accuse_nobody: true,
+            reconnect_interval: Duration::from_secs(10),
             tombstone_time: Duration::from_secs(3600),
             catch_up_push_pulls: 4,
             catch_up_base: Duration::from_millis(500),
@@ -142,6 +151,7 @@ impl Config {
         Config {
             verify_revivals: false,
             quiet_probes_accuse_nobody: false,
+            reconnect_interval: Duration::ZERO,
             tombstone_time: Duration::ZERO,
             catch_up_push_pulls: 0,
             fresh_news_gossip: Duration::ZERO,

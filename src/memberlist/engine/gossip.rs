@@ -19,7 +19,11 @@ pub(super) const MAX_PARTS: usize = 255;
 #[derive(Clone, Debug)]
 pub(super) struct PendingPushPull {
     to: SocketAddr,
+    /// The member we expect there.
+    node: Option<String>,
     join: bool,
+    /// A reconnect attempt with a member we hold dead.
+    reconnect: bool,
     /// Past this, the engine counts it failed even if the shell never says.
     pub(super) expires: Time,
 }
@@ -62,6 +66,11 @@ impl Engine {
                         NodeState::Left => false,
                     }
             });
+        if targets.is_empty() {
+            // No one to tell: no early rounds until there is new news.
+            self.news_pending = false;
+            return;
+        }
         let budget = self.config.packet_budget(0);
         for target in targets {
             let messages = self.take_broadcasts(budget, usize::MAX);
@@ -82,7 +91,8 @@ impl Engine {
     /// When the next gossip round is due: on the `GossipInterval` cadence,
     /// or sooner while never-sent news waits (`fresh_news_gossip`).
     pub(super) fn gossip_due(&self) -> Time {
-        let fresh = self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh();
+        let fresh =
+            self.news_pending && (self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh());
         if fresh && !self.config.fresh_news_gossip.is_zero() {
             self.next_gossip
                 .min(self.last_gossip + self.config.fresh_news_gossip)
@@ -100,11 +110,28 @@ impl Engine {
     }
 
     fn start_push_pull(&mut self, to: SocketAddr, node: Option<String>, join: bool, now: Time) {
+        self.start_push_pull_as(to, node, join, false, now);
+    }
+
+    fn start_push_pull_as(
+        &mut self,
+        to: SocketAddr,
+        node: Option<String>,
+        join: bool,
+        reconnect: bool,
+        now: Time,
+    ) {
         self.next_push_pull_id += 1;
         let id = self.next_push_pull_id;
         let expires = now + self.config.tcp_timeout.saturating_mul(2);
-        self.push_pulls
-            .insert(id, PendingPushPull { to, join, expires });
+        let pending = PendingPushPull {
+            to,
+            node: node.clone(),
+            join,
+            reconnect,
+            expires,
+        };
+        self.push_pulls.insert(id, pending);
         let state = self.local_push_pull(join);
         self.outputs.push_back(Output::PushPull(PushPullRequest {
             id,
@@ -144,6 +171,21 @@ impl Engine {
                 });
             }
         }
+        if !leaving && !self.config.reconnect_interval.is_zero() && now >= self.next_reconnect {
+            self.next_reconnect = now + self.config.reconnect_interval;
+            if let Some((name, addr)) = self.members.reconnect_candidate(&mut self.rng) {
+                self.start_push_pull_as(addr, Some(name), false, true, now);
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.follow_ups)
+            .into_iter()
+            .partition(|(t, _, _)| *t <= now);
+        self.follow_ups = later;
+        if !leaving {
+            for (_, addr, name) in due {
+                self.start_push_pull(addr, Some(name), false, now);
+            }
+        }
         let expired: Vec<u64> = self
             .push_pulls
             .iter()
@@ -177,6 +219,19 @@ impl Engine {
                     state: remote.user_state,
                     join: pending.join,
                 });
+            }
+            if let (true, Some(name)) = (pending.reconnect, pending.node.clone()) {
+                // It answered: our view told it that it died, so it refutes;
+                // its reply told us whom its side holds dead, and they
+                // refute. Push-pulls a moment later carry the refutations.
+                let base = self.config.catch_up_base;
+                for step in [1, 2, 4] {
+                    self.follow_ups.push((
+                        now + base.saturating_mul(step),
+                        pending.to,
+                        name.clone(),
+                    ));
+                }
             }
             if pending.join && self.catch_up.is_none() && self.config.catch_up_push_pulls > 0 {
                 self.catch_up = Some((

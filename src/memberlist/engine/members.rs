@@ -103,6 +103,8 @@ pub fn vsn_array(vsn: &[u8]) -> [u8; 6] {
 /// What is remembered of a forgotten dead member.
 #[derive(Clone, Debug)]
 pub struct Tombstone {
+    /// Where it was.
+    pub addr: SocketAddr,
     /// When its row was forgotten.
     pub buried: Time,
 }
@@ -217,8 +219,13 @@ impl Members {
         for name in gone {
             let row = self.rows.remove(&name).expect("listed above");
             if row.state == NodeState::Dead && !tombstone_time.is_zero() {
-                self.tombstones
-                    .insert(name.clone(), Tombstone { buried: now });
+                self.tombstones.insert(
+                    name.clone(),
+                    Tombstone {
+                        addr: row.addr,
+                        buried: now,
+                    },
+                );
             }
             out.push(row);
         }
@@ -228,6 +235,23 @@ impl Members {
         self.tombstones
             .retain(|_, t| now.since(t.buried) < tombstone_time);
         out
+    }
+
+    /// A random member to try to reconnect with: one we hold dead (not
+    /// left), or a forgotten dead one.
+    pub fn reconnect_candidate(
+        &self,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Option<(String, SocketAddr)> {
+        let dead = self.rows.values().filter(|m| m.state == NodeState::Dead);
+        let mut candidates: Vec<(String, SocketAddr)> =
+            dead.map(|m| (m.name.clone(), m.addr)).collect();
+        candidates.extend(self.tombstones.iter().map(|(n, t)| (n.clone(), t.addr)));
+        if candidates.is_empty() {
+            return None;
+        }
+        let at = rng.random_range(0..candidates.len());
+        Some(candidates.swap_remove(at))
     }
 
     /// Up to `k` distinct random members that `keep` accepts, drawn as

@@ -18,7 +18,7 @@
 //! use gossiphttp::memberlist::engine::{Config, Engine, Event, Identity, Output, Time};
 //!
 //! let me = Identity { name: "node-a".into(), addr: "127.0.0.1:7946".parse().unwrap(), meta: None };
-//! let mut engine = Engine::new(Config::ckit(), me, 42, Time::ZERO);
+//! let mut engine = Engine::new(Config::ckit(), me, 42, Time::ZERO).expect("a valid identity");
 //! engine.join(&["127.0.0.1:7947".parse().unwrap()], Time::ZERO);
 //! let mut now = Time::ZERO;
 //! for _ in 0..3 {
@@ -96,15 +96,33 @@
 //!   moves a row to its new address, after a probe there if the row was
 //!   suspect or dead. The row is one, keyed by name, and alive at its new
 //!   address within a push-pull and a gossip round of the restart.
-//! - **Convergence**: a member that joined while others were joining learns
-//!   them by push-pulls with random members 1, 2, 4 and 8 s after its join
-//!   (`catch_up_push_pulls`), not at the next `PushPullInterval` (30 s, and
-//!   up to 150 s at 500 members).
-//! - **Nacks in time**: a probe decides no sooner than 2.5 probe timeouts
-//!   after its ping, so that helpers' nacks (due 2 probe timeouts after it)
-//!   count; memberlist's LAN defaults decide at 1 s and often miss them.
+//!   A refutation of our name at another address comes at most once per 10
+//!   probe intervals, so two live processes given one name do not trade
+//!   refutations at gossip speed.
+//! - **Convergence**: while broadcasts that were never sent wait, a gossip
+//!   round follows 20 ms after the last rather than a `GossipInterval` later
+//!   (`fresh_news_gossip`; at rest nothing changes), so news crosses a hop
+//!   in milliseconds. And a member that joined while others were joining
+//!   learns them by push-pulls with random members 0.5, 1, 2 and 4 s after
+//!   its join (`catch_up_push_pulls`), not at the next `PushPullInterval`
+//!   (30 s, and up to 150 s at 500 members).
+//! - **Partitions heal**: after a partition each side holds the other dead,
+//!   and once gossip to the dead stops memberlist never speaks to them again
+//!   (Serf adds a reconnect on top of it). Every `reconnect_interval` a
+//!   push-pull goes to a random member held dead (or forgotten, by its
+//!   tombstone); when it answers, follow-up push-pulls to it carry the
+//!   refutations both sides make on learning they were declared dead.
+//! - **Nacks in time**: a probe waits up to 2.5 probe timeouts after its
+//!   ping, so that helpers' nacks (due 2 probe timeouts after it) count, and
+//!   decides as soon as every helper has nacked; memberlist's LAN defaults
+//!   decide at 1 s and often miss them.
 //! - No handoff queue: every message is handled when it is fed, so nothing
 //!   is dropped for a full queue (memberlist's "handler queue full").
+//!
+//! User messages ([`Engine::broadcast_user`]) are sent
+//! `retransmit_limit(n)` times and not relayed by receivers: as with
+//! memberlist's delegate, the application broadcasts again what it wants
+//! spread further (ckit does, for news).
 //!
 //! Not done here: protocol version negotiation (`verifyProtocol`), the
 //! ping and merge delegates, encryption, and updating one's own meta.
@@ -160,6 +178,23 @@ pub struct Identity {
     pub meta: Option<Bytes>,
 }
 
+/// memberlist's `MetaMaxSize`: Go nodes refuse longer metadata.
+pub const META_MAX_SIZE: usize = 512;
+
+/// Why an [`Identity`] cannot start an engine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// Members are keyed by name.
+    #[error("a member needs a name: give the identity a non-empty name, unique in the cluster")]
+    EmptyName,
+    /// Go memberlist caps metadata at 512 bytes.
+    #[error("node metadata is {len} bytes, more than memberlist's 512: shorten it")]
+    MetaTooLong {
+        /// Its length.
+        len: usize,
+    },
+}
+
 /// memberlist's SWIM + Lifeguard as a state machine. See the module doc.
 #[derive(Debug)]
 pub struct Engine {
@@ -183,20 +218,43 @@ pub struct Engine {
     relays: BTreeMap<u32, Relay>,
     next_gossip: Time,
     last_gossip: Time,
+    /// News was queued since the last gossip round found no one to tell.
+    news_pending: bool,
     next_push_pull: Time,
     /// Catch-up push-pulls after a join: when the next is due and how many
     /// are left.
     catch_up: Option<(Time, u32)>,
+    next_reconnect: Time,
+    /// Push-pulls to a reconnected member's address: when, where, who.
+    follow_ups: Vec<(Time, SocketAddr, String)>,
     push_pulls: BTreeMap<u64, PendingPushPull>,
     next_push_pull_id: u64,
     leaving: Option<Leaving>,
+    /// When we last refuted news of our name at another address.
+    last_conflict_refute: Option<Time>,
     outputs: VecDeque<Output>,
 }
 
 impl Engine {
     /// A member alone in its cluster, alive at incarnation 1, its timers
     /// staggered at random (seeded by `seed`) from `now`.
-    pub fn new(config: Config, identity: Identity, seed: u64, now: Time) -> Engine {
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        seed: u64,
+        now: Time,
+    ) -> Result<Engine, IdentityError> {
+        if identity.name.is_empty() {
+            return Err(IdentityError::EmptyName);
+        }
+        if let Some(len) = identity
+            .meta
+            .as_ref()
+            .map(Bytes::len)
+            .filter(|l| *l > META_MAX_SIZE)
+        {
+            return Err(IdentityError::MetaTooLong { len });
+        }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let stagger = |rng: &mut Xoshiro256PlusPlus, d: Duration| {
             if d.is_zero() {
@@ -209,6 +267,8 @@ impl Engine {
         let next_gossip = now + stagger(&mut rng, config.gossip_interval);
         let next_push_pull =
             now + stagger(&mut rng, config.push_pull_interval) + config.push_pull_interval;
+        let config_reconnect =
+            stagger(&mut rng, config.reconnect_interval) + config.reconnect_interval;
         let me = Member {
             name: identity.name.clone(),
             addr: identity.addr,
@@ -233,11 +293,15 @@ impl Engine {
             relays: BTreeMap::new(),
             next_gossip,
             last_gossip: now,
+            news_pending: true,
             next_push_pull,
             catch_up: None,
+            next_reconnect: now + config_reconnect,
+            follow_ups: Vec::new(),
             push_pulls: BTreeMap::new(),
             next_push_pull_id: 0,
             leaving: None,
+            last_conflict_refute: None,
             outputs: VecDeque::new(),
             config,
             rng,
@@ -246,7 +310,7 @@ impl Engine {
         let alive = me.alive();
         engine.members.insert(me, &mut engine.rng);
         engine.queue_broadcast(alive.node.clone(), Message::Alive(alive), None);
-        engine
+        Ok(engine)
     }
 
     /// The settings.
@@ -318,7 +382,7 @@ impl Engine {
             Message::Ping(ping) => self.handle_ping(from, ping),
             Message::IndirectPing(ind) => self.handle_indirect_ping(from, ind, now),
             Message::Ack(ack) => self.handle_ack(ack.seq_no, now),
-            Message::Nack(nack) => self.handle_nack(nack.seq_no),
+            Message::Nack(nack) => self.handle_nack(nack.seq_no, now),
             Message::Suspect(s) => self.suspect_node(s, now),
             Message::Alive(a) => self.alive_node(a, now, state::Trust::Heard),
             Message::Dead(d) => self.dead_node(d, now),
@@ -367,6 +431,10 @@ impl Engine {
             if let Some((t, _)) = self.catch_up {
                 at(t);
             }
+            if !self.config.reconnect_interval.is_zero() {
+                at(self.next_reconnect);
+            }
+            self.follow_ups.iter().for_each(|(t, _, _)| at(*t));
         }
         self.push_pulls.values().for_each(|p| at(p.expires));
         if let Some(l) = &self.leaving {
@@ -395,6 +463,7 @@ impl Engine {
 
     fn queue_broadcast(&mut self, about: String, message: Message, token: Option<u64>) {
         let replaced = self.broadcasts.push(Some(about), message, token);
+        self.news_pending = true;
         self.broadcasts_finished(replaced, queue::Finished::Replaced);
     }
 

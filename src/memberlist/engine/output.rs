@@ -16,8 +16,11 @@ pub enum Output {
     /// Open a push-pull stream: write `state`, read the reply, and report
     /// it with [`super::Engine::push_pull_result`].
     PushPull(PushPullRequest),
-    /// Ping over a stream (memberlist's TCP fallback); report with
-    /// [`super::Engine::stream_ping_result`].
+    /// Ping over a stream; report with
+    /// [`super::Engine::stream_ping_result`]. memberlist's TCP fallback for
+    /// a probe (unless `disable_tcp_pings`), and also how the engine checks
+    /// its own hearing when every helper of a probe stayed silent: a shell
+    /// must implement it whatever the config.
     StreamPing(StreamPingRequest),
     /// Something the application may want to know.
     Event(Event),

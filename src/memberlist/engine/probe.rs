@@ -424,9 +424,14 @@ impl Engine {
         }
     }
 
-    pub(super) fn handle_nack(&mut self, seq_no: u32) {
+    pub(super) fn handle_nack(&mut self, seq_no: u32, now: Time) {
         if let Some(probe) = self.probes.get_mut(&seq_no) {
             probe.nacks += 1;
+            // Every helper has given up on the target: no need to wait for
+            // the deadline (only a late direct ack could still come).
+            if probe.indirect_at.is_none() && probe.nacks >= probe.expected_nacks {
+                probe.decide_at = probe.decide_at.min(now);
+            }
         }
     }
 

@@ -9,6 +9,10 @@ use super::suspicion::Suspicion;
 use super::time::Time;
 use super::Engine;
 
+/// Refutations of our name at another address: at most one per this many
+/// probe intervals.
+pub(super) const CONFLICT_REFUTE_EVERY: u32 = 10;
+
 /// How far an alive message is to be believed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Trust {
@@ -35,7 +39,7 @@ impl Engine {
             return;
         };
         if a.node == self.name {
-            self.alive_about_us(&a, addr);
+            self.alive_about_us(&a, addr, now);
             return;
         }
         let verify = self.config.verify_revivals && trust == Trust::Heard;
@@ -110,7 +114,13 @@ impl Engine {
     /// An alive message about ourselves: news older than our incarnation is
     /// ignored; anything else that differs from us (another address, meta,
     /// versions: a previous life of ours) is refuted.
-    fn alive_about_us(&mut self, a: &Alive, addr: std::net::SocketAddr) {
+    ///
+    /// Another address is usually our previous life (we restarted
+    /// elsewhere), but it may be another live process with our name: two
+    /// such would refute each other at gossip speed forever, so a refutation
+    /// of another address comes at most once per [`CONFLICT_REFUTE_EVERY`]
+    /// probe intervals.
+    fn alive_about_us(&mut self, a: &Alive, addr: std::net::SocketAddr, now: Time) {
         let me = self.local_member();
         if a.incarnation < me.incarnation {
             return;
@@ -119,8 +129,21 @@ impl Engine {
         if a.incarnation == me.incarnation && same {
             return;
         }
-        if addr != me.addr && !self.config.verify_revivals {
-            return; // memberlist: a conflict it only logs
+        if addr != me.addr {
+            if !self.config.verify_revivals {
+                return; // memberlist: a conflict it only logs
+            }
+            let every = self
+                .config
+                .probe_interval
+                .saturating_mul(CONFLICT_REFUTE_EVERY);
+            if self
+                .last_conflict_refute
+                .is_some_and(|t| now.since(t) < every)
+            {
+                return;
+            }
+            self.last_conflict_refute = Some(now);
         }
         self.refute(a.incarnation);
     }

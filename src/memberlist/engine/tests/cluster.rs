@@ -254,23 +254,47 @@ fn a_user_message_goes_out_as_often_as_the_retransmit_limit_says() {
     assert_eq!(sim.nodes[7].engine.queued_broadcasts(), 0);
 }
 
+/// Prints virtual convergence times for the report (`cargo test --lib
+/// measure_convergence -- --ignored --nocapture`).
 #[test]
 #[ignore]
-fn explore_catch_up() {
-    for base in [100u64, 250, 500, 1000] {
-        for (name, config) in [("lan", Config::lan()), ("ckit", Config::ckit())] {
-            let config = Config {
-                catch_up_base: MS(base),
-                ..config
-            };
-            for n in [50, 100] {
-                let (_, took) = converge(n, config.clone(), 3, S(20));
-                eprintln!("EXPLORE base {base} {name} n {n}: {took:?}");
-            }
+fn measure_convergence() {
+    for n in [5, 50, 100, 500] {
+        for (name, config) in [
+            ("ckit", Config::ckit()),
+            ("lan", Config::lan()),
+            ("ckit, memberlist's rules", Config::ckit().as_memberlist()),
+            ("lan, memberlist's rules", Config::lan().as_memberlist()),
+        ] {
+            let runs = if n >= 500 { 1 } else { 3 };
+            let took: Vec<Duration> = (0..runs)
+                .map(|seed| converge(n, config.clone(), 100 + seed, S(300)).1)
+                .collect();
+            eprintln!("MEASURE n={n} {name}: {took:?}");
         }
     }
-    let (_, took) = converge(50, Config::lan().as_memberlist(), 3, S(60));
-    eprintln!("EXPLORE memberlist lan n 50: {took:?}");
-    let (_, took) = converge(50, Config::ckit().as_memberlist(), 3, S(60));
-    eprintln!("EXPLORE memberlist ckit n 50: {took:?}");
+}
+
+/// Prints how long a killed member takes to be dead everywhere, for the
+/// report (`cargo test --lib measure_kill -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn measure_kill() {
+    for n in [5, 50, 100] {
+        for (name, config) in [("lan", Config::lan()), ("ckit", Config::ckit())] {
+            let mut times = Vec::new();
+            for seed in 0..3 {
+                let (mut sim, _) = converge(n, config.clone(), 200 + seed, S(10));
+                sim.run_for(S(2));
+                sim.kill(n / 2);
+                times.push(until_all_see(
+                    &mut sim,
+                    n / 2,
+                    Some(NodeState::Dead),
+                    S(200),
+                ));
+            }
+            eprintln!("MEASURE kill n={n} {name}: {times:?}");
+        }
+    }
 }

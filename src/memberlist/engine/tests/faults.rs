@@ -196,3 +196,88 @@ fn a_survivor_of_a_double_failure_still_detects_both() {
         );
     }
 }
+
+/// Every member-change event about a member other than `except`, after `since`.
+fn accusations(sim: &Sim, since: Time, except: Option<usize>) -> usize {
+    let spared = except.map(name_of);
+    sim.nodes
+        .iter()
+        .flat_map(|n| n.events.iter())
+        .filter(|(t, e)| {
+            *t >= since
+                && matches!(e, Event::Member { member, change: MemberChange::Suspect | MemberChange::Dead }
+                    if Some(&member.name) != spared.as_ref())
+        })
+        .count()
+}
+
+#[test]
+fn a_one_way_block_between_two_members_takes_nobody_down() {
+    // 1 cannot send to 2: indirect probes through the others carry the acks.
+    let (mut sim, _) = converge(10, Config::lan(), 101, S(5));
+    let since = sim.now;
+    sim.blocked.insert((1, 2));
+    sim.run_for(S(120));
+    assert_eq!(accusations(&sim, since, None), 0);
+    assert!(sim.converged());
+}
+
+#[test]
+fn five_percent_packet_loss_kills_nobody() {
+    let (mut sim, _) = converge(20, Config::lan(), 111, S(5));
+    let since = sim.now;
+    sim.loss = 0.05;
+    sim.run_for(S(120));
+    let suspicions = accusations(&sim, since, None);
+    let deaths: usize = sim
+        .nodes
+        .iter()
+        .flat_map(|n| n.events.iter())
+        .filter(|(t, e)| {
+            *t >= since
+                && matches!(
+                    e,
+                    Event::Member {
+                        change: MemberChange::Dead,
+                        ..
+                    }
+                )
+        })
+        .count();
+    eprintln!("5% loss, 20 members, 120 s: {suspicions} suspicions, {deaths} deaths");
+    assert_eq!(deaths, 0);
+    sim.loss = 0.0;
+    sim.run_until(sim.now + S(5), |s| s.converged());
+    assert!(sim.converged());
+}
+
+#[test]
+fn a_partition_heals_into_one_cluster_after_the_dead_were_forgotten_too() {
+    // 20 s: each side holds the other dead. 90 s: each side has forgotten
+    // the other (30 s of gossip to the dead, then reaped): only the
+    // tombstones remember where they were.
+    for partition in [S(20), S(90)] {
+        let (mut sim, _) = converge(10, Config::lan(), 121, S(5));
+        for a in 0..5 {
+            for b in 5..10 {
+                sim.blocked.insert((a, b));
+                sim.blocked.insert((b, a));
+            }
+        }
+        sim.run_for(partition);
+        let split = (0..5)
+            .all(|a| (5..10).all(|b| matches!(sim.state(a, b), Some(NodeState::Dead) | None)));
+        assert!(split, "each side holds the other dead or forgotten");
+        sim.blocked.clear();
+        let start = sim.now;
+        sim.run_until(start + S(30), |s| s.converged());
+        assert!(
+            sim.converged(),
+            "still split 30 s after a {partition:?} partition healed"
+        );
+        eprintln!(
+            "partition of {partition:?} healed: one cluster again after {:?}",
+            sim.now.since(start)
+        );
+    }
+}

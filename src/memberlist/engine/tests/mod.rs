@@ -3,5 +3,6 @@
 
 mod cluster;
 mod faults;
+mod probing;
 mod rules;
 mod sim;

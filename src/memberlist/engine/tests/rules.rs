@@ -7,36 +7,35 @@ use bytes::Bytes;
 
 use super::super::{Config, Engine, Event, Identity, MemberChange, Output, Time};
 use crate::memberlist::message::{
-    Ack, Alive, Dead, IndirectPing, Message, Nack, NodeState, Ping, PushNodeState, PushPull,
-    Suspect,
+    Ack, Alive, Dead, Message, NodeState, PushNodeState, PushPull, Suspect,
 };
 
-const MS: fn(u64) -> Duration = Duration::from_millis;
+pub(super) const MS: fn(u64) -> Duration = Duration::from_millis;
 
-fn addr(port: u16) -> SocketAddr {
+pub(super) fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn ip() -> Bytes {
+pub(super) fn ip() -> Bytes {
     Bytes::from_static(&[127, 0, 0, 1])
 }
 
-fn engine(config: Config) -> Engine {
+pub(super) fn engine(config: Config) -> Engine {
     let me = Identity {
         name: "me".into(),
         addr: addr(7000),
         meta: None,
     };
-    let mut e = Engine::new(config, me, 7, Time::ZERO);
+    let mut e = Engine::new(config, me, 7, Time::ZERO).unwrap();
     drain(&mut e);
     e
 }
 
-fn drain(e: &mut Engine) -> Vec<Output> {
+pub(super) fn drain(e: &mut Engine) -> Vec<Output> {
     std::iter::from_fn(|| e.poll_output()).collect()
 }
 
-fn packets(outputs: &[Output]) -> Vec<(SocketAddr, Vec<Message>)> {
+pub(super) fn packets(outputs: &[Output]) -> Vec<(SocketAddr, Vec<Message>)> {
     outputs
         .iter()
         .filter_map(|o| match o {
@@ -46,7 +45,7 @@ fn packets(outputs: &[Output]) -> Vec<(SocketAddr, Vec<Message>)> {
         .collect()
 }
 
-fn changes(outputs: &[Output]) -> Vec<(String, MemberChange)> {
+pub(super) fn changes(outputs: &[Output]) -> Vec<(String, MemberChange)> {
     outputs
         .iter()
         .filter_map(|o| match o {
@@ -56,7 +55,7 @@ fn changes(outputs: &[Output]) -> Vec<(String, MemberChange)> {
         .collect()
 }
 
-fn alive(node: &str, port: u16, incarnation: u32) -> Alive {
+pub(super) fn alive(node: &str, port: u16, incarnation: u32) -> Alive {
     Alive {
         incarnation,
         node: node.into(),
@@ -68,7 +67,7 @@ fn alive(node: &str, port: u16, incarnation: u32) -> Alive {
 }
 
 /// An engine that knows members a, b, c, d (ports 7001..7004), alive at 1.
-fn with_members(config: Config) -> Engine {
+pub(super) fn with_members(config: Config) -> Engine {
     let mut e = engine(config);
     for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
         e.handle_message(
@@ -81,58 +80,13 @@ fn with_members(config: Config) -> Engine {
     e
 }
 
-fn run_until(e: &mut Engine, end: Time) -> Vec<Output> {
+pub(super) fn run_until(e: &mut Engine, end: Time) -> Vec<Output> {
     let mut out = Vec::new();
     while let Some(t) = e.next_deadline().filter(|t| *t <= end) {
         e.tick(t);
         out.extend(drain(e));
     }
     out
-}
-
-#[test]
-fn a_ping_is_acked_at_its_source_address_and_a_ping_for_another_name_is_not() {
-    let mut e = engine(Config::lan());
-    let ping = Ping {
-        seq_no: 9,
-        node: "me".into(),
-        source_addr: ip(),
-        source_port: 7100,
-        source_node: "x".into(),
-    };
-    e.handle_message(addr(55555), Message::Ping(ping), Time::ZERO);
-    let out = packets(&drain(&mut e));
-    assert_eq!(
-        out[0].0,
-        addr(7100),
-        "to SourceAddr:SourcePort, not the packet's source"
-    );
-    assert_eq!(
-        out[0].1[0],
-        Message::Ack(Ack {
-            seq_no: 9,
-            payload: None
-        })
-    );
-    let plain = Ping {
-        seq_no: 10,
-        node: String::new(),
-        ..Default::default()
-    };
-    e.handle_message(addr(55555), Message::Ping(plain), Time::ZERO);
-    assert_eq!(
-        packets(&drain(&mut e))[0].0,
-        addr(55555),
-        "no source fields: the packet's source"
-    );
-    let stranger = Ping {
-        seq_no: 11,
-        node: "someone-else".into(),
-        ..Default::default()
-    };
-    e.handle_message(addr(55555), Message::Ping(stranger.clone()), Time::ZERO);
-    assert!(drain(&mut e).is_empty());
-    assert_eq!(e.handle_stream_ping(&stranger), None);
 }
 
 #[test]
@@ -312,148 +266,6 @@ fn memberlist_s_rules_apply_a_refutation_at_once() {
     assert_eq!(e.member("a").unwrap().state, NodeState::Alive);
 }
 
-/// Runs the round-robin probe of one member with every helper answering
-/// with `helper_reply`; returns whether the target was suspected.
-fn probe_with_helpers(helper_reply: Option<fn(u32) -> Message>, config: Config) -> (bool, u32) {
-    let mut e = with_members(config);
-    let mut target = None;
-    let mut suspected = false;
-    // Until the first probe (started in the first probe interval) has
-    // decided, before the second sends indirect pings.
-    let mut end = Time::from_origin(MS(2000));
-    while let Some(t) = e.next_deadline().filter(|t| *t <= end) {
-        e.tick(t);
-        for o in drain(&mut e) {
-            match o {
-                Output::Packet(p) => {
-                    for m in p.messages {
-                        match m {
-                            Message::Ping(ping) if target.is_none() => {
-                                target = Some(ping.node.clone());
-                                end = t + MS(1300);
-                            }
-                            Message::IndirectPing(ind) => {
-                                assert!(
-                                    ind.nack,
-                                    "members speaking protocol 5 are asked for nacks"
-                                );
-                                assert_eq!(Some(&ind.node), target.as_ref());
-                                if let Some(reply) = helper_reply {
-                                    e.handle_message(p.to, reply(ind.seq_no), t + MS(1));
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                Output::Event(Event::Member {
-                    change: MemberChange::Suspect,
-                    member,
-                }) => {
-                    assert_eq!(Some(&member.name), target.as_ref());
-                    suspected = true;
-                }
-                _ => {}
-            }
-        }
-        if target.is_some() && suspected {
-            break;
-        }
-    }
-    (suspected, e.health_score())
-}
-
-#[test]
-fn a_probe_that_only_helpers_hear_fails_with_nacks_and_suspects_the_target() {
-    let config = Config {
-        disable_tcp_pings: true,
-        ..Config::lan()
-    };
-    let (suspected, health) =
-        probe_with_helpers(Some(|seq| Message::Nack(Nack { seq_no: seq })), config);
-    assert!(suspected);
-    assert_eq!(health, 0, "every helper nacked: nothing wrong with us");
-}
-
-#[test]
-fn a_probe_answered_through_a_helper_succeeds() {
-    let config = Config {
-        disable_tcp_pings: true,
-        ..Config::lan()
-    };
-    let (suspected, _) = probe_with_helpers(
-        Some(|seq| {
-            Message::Ack(Ack {
-                seq_no: seq,
-                payload: None,
-            })
-        }),
-        config,
-    );
-    assert!(!suspected);
-}
-
-#[test]
-fn a_probe_nobody_answers_raises_our_health_score_and_accuses_nobody() {
-    let config = Config {
-        disable_tcp_pings: true,
-        ..Config::lan()
-    };
-    let (suspected, health) = probe_with_helpers(None, config.clone());
-    assert!(!suspected, "silence from every helper is our problem");
-    assert!(health >= 3, "one point per missing nack: {health}");
-    // memberlist accuses the target anyway.
-    let (suspected, _) = probe_with_helpers(None, config.as_memberlist());
-    assert!(suspected);
-}
-
-#[test]
-fn an_indirect_ping_is_relayed_and_nacked_when_the_target_is_silent() {
-    let mut e = with_members(Config::lan());
-    let ind = IndirectPing {
-        seq_no: 77,
-        target: ip(),
-        port: 7002,
-        node: "b".into(),
-        nack: true,
-        source_addr: ip(),
-        source_port: 7001,
-        source_node: "a".into(),
-    };
-    e.handle_message(addr(40000), Message::IndirectPing(ind.clone()), Time::ZERO);
-    let out = packets(&drain(&mut e));
-    let Message::Ping(ping) = &out[0].1[0] else {
-        panic!("{out:?}")
-    };
-    assert_eq!((out[0].0, ping.node.as_str()), (addr(7002), "b"));
-    // b answers: the ack goes to a with a's sequence number.
-    e.handle_message(
-        addr(7002),
-        Message::Ack(Ack {
-            seq_no: ping.seq_no,
-            payload: None,
-        }),
-        Time::ZERO + MS(1),
-    );
-    let out = packets(&drain(&mut e));
-    assert_eq!(out[0].0, addr(7001));
-    assert_eq!(
-        out[0].1[0],
-        Message::Ack(Ack {
-            seq_no: 77,
-            payload: None
-        })
-    );
-    // Again, and b stays silent: a nack after the probe timeout.
-    e.handle_message(addr(40000), Message::IndirectPing(ind), Time::ZERO + MS(2));
-    drain(&mut e);
-    e.tick(Time::ZERO + MS(2) + Config::lan().probe_timeout);
-    let out = packets(&drain(&mut e));
-    assert!(out
-        .iter()
-        .any(|(to, m)| *to == addr(7001) && m[0] == Message::Nack(Nack { seq_no: 77 })));
-}
-
 #[test]
 fn a_push_pull_merges_left_as_left_and_dead_as_suspect() {
     let mut e = with_members(Config::lan());
@@ -610,4 +422,69 @@ fn gossip_fits_the_packet_budget_and_carries_a_crc_to_known_members() {
             .sum();
         assert!(size + 2 <= 1400, "{size}");
     }
+}
+
+#[test]
+fn a_member_alone_wakes_up_only_for_its_regular_timers() {
+    // Its own alive waits in the queue with no one to send it to: that
+    // must not turn the fresh-news gossip into a busy loop.
+    let mut e = engine(Config::lan());
+    let mut ticks = 0;
+    let end = Time::from_origin(Duration::from_secs(10));
+    while let Some(t) = e.next_deadline().filter(|t| *t <= end) {
+        e.tick(t);
+        drain(&mut e);
+        ticks += 1;
+    }
+    // 50 gossip rounds and 10 probe rounds in 10 s, and the push-pull timer.
+    assert!(ticks <= 62, "{ticks} wake-ups in 10 s");
+}
+
+#[test]
+fn news_of_us_at_another_address_is_refuted_but_not_in_a_loop() {
+    let mut e = with_members(Config::lan());
+    // Our previous life, at another port, with a higher incarnation.
+    e.handle_message(addr(7001), Message::Alive(alive("me", 7999, 4)), Time::ZERO);
+    assert_eq!(e.local_member().incarnation, 5);
+    assert_eq!(e.local_member().addr, addr(7000));
+    // Another live process with our name answers at once: we do not fight
+    // it at gossip speed.
+    e.handle_message(
+        addr(7001),
+        Message::Alive(alive("me", 7999, 6)),
+        Time::ZERO + MS(300),
+    );
+    assert_eq!(e.local_member().incarnation, 5);
+    // Later we do refute again.
+    e.handle_message(
+        addr(7001),
+        Message::Alive(alive("me", 7999, 6)),
+        Time::from_origin(Duration::from_secs(11)),
+    );
+    assert_eq!(e.local_member().incarnation, 7);
+    // memberlist only logs a conflict.
+    let mut m = with_members(Config::lan().as_memberlist());
+    m.handle_message(addr(7001), Message::Alive(alive("me", 7999, 4)), Time::ZERO);
+    assert_eq!(m.local_member().incarnation, 1);
+}
+
+#[test]
+fn an_identity_without_a_name_or_with_long_meta_is_refused() {
+    use super::super::IdentityError;
+    let nameless = Identity {
+        name: String::new(),
+        addr: addr(1),
+        meta: None,
+    };
+    let err = Engine::new(Config::lan(), nameless, 1, Time::ZERO).unwrap_err();
+    assert_eq!(err, IdentityError::EmptyName);
+    let meta = Some(Bytes::from(vec![0u8; 513]));
+    let chatty = Identity {
+        name: "x".into(),
+        addr: addr(1),
+        meta,
+    };
+    let err = Engine::new(Config::lan(), chatty, 1, Time::ZERO).unwrap_err();
+    assert_eq!(err, IdentityError::MetaTooLong { len: 513 });
+    assert!(err.to_string().contains("shorten"));
 }

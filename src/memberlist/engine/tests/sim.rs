@@ -144,7 +144,7 @@ impl Sim {
             meta: None,
         };
         let seed = self.rng.random::<u64>();
-        Engine::new(self.config.clone(), identity, seed, self.now)
+        Engine::new(self.config.clone(), identity, seed, self.now).expect("valid identity")
     }
 
     fn schedule(&mut self, after: Duration, delivery: Delivery) {
