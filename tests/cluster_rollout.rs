@@ -35,7 +35,11 @@ async fn wait_all(nodes: &[Node], what: &str, ready: impl Fn(&[MemberView]) -> b
     for node in nodes {
         let ready = ready.clone();
         if let Err(e) = node.wait_for(CONVERGE, move |v| ready(v)).await {
-            panic!("{} never saw {what}: {e}; {:#?}", node.id().name, node.members());
+            panic!(
+                "{} never saw {what}: {e}; {:#?}",
+                node.id().name,
+                node.members()
+            );
         }
     }
 }

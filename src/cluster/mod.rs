@@ -165,7 +165,8 @@ impl Node {
             },
             seed,
             Time::ZERO,
-        );
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(Default::default()),
             updates: bcast::channel(1024).0,
