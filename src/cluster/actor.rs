@@ -170,6 +170,11 @@ impl Actor {
                     self.engine.handle_message(packet.from, message, now);
                 }
             }
+            Err(e) if e.is_label_refusal() => {
+                self.settings
+                    .label_warnings
+                    .refused(packet.from, "a packet", &e)
+            }
             Err(e) => tracing::debug!(from = %packet.from, error = %e, "packet refused"),
         }
     }

@@ -155,6 +155,7 @@ impl Node {
             },
             compress: true,
             timeout: membership.tcp_timeout,
+            label_warnings: Default::default(),
         };
         let engine = Engine::new(
             membership,

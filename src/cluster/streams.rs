@@ -10,9 +10,12 @@ use super::actor::{Command, Done};
 use crate::memberlist::engine::{PushPullFailed, PushPullRequest, StreamPingRequest};
 use crate::memberlist::packet::{label_header, LabelPolicy};
 use crate::memberlist::stream::{StreamDecoder, StreamMessage};
-use crate::{Error, StreamConn, Transport};
+use crate::memberlist::WireError;
+use crate::{StreamConn, Transport};
 use bytes::BytesMut;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,16 +26,58 @@ pub(crate) struct StreamSettings {
     pub policy: LabelPolicy,
     pub compress: bool,
     pub timeout: Duration,
+    pub label_warnings: Arc<LabelWarnings>,
+}
+
+/// Traffic refused for its label is a configuration problem: it is logged
+/// as a warning (memberlist does too), at most once every 10 s so a
+/// misconfigured cluster next door cannot flood the log.
+#[derive(Default)]
+pub(crate) struct LabelWarnings {
+    last: Mutex<Option<Instant>>,
+}
+
+impl LabelWarnings {
+    pub(crate) fn refused(&self, from: SocketAddr, what: &str, error: &WireError) {
+        let mut last = self.last.lock().unwrap();
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            tracing::debug!(%from, error = %error, "{what} refused for its label");
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(%from, error = %error, "{what} refused for its label (further ones for 10 s at debug level)");
+    }
+}
+
+/// Why a stream message could not be read.
+enum ReadError {
+    Wire(WireError),
+    Other(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Wire(e) => e.fmt(f),
+            ReadError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<String> for ReadError {
+    fn from(e: String) -> Self {
+        ReadError::Other(e)
+    }
 }
 
 /// Reads one message with `decoder`, whatever the peer's writes look like.
 async fn read_message(
     conn: &mut StreamConn,
     decoder: &mut StreamDecoder,
-) -> Result<StreamMessage, String> {
+) -> Result<StreamMessage, ReadError> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
-        if let Some(message) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+        if let Some(message) = decoder.decode(&mut buf).map_err(ReadError::Wire)? {
             return Ok(message);
         }
         let n = conn
@@ -40,9 +85,12 @@ async fn read_message(
             .await
             .map_err(|e| format!("reading the stream: {e}"))?;
         if n == 0 {
-            return match decoder.decode_eof(&mut buf).map_err(|e| e.to_string())? {
+            return match decoder.decode_eof(&mut buf).map_err(ReadError::Wire)? {
                 Some(message) => Ok(message),
-                None => Err("the peer ended the stream before answering".into()),
+                None => Err("the peer ended the stream before answering (a member \
+                             closes streams whose label is not its own: check --label)"
+                    .to_string()
+                    .into()),
             };
         }
     }
@@ -58,7 +106,7 @@ async fn open(
     let mut conn = transport
         .dial(to, settings.timeout)
         .await
-        .map_err(|e| crate::Error::to_string(&e))?;
+        .map_err(|e| e.to_string())?;
     let mut bytes = label_header(&settings.label).map_err(|e| e.to_string())?;
     bytes.extend_from_slice(&message.encode(settings.compress));
     conn.write_all(&bytes)
@@ -86,7 +134,10 @@ pub(crate) async fn push_pull(
             &StreamMessage::PushPull(request.state),
         )
         .await?;
-        match read_message(&mut conn, &mut StreamDecoder::response()).await? {
+        match read_message(&mut conn, &mut StreamDecoder::response())
+            .await
+            .map_err(|e| e.to_string())?
+        {
             StreamMessage::PushPull(remote) => Ok(remote),
             StreamMessage::Err(e) => Err(format!("the peer refused: {}", e.error)),
             other => Err(format!("the peer answered a push-pull with {other:?}")),
@@ -97,7 +148,13 @@ pub(crate) async fn push_pull(
         Err(_) => Err(format!("no answer within {:?}", settings.timeout)),
     };
     if let Err(reason) = &result {
-        tracing::debug!(peer = %to, %reason, "push-pull failed");
+        if request.node.is_none() {
+            // A join target: nothing else will tell the operator why the
+            // node stays alone.
+            tracing::warn!(peer = %to, %reason, "could not join through this address");
+        } else {
+            tracing::debug!(peer = %to, %reason, "push-pull failed");
+        }
     }
     let result = result.map_err(|reason| PushPullFailed { reason });
     let _ = done.send(Done::PushPull {
@@ -124,7 +181,10 @@ pub(crate) async fn ping(
             &StreamMessage::Ping(request.ping),
         )
         .await?;
-        match read_message(&mut conn, &mut StreamDecoder::response()).await? {
+        match read_message(&mut conn, &mut StreamDecoder::response())
+            .await
+            .map_err(|e| e.to_string())?
+        {
             StreamMessage::Ack(ack) => Ok(ack.seq_no == seq_no),
             other => Err(format!("the peer answered a ping with {other:?}")),
         }
@@ -142,7 +202,15 @@ pub(crate) async fn serve(
     let from = conn.remote_addr();
     let served = async {
         let mut decoder = StreamDecoder::inbound(settings.policy.clone());
-        let answer = match read_message(&mut conn, &mut decoder).await? {
+        let message = match read_message(&mut conn, &mut decoder).await {
+            Ok(message) => message,
+            Err(ReadError::Wire(e)) if e.is_label_refusal() => {
+                settings.label_warnings.refused(from, "a stream", &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let answer = match message {
             StreamMessage::PushPull(remote) => {
                 let (reply, rx) = oneshot::channel();
                 commands
@@ -182,13 +250,5 @@ pub(crate) async fn serve(
         Ok(Ok(())) => {}
         Ok(Err(reason)) => tracing::debug!(%from, %reason, "inbound stream failed"),
         Err(_) => tracing::debug!(%from, timeout = ?settings.timeout, "inbound stream too slow"),
-    }
-}
-
-impl From<Error> for PushPullFailed {
-    fn from(e: Error) -> Self {
-        PushPullFailed {
-            reason: e.to_string(),
-        }
     }
 }

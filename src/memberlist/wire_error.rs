@@ -153,3 +153,17 @@ impl fmt::Display for WireError {
 }
 
 impl std::error::Error for WireError {}
+
+impl WireError {
+    /// Whether this refuses traffic for its label (missing, unexpected or
+    /// another cluster's): a configuration problem an operator must hear
+    /// about, unlike a damaged packet.
+    pub fn is_label_refusal(&self) -> bool {
+        matches!(
+            self,
+            WireError::MissingLabel { .. }
+                | WireError::UnexpectedLabel { .. }
+                | WireError::LabelMismatch { .. }
+        )
+    }
+}

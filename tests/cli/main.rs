@@ -9,6 +9,8 @@ mod access;
 mod basics;
 #[path = "../common/metrics.rs"]
 mod metrics;
+#[cfg(feature = "cluster")]
+mod node_flags;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,112 @@
+//! What an operator joining a real cluster sets on `gossiphttp node`: the
+//! label (from the environment, as container deployments give it), the
+//! advertise address, the ckit state; each seen in the members' JSON.
+
+use super::*;
+
+/// `GET /api/v1/members` from a node, as text.
+fn members_json(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(STEP)).unwrap();
+    s.write_all(b"GET /api/v1/members HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Polls `addr`'s members JSON until `ready` holds for it.
+fn wait_members(addr: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let json = members_json(addr);
+        if ready(&json) {
+            return json;
+        }
+        assert!(started.elapsed() < STEP * 4, "{what}: {json}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn node(name: &str, extra: &[&str], envs: &[(&str, &str)]) -> Listener {
+    let args = [
+        &[
+            "node",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--preset",
+            "fast",
+        ][..],
+        extra,
+    ]
+    .concat();
+    Listener::spawn(&args, envs, " listening on ")
+}
+
+#[test]
+fn the_label_from_the_environment_admits_its_cluster_and_refuses_others() {
+    let a = node("a", &[], &[("GOSSIPHTTP_LABEL", "prod")]);
+    let _b = node("b", &["--join", &a.addr], &[("GOSSIPHTTP_LABEL", "prod")]);
+    let stranger = node(
+        "stranger",
+        &["--join", &a.addr],
+        &[("GOSSIPHTTP_LABEL", "dev")],
+    );
+    wait_members(&a.addr, "b joins a", |j| j.contains("\"name\":\"b\""));
+    // The stranger has tried by now (it joins at start), and was refused.
+    thread::sleep(Duration::from_millis(500));
+    let json = members_json(&a.addr);
+    assert!(!json.contains("stranger"), "{json}");
+    // Both operators hear about it, with the labels named.
+    let a_log = a.stderr.lock().unwrap().clone();
+    assert!(
+        a_log.contains("WARN") && a_log.contains("refused for its label") && a_log.contains("dev"),
+        "a's log: {a_log}"
+    );
+    let stranger_log = stranger.stderr.lock().unwrap().clone();
+    assert!(
+        stranger_log.contains("WARN") && stranger_log.contains("could not join"),
+        "the stranger's log: {stranger_log}"
+    );
+}
+
+#[test]
+fn the_advertised_address_and_the_ckit_state_are_what_others_list() {
+    let a = node("a", &[], &[]);
+    // b listens on one port and advertises the same address by name.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let advertise = format!("localhost:{port}");
+    let args = [
+        "node",
+        "--name",
+        "b",
+        "--listen",
+        &listen,
+        "--preset",
+        "fast",
+        "--join",
+        &a.addr,
+        "--ckit-state",
+        "viewer",
+    ];
+    let _b = Listener::spawn(
+        &args,
+        &[("GOSSIPHTTP_ADVERTISE", &advertise)],
+        " listening on ",
+    );
+    let json = wait_members(&a.addr, "b with its ckit state", |j| {
+        j.contains("\"name\":\"b\"") && j.contains("\"ckit_state\":\"viewer\"")
+    });
+    // The name was resolved at start: memberlist carries an IP.
+    assert!(
+        json.contains(&format!("\"addr\":\"127.0.0.1:{port}\"")),
+        "{json}"
+    );
+}
