@@ -1,0 +1,198 @@
+//! The fast path: while a peer's task keeps a `/message` body open and has
+//! nothing queued, `write_to` pushes an un-awaited packet straight into
+//! that body instead of queueing it and waking the task, which saves the
+//! packet a task hop and a wake-up on its way out.
+//!
+//! The task publishes the body's pipe here when it finds the queue empty
+//! and the machine says the body may take packets
+//! ([`PeerSender::direct_body`](super::machine::PeerSender::direct_body)),
+//! and takes the publication back, with what went through it, before it
+//! acts on anything it wakes for. So the fast path is open only while the
+//! task sleeps with an empty queue: packets keep `write_to` order (a packet
+//! goes direct only when none is queued), and under load, when packets
+//! queue up faster than the task takes them, they still go out in batches.
+
+use super::machine::{DirectWrites, Lane};
+use super::queue::Queue;
+use super::Outgoing;
+use bytes::Bytes;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// A peer's queue and the body published for the fast path, under one
+/// lock shared by `write_to` and the peer's task.
+#[derive(Default)]
+pub(super) struct Shared {
+    pub queue: Queue<Outgoing>,
+    direct: Option<Published>,
+}
+
+/// An open body published for the fast path, and what went into it.
+struct Published {
+    lane: Lane,
+    /// The body's pipe; `None` once a direct write filled it (or found the
+    /// request ended): later packets queue, and the task is woken by the
+    /// next push as it would be without the fast path.
+    pipe: Option<mpsc::Sender<Bytes>>,
+    /// The body's max age: later packets go through the task.
+    until: Instant,
+    packets: u64,
+    last_write: Option<Instant>,
+    filled: bool,
+}
+
+impl Shared {
+    /// Opens the fast path into `lane`'s body, whose pipe is `pipe`, until
+    /// `until`. The task calls this only right after finding the queue
+    /// empty, under the same lock.
+    pub(super) fn publish(&mut self, lane: Lane, pipe: &mpsc::Sender<Bytes>, until: Instant) {
+        self.direct = Some(Published {
+            lane,
+            pipe: Some(pipe.clone()),
+            until,
+            packets: 0,
+            last_write: None,
+            filled: false,
+        });
+    }
+
+    /// Whether the fast path is open (the task sleeps on a published body).
+    #[cfg(test)]
+    pub(super) fn is_published(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Closes the fast path and hands back what went through it, for the
+    /// machine ([`PeerSender::wrote_directly`](super::machine::PeerSender::wrote_directly)).
+    pub(super) fn take_back(&mut self) -> Option<DirectWrites> {
+        let published = self.direct.take()?;
+        Some(DirectWrites {
+            lane: published.lane,
+            packets: published.packets,
+            last_write: published.last_write,
+            full: published.filled,
+        })
+    }
+
+    /// Writes `out` straight into the published body, as the chunk
+    /// `encode` makes of its payload, when the fast path is open for it: no
+    /// one waits on its outcome (a `send` ends its body, which is the
+    /// task's to do), nothing is queued ahead of it, the body has room and
+    /// is younger than its max age. Hands the packet back otherwise, to be
+    /// queued.
+    pub(super) fn write_direct(
+        &mut self,
+        out: Outgoing,
+        encode: impl FnOnce(&Bytes) -> Bytes,
+    ) -> Result<(), Outgoing> {
+        let Some(published) = self.direct.as_mut() else {
+            return Err(out);
+        };
+        let open = out.done.is_none()
+            && out.queued_at < published.until
+            && self.queue.is_empty()
+            && published.pipe.as_ref().is_some_and(|p| p.capacity() > 0);
+        let Some(pipe) = published.pipe.as_ref().filter(|_| open) else {
+            return Err(out);
+        };
+        if pipe.try_send(encode(&out.payload)).is_err() {
+            // The request ended (its body was dropped): the task hears of
+            // it; this packet queues for the next request.
+            published.pipe = None;
+            return Err(out);
+        }
+        published.packets += 1;
+        published.last_write = published.last_write.max(Some(out.queued_at));
+        if pipe.capacity() == 0 {
+            published.pipe = None;
+            published.filled = true;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn packet(payload: &'static [u8], at: Instant) -> Outgoing {
+        Outgoing {
+            payload: Bytes::from_static(payload),
+            done: None,
+            queued_at: at,
+        }
+    }
+
+    fn encode(payload: &Bytes) -> Bytes {
+        payload.clone()
+    }
+
+    #[test]
+    fn nothing_goes_direct_until_a_body_is_published_and_after_it_is_taken_back() {
+        let t0 = Instant::now();
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut shared = Shared::default();
+        assert!(shared.write_direct(packet(b"a", t0), encode).is_err());
+        assert_eq!(shared.take_back(), None);
+        shared.publish(7, &tx, t0 + Duration::from_secs(1));
+        assert!(shared.write_direct(packet(b"b", t0), encode).is_ok());
+        let ms = Duration::from_millis(3);
+        assert!(shared.write_direct(packet(b"c", t0 + ms), encode).is_ok());
+        let back = DirectWrites {
+            lane: 7,
+            packets: 2,
+            last_write: Some(t0 + ms),
+            full: false,
+        };
+        assert_eq!(shared.take_back(), Some(back));
+        assert!(shared.write_direct(packet(b"d", t0), encode).is_err());
+        assert_eq!(rx.try_recv().unwrap(), "b");
+        assert_eq!(rx.try_recv().unwrap(), "c");
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_packet_with_a_waiter_a_queued_packet_or_the_max_age_shut_the_fast_path() {
+        let t0 = Instant::now();
+        let until = t0 + Duration::from_secs(1);
+        let (tx, _rx) = mpsc::channel(4);
+        let mut shared = Shared::default();
+        shared.publish(0, &tx, until);
+        let (done, _) = tokio::sync::oneshot::channel();
+        let awaited = Outgoing {
+            done: Some(done),
+            ..packet(b"a", t0)
+        };
+        assert!(shared.write_direct(awaited, encode).is_err());
+        assert!(shared.write_direct(packet(b"b", until), encode).is_err());
+        assert!(shared.queue.push(packet(b"c", t0), 8).is_ok());
+        assert!(shared.write_direct(packet(b"d", t0), encode).is_err());
+        assert_eq!(shared.take_back().map(|d| d.packets), Some(0));
+    }
+
+    #[test]
+    fn a_write_that_fills_the_pipe_closes_the_fast_path_and_says_so() {
+        let t0 = Instant::now();
+        let (tx, _rx) = mpsc::channel(2);
+        let mut shared = Shared::default();
+        shared.publish(0, &tx, t0 + Duration::from_secs(1));
+        assert!(shared.write_direct(packet(b"a", t0), encode).is_ok());
+        assert!(shared.write_direct(packet(b"b", t0), encode).is_ok());
+        assert!(shared.write_direct(packet(b"c", t0), encode).is_err());
+        let back = shared.take_back().unwrap();
+        assert_eq!((back.packets, back.full), (2, true));
+    }
+
+    #[test]
+    fn a_body_whose_request_ended_takes_nothing_and_is_not_full() {
+        let t0 = Instant::now();
+        let (tx, rx) = mpsc::channel(2);
+        let mut shared = Shared::default();
+        shared.publish(0, &tx, t0 + Duration::from_secs(1));
+        drop(rx);
+        assert!(shared.write_direct(packet(b"a", t0), encode).is_err());
+        let back = shared.take_back().unwrap();
+        assert_eq!((back.packets, back.full), (0, false));
+    }
+}
