@@ -9,15 +9,29 @@
 //! and takes the publication back, with what went through it, before it
 //! acts on anything it wakes for. So the fast path is open only while the
 //! task sleeps with an empty queue: packets keep `write_to` order (a packet
-//! goes direct only when none is queued), and under load, when packets
-//! queue up faster than the task takes them, they still go out in batches.
+//! goes direct only when none is queued).
+//!
+//! A packet goes direct only into a body that has read everything before
+//! it (an empty pipe): that is the packet latency is about, the first after
+//! a quiet spell. Under load the next packets queue (the first of them
+//! wakes the task) and go out in batches as before: a direct write is one
+//! packet per chunk, per `DATA` frame and per wake-up of the body's reader,
+//! and letting a burst through one by one measured at half the throughput
+//! of batching it.
 
 use super::machine::{DirectWrites, Lane};
-use super::queue::Queue;
+use super::queue::{Queue, Queued};
 use super::Outgoing;
+use crate::native::write_buffers::POOLED_WRITE_MIN;
 use bytes::Bytes;
 use std::time::Instant;
 use tokio::sync::mpsc;
+
+/// Packets of this many wire bytes or more go through the task: the fast
+/// path copies a packet into its chunk under the peer map's lock, which
+/// every `write_to` takes, so only small ones (gossip's are about 1.4 KB),
+/// whose chunks need no pooled buffer and so no pool lock either.
+pub(super) const DIRECT_MAX_WIRE_LEN: usize = POOLED_WRITE_MIN;
 
 /// A peer's queue and the body published for the fast path, under one
 /// lock shared by `write_to` and the peer's task.
@@ -32,7 +46,8 @@ struct Published {
     lane: Lane,
     /// The body's pipe; `None` once a direct write filled it (or found the
     /// request ended): later packets queue, and the task is woken by the
-    /// next push as it would be without the fast path.
+    /// next push as it would be without the fast path. (With a pipe of one
+    /// chunk, every direct write fills it.)
     pipe: Option<mpsc::Sender<Bytes>>,
     /// The body's max age: later packets go through the task.
     until: Instant,
@@ -77,9 +92,10 @@ impl Shared {
     /// Writes `out` straight into the published body, as the chunk
     /// `encode` makes of its payload, when the fast path is open for it: no
     /// one waits on its outcome (a `send` ends its body, which is the
-    /// task's to do), nothing is queued ahead of it, the body has room and
-    /// is younger than its max age. Hands the packet back otherwise, to be
-    /// queued.
+    /// task's to do), it is small ([`DIRECT_MAX_WIRE_LEN`]), nothing is
+    /// queued ahead of it, the body has read every chunk before it (see the
+    /// module's doc) and is younger than its max age. Hands the packet back
+    /// otherwise, to be queued.
     pub(super) fn write_direct(
         &mut self,
         out: Outgoing,
@@ -89,9 +105,13 @@ impl Shared {
             return Err(out);
         };
         let open = out.done.is_none()
+            && out.wire_len() < DIRECT_MAX_WIRE_LEN
             && out.queued_at < published.until
             && self.queue.is_empty()
-            && published.pipe.as_ref().is_some_and(|p| p.capacity() > 0);
+            && published
+                .pipe
+                .as_ref()
+                .is_some_and(|p| p.capacity() == p.max_capacity());
         let Some(pipe) = published.pipe.as_ref().filter(|_| open) else {
             return Err(out);
         };
@@ -137,6 +157,7 @@ mod tests {
         assert_eq!(shared.take_back(), None);
         shared.publish(7, &tx, t0 + Duration::from_secs(1));
         assert!(shared.write_direct(packet(b"b", t0), encode).is_ok());
+        assert_eq!(rx.try_recv().unwrap(), "b");
         let ms = Duration::from_millis(3);
         assert!(shared.write_direct(packet(b"c", t0 + ms), encode).is_ok());
         let back = DirectWrites {
@@ -147,9 +168,23 @@ mod tests {
         };
         assert_eq!(shared.take_back(), Some(back));
         assert!(shared.write_direct(packet(b"d", t0), encode).is_err());
-        assert_eq!(rx.try_recv().unwrap(), "b");
         assert_eq!(rx.try_recv().unwrap(), "c");
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn only_a_body_that_read_everything_takes_a_packet_directly() {
+        let t0 = Instant::now();
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut shared = Shared::default();
+        shared.publish(0, &tx, t0 + Duration::from_secs(1));
+        assert!(shared.write_direct(packet(b"a", t0), encode).is_ok());
+        // A burst: the rest queue, to go out as a batch.
+        assert!(shared.write_direct(packet(b"b", t0), encode).is_err());
+        assert_eq!(rx.try_recv().unwrap(), "a");
+        assert!(shared.write_direct(packet(b"c", t0), encode).is_ok());
+        let back = shared.take_back().unwrap();
+        assert_eq!((back.packets, back.full), (2, false));
     }
 
     #[test]
@@ -172,16 +207,37 @@ mod tests {
     }
 
     #[test]
+    fn a_large_packet_goes_through_the_task() {
+        let t0 = Instant::now();
+        let (tx, _rx) = mpsc::channel(4);
+        let mut shared = Shared::default();
+        shared.publish(0, &tx, t0 + Duration::from_secs(1));
+        let large = Outgoing {
+            payload: Bytes::from(vec![0; DIRECT_MAX_WIRE_LEN]),
+            ..packet(b"", t0)
+        };
+        assert!(shared.write_direct(large, encode).is_err());
+        let small = Outgoing {
+            payload: Bytes::from(vec![0; DIRECT_MAX_WIRE_LEN - 8]),
+            ..packet(b"", t0)
+        };
+        assert!(shared.write_direct(small, encode).is_ok());
+    }
+
+    #[test]
     fn a_write_that_fills_the_pipe_closes_the_fast_path_and_says_so() {
         let t0 = Instant::now();
-        let (tx, _rx) = mpsc::channel(2);
+        let (tx, mut rx) = mpsc::channel(1);
         let mut shared = Shared::default();
         shared.publish(0, &tx, t0 + Duration::from_secs(1));
         assert!(shared.write_direct(packet(b"a", t0), encode).is_ok());
-        assert!(shared.write_direct(packet(b"b", t0), encode).is_ok());
-        assert!(shared.write_direct(packet(b"c", t0), encode).is_err());
+        assert_eq!(rx.try_recv().unwrap(), "a");
+        assert!(
+            shared.write_direct(packet(b"b", t0), encode).is_err(),
+            "closed once full, even after the body read it"
+        );
         let back = shared.take_back().unwrap();
-        assert_eq!((back.packets, back.full), (2, true));
+        assert_eq!((back.packets, back.full), (1, true));
     }
 
     #[test]
