@@ -220,10 +220,11 @@ async fn a_full_peer_queue_drops_the_oldest() {
         sent(),
         queued()
     );
-    // With that batch in flight in a body left open for more, another 100
-    // without yielding: the first goes straight into the open body
-    // (write_to's fast path while the task sleeps with nothing queued),
-    // then again the newest 10 stay queued.
+    // With that batch in flight in a body left open for more, and quiet a
+    // moment, another 100 without yielding: the first goes straight into
+    // the open body (write_to's fast path while the task sleeps with
+    // nothing queued), then again the newest 10 stay queued.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     for i in 100..200u32 {
         a.write_to(Bytes::copy_from_slice(&i.to_be_bytes()), &hanging.addr)
             .unwrap();

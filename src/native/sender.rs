@@ -377,11 +377,11 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
                 // Nothing queued: open the fast path into the body, if the
                 // machine allows it, under the lock that found the queue
                 // empty.
-                if let (true, Some((lane, until)), Some((body_lane, pipe))) =
+                if let (true, Some(direct), Some((lane, pipe))) =
                     (batch.is_empty(), sender.direct_body(), &body)
                 {
-                    if lane == *body_lane {
-                        shared.publish(lane, pipe, until);
+                    if direct.lane == *lane {
+                        shared.publish(direct, pipe);
                         published = true;
                     }
                 }

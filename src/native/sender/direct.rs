@@ -11,21 +11,27 @@
 //! task sleeps with an empty queue: packets keep `write_to` order (a packet
 //! goes direct only when none is queued).
 //!
-//! A packet goes direct only into a body that has read everything before
-//! it (an empty pipe): that is the packet latency is about, the first after
-//! a quiet spell. Under load the next packets queue (the first of them
-//! wakes the task) and go out in batches as before: a direct write is one
-//! packet per chunk, per `DATA` frame and per wake-up of the body's reader,
-//! and letting a burst through one by one measured at half the throughput
-//! of batching it.
+//! A packet goes direct only after a quiet spell ([`DIRECT_QUIET`] since
+//! the body's last packet) and into a body that has read everything before
+//! it (an empty pipe): that is the packet latency is about. Under load the
+//! packets queue (the first of them wakes the task) and go out in batches
+//! as before: a direct write is one packet per chunk, per `DATA` frame and
+//! per wake-up of the body's reader, and letting a burst through one by one
+//! measured at half the throughput of batching it.
 
-use super::machine::{DirectWrites, Lane};
+use super::machine::{DirectBody, DirectWrites, Lane};
 use super::queue::{Queue, Queued};
 use super::Outgoing;
 use crate::native::write_buffers::POOLED_WRITE_MIN;
 use bytes::Bytes;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// How long a body must have gone without a packet for the next to go
+/// into it directly: far below gossip's pace per peer (memberlist sends a
+/// peer a few packets a second), far above a saturated sender's (a packet
+/// every microsecond or so), so bursts keep their batches.
+pub(super) const DIRECT_QUIET: Duration = Duration::from_micros(100);
 
 /// Packets of this many wire bytes or more go through the task: the fast
 /// path copies a packet into its chunk under the peer map's lock, which
@@ -51,20 +57,23 @@ struct Published {
     pipe: Option<mpsc::Sender<Bytes>>,
     /// The body's max age: later packets go through the task.
     until: Instant,
+    /// When a packet last went into the body, directly or not.
+    quiet_since: Instant,
     packets: u64,
     last_write: Option<Instant>,
     filled: bool,
 }
 
 impl Shared {
-    /// Opens the fast path into `lane`'s body, whose pipe is `pipe`, until
-    /// `until`. The task calls this only right after finding the queue
-    /// empty, under the same lock.
-    pub(super) fn publish(&mut self, lane: Lane, pipe: &mpsc::Sender<Bytes>, until: Instant) {
+    /// Opens the fast path into `body`, whose pipe is `pipe`. The task
+    /// calls this only right after finding the queue empty, under the same
+    /// lock.
+    pub(super) fn publish(&mut self, body: DirectBody, pipe: &mpsc::Sender<Bytes>) {
         self.direct = Some(Published {
-            lane,
+            lane: body.lane,
             pipe: Some(pipe.clone()),
-            until,
+            until: body.until,
+            quiet_since: body.last_write,
             packets: 0,
             last_write: None,
             filled: false,
@@ -93,9 +102,10 @@ impl Shared {
     /// `encode` makes of its payload, when the fast path is open for it: no
     /// one waits on its outcome (a `send` ends its body, which is the
     /// task's to do), it is small ([`DIRECT_MAX_WIRE_LEN`]), nothing is
-    /// queued ahead of it, the body has read every chunk before it (see the
-    /// module's doc) and is younger than its max age. Hands the packet back
-    /// otherwise, to be queued.
+    /// queued ahead of it, the body has been quiet for [`DIRECT_QUIET`] and
+    /// has read every chunk before it (see the module's doc), and is
+    /// younger than its max age. Hands the packet back otherwise, to be
+    /// queued.
     pub(super) fn write_direct(
         &mut self,
         out: Outgoing,
@@ -107,6 +117,10 @@ impl Shared {
         let open = out.done.is_none()
             && out.wire_len() < DIRECT_MAX_WIRE_LEN
             && out.queued_at < published.until
+            && out
+                .queued_at
+                .saturating_duration_since(published.quiet_since)
+                >= DIRECT_QUIET
             && self.queue.is_empty()
             && published
                 .pipe
@@ -123,6 +137,7 @@ impl Shared {
         }
         published.packets += 1;
         published.last_write = published.last_write.max(Some(out.queued_at));
+        published.quiet_since = published.quiet_since.max(out.queued_at);
         if pipe.capacity() == 0 {
             published.pipe = None;
             published.filled = true;
@@ -134,7 +149,8 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    const Q: Duration = DIRECT_QUIET;
 
     fn packet(payload: &'static [u8], at: Instant) -> Outgoing {
         Outgoing {
@@ -148,41 +164,66 @@ mod tests {
         payload.clone()
     }
 
+    /// `lane`'s body, last written at `t0`, a second from its max age.
+    fn body(lane: Lane, t0: Instant) -> DirectBody {
+        DirectBody {
+            lane,
+            until: t0 + Duration::from_secs(1),
+            last_write: t0,
+        }
+    }
+
     #[test]
     fn nothing_goes_direct_until_a_body_is_published_and_after_it_is_taken_back() {
         let t0 = Instant::now();
         let (tx, mut rx) = mpsc::channel(4);
         let mut shared = Shared::default();
-        assert!(shared.write_direct(packet(b"a", t0), encode).is_err());
+        assert!(shared.write_direct(packet(b"a", t0 + Q), encode).is_err());
         assert_eq!(shared.take_back(), None);
-        shared.publish(7, &tx, t0 + Duration::from_secs(1));
-        assert!(shared.write_direct(packet(b"b", t0), encode).is_ok());
+        shared.publish(body(7, t0), &tx);
+        assert!(shared.write_direct(packet(b"b", t0 + Q), encode).is_ok());
         assert_eq!(rx.try_recv().unwrap(), "b");
-        let ms = Duration::from_millis(3);
-        assert!(shared.write_direct(packet(b"c", t0 + ms), encode).is_ok());
+        assert!(shared
+            .write_direct(packet(b"c", t0 + 2 * Q), encode)
+            .is_ok());
         let back = DirectWrites {
             lane: 7,
             packets: 2,
-            last_write: Some(t0 + ms),
+            last_write: Some(t0 + 2 * Q),
             full: false,
         };
         assert_eq!(shared.take_back(), Some(back));
-        assert!(shared.write_direct(packet(b"d", t0), encode).is_err());
+        assert!(shared
+            .write_direct(packet(b"d", t0 + 3 * Q), encode)
+            .is_err());
         assert_eq!(rx.try_recv().unwrap(), "c");
         assert!(rx.try_recv().is_err());
     }
 
     #[test]
-    fn only_a_body_that_read_everything_takes_a_packet_directly() {
+    fn only_a_quiet_body_that_read_everything_takes_a_packet_directly() {
         let t0 = Instant::now();
         let (tx, mut rx) = mpsc::channel(4);
         let mut shared = Shared::default();
-        shared.publish(0, &tx, t0 + Duration::from_secs(1));
-        assert!(shared.write_direct(packet(b"a", t0), encode).is_ok());
+        shared.publish(body(0, t0), &tx);
+        assert!(
+            shared
+                .write_direct(packet(b"a", t0 + Q / 2), encode)
+                .is_err(),
+            "too soon after the body's last packet"
+        );
+        assert!(shared.write_direct(packet(b"b", t0 + Q), encode).is_ok());
         // A burst: the rest queue, to go out as a batch.
-        assert!(shared.write_direct(packet(b"b", t0), encode).is_err());
-        assert_eq!(rx.try_recv().unwrap(), "a");
-        assert!(shared.write_direct(packet(b"c", t0), encode).is_ok());
+        assert!(shared
+            .write_direct(packet(b"c", t0 + 2 * Q), encode)
+            .is_err());
+        assert_eq!(rx.try_recv().unwrap(), "b");
+        assert!(shared
+            .write_direct(packet(b"d", t0 + 3 * Q / 2), encode)
+            .is_err());
+        assert!(shared
+            .write_direct(packet(b"e", t0 + 2 * Q), encode)
+            .is_ok());
         let back = shared.take_back().unwrap();
         assert_eq!((back.packets, back.full), (2, false));
     }
@@ -190,19 +231,21 @@ mod tests {
     #[test]
     fn a_packet_with_a_waiter_a_queued_packet_or_the_max_age_shut_the_fast_path() {
         let t0 = Instant::now();
-        let until = t0 + Duration::from_secs(1);
         let (tx, _rx) = mpsc::channel(4);
         let mut shared = Shared::default();
-        shared.publish(0, &tx, until);
+        shared.publish(body(0, t0), &tx);
         let (done, _) = tokio::sync::oneshot::channel();
         let awaited = Outgoing {
             done: Some(done),
-            ..packet(b"a", t0)
+            ..packet(b"a", t0 + Q)
         };
         assert!(shared.write_direct(awaited, encode).is_err());
-        assert!(shared.write_direct(packet(b"b", until), encode).is_err());
-        assert!(shared.queue.push(packet(b"c", t0), 8).is_ok());
-        assert!(shared.write_direct(packet(b"d", t0), encode).is_err());
+        let at_max_age = t0 + Duration::from_secs(1);
+        assert!(shared
+            .write_direct(packet(b"b", at_max_age), encode)
+            .is_err());
+        assert!(shared.queue.push(packet(b"c", t0 + Q), 8).is_ok());
+        assert!(shared.write_direct(packet(b"d", t0 + Q), encode).is_err());
         assert_eq!(shared.take_back().map(|d| d.packets), Some(0));
     }
 
@@ -211,15 +254,15 @@ mod tests {
         let t0 = Instant::now();
         let (tx, _rx) = mpsc::channel(4);
         let mut shared = Shared::default();
-        shared.publish(0, &tx, t0 + Duration::from_secs(1));
+        shared.publish(body(0, t0), &tx);
         let large = Outgoing {
             payload: Bytes::from(vec![0; DIRECT_MAX_WIRE_LEN]),
-            ..packet(b"", t0)
+            ..packet(b"", t0 + Q)
         };
         assert!(shared.write_direct(large, encode).is_err());
         let small = Outgoing {
             payload: Bytes::from(vec![0; DIRECT_MAX_WIRE_LEN - 8]),
-            ..packet(b"", t0)
+            ..packet(b"", t0 + Q)
         };
         assert!(shared.write_direct(small, encode).is_ok());
     }
@@ -229,11 +272,13 @@ mod tests {
         let t0 = Instant::now();
         let (tx, mut rx) = mpsc::channel(1);
         let mut shared = Shared::default();
-        shared.publish(0, &tx, t0 + Duration::from_secs(1));
-        assert!(shared.write_direct(packet(b"a", t0), encode).is_ok());
+        shared.publish(body(0, t0), &tx);
+        assert!(shared.write_direct(packet(b"a", t0 + Q), encode).is_ok());
         assert_eq!(rx.try_recv().unwrap(), "a");
         assert!(
-            shared.write_direct(packet(b"b", t0), encode).is_err(),
+            shared
+                .write_direct(packet(b"b", t0 + 2 * Q), encode)
+                .is_err(),
             "closed once full, even after the body read it"
         );
         let back = shared.take_back().unwrap();
@@ -245,9 +290,9 @@ mod tests {
         let t0 = Instant::now();
         let (tx, rx) = mpsc::channel(2);
         let mut shared = Shared::default();
-        shared.publish(0, &tx, t0 + Duration::from_secs(1));
+        shared.publish(body(0, t0), &tx);
         drop(rx);
-        assert!(shared.write_direct(packet(b"a", t0), encode).is_err());
+        assert!(shared.write_direct(packet(b"a", t0 + Q), encode).is_err());
         let back = shared.take_back().unwrap();
         assert_eq!((back.packets, back.full), (0, false));
     }

@@ -88,6 +88,17 @@ pub(crate) struct DirectWrites {
     pub full: bool,
 }
 
+/// The open body the shell may publish for `write_to`'s fast path (see
+/// [`PeerSender::direct_body`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirectBody {
+    pub lane: Lane,
+    /// Its max age: no packet goes into it directly from then on.
+    pub until: Instant,
+    /// When a packet last went into it.
+    pub last_write: Instant,
+}
+
 /// What one `/message` request carries: how many packets, and the callers
 /// waiting to hear how it went.
 #[derive(Debug, PartialEq, Eq)]
@@ -247,11 +258,13 @@ impl<W> PeerSender<W> {
     /// (see [`wrote_directly`](Self::wrote_directly)) before acting on
     /// anything, so packets stay in `write_to` order and batching under
     /// load is unchanged (a queued packet keeps the fast path shut).
-    pub(crate) fn direct_body(&self) -> Option<(Lane, Instant)> {
+    pub(crate) fn direct_body(&self) -> Option<DirectBody> {
         let body = self.open.as_ref().filter(|b| !b.full)?;
-        self.retry_at
-            .is_none()
-            .then_some((body.lane, body.opened + BODY_MAX_AGE))
+        self.retry_at.is_none().then_some(DirectBody {
+            lane: body.lane,
+            until: body.opened + BODY_MAX_AGE,
+            last_write: body.last_write,
+        })
     }
 
     /// Folds in what `write_to` pushed into the open body while the shell

@@ -246,6 +246,15 @@ fn a_full_body_takes_no_batch_until_it_has_room_and_the_queue_drops_the_oldest()
     assert_eq!(sent[0], (Route::Push { lane: 0 }, vec![50]));
 }
 
+/// Lane 0's body, opened and last written at `t0`.
+fn direct_body(t0: Instant) -> DirectBody {
+    DirectBody {
+        lane: 0,
+        until: t0 + BODY_MAX_AGE,
+        last_write: t0,
+    }
+}
+
 fn direct(lane: Lane, packets: u64, last_write: Instant, full: bool) -> DirectWrites {
     DirectWrites {
         lane,
@@ -262,7 +271,7 @@ fn direct_writes_join_the_open_bodys_ledger_and_count_for_its_linger() {
     assert_eq!(peer.sender.direct_body(), None, "no body open yet");
     peer.write(10, t0);
     peer.pump(t0);
-    assert_eq!(peer.sender.direct_body(), Some((0, t0 + BODY_MAX_AGE)));
+    assert_eq!(peer.sender.direct_body(), Some(direct_body(t0)));
 
     // Written straight into the body while the shell slept: the linger
     // runs from the last of them.
@@ -294,7 +303,7 @@ fn direct_writes_count_as_activity_and_none_leaves_the_body_as_it_was() {
         last_write: None,
         full: false,
     });
-    assert_eq!(peer.sender.direct_body(), Some((0, t0 + BODY_MAX_AGE)));
+    assert_eq!(peer.sender.direct_body(), Some(direct_body(t0)));
     peer.sender.handle_timeout(t0 + LINGER);
     assert_eq!(peer.sender.open_body(), None);
 
@@ -326,7 +335,11 @@ fn a_pipe_filled_by_direct_writes_is_full_and_no_fast_path_opens_while_backing_o
     assert_eq!(peer.sender.wants_batch(t0 + MS), None);
     assert_eq!(peer.sender.direct_body(), None, "not into a full pipe");
     peer.sender.body_has_room();
-    assert_eq!(peer.sender.direct_body(), Some((0, t0 + BODY_MAX_AGE)));
+    let last_direct = DirectBody {
+        last_write: t0 + MS,
+        ..direct_body(t0)
+    };
+    assert_eq!(peer.sender.direct_body(), Some(last_direct));
 
     // Writes for a body that ended meanwhile still count for its request.
     peer.sender.handle_timeout(t0 + 101 * MS);

@@ -109,15 +109,19 @@ async fn a_failed_request_fails_its_packets_and_the_peer_task_goes_on() {
 }
 
 /// Lets the peer's task run until it sleeps on an open body it published
-/// for the fast path.
+/// for the fast path, then lets the body be quiet long enough for it.
 async fn until_published(senders: &Senders<FakeSink>, addr: &str) {
     for _ in 0..100 {
         tokio::task::yield_now().await;
-        let peers = senders.ctx.peers.lock().unwrap();
-        if peers
+        let published = senders
+            .ctx
+            .peers
+            .lock()
+            .unwrap()
             .get(addr)
-            .is_some_and(|q| q.state.lock().unwrap().is_published())
-        {
+            .is_some_and(|q| q.state.lock().unwrap().is_published());
+        if published {
+            tokio::time::sleep(2 * direct::DIRECT_QUIET).await;
             return;
         }
     }
