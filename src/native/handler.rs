@@ -387,10 +387,16 @@ async fn deliver(inner: &Inner, payload: Bytes, from: SocketAddr, received_at: I
         from,
         received_at,
     };
-    let sent = tokio::select! {
-        r = inner.packets_tx.send(packet) => r.is_ok(),
-        _ = inner.shutdown.cancelled() => false,
-    };
+    // Room in the queue is the common case: no future, no select.
+    let sent = !inner.shutdown.is_cancelled()
+        && match inner.packets_tx.try_send(packet) {
+            Ok(()) => true,
+            Err(async_channel::TrySendError::Closed(_)) => false,
+            Err(async_channel::TrySendError::Full(packet)) => tokio::select! {
+                r = inner.packets_tx.send(packet) => r.is_ok(),
+                _ = inner.shutdown.cancelled() => false,
+            },
+        };
     if sent {
         inner.metrics.rx_packets.inc();
         inner.metrics.rx_bytes.inc_by(len);

@@ -19,23 +19,27 @@
 //!
 //! The rules live in two runtime-free parts, tested with virtual time:
 //! [`queue`] (drop-oldest, batches, expiry) and [`machine`] (when and where
-//! a batch goes, bodies, backoff, retirement). This file is their shell:
-//! the shared queues, the tasks, timers and channels, encoding, HTTP.
+//! a batch goes, bodies, backoff, retirement). [`direct`] is the fast path
+//! (`write_to` pushing into an open body while the task sleeps). This file
+//! is their shell: the shared queues, the tasks, timers and channels,
+//! encoding, HTTP.
 
+mod direct;
 mod machine;
 mod queue;
 
 use super::body::FrameBody;
 use super::connector::Connector;
 use super::metrics::Metrics;
-use super::write_buffers::WriteBuffers;
+use super::write_buffers::{WriteBuffer, WriteBuffers};
 use crate::codec::{encoded_len, frame_header};
 use crate::{Error, PeerAddr, MESSAGE_PATH};
 use bytes::Bytes;
+use direct::Shared;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hyper::StatusCode;
 use machine::{Lane, Ledger, Outcome, PeerSender, Route, Timeout};
-use queue::{Queue, Queued};
+use queue::Queued;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -122,7 +126,7 @@ struct SendCtx<S> {
 struct PeerQueue {
     key: String,
     addr: PeerAddr,
-    state: Mutex<Queue<Outgoing>>,
+    state: Mutex<Shared>,
     /// Wakes the task when it waits for packets (see `Queue`).
     wake: Notify,
 }
@@ -154,7 +158,10 @@ impl<S: MessageSink> Senders<S> {
     /// This is the per-packet hot path, and with a dead peer in the set it
     /// runs for packets that will never leave: one map lookup and two
     /// uncontended locks, no allocation, no clone, and no wake-up unless the
-    /// peer's task is idle waiting for packets.
+    /// peer's task is idle waiting for packets. A packet for a peer whose
+    /// task sleeps on an open body with nothing queued skips the queue and
+    /// the task: it is encoded here and pushed into the body (see
+    /// [`direct`]).
     pub(crate) fn enqueue(&self, addr: &str, out: Outgoing) -> Result<(), Error> {
         let pushed;
         let queue_addr;
@@ -171,9 +178,19 @@ impl<S: MessageSink> Senders<S> {
             };
             // Lock order: the peer map, then a queue (as `try_retire`).
             let mut state = queue.state.lock().unwrap();
+            let len = out.payload.len() as u64;
+            let out = match state.write_direct(out, |payload| self.ctx.encode_one(payload)) {
+                Ok(()) => {
+                    self.ctx.metrics.tx_packets.inc();
+                    self.ctx.metrics.tx_bytes.inc_by(len);
+                    return Ok(());
+                }
+                Err(out) => out,
+            };
             // Only shutdown closes a queue that is still in the map (a
             // retiring task removes its queue under the map lock).
             pushed = state
+                .queue
                 .push(out, self.ctx.limits.queue_size)
                 .map_err(|_| Error::Shutdown)?;
             if pushed.dropped.is_none() {
@@ -216,7 +233,7 @@ impl<S: MessageSink> Senders<S> {
         let queue = Arc::new(PeerQueue {
             key: addr.to_string(),
             addr: addr.parse()?,
-            state: Mutex::new(Queue::default()),
+            state: Mutex::new(Shared::default()),
             wake: Notify::new(),
         });
         self.ctx
@@ -235,7 +252,7 @@ impl<S: MessageSink> SendCtx<S> {
     /// Removes an idle peer's queue, unless a packet arrived meanwhile.
     fn try_retire(&self, queue: &Arc<PeerQueue>) -> bool {
         let mut peers = self.peers.lock().unwrap();
-        if !queue.state.lock().unwrap().close_if_empty() {
+        if !queue.state.lock().unwrap().queue.close_if_empty() {
             return false;
         }
         if peers.get(&queue.key).is_some_and(|q| Arc::ptr_eq(q, queue)) {
@@ -261,14 +278,18 @@ impl<S: MessageSink> SendCtx<S> {
         let mut payload_bytes = 0u64;
         for item in &items {
             payload_bytes += item.payload.len() as u64;
-            // Payloads over 4 GiB were refused by write_to, so the header
-            // always fits.
-            let (header, len) = frame_header(item.payload.len());
-            body.extend_from_slice(&header[..len]);
-            body.extend_from_slice(&item.payload);
+            push_frame(&mut body, &item.payload);
         }
         self.metrics.tx_packets.inc_by(items.len() as u64);
         self.metrics.tx_bytes.inc_by(payload_bytes);
+        body.freeze()
+    }
+
+    /// Encodes one packet as a chunk of one frame (the fast path; the
+    /// caller counts it).
+    fn encode_one(&self, payload: &Bytes) -> Bytes {
+        let mut body = self.bodies.take(encoded_len(payload.len()));
+        push_frame(&mut body, payload);
         body.freeze()
     }
 
@@ -298,6 +319,15 @@ impl<S: MessageSink> SendCtx<S> {
     }
 }
 
+/// Appends `payload` to `body` as one frame.
+fn push_frame(body: &mut WriteBuffer, payload: &[u8]) {
+    // Payloads over 4 GiB were refused by write_to, so the header always
+    // fits.
+    let (header, len) = frame_header(payload.len());
+    body.extend_from_slice(&header[..len]);
+    body.extend_from_slice(payload);
+}
+
 /// Tells a request's waiters how it ended; a failure counts every packet it
 /// carried as failed (HTTP gives no per-frame answer, so a failed body's
 /// packets are not known to have arrived). The metric is counted before
@@ -312,6 +342,15 @@ fn settle(ledger: Ledger<Waiter>, metrics: &Metrics, result: Result<(), &Error>)
     }
 }
 
+/// What woke a peer's task.
+enum Event {
+    Shutdown,
+    Finished(Lane, Result<(), Error>),
+    BodyHasRoom,
+    Timer,
+    Packets,
+}
+
 /// A peer's delivery task: the shell around its [`PeerSender`], which
 /// decides everything; this carries it out with tokio and hyper.
 async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
@@ -320,6 +359,8 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
     let mut in_flight = FuturesUnordered::new();
     // The pipe into the open body, while the machine keeps one open.
     let mut body: Option<(Lane, mpsc::Sender<Bytes>)> = None;
+    // Whether the open body is published for the fast path (see `direct`).
+    let mut published = false;
     let mut armed = sender.poll_timeout();
     let timer = tokio::time::sleep_until(armed.into());
     tokio::pin!(timer);
@@ -330,7 +371,22 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
             let Some(take) = sender.wants_batch(now) else {
                 break;
             };
-            let mut batch = queue.state.lock().unwrap().take_batch(&take, &mut expired);
+            let mut batch = {
+                let mut shared = queue.state.lock().unwrap();
+                let batch = shared.queue.take_batch(&take, &mut expired);
+                // Nothing queued: open the fast path into the body, if the
+                // machine allows it, under the lock that found the queue
+                // empty.
+                if let (true, Some(direct), Some((lane, pipe))) =
+                    (batch.is_empty(), sender.direct_body(), &body)
+                {
+                    if direct.lane == *lane {
+                        shared.publish(direct, pipe);
+                        published = true;
+                    }
+                }
+                batch
+            };
             if !expired.is_empty() {
                 ctx.metrics
                     .tx_packet_queue_length
@@ -385,10 +441,28 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
             armed = next;
             timer.as_mut().reset(next.into());
         }
-        tokio::select! {
+        let event = tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => break,
+            _ = ctx.shutdown.cancelled() => Event::Shutdown,
             Some((lane, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                Event::Finished(lane, result)
+            }
+            Some(_) = async { full_body?.reserve_owned().await.ok() }, if full_body.is_some() => {
+                Event::BodyHasRoom
+            }
+            () = &mut timer => Event::Timer,
+            _ = queue.wake.notified() => Event::Packets,
+        };
+        // Whatever woke the task, the fast path closes first, and what went
+        // through it joins the machine's books before anything is decided.
+        if std::mem::take(&mut published) {
+            if let Some(direct) = queue.state.lock().unwrap().take_back() {
+                sender.wrote_directly(direct);
+            }
+        }
+        match event {
+            Event::Shutdown => break,
+            Event::Finished(lane, result) => {
                 let outcome = match &result {
                     Ok(()) => Outcome::Delivered,
                     Err(Error::Connect { .. }) => Outcome::Unreachable,
@@ -401,15 +475,15 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
                     settle(ledger, &ctx.metrics, result.as_ref().map(|_| ()));
                 }
             }
-            Some(_) = async { full_body?.reserve_owned().await.ok() }, if full_body.is_some() => {
-                sender.body_has_room();
-            }
-            () = &mut timer => {
-                if sender.handle_timeout(Instant::now()) == Timeout::Retire && ctx.try_retire(&queue) {
+            Event::BodyHasRoom => sender.body_has_room(),
+            Event::Timer => {
+                if sender.handle_timeout(Instant::now()) == Timeout::Retire
+                    && ctx.try_retire(&queue)
+                {
                     return;
                 }
             }
-            _ = queue.wake.notified() => {}
+            Event::Packets => {}
         }
         // A body the machine ended (its request finished, or it lingered
         // out) ends when its pipe is dropped.
@@ -420,127 +494,14 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
     // Shutdown: whatever is queued or in flight fails, loudly.
     drop(in_flight);
     drop(body);
+    let left = queue.state.lock().unwrap().queue.close();
     for ledger in sender.into_ledgers() {
         settle(ledger, &ctx.metrics, Err(&Error::Shutdown));
     }
-    let left = queue.state.lock().unwrap().close();
     ctx.metrics.tx_packet_queue_length.dec_by(left.len() as i64);
     ctx.fail(left, &Error::Shutdown);
 }
 
 #[cfg(test)]
-mod tests {
-    //! The shell with a fake connection layer: no network, the machine's
-    //! decisions carried out end to end.
-
-    use super::*;
-    use http_body_util::BodyExt;
-
-    /// Answers each `/message` with its answer once the body has ended,
-    /// keeping what each body carried.
-    struct FakeSink {
-        answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
-        bodies: Mutex<Vec<Bytes>>,
-    }
-
-    impl MessageSink for FakeSink {
-        async fn post_message(
-            &self,
-            peer: &PeerAddr,
-            body: FrameBody,
-        ) -> Result<StatusCode, Error> {
-            let bytes = match body.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(never) => match never {},
-            };
-            self.bodies.lock().unwrap().push(bytes);
-            (self.answer)(peer)
-        }
-    }
-
-    fn senders(
-        answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
-    ) -> (Senders<FakeSink>, Arc<FakeSink>, Metrics) {
-        let sink = Arc::new(FakeSink {
-            answer,
-            bodies: Mutex::new(Vec::new()),
-        });
-        let metrics = Metrics::default();
-        let limits = SendLimits {
-            queue_size: 16,
-            packet_timeout: Duration::from_secs(5),
-            max_batch_bytes: 1 << 10,
-            max_in_flight: 2,
-            idle_timeout: Duration::from_secs(60),
-            body_linger: Duration::from_secs(60),
-        };
-        let senders = Senders::new(
-            sink.clone(),
-            metrics.clone(),
-            limits,
-            CancellationToken::new(),
-            TaskTracker::new(),
-        );
-        (senders, sink, metrics)
-    }
-
-    fn packet(payload: &'static [u8], done: Option<Waiter>) -> Outgoing {
-        Outgoing {
-            payload: Bytes::from_static(payload),
-            done,
-            queued_at: Instant::now(),
-        }
-    }
-
-    fn frames(payloads: &[&[u8]]) -> Bytes {
-        let mut out = Vec::new();
-        for p in payloads {
-            let (header, len) = frame_header(p.len());
-            out.extend_from_slice(&header[..len]);
-            out.extend_from_slice(p);
-        }
-        out.into()
-    }
-
-    async fn send(
-        senders: &Senders<FakeSink>,
-        addr: &str,
-        payload: &'static [u8],
-    ) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        senders.enqueue(addr, packet(payload, Some(tx)))?;
-        rx.await.unwrap_or(Err(Error::Shutdown))
-    }
-
-    #[tokio::test]
-    async fn queued_packets_and_a_send_share_one_body_that_the_send_ends() {
-        let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
-        // The peer's task first runs when this test awaits: all three are
-        // queued by then.
-        senders.enqueue("peer:1", packet(b"a", None)).unwrap();
-        senders.enqueue("peer:1", packet(b"bb", None)).unwrap();
-        send(&senders, "peer:1", b"ccc").await.unwrap();
-        let bodies = sink.bodies.lock().unwrap().clone();
-        assert_eq!(bodies, [frames(&[b"a", b"bb", b"ccc"])]);
-        assert_eq!(metrics.tx_packets.get(), 3);
-        assert_eq!(metrics.tx_bytes.get(), 6);
-        assert_eq!(metrics.tx_packets_failed.get(), 0);
-        assert_eq!(metrics.tx_packet_queue_length.get(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_failed_request_fails_its_packets_and_the_peer_task_goes_on() {
-        let (senders, _sink, metrics) = senders(|peer| {
-            Err(Error::InvalidAddress {
-                addr: peer.to_string(),
-                reason: "refused by the test".into(),
-            })
-        });
-        for round in 1..=2u64 {
-            let err = send(&senders, "peer:1", b"x").await.unwrap_err();
-            assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
-            assert_eq!(metrics.tx_packets_failed.get(), round);
-        }
-        assert_eq!(senders.peer_count(), 1);
-    }
-}
+#[path = "sender/shell_tests.rs"]
+mod tests;

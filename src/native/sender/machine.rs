@@ -75,6 +75,30 @@ pub(crate) enum Timeout {
     Retire,
 }
 
+/// What `write_to` pushed straight into the open body while the shell
+/// waited (the fast path), for the machine's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirectWrites {
+    /// The body they went into.
+    pub lane: Lane,
+    pub packets: u64,
+    /// When the last of them was written, if any was.
+    pub last_write: Option<Instant>,
+    /// They filled the body's pipe.
+    pub full: bool,
+}
+
+/// The open body the shell may publish for `write_to`'s fast path (see
+/// [`PeerSender::direct_body`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirectBody {
+    pub lane: Lane,
+    /// Its max age: no packet goes into it directly from then on.
+    pub until: Instant,
+    /// When a packet last went into it.
+    pub last_write: Instant,
+}
+
 /// What one `/message` request carries: how many packets, and the callers
 /// waiting to hear how it went.
 #[derive(Debug, PartialEq, Eq)]
@@ -225,6 +249,42 @@ impl<W> PeerSender<W> {
     /// Whether the shell is to wait for room in the open body's pipe.
     pub(crate) fn body_is_full(&self) -> bool {
         self.open.as_ref().is_some_and(|b| b.full)
+    }
+
+    /// The open body `write_to` may push un-awaited packets into itself
+    /// while the shell waits with an empty queue, and until when (its max
+    /// age): one with room in its pipe, not while backing off. The shell
+    /// publishes it only after finding the queue empty, and takes it back
+    /// (see [`wrote_directly`](Self::wrote_directly)) before acting on
+    /// anything, so packets stay in `write_to` order and batching under
+    /// load is unchanged (a queued packet keeps the fast path shut).
+    pub(crate) fn direct_body(&self) -> Option<DirectBody> {
+        let body = self.open.as_ref().filter(|b| !b.full)?;
+        self.retry_at.is_none().then_some(DirectBody {
+            lane: body.lane,
+            until: body.opened + BODY_MAX_AGE,
+            last_write: body.last_write,
+        })
+    }
+
+    /// Folds in what `write_to` pushed into the open body while the shell
+    /// waited: the packets join that request's ledger (its outcome is
+    /// theirs), the last one counts as a write for the linger and as
+    /// activity for the idle clock, and a pipe they filled is full.
+    pub(crate) fn wrote_directly(&mut self, direct: DirectWrites) {
+        if let Some((_, ledger)) = self.lanes.iter_mut().find(|(l, _)| *l == direct.lane) {
+            ledger.packets += direct.packets;
+        }
+        if let Some(at) = direct.last_write {
+            self.last_active = self.last_active.max(at);
+        }
+        let Some(body) = self.open.as_mut().filter(|b| b.lane == direct.lane) else {
+            return;
+        };
+        if let Some(at) = direct.last_write {
+            body.last_write = body.last_write.max(at);
+        }
+        body.full |= direct.full;
     }
 
     /// A request ended: returns its ledger, for the shell to settle with

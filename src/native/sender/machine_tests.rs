@@ -246,6 +246,119 @@ fn a_full_body_takes_no_batch_until_it_has_room_and_the_queue_drops_the_oldest()
     assert_eq!(sent[0], (Route::Push { lane: 0 }, vec![50]));
 }
 
+/// Lane 0's body, opened and last written at `t0`.
+fn direct_body(t0: Instant) -> DirectBody {
+    DirectBody {
+        lane: 0,
+        until: t0 + BODY_MAX_AGE,
+        last_write: t0,
+    }
+}
+
+fn direct(lane: Lane, packets: u64, last_write: Instant, full: bool) -> DirectWrites {
+    DirectWrites {
+        lane,
+        packets,
+        last_write: Some(last_write),
+        full,
+    }
+}
+
+#[test]
+fn direct_writes_join_the_open_bodys_ledger_and_count_for_its_linger() {
+    let t0 = Instant::now();
+    let mut peer = Peer::new(limits(), t0);
+    assert_eq!(peer.sender.direct_body(), None, "no body open yet");
+    peer.write(10, t0);
+    peer.pump(t0);
+    assert_eq!(peer.sender.direct_body(), Some(direct_body(t0)));
+
+    // Written straight into the body while the shell slept: the linger
+    // runs from the last of them.
+    peer.sender
+        .wrote_directly(direct(0, 3, t0 + 90 * MS, false));
+    assert_eq!(peer.sender.handle_timeout(t0 + LINGER), Timeout::Nothing);
+    assert_eq!(peer.sender.open_body(), Some(0));
+    assert_eq!(peer.sender.poll_timeout(), t0 + 190 * MS);
+    peer.sender.handle_timeout(t0 + 190 * MS);
+    assert_eq!(peer.sender.open_body(), None, "quiet for the linger: ended");
+    assert_eq!(peer.sender.direct_body(), None);
+
+    let ledger = peer
+        .sender
+        .request_finished(t0 + 200 * MS, 0, Outcome::Failed);
+    assert_eq!(ledger.map(|l| l.packets), Some(4), "its outcome is theirs");
+}
+
+#[test]
+fn direct_writes_count_as_activity_and_none_leaves_the_body_as_it_was() {
+    let t0 = Instant::now();
+    let mut peer = Peer::new(limits(), t0);
+    peer.write(10, t0);
+    peer.pump(t0);
+    // Taken back with nothing written: no write, no activity.
+    peer.sender.wrote_directly(DirectWrites {
+        lane: 0,
+        packets: 0,
+        last_write: None,
+        full: false,
+    });
+    assert_eq!(peer.sender.direct_body(), Some(direct_body(t0)));
+    peer.sender.handle_timeout(t0 + LINGER);
+    assert_eq!(peer.sender.open_body(), None);
+
+    // A write long after the body ended keeps the idle clock from
+    // retiring the peer on time.
+    let mut peer = Peer::new(limits(), t0);
+    peer.write(10, t0);
+    peer.pump(t0);
+    peer.sender
+        .wrote_directly(direct(0, 1, t0 + 50 * MS, false));
+    peer.sender.handle_timeout(t0 + 150 * MS);
+    assert_eq!(peer.sender.open_body(), None);
+    peer.sender
+        .request_finished(t0 + 150 * MS, 0, Outcome::Delivered);
+    assert_eq!(peer.sender.handle_timeout(t0 + IDLE), Timeout::Nothing);
+    let next = peer.sender.poll_timeout();
+    assert!(next >= t0 + 50 * MS + IDLE);
+    assert_eq!(peer.sender.handle_timeout(next), Timeout::Retire);
+}
+
+#[test]
+fn a_pipe_filled_by_direct_writes_is_full_and_no_fast_path_opens_while_backing_off() {
+    let t0 = Instant::now();
+    let mut peer = Peer::new(limits(), t0);
+    peer.write(10, t0);
+    peer.pump(t0);
+    peer.sender.wrote_directly(direct(0, 4, t0 + MS, true));
+    assert!(peer.sender.body_is_full());
+    assert_eq!(peer.sender.wants_batch(t0 + MS), None);
+    assert_eq!(peer.sender.direct_body(), None, "not into a full pipe");
+    peer.sender.body_has_room();
+    let last_direct = DirectBody {
+        last_write: t0 + MS,
+        ..direct_body(t0)
+    };
+    assert_eq!(peer.sender.direct_body(), Some(last_direct));
+
+    // Writes for a body that ended meanwhile still count for its request.
+    peer.sender.handle_timeout(t0 + 101 * MS);
+    assert_eq!(peer.sender.open_body(), None);
+    peer.sender
+        .wrote_directly(direct(0, 2, t0 + 100 * MS, true));
+    assert!(!peer.sender.body_is_full());
+    let ledger = peer
+        .sender
+        .request_finished(t0 + 110 * MS, 0, Outcome::Unreachable);
+    assert_eq!(ledger.map(|l| l.packets), Some(7));
+
+    // Backing off: the next body may open (the queue has packets) only
+    // after the backoff, and no fast path before it.
+    peer.write(10, t0 + 110 * MS);
+    assert!(peer.pump(t0 + 110 * MS).is_empty());
+    assert_eq!(peer.sender.direct_body(), None);
+}
+
 #[test]
 fn with_no_linger_requests_in_flight_are_capped_at_max_in_flight() {
     let t0 = Instant::now();

@@ -90,6 +90,11 @@ impl<T: Queued> Queue<T> {
         })
     }
 
+    /// Whether no packet is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
     /// Takes queued packets up to `take.max_bytes` (at least one if any),
     /// moving those queued before `take.stale_before` to `expired` instead.
     /// An empty batch means the task is to wait for the next push's wake-up.

@@ -1,0 +1,203 @@
+//! The shell with a fake connection layer: no network, the machine's
+//! decisions carried out end to end.
+
+use super::*;
+use http_body_util::BodyExt;
+
+/// Answers each `/message` with its answer once the body has ended,
+/// keeping what each body carried.
+struct FakeSink {
+    answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
+    bodies: Mutex<Vec<Bytes>>,
+}
+
+impl MessageSink for FakeSink {
+    async fn post_message(&self, peer: &PeerAddr, body: FrameBody) -> Result<StatusCode, Error> {
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
+        self.bodies.lock().unwrap().push(bytes);
+        (self.answer)(peer)
+    }
+}
+
+fn senders(
+    answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
+) -> (Senders<FakeSink>, Arc<FakeSink>, Metrics) {
+    let sink = Arc::new(FakeSink {
+        answer,
+        bodies: Mutex::new(Vec::new()),
+    });
+    let metrics = Metrics::default();
+    let limits = SendLimits {
+        queue_size: 16,
+        packet_timeout: Duration::from_secs(5),
+        max_batch_bytes: 1 << 10,
+        max_in_flight: 2,
+        idle_timeout: Duration::from_secs(60),
+        body_linger: Duration::from_secs(60),
+    };
+    let senders = Senders::new(
+        sink.clone(),
+        metrics.clone(),
+        limits,
+        CancellationToken::new(),
+        TaskTracker::new(),
+    );
+    (senders, sink, metrics)
+}
+
+fn packet(payload: &'static [u8], done: Option<Waiter>) -> Outgoing {
+    Outgoing {
+        payload: Bytes::from_static(payload),
+        done,
+        queued_at: Instant::now(),
+    }
+}
+
+fn frames(payloads: &[&[u8]]) -> Bytes {
+    let mut out = Vec::new();
+    for p in payloads {
+        let (header, len) = frame_header(p.len());
+        out.extend_from_slice(&header[..len]);
+        out.extend_from_slice(p);
+    }
+    out.into()
+}
+
+async fn send(
+    senders: &Senders<FakeSink>,
+    addr: &str,
+    payload: &'static [u8],
+) -> Result<(), Error> {
+    let (tx, rx) = oneshot::channel();
+    senders.enqueue(addr, packet(payload, Some(tx)))?;
+    rx.await.unwrap_or(Err(Error::Shutdown))
+}
+
+#[tokio::test]
+async fn queued_packets_and_a_send_share_one_body_that_the_send_ends() {
+    let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    // The peer's task first runs when this test awaits: all three are
+    // queued by then.
+    senders.enqueue("peer:1", packet(b"a", None)).unwrap();
+    senders.enqueue("peer:1", packet(b"bb", None)).unwrap();
+    send(&senders, "peer:1", b"ccc").await.unwrap();
+    let bodies = sink.bodies.lock().unwrap().clone();
+    assert_eq!(bodies, [frames(&[b"a", b"bb", b"ccc"])]);
+    assert_eq!(metrics.tx_packets.get(), 3);
+    assert_eq!(metrics.tx_bytes.get(), 6);
+    assert_eq!(metrics.tx_packets_failed.get(), 0);
+    assert_eq!(metrics.tx_packet_queue_length.get(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_request_fails_its_packets_and_the_peer_task_goes_on() {
+    let (senders, _sink, metrics) = senders(|peer| {
+        Err(Error::InvalidAddress {
+            addr: peer.to_string(),
+            reason: "refused by the test".into(),
+        })
+    });
+    for round in 1..=2u64 {
+        let err = send(&senders, "peer:1", b"x").await.unwrap_err();
+        assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
+        assert_eq!(metrics.tx_packets_failed.get(), round);
+    }
+    assert_eq!(senders.peer_count(), 1);
+}
+
+/// Lets the peer's task run until it sleeps on an open body it published
+/// for the fast path, then lets the body be quiet long enough for it.
+async fn until_published(senders: &Senders<FakeSink>, addr: &str) {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+        let published = senders
+            .ctx
+            .peers
+            .lock()
+            .unwrap()
+            .get(addr)
+            .is_some_and(|q| q.state.lock().unwrap().is_published());
+        if published {
+            tokio::time::sleep(2 * direct::DIRECT_QUIET).await;
+            return;
+        }
+    }
+    panic!("the peer's task never published its open body");
+}
+
+#[tokio::test]
+async fn a_packet_written_while_a_body_is_open_and_nothing_queued_goes_straight_into_it() {
+    let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    senders.enqueue("peer:1", packet(b"a", None)).unwrap();
+    until_published(&senders, "peer:1").await;
+    // No await from here on: the peer's task cannot run (one thread), so
+    // what counts as sent went into the body by `enqueue`'s own hand.
+    senders.enqueue("peer:1", packet(b"bb", None)).unwrap();
+    assert_eq!(metrics.tx_packets.get(), 2);
+    assert_eq!(metrics.tx_bytes.get(), 3);
+    assert_eq!(metrics.tx_packet_queue_length.get(), 0);
+    // A send goes through the task, after it, and ends the body.
+    send(&senders, "peer:1", b"ccc").await.unwrap();
+    let bodies = sink.bodies.lock().unwrap().clone();
+    assert_eq!(bodies, [frames(&[b"a", b"bb", b"ccc"])]);
+    assert_eq!(metrics.tx_packets.get(), 3);
+    assert_eq!(metrics.tx_packets_failed.get(), 0);
+    assert_eq!(metrics.tx_packet_queue_length.get(), 0);
+}
+
+#[tokio::test]
+async fn a_burst_after_a_direct_write_queues_and_goes_out_in_order() {
+    let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    let payloads: [&'static [u8]; 6] = [b"0", b"1", b"2", b"3", b"4", b"5"];
+    senders
+        .enqueue("peer:1", packet(payloads[0], None))
+        .unwrap();
+    until_published(&senders, "peer:1").await;
+    // The first goes direct; the body has not read it when the next come,
+    // so they queue (and wake the task) to go out as a batch.
+    for p in &payloads[1..5] {
+        senders.enqueue("peer:1", packet(p, None)).unwrap();
+    }
+    assert_eq!(metrics.tx_packets.get(), 2);
+    assert_eq!(metrics.tx_packet_queue_length.get(), 3);
+    send(&senders, "peer:1", payloads[5]).await.unwrap();
+    let bodies = sink.bodies.lock().unwrap().clone();
+    assert_eq!(bodies, [frames(&payloads)]);
+    assert_eq!(metrics.tx_packets.get(), 6);
+    assert_eq!(metrics.tx_packet_queue_length.get(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_body_fails_the_packets_written_straight_into_it() {
+    let (senders, _sink, metrics) = senders(|peer| {
+        Err(Error::InvalidAddress {
+            addr: peer.to_string(),
+            reason: "refused by the test".into(),
+        })
+    });
+    senders.enqueue("peer:1", packet(b"a", None)).unwrap();
+    until_published(&senders, "peer:1").await;
+    senders.enqueue("peer:1", packet(b"b", None)).unwrap();
+    senders.enqueue("peer:1", packet(b"c", None)).unwrap();
+    let err = send(&senders, "peer:1", b"d").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
+    assert_eq!(metrics.tx_packets_failed.get(), 4);
+}
+
+#[tokio::test]
+async fn shutdown_fails_the_packets_written_straight_into_an_open_body() {
+    let (senders, _sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    senders.enqueue("peer:1", packet(b"a", None)).unwrap();
+    until_published(&senders, "peer:1").await;
+    senders.enqueue("peer:1", packet(b"b", None)).unwrap();
+    assert_eq!(metrics.tx_packets.get(), 2);
+    senders.ctx.shutdown.cancel();
+    senders.ctx.tasks.close();
+    senders.ctx.tasks.wait().await;
+    assert_eq!(metrics.tx_packets_failed.get(), 2);
+    let late = senders.enqueue("peer:1", packet(b"c", None));
+    assert!(matches!(late, Err(Error::Shutdown)), "{late:?}");
+}
