@@ -236,11 +236,17 @@ fn listen_exits_cleanly_on_sigterm() {
 #[test]
 fn local_cluster_converges_and_serves_members() {
     use std::io::{Read, Write};
-    let base = {
-        // Three free consecutive ports are likely right above a free one.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Three consecutive free ports: a free one, checked with the next two
+    // (on a busy machine the ports right above a free one are often taken).
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    let base = (0..100)
+        .find_map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            drop(l);
+            (port < u16::MAX - 2 && (0..3).all(|i| free(port + i))).then_some(port)
+        })
+        .expect("three consecutive free ports");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gossiphttp"))
         .args(["cluster", "--nodes", "3", "--base-port", &base.to_string()])
         .stdout(std::process::Stdio::null())
