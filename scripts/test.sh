@@ -59,3 +59,4 @@ step "fuzzing: frame decoder, server handler and message reader, 60 s each (ASan
 
 step "benchmark harness (smoke: --quick; the real table is in benches/RESULTS.md)"
 cargo bench --locked --bench transport -- --quick
+cargo bench --locked --bench cluster -- --quick

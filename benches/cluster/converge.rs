@@ -31,6 +31,7 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
     let mut cpu_busy = Vec::new();
     let mut start_times = Spread::default();
     let mut failures = Vec::new();
+    let mut marks = Vec::new();
     let timeout = if n >= 500 {
         Duration::from_secs(60)
     } else {
@@ -47,17 +48,28 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
             }
         };
         start_times.push(cluster.started_in);
-        let times = inproc::first_seen_all(&cluster.nodes, n, cluster.t0, timeout).await;
+        let progress = inproc::progress(&cluster.nodes, n, cluster.t0, timeout).await;
+        let times: Vec<Option<Duration>> = progress.iter().map(|p| p.all).collect();
         let wall = cluster.t0.elapsed();
         let cpu = inproc::process_cpu(&me).saturating_sub(cpu0);
         cpu_busy.push(cpu.as_secs_f64() / wall.as_secs_f64());
+        marks.push(inproc::median_marks(&progress));
         match inproc::slowest(&times) {
             Ok((slowest, at95)) => {
                 all.push(slowest);
                 p95.push(at95);
             }
             Err(missing) => {
-                failures.push(format!("{missing} of {n} members short after {timeout:?}"))
+                let (suspect, dead) = inproc::not_alive(&cluster.nodes);
+                let fewest = cluster
+                    .nodes
+                    .iter()
+                    .map(|node| inproc::alive(&node.members()))
+                    .min()
+                    .unwrap_or(0);
+                failures.push(format!(
+                    "{missing} of {n} members short after {timeout:?} (the emptiest saw {fewest} alive; {suspect} suspect and {dead} dead rows over all tables)"
+                ))
             }
         }
         inproc::kill_all(cluster.nodes).await;
@@ -69,12 +81,13 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
     row.target = verdict(limit, &all, failures.len());
     row.ckit = ckit.into();
     row.notes = format!(
-        "{} runs: {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; LAN defaults, all join the first{}",
+        "{} runs: {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; the median member saw (per run) {}; LAN defaults, all join the first{}",
         cfg.runs,
         all.runs(),
         p95.summary(),
         start_times.summary(),
         cpu_busy.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(", "),
+        marks.join("; "),
         if failures.is_empty() { String::new() } else { format!("; failed: {}", failures.join("; ")) }
     );
     row

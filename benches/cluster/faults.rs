@@ -107,11 +107,18 @@ pub async fn send_only_row(cfg: &Cfg, n: usize) -> Row {
         .iter()
         .filter(|s| **s == Some(MemberState::Dead))
         .count();
+    // A dead member's row is forgotten `GossipToTheDeadTime` (30 s) after
+    // it died.
+    let forgotten = end.iter().filter(|s| s.is_none()).count();
+    let alive_end = end
+        .iter()
+        .filter(|s| **s == Some(MemberState::Alive))
+        .count();
     let mut dead_at = Spread(t.deaf_dead_at.clone());
     dead_at.0.sort();
     let mut row = Row::new(name);
     row.result = format!(
-        "healthy members seen non-alive {} times ({} more by the send-only member itself); the send-only member back to alive {} times; dead on {dead_end} of {} healthy members at the end (first held dead after {})",
+        "healthy members seen non-alive {} times ({} more by the send-only member itself); the send-only member back to alive {} times; at the end dead on {dead_end}, forgotten (dead, then removed) on {forgotten}, alive on {alive_end} of {} healthy members (first held dead after {})",
         t.healthy_down,
         t.healthy_down_by_deaf,
         t.deaf_revived,
@@ -139,7 +146,7 @@ pub async fn restart_row(cfg: &Cfg, n: usize, same_addr: bool) -> Row {
     let mut times = Spread::default();
     let mut failures = Vec::new();
     for _ in 0..cfg.runs {
-        match restart_once(n, same_addr).await {
+        match restart_once(n, same_addr, cfg.restart_hold).await {
             Ok(t) => times.push(t),
             Err(e) => failures.push(e),
         }
@@ -157,15 +164,16 @@ pub async fn restart_row(cfg: &Cfg, n: usize, same_addr: bool) -> Row {
     }
     .into();
     row.notes = format!(
-        "{} runs: {}; `Node::kill` then `Node::start` at once, joining the first member; timed from the new start; LAN defaults, in one process{}",
+        "{} runs: {}; `Node::kill` then `Node::start` at once, joining the first member; timed from the new start, and checked again {} later; LAN defaults, in one process{}",
         cfg.runs,
         times.runs(),
+        secs(cfg.restart_hold),
         if failures.is_empty() { String::new() } else { format!("; failed: {}", failures.join("; ")) }
     );
     row
 }
 
-async fn restart_once(n: usize, same_addr: bool) -> Result<Duration, String> {
+async fn restart_once(n: usize, same_addr: bool, hold: Duration) -> Result<Duration, String> {
     let mut cluster = inproc::start(n, |_, _, _| {})
         .await
         .map_err(|e| e.to_string())?;
@@ -204,9 +212,24 @@ async fn restart_once(n: usize, same_addr: bool) -> Result<Duration, String> {
         .iter()
         .map(|node| inproc::wait_view(node.watch_members(), Duration::from_secs(30), one_row));
     let done = futures_util::future::join_all(waits).await;
+    // Still so after the old life's probes and gossip had time to say
+    // otherwise (a probe of the old address, its suspicion, news of it).
+    tokio::time::sleep(hold).await;
+    let lost = cluster
+        .nodes
+        .iter()
+        .filter(|node| !one_row(&node.members()))
+        .count();
     inproc::kill_all(cluster.nodes).await;
     let done: Vec<Option<Duration>> = done.iter().map(|t| t.map(|t| t - t0)).collect();
-    inproc::slowest(&done)
-        .map(|(t, _)| t)
-        .map_err(|m| format!("{m} of {n} members without one alive row after 30 s"))
+    let (slowest, _) = inproc::slowest(&done)
+        .map_err(|m| format!("{m} of {n} members without one alive row after 30 s"))?;
+    if lost > 0 {
+        return Err(format!(
+            "after {}, {lost} of {n} members no longer had one alive row {} later",
+            secs(slowest),
+            secs(hold)
+        ));
+    }
+    Ok(slowest)
 }

@@ -70,15 +70,92 @@ pub async fn first_seen_all(
     t0: Instant,
     timeout: Duration,
 ) -> Vec<Option<Duration>> {
+    progress(nodes, want, t0, timeout)
+        .await
+        .into_iter()
+        .map(|p| p.all)
+        .collect()
+}
+
+/// The fractions of the cluster [`Progress::marks`] records.
+pub const MARKS: [f64; 3] = [0.5, 0.9, 0.99];
+
+/// How one member's view filled up.
+#[derive(Clone, Copy, Default)]
+pub struct Progress {
+    /// When it first saw each fraction of [`MARKS`] of the members alive.
+    pub marks: [Option<Duration>; 3],
+    /// When it first saw all of them alive.
+    pub all: Option<Duration>,
+}
+
+/// [`first_seen_all`] with the times each member reached [`MARKS`] too:
+/// where the time to converge goes.
+pub async fn progress(
+    nodes: &[Node],
+    want: usize,
+    t0: Instant,
+    timeout: Duration,
+) -> Vec<Progress> {
     let waits = nodes.iter().map(|node| {
         let view = node.watch_members();
         async move {
-            wait_view(view, timeout, |v| alive(v) == want)
-                .await
-                .map(|at| at.duration_since(t0))
+            let mut p = Progress::default();
+            let at = wait_view(view, timeout, |v| {
+                let n = alive(v);
+                for (mark, fraction) in p.marks.iter_mut().zip(MARKS) {
+                    if mark.is_none() && n as f64 >= fraction * want as f64 {
+                        *mark = Some(t0.elapsed());
+                    }
+                }
+                n == want
+            })
+            .await;
+            p.all = at.map(|at| at.duration_since(t0));
+            p
         }
     });
     futures_util::future::join_all(waits).await
+}
+
+/// Rows not alive over every member's table: (suspect, dead or left).
+pub fn not_alive(nodes: &[Node]) -> (usize, usize) {
+    let mut suspect = 0;
+    let mut dead = 0;
+    for node in nodes {
+        for m in node.members() {
+            match m.state {
+                MemberState::Alive => {}
+                MemberState::Suspect => suspect += 1,
+                _ => dead += 1,
+            }
+        }
+    }
+    (suspect, dead)
+}
+
+/// The median of the members' times to reach each mark (members that never
+/// did count as the slowest).
+pub fn median_marks(progress: &[Progress]) -> String {
+    let mut out = Vec::new();
+    for (i, fraction) in MARKS.iter().enumerate() {
+        let mut v: Vec<Duration> = progress
+            .iter()
+            .map(|p| p.marks[i].unwrap_or(Duration::MAX))
+            .collect();
+        v.sort();
+        let median = v[v.len() / 2];
+        out.push(format!(
+            "{:.0}% by {}",
+            fraction * 100.0,
+            if median == Duration::MAX {
+                "never".into()
+            } else {
+                crate::report::secs(median)
+            }
+        ));
+    }
+    out.join(", ")
 }
 
 /// Waits until `ready` holds for the member's table; the instant it first
