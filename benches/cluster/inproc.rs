@@ -23,8 +23,18 @@ pub struct Cluster {
 /// member here shares the process's file limit).
 pub fn lan_options(name: String, n: usize) -> NodeOptions {
     let mut options = NodeOptions::new(name);
-    options.transport.max_peer_connections = (8_000 / n.max(1)).clamp(8, 256);
+    options.transport.max_peer_connections = peer_connections(n);
     options
+}
+
+/// Each member's connection budget: `CLUSTER_BENCH_PEER_CONNECTIONS` if
+/// set (to compare budgets above and below the number of peers), else what
+/// the `cluster` command gives it.
+pub fn peer_connections(n: usize) -> usize {
+    std::env::var("CLUSTER_BENCH_PEER_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((8_000 / n.max(1)).clamp(8, 256))
 }
 
 /// Binds `n` listeners on 127.0.0.1 (ports chosen by the kernel).

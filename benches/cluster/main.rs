@@ -14,7 +14,10 @@
 //! `--quick` runs small sizes once with short windows (CI's smoke run of
 //! the harness). A FILTER runs only the rows whose id contains it (ids:
 //! `converge`, `processes`, `rest`, `rest-processes`, `send-only`,
-//! `restart`, `cluster-command`).
+//! `restart`, `cluster-command`). For experiments,
+//! `CLUSTER_BENCH_REST_MEMBERS` sets the at-rest rows' size and
+//! `CLUSTER_BENCH_PEER_CONNECTIONS` each in-process member's connection
+//! budget.
 //!
 //! In-process members share one tokio runtime of 2 workers (the machine
 //! this was written for has 2 cores), and the observers that time them run
@@ -117,6 +120,13 @@ impl Cfg {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut cfg = Cfg::from_args(&args);
+    // For experiments: another size for the at-rest rows.
+    if let Some(n) = std::env::var("CLUSTER_BENCH_REST_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.rest_members = n;
+    }
     println!("{}", report::machine());
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
