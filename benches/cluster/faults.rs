@@ -110,6 +110,10 @@ pub async fn send_only_row(cfg: &Cfg, n: usize) -> Row {
     // A dead member's row is forgotten `GossipToTheDeadTime` (30 s) after
     // it died.
     let forgotten = end.iter().filter(|s| s.is_none()).count();
+    let suspect_end = end
+        .iter()
+        .filter(|s| **s == Some(MemberState::Suspect))
+        .count();
     let alive_end = end
         .iter()
         .filter(|s| **s == Some(MemberState::Alive))
@@ -118,7 +122,7 @@ pub async fn send_only_row(cfg: &Cfg, n: usize) -> Row {
     dead_at.0.sort();
     let mut row = Row::new(name);
     row.result = format!(
-        "healthy members seen non-alive {} times ({} more by the send-only member itself); the send-only member back to alive {} times; at the end dead on {dead_end}, forgotten (dead, then removed) on {forgotten}, alive on {alive_end} of {} healthy members (first held dead after {})",
+        "healthy members seen non-alive {} times ({} more by the send-only member itself); the send-only member back to alive {} times; at the end dead on {dead_end}, forgotten (dead, then removed) on {forgotten}, suspect on {suspect_end}, alive on {alive_end} of {} healthy members (first held dead after {})",
         t.healthy_down,
         t.healthy_down_by_deaf,
         t.deaf_revived,
