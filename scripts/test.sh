@@ -59,3 +59,4 @@ step "fuzzing: frame decoder, server handler, message reader and memberlist pack
 
 step "benchmark harness (smoke: --quick; the real table is in benches/RESULTS.md)"
 cargo bench --locked --bench transport -- --quick
+cargo bench --locked --bench cluster -- --quick

@@ -7,6 +7,8 @@
 
 mod access;
 mod basics;
+#[cfg(feature = "cluster")]
+mod cluster_scale;
 #[path = "../common/metrics.rs"]
 mod metrics;
 #[cfg(feature = "cluster")]

@@ -1,0 +1,200 @@
+//! `cargo bench --bench cluster [-- --quick] [FILTER...]`
+//!
+//! Issue 14's cluster measurements, on loopback, with memberlist's LAN
+//! defaults (`NodeOptions::new`): time until every member sees every other
+//! alive (5, 50, 100 and 500 members in this process; 5, 50 and 100 as
+//! separate `gossiphttp node` processes, as ckit's numbers were taken);
+//! time until a killed member is dead everywhere; CPU, memory and gossip
+//! bytes per member at rest; and the faults the issue lists: a member that
+//! can send but not receive, a member restarted under the same name, and
+//! `gossiphttp cluster --nodes 500` stopped with Ctrl-C. It prints one
+//! markdown table, each row with the load average it was taken under;
+//! `benches/RESULTS.md` keeps it.
+//!
+//! `--quick` runs small sizes once with short windows (CI's smoke run of
+//! the harness). A FILTER runs only the rows whose id contains it (ids:
+//! `converge`, `processes`, `rest`, `rest-processes`, `send-only`,
+//! `restart`, `cluster-command`). For experiments,
+//! `CLUSTER_BENCH_REST_MEMBERS` sets the at-rest rows' size and
+//! `CLUSTER_BENCH_PEER_CONNECTIONS` each in-process member's connection
+//! budget.
+//!
+//! In-process members share one tokio runtime of 2 workers (the machine
+//! this was written for has 2 cores), and the observers that time them run
+//! on it too. Layout: `report` (the table), `inproc` and `procs` (members
+//! in this process and as processes), one module per row group:
+//! `converge` (convergence and kills), `rest`, `faults`, `scale`.
+//! `metrics` is the tests' strict metric reader.
+
+mod converge;
+mod faults;
+mod inproc;
+#[path = "../../tests/common/metrics.rs"]
+mod metrics;
+mod procs;
+mod report;
+mod rest;
+mod scale;
+
+use report::Row;
+use std::time::{Duration, Instant};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Runtime workers for the in-process members.
+const WORKERS: usize = 2;
+
+pub struct Cfg {
+    quick: bool,
+    filters: Vec<String>,
+    /// Runs per convergence size.
+    runs: usize,
+    /// In-process convergence sizes.
+    sizes: Vec<usize>,
+    /// Separate-process convergence sizes; the kill row runs on the last
+    /// run of the first of them of at least 5.
+    process_sizes: Vec<usize>,
+    /// Members of the at-rest rows.
+    rest_members: usize,
+    /// How long a converged cluster runs before the at-rest window.
+    settle: Duration,
+    rest_window: Duration,
+    /// Members killed one after the other in the at-rest cluster.
+    kills: usize,
+    fault_members: usize,
+    fault_window: Duration,
+    /// How long a restarted member's single row must hold.
+    restart_hold: Duration,
+    /// Members of `gossiphttp cluster` in the Ctrl-C row.
+    command_members: usize,
+}
+
+impl Cfg {
+    fn from_args(args: &[String]) -> Cfg {
+        let quick = args.iter().any(|a| a == "--quick");
+        let filters = args
+            .iter()
+            .filter(|a| !a.starts_with("--"))
+            .cloned()
+            .collect();
+        if quick {
+            Cfg {
+                quick,
+                filters,
+                runs: 1,
+                sizes: vec![5, 20],
+                process_sizes: vec![5],
+                rest_members: 20,
+                settle: Duration::from_secs(1),
+                rest_window: Duration::from_secs(2),
+                kills: 1,
+                fault_members: 5,
+                fault_window: Duration::from_secs(5),
+                restart_hold: Duration::from_secs(2),
+                command_members: 20,
+            }
+        } else {
+            Cfg {
+                quick,
+                filters,
+                runs: 5,
+                sizes: vec![5, 50, 100, 500],
+                process_sizes: vec![5, 50, 100],
+                rest_members: 100,
+                settle: Duration::from_secs(10),
+                rest_window: Duration::from_secs(30),
+                kills: 3,
+                fault_members: 10,
+                fault_window: Duration::from_secs(60),
+                restart_hold: Duration::from_secs(5),
+                command_members: 500,
+            }
+        }
+    }
+
+    fn wants(&self, id: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| id.contains(f.as_str()))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut cfg = Cfg::from_args(&args);
+    // For experiments: another size for the at-rest rows.
+    if let Some(n) = std::env::var("CLUSTER_BENCH_REST_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.rest_members = n;
+    }
+    println!("{}", report::machine());
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut rows: Vec<Row> = Vec::new();
+    let mut done = |row: Row| {
+        eprintln!("done: {} -> {}", row.name, row.result);
+        rows.push(row);
+    };
+
+    // First, so that this process's RSS growth is the members' alone (the
+    // allocator keeps what the larger rows freed).
+    if cfg.wants("rest") {
+        for row in rt.block_on(rest::in_process_rows(&cfg, cfg.rest_members)) {
+            done(row);
+        }
+    }
+    if cfg.wants("converge") {
+        let full_runs = cfg.runs;
+        for n in cfg.sizes.clone() {
+            // 500 members take a while to start and stop: fewer runs.
+            cfg.runs = if n >= 500 {
+                full_runs.min(3)
+            } else {
+                full_runs
+            };
+            done(rt.block_on(converge::in_process_row(&cfg, n)));
+        }
+        cfg.runs = full_runs;
+    }
+    if cfg.wants("processes") {
+        let full_runs = cfg.runs;
+        for (i, n) in cfg.process_sizes.clone().into_iter().enumerate() {
+            cfg.runs = if n >= 100 {
+                full_runs.min(3)
+            } else {
+                full_runs
+            };
+            let kill = i + 1 == cfg.process_sizes.len().min(2);
+            let (row, kill_row) = converge::processes_row(&cfg, n, kill);
+            done(row);
+            if let Some(k) = kill_row {
+                done(k);
+            }
+        }
+        cfg.runs = full_runs;
+    }
+    if cfg.wants("rest-processes") {
+        done(rest::processes_row(&cfg, cfg.rest_members));
+    }
+    if cfg.wants("send-only") {
+        done(rt.block_on(faults::send_only_row(&cfg, cfg.fault_members)));
+    }
+    if cfg.wants("restart") {
+        done(rt.block_on(faults::restart_row(&cfg, cfg.fault_members, false)));
+        done(rt.block_on(faults::restart_row(&cfg, cfg.fault_members, true)));
+    }
+    if cfg.wants("cluster-command") {
+        done(scale::cluster_command_row(cfg.command_members));
+    }
+    drop(rt);
+    println!("{}", report::table(&rows));
+    println!(
+        "Total time {:.1} s ({} mode).",
+        started.elapsed().as_secs_f64(),
+        if cfg.quick { "quick" } else { "full" }
+    );
+}
