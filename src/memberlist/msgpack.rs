@@ -24,6 +24,7 @@
 
 use rmp::Marker;
 use std::fmt;
+use std::io;
 
 /// Why msgpack bytes could not be read as the expected value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,40 +100,71 @@ impl std::error::Error for DecodeError {}
 
 // ---------------------------------------------------------------- writing
 
-/// `io::Write` for `Vec<u8>` never fails, so `rmp`'s writers cannot either.
+/// Where msgpack is written: a `Vec<u8>`, or a [`ByteCount`] that only
+/// measures. Neither can fail, so `rmp`'s writers cannot either.
+pub(crate) trait Sink: io::Write {}
+
+impl Sink for Vec<u8> {}
+
+/// A sink that keeps no bytes, only their number: a message's exact encoded
+/// length without allocating it.
+#[derive(Debug, Default)]
+pub(crate) struct ByteCount(pub usize);
+
+impl io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for ByteCount {}
+
 fn infallible<T, E>(result: Result<T, E>) {
-    debug_assert!(result.is_ok(), "writing msgpack into a Vec failed");
+    debug_assert!(
+        result.is_ok(),
+        "writing msgpack into a Vec or a count failed"
+    );
+}
+
+/// Raw bytes, as they are.
+pub(crate) fn write_bytes(out: &mut impl Sink, bytes: &[u8]) {
+    infallible(out.write_all(bytes));
 }
 
 /// A map header (`80`-`8f`, `de`, `df`): the same forms in rmp and Go.
-pub(crate) fn write_map_len(out: &mut Vec<u8>, len: u32) {
+pub(crate) fn write_map_len(out: &mut impl Sink, len: u32) {
     infallible(rmp::encode::write_map_len(out, len));
 }
 
 /// An array header (`90`-`9f`, `dc`, `dd`): the same forms in rmp and Go.
-pub(crate) fn write_array_len(out: &mut Vec<u8>, len: u32) {
+pub(crate) fn write_array_len(out: &mut impl Sink, len: u32) {
     infallible(rmp::encode::write_array_len(out, len));
 }
 
 /// `c0`.
-pub(crate) fn write_nil(out: &mut Vec<u8>) {
+pub(crate) fn write_nil(out: &mut impl Sink) {
     infallible(rmp::encode::write_nil(out));
 }
 
 /// `c2` / `c3`.
-pub(crate) fn write_bool(out: &mut Vec<u8>, value: bool) {
+pub(crate) fn write_bool(out: &mut impl Sink, value: bool) {
     infallible(rmp::encode::write_bool(out, value));
 }
 
 /// A Go unsigned integer in its smallest form (fixint, `cc`, `cd`, `ce`, `cf`).
-pub(crate) fn write_uint(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn write_uint(out: &mut impl Sink, value: u64) {
     infallible(rmp::encode::write_uint(out, value));
 }
 
 /// A Go `int` as go-msgpack/v2 writes it (memberlist v0.5.3): fixint up to
 /// 127, then the signed forms `d1` (int16), `d2` (int32), `d3` (int64).
 /// memberlist v0.5.0 wrote `cc`/`cd`/`ce` here; both decode the same.
-pub(crate) fn write_go_int(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn write_go_int(out: &mut impl Sink, value: u64) {
     if value <= 127 {
         infallible(rmp::encode::write_pfix(out, value as u8));
     } else if let Ok(v) = i16::try_from(value) {
@@ -150,23 +182,23 @@ pub(crate) fn write_go_int(out: &mut Vec<u8>, value: u64) {
 /// A string or `[]byte` in the old raw family: `a0|len` below 32 bytes,
 /// `da` and a u16 below 64 KiB, else `db` and a u32. Written by hand: rmp would use `d9`
 /// (str8) for 32..=255 bytes, a form go-msgpack never writes.
-pub(crate) fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_raw(out: &mut impl Sink, bytes: &[u8]) {
     let len = bytes.len();
     if len < 32 {
-        out.push(0xa0 | len as u8);
+        write_bytes(out, &[0xa0 | len as u8]);
     } else if let Ok(len) = u16::try_from(len) {
-        out.push(0xda);
-        out.extend_from_slice(&len.to_be_bytes());
+        write_bytes(out, &[0xda]);
+        write_bytes(out, &len.to_be_bytes());
     } else {
         // Callers never pass 4 GiB; saturate rather than wrap if one did.
-        out.push(0xdb);
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        write_bytes(out, &[0xdb]);
+        write_bytes(out, &u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
     }
-    out.extend_from_slice(bytes);
+    write_bytes(out, bytes);
 }
 
 /// A Go `[]byte` that may be nil: `None` is `c0`, `Some` a raw (even empty).
-pub(crate) fn write_opt_raw(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+pub(crate) fn write_opt_raw(out: &mut impl Sink, bytes: Option<&[u8]>) {
     match bytes {
         Some(b) => write_raw(out, b),
         None => write_nil(out),
@@ -175,7 +207,7 @@ pub(crate) fn write_opt_raw(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 
 /// A Go `[]byte` memberlist always fills: empty is written as nil (`c0`), as
 /// Go's nil slice would be.
-pub(crate) fn write_bytes_or_nil(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_bytes_or_nil(out: &mut impl Sink, bytes: &[u8]) {
     write_opt_raw(out, (!bytes.is_empty()).then_some(bytes));
 }
 

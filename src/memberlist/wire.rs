@@ -16,8 +16,8 @@ use super::message::{
     PushNodeState, PushPullHeader, Suspect, UserMsgHeader,
 };
 use super::msgpack::{
-    write_bool, write_bytes_or_nil, write_go_int, write_map_len, write_opt_raw, write_raw,
-    write_uint, DecodeError, Reader,
+    write_bool, write_bytes, write_bytes_or_nil, write_go_int, write_map_len, write_opt_raw,
+    write_raw, write_uint, ByteCount, DecodeError, Reader, Sink,
 };
 use super::wire_error::WireError;
 use bytes::Bytes;
@@ -38,7 +38,7 @@ pub trait GoMsgpack: Sized {
 /// The crate's side of [`GoMsgpack`]: reading from a shared cursor, so that
 /// a stream's consecutive structs are read in one pass.
 pub(crate) trait MsgpackStruct: Sized {
-    fn write_go(&self, out: &mut Vec<u8>);
+    fn write_go(&self, out: &mut impl Sink);
     fn read(reader: &mut Reader<'_>) -> Result<Self, DecodeError>;
 }
 
@@ -113,12 +113,12 @@ fn u16_field(r: &mut Reader<'_>, field: &'static str) -> Result<u16, DecodeError
     Ok(r.read_uint(field, U16)? as u16)
 }
 
-fn key(out: &mut Vec<u8>, name: &str) {
+fn key(out: &mut impl Sink, name: &str) {
     write_raw(out, name.as_bytes());
 }
 
 impl MsgpackStruct for Ping {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         // SourceAddr, SourceNode and SourcePort are omitempty.
         let optional = [
             !self.source_addr.is_empty(),
@@ -162,7 +162,7 @@ impl MsgpackStruct for Ping {
 }
 
 impl MsgpackStruct for IndirectPing {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         let optional = [
             !self.source_addr.is_empty(),
             !self.source_node.is_empty(),
@@ -214,7 +214,7 @@ impl MsgpackStruct for IndirectPing {
 }
 
 impl MsgpackStruct for Ack {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         write_map_len(out, 2);
         key(out, "Payload");
         write_opt_raw(out, self.payload.as_deref());
@@ -237,7 +237,7 @@ impl MsgpackStruct for Ack {
 }
 
 impl MsgpackStruct for Nack {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         write_map_len(out, 1);
         key(out, "SeqNo");
         write_uint(out, self.seq_no.into());
@@ -257,7 +257,7 @@ impl MsgpackStruct for Nack {
 }
 
 impl MsgpackStruct for ErrorResponse {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         write_map_len(out, 1);
         key(out, "Error");
         write_raw(out, self.error.as_bytes());
@@ -277,7 +277,7 @@ impl MsgpackStruct for ErrorResponse {
 }
 
 /// `suspect` and `dead` share their fields: From, Incarnation, Node.
-fn encode_accusation(out: &mut Vec<u8>, from: &str, incarnation: u32, node: &str) {
+fn encode_accusation(out: &mut impl Sink, from: &str, incarnation: u32, node: &str) {
     write_map_len(out, 3);
     key(out, "From");
     write_raw(out, from.as_bytes());
@@ -305,7 +305,7 @@ fn read_accusation(
 }
 
 impl MsgpackStruct for Suspect {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         encode_accusation(out, &self.from, self.incarnation, &self.node);
     }
 
@@ -320,7 +320,7 @@ impl MsgpackStruct for Suspect {
 }
 
 impl MsgpackStruct for Dead {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         encode_accusation(out, &self.from, self.incarnation, &self.node);
     }
 
@@ -335,7 +335,7 @@ impl MsgpackStruct for Dead {
 }
 
 impl MsgpackStruct for Alive {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         write_map_len(out, 6);
         key(out, "Addr");
         write_bytes_or_nil(out, &self.addr);
@@ -370,7 +370,7 @@ impl MsgpackStruct for Alive {
 }
 
 impl MsgpackStruct for PushPullHeader {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         write_map_len(out, 3);
         key(out, "Join");
         write_bool(out, self.join);
@@ -396,7 +396,7 @@ impl MsgpackStruct for PushPullHeader {
 }
 
 impl MsgpackStruct for PushNodeState {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         write_map_len(out, 7);
         key(out, "Addr");
         write_bytes_or_nil(out, &self.addr);
@@ -448,7 +448,7 @@ impl MsgpackStruct for PushNodeState {
 }
 
 impl MsgpackStruct for UserMsgHeader {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         write_map_len(out, 1);
         key(out, "UserMsgLen");
         write_go_int(out, self.user_msg_len.into());
@@ -478,7 +478,7 @@ pub struct Compressed {
 }
 
 impl MsgpackStruct for Compressed {
-    fn write_go(&self, out: &mut Vec<u8>) {
+    fn write_go(&self, out: &mut impl Sink) {
         write_map_len(out, 2);
         key(out, "Algo");
         write_uint(out, self.algo.into());
@@ -512,7 +512,11 @@ impl Message {
     /// Appends the message as memberlist writes it in a packet: its type
     /// byte, then its msgpack body (for a user message, the raw payload).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.message_type() as u8);
+        self.write_to(out);
+    }
+
+    fn write_to(&self, out: &mut impl Sink) {
+        write_bytes(out, &[self.message_type() as u8]);
         match self {
             Message::Ping(m) => m.write_go(out),
             Message::IndirectPing(m) => m.write_go(out),
@@ -521,7 +525,7 @@ impl Message {
             Message::Suspect(m) => m.write_go(out),
             Message::Alive(m) => m.write_go(out),
             Message::Dead(m) => m.write_go(out),
-            Message::User(payload) => out.extend_from_slice(payload),
+            Message::User(payload) => write_bytes(out, payload),
             Message::Err(m) => m.write_go(out),
         }
     }
@@ -536,11 +540,11 @@ impl Message {
     /// The exact number of bytes [`Message::encode`] writes: what the
     /// message costs in a packet's budget (memberlist's `UDPBufferSize`),
     /// before the compound overhead of 2 bytes per part.
+    /// Counted without allocating.
     pub fn encoded_len(&self) -> usize {
-        match self {
-            Message::User(payload) => 1 + payload.len(),
-            _ => self.to_vec().len(),
-        }
+        let mut count = ByteCount::default();
+        self.write_to(&mut count);
+        count.0
     }
 
     /// Reads one message as it appears in a packet or a compound part. The
