@@ -9,6 +9,7 @@
 //! Skipped, with a printed reason, when Go is not installed outside CI; a
 //! failure in CI (see `common::go_peer`).
 
+mod ckit;
 #[path = "../common/mod.rs"]
 mod common;
 mod membership;
