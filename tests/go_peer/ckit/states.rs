@@ -218,39 +218,60 @@ async fn a_stale_state_message_loses_on_both_sides() {
     if !go_peer::available() {
         return;
     }
-    // m1 is a plain memberlist node: it never answers a message about
-    // itself, so what others store about it is only what was crafted.
-    let g1 = go_ckit("g1").spawn().await;
+    // m1 and m2 are plain memberlist nodes: they never answer a message
+    // about themselves, so what others store about them is only what was
+    // crafted.
+    let mut g1 = go_ckit("g1").spawn().await;
     let mut g2 = go_ckit("g2").join([&g1.addr]).spawn().await;
     let _m1 = GoPeerConfig::fast("m1").join([&g1.addr]).spawn().await;
+    let _m2 = GoPeerConfig::fast("m2").join([&g1.addr]).spawn().await;
     let r1 = rust_node("r1", &g1.addr, CkitState::Viewer).await;
-    rust_sees(&r1, "g1, g2 and m1", |v| {
-        rust_lists(v, &[("g1", "viewer"), ("g2", "viewer"), ("m1", "viewer")])
-    })
-    .await;
-    g2.wait_ckit("m1 and r1", |v| {
-        v.state_of("m1").is_some() && v.state_of("r1").is_some()
+    rust_sees(&r1, "g1, g2, m1 and m2", |v| {
+        rust_lists(
+            v,
+            &[
+                ("g1", "viewer"),
+                ("g2", "viewer"),
+                ("m1", "viewer"),
+                ("m2", "viewer"),
+            ],
+        )
     })
     .await;
 
-    // Ours: one packet, a newer message then a staler one about m1. Both
-    // are applied before the view is published, so if the stale one won,
-    // m1 would never be seen terminating.
-    g1.ckit_send(&r1.id().addr, &[("m1", 2, 1000), ("m1", 1, 999)])
-        .await;
+    // m1 terminating at 1000, sent to our node, which gossips it on: the
+    // Go nodes learn it from the cluster.
+    g1.ckit_send(&r1.id().addr, &[("m1", 2, 1000)]).await;
     rust_sees(&r1, "m1 terminating", |v| {
         ckit_state_of(v, "m1") == Some("terminating")
     })
     .await;
-    // Our node gossips the winner on: the Go nodes learn it from the
-    // cluster (none of them was sent it).
     g2.wait_ckit("m1 terminating at 1000", |v| {
         v.stamp_of("m1")
             .is_some_and(|s| s.time == 1000 && s.state == "terminating")
     })
     .await;
+    // From here no broadcast can bring m1's newer state back to our node.
+    g1.ckit_drop_broadcasts().await;
+    g2.ckit_drop_broadcasts().await;
 
-    // Theirs: the staler message alone, straight to g2, is ignored.
+    // Ours: one packet, a staler message about m1, then a marker (m2
+    // terminating). Both parts are applied before the view is published,
+    // so the view that first shows the marker shows what the stale message
+    // did.
+    g1.ckit_send(&r1.id().addr, &[("m1", 1, 999), ("m2", 2, 5)])
+        .await;
+    rust_sees(&r1, "the marker, m2 terminating", |v| {
+        ckit_state_of(v, "m2") == Some("terminating")
+    })
+    .await;
+    assert_eq!(
+        ckit_state_of(&r1.members(), "m1"),
+        Some("terminating"),
+        "our node took the stale message"
+    );
+
+    // Theirs: the staler message, straight to g2, is ignored.
     g1.ckit_send(&g2.addr, &[("m1", 1, 999)]).await;
     let seen = g2
         .wait_event("the stale message", CONVERGE, |e| {
@@ -262,6 +283,74 @@ async fn a_stale_state_message_loses_on_both_sides() {
     assert_eq!(view.state_of("m1"), Some("terminating"));
     // Lamport: g2's clock moved past the newest time it saw.
     assert!(view.time > 1000, "g2's clock: {}", view.time);
-    assert_eq!(ckit_state_of(&r1.members(), "m1"), Some("terminating"));
+    r1.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_replaces_its_previous_lifes_state_on_both_sides() {
+    if !go_peer::available() {
+        return;
+    }
+    // memberlist's LAN timings on both sides: a member restarted at once is
+    // back before anyone declares it dead, so the others still hold the
+    // state its previous life announced, and the new life (a viewer, its
+    // clock at 0) must replace it with a fresh message.
+    let mut g1 = GoPeerConfig::new("g1").ckit().spawn().await;
+    let mut o = NodeOptions::new("r1");
+    o.join = vec![g1.addr.clone()];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let r1 = Node::start(o, listener).await.unwrap();
+    let (status, _) = g1.ckit_set("participant").await;
+    assert_eq!(status, StatusCode::OK);
+    g1.wait_ckit("r1 participant", |v| v.state_of("r1") == Some("participant"))
+        .await;
+    rust_sees(&r1, "g1 participant", |v| {
+        ckit_state_of(v, "g1") == Some("participant")
+    })
+    .await;
+
+    // The Go node restarts: our node answers its join with its previous
+    // life's state, which it replaces.
+    let bind = g1.bind.clone();
+    g1.kill_9();
+    let mut g1 = GoPeerConfig::new("g1")
+        .ckit()
+        .bind(&bind)
+        .join([&r1.id().addr])
+        .spawn()
+        .await;
+    let merge = g1
+        .wait_event("its join push-pull", CONVERGE, |e| {
+            e["event"] == "ckit_merge" && e["join"] == true
+        })
+        .await;
+    assert!(
+        merge["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "g1" && s["state"] == "participant"),
+        "our node still held g1's previous life: {merge}"
+    );
+    rust_sees(&r1, "g1 a viewer again", |v| {
+        ckit_state_of(v, "g1") == Some("viewer")
+    })
+    .await;
+
+    // Our node restarts as a viewer: the Go node held it participant.
+    let addr = r1.id().addr.clone();
+    r1.kill().await;
+    assert_eq!(g1.ckit().await.state_of("r1"), Some("participant"));
+    let mut o = NodeOptions::new("r1");
+    o.join = vec![g1.addr.clone()];
+    o.ckit_state = CkitState::Viewer;
+    let listener = TcpListener::bind(&addr).await.unwrap();
+    let r1 = Node::start(o, listener).await.unwrap();
+    g1.wait_ckit("r1 a viewer again", |v| v.state_of("r1") == Some("viewer"))
+        .await;
+    rust_sees(&r1, "itself a viewer and g1 a viewer", |v| {
+        rust_lists(v, &[("r1", "viewer"), ("g1", "viewer")])
+    })
+    .await;
     r1.leave().await;
 }
