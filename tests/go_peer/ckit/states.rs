@@ -302,8 +302,10 @@ async fn a_restarted_node_replaces_its_previous_lifes_state_on_both_sides() {
     let r1 = Node::start(o, listener).await.unwrap();
     let (status, _) = g1.ckit_set("participant").await;
     assert_eq!(status, StatusCode::OK);
-    g1.wait_ckit("r1 participant", |v| v.state_of("r1") == Some("participant"))
-        .await;
+    g1.wait_ckit("r1 participant", |v| {
+        v.state_of("r1") == Some("participant")
+    })
+    .await;
     rust_sees(&r1, "g1 participant", |v| {
         ckit_state_of(v, "g1") == Some("participant")
     })
