@@ -221,7 +221,7 @@ async fn a_stale_state_message_loses_on_both_sides() {
     // m1 and m2 are plain memberlist nodes: they never answer a message
     // about themselves, so what others store about them is only what was
     // crafted.
-    let mut g1 = go_ckit("g1").spawn().await;
+    let g1 = go_ckit("g1").spawn().await;
     let mut g2 = go_ckit("g2").join([&g1.addr]).spawn().await;
     let _m1 = GoPeerConfig::fast("m1").join([&g1.addr]).spawn().await;
     let _m2 = GoPeerConfig::fast("m2").join([&g1.addr]).spawn().await;
