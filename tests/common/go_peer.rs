@@ -56,6 +56,10 @@ fn missing_go() -> Option<String> {
             "github.com/hashicorp/memberlist",
             "golang-github-hashicorp-memberlist-dev",
         ),
+        (
+            "github.com/hashicorp/go-msgpack/codec",
+            "golang-github-hashicorp-go-msgpack-dev",
+        ),
         ("golang.org/x/net/http2/h2c", "golang-golang-x-net-dev"),
     ];
     sources.iter().find_map(|(dir, deb)| {
