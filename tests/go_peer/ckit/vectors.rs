@@ -3,10 +3,11 @@
 //! grafana/ckit) and as our codec does: what the mixed tests below rely on.
 
 use super::go_ckit;
-use crate::common::go_peer;
+use crate::common::go_peer::{self, GoPeerConfig};
 use gossiphttp::ckit::message::{LocalState, State};
 use hyper::StatusCode;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 fn vectors() -> Value {
@@ -146,4 +147,84 @@ async fn the_go_ckit_peer_and_our_codec_agree_on_fresh_messages() {
         assert_eq!(State::decode(&theirs).as_ref(), Ok(m));
     }
     assert_eq!(encoded["local_states"][0], hex::encode(local.encode()));
+}
+
+/// From the captured conversation's ckit log (`ckit_conversation.md`), the
+/// State messages each node took before `until_ms`: `(node, about) ->
+/// (state, time)`, the last one winning.
+fn conversation_states(until_ms: f64) -> BTreeMap<(String, String), (String, u64)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/ckit_conversation.md");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {} (the shared vectors): {e}", path.display()));
+    let mut taken = BTreeMap::new();
+    for line in text.lines() {
+        // level=debug t_ms=2810.154 node=node-b msg="handling state message" msg="node-a @2: viewer"
+        let Some(rest) = line.strip_prefix("level=debug t_ms=") else {
+            continue;
+        };
+        let Some((t_ms, rest)) = rest.split_once(" node=") else {
+            continue;
+        };
+        let Some((node, rest)) = rest.split_once(" msg=\"handling state message\" msg=\"") else {
+            continue;
+        };
+        if t_ms.parse::<f64>().unwrap() >= until_ms {
+            continue;
+        }
+        let message = rest.trim_end_matches('"');
+        let (about, rest) = message.split_once(" @").unwrap();
+        let (time, state) = rest.split_once(": ").unwrap();
+        taken.insert(
+            (node.to_string(), about.to_string()),
+            (state.to_string(), time.parse().unwrap()),
+        );
+    }
+    taken
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_go_ckit_peers_replay_the_captured_join() {
+    if !go_peer::available() {
+        return;
+    }
+    // The conversation's first join: node-b joins node-a (ckit's settings),
+    // each is listed as a viewer at 0 in the other's push-pull, hears that
+    // about itself, and refutes it at a fresh tick.
+    let expected = conversation_states(4900.0);
+    assert!(
+        expected.contains_key(&("node-b".to_string(), "node-a".to_string())),
+        "the conversation's join: {expected:?}"
+    );
+    let mut a = GoPeerConfig::new("node-a")
+        .ckit()
+        .preset("ckit")
+        .spawn()
+        .await;
+    let mut b = GoPeerConfig::new("node-b")
+        .ckit()
+        .preset("ckit")
+        .join([&a.addr])
+        .spawn()
+        .await;
+    for peer in [&mut a, &mut b] {
+        let me = peer.name.clone();
+        let mine: Vec<_> = expected
+            .iter()
+            .filter(|((node, _), _)| *node == me)
+            .map(|((_, about), stamp)| (about.clone(), stamp.clone()))
+            .collect();
+        let view = peer
+            .wait_ckit("the States the captured node took", |v| {
+                mine.iter().all(|(about, (state, time))| {
+                    v.stamp_of(about)
+                        .is_some_and(|s| s.state == *state && s.time == *time)
+                })
+            })
+            .await;
+        // Its own entry is the refutation the other node took.
+        let other = if me == "node-a" { "node-b" } else { "node-a" };
+        let (state, time) = &expected[&(other.to_string(), me.clone())];
+        let own = view.stamp_of(&me).unwrap();
+        assert_eq!((&own.state, own.time), (state, *time), "{me}'s own entry");
+    }
 }
