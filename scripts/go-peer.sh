@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds the Go memberlist test peer (tests/go/memberlist-peer) into
-# target/go-peer/memberlist-peer, installing what it needs first:
+# Builds the Go memberlist test peer (tests/go/memberlist-peer; with --ckit it
+# is a grafana/ckit node) into target/go-peer/memberlist-peer, installing what
+# it needs first:
 #
 #   golang-go                               Go 1.19 (Debian 12)
 #   golang-github-hashicorp-memberlist-dev  memberlist 0.2.2 and its dependencies
+#   golang-github-hashicorp-go-msgpack-dev  go-msgpack 0.5 (memberlist's; ckit mode's codec)
 #   golang-golang-x-net-dev                 golang.org/x/net/http2 and http2/h2c
 #
 # GOPATH mode over the packages' sources (/usr/share/gocode): no module proxy is
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/.."
 src=tests/go/memberlist-peer
 out=target/go-peer
 bin=$out/memberlist-peer
-debs=(golang-go golang-github-hashicorp-memberlist-dev golang-golang-x-net-dev)
+debs=(golang-go golang-github-hashicorp-memberlist-dev golang-github-hashicorp-go-msgpack-dev golang-golang-x-net-dev)
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 

@@ -12,7 +12,7 @@
 //! `false` or `0`) it panics instead: CI must run these tests.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -55,6 +55,10 @@ fn missing_go() -> Option<String> {
         (
             "github.com/hashicorp/memberlist",
             "golang-github-hashicorp-memberlist-dev",
+        ),
+        (
+            "github.com/hashicorp/go-msgpack/codec",
+            "golang-github-hashicorp-go-msgpack-dev",
         ),
         ("golang.org/x/net/http2/h2c", "golang-golang-x-net-dev"),
     ];
@@ -192,6 +196,18 @@ impl GoPeerConfig {
     /// The address gossiped to others instead of the bound one.
     pub fn advertise(self, addr: &str) -> Self {
         self.flag("advertise", addr)
+    }
+
+    /// A boolean flag, set (`--ckit`: a grafana/ckit node).
+    pub fn switch(mut self, flag: &str) -> Self {
+        self.args.push(format!("--{flag}"));
+        self
+    }
+
+    /// ckit mode: the peer behaves as a grafana/ckit node (its node states
+    /// in gossip and push-pull, `/debug/ckit` routes).
+    pub fn ckit(self) -> Self {
+        self.switch("ckit")
     }
 
     pub fn meta(self, meta: &str) -> Self {
@@ -367,6 +383,17 @@ impl GoPeer {
     /// Sends a request to the peer's control routes and returns the status
     /// and body.
     pub async fn request(&self, method: Method, path_and_query: &str) -> (StatusCode, Bytes) {
+        self.request_with(method, path_and_query, Bytes::new())
+            .await
+    }
+
+    /// [`request`](Self::request) with a body (JSON for the ckit routes).
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> (StatusCode, Bytes) {
         let what = format!("{method} {path_and_query} on {}", self.name);
         let exchange = async {
             let tcp = TcpStream::connect(&self.bind).await?;
@@ -377,7 +404,7 @@ impl GoPeer {
                 .method(method)
                 .uri(path_and_query)
                 .header(hyper::header::HOST, &self.bind)
-                .body(Empty::<Bytes>::new())?;
+                .body(Full::new(body))?;
             let resp = sender.send_request(req).await?;
             let status = resp.status();
             let body = resp.into_body().collect().await?.to_bytes();

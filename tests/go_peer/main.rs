@@ -4,11 +4,14 @@
 //! their death after a restart, carry user state, refuse a foreign label.
 //! `transport`: our `Transport` carries their packets and streams,
 //! `gossiphttp send` delivers to them, and the peer answers as the contract
-//! says.
+//! says. `ckit`: the peer in ckit mode (`--ckit`, grafana/ckit's node
+//! states) beside our nodes: each lists the other's state, changes, push-pull
+//! to late joiners, stale messages, restarts, and the vectors' bytes.
 //!
 //! Skipped, with a printed reason, when Go is not installed outside CI; a
 //! failure in CI (see `common::go_peer`).
 
+mod ckit;
 #[path = "../common/mod.rs"]
 mod common;
 mod membership;

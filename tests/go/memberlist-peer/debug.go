@@ -26,6 +26,11 @@ func (a *debugAPI) register(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/members", only(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.table.snapshot())
 	}))
+	if a.delegate == nil {
+		// ckit mode: no user state (see ckitAPI).
+		a.registerMembership(mux)
+		return
+	}
 	mux.HandleFunc("/debug/state", only(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.delegate.state())
 	}))
@@ -40,6 +45,11 @@ func (a *debugAPI) register(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, a.delegate.state())
 	}))
+	a.registerMembership(mux)
+}
+
+// registerMembership adds the routes every mode has: leave and shutdown.
+func (a *debugAPI) registerMembership(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/leave", only(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
 		timeout := 5 * time.Second
 		if s := r.URL.Query().Get("timeout"); s != "" {

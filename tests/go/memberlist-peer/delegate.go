@@ -139,13 +139,14 @@ func (d *peerDelegate) MergeRemoteState(b []byte, join bool) {
 	d.out.emit("merge_remote_state", f)
 }
 
-func (d *peerDelegate) NotifyJoin(n *memberlist.Node)   { d.emitNode("join", n) }
-func (d *peerDelegate) NotifyLeave(n *memberlist.Node)  { d.emitNode("leave", n) }
-func (d *peerDelegate) NotifyUpdate(n *memberlist.Node) { d.emitNode("update", n) }
+func (d *peerDelegate) NotifyJoin(n *memberlist.Node)   { emitMember(d.out, "join", n) }
+func (d *peerDelegate) NotifyLeave(n *memberlist.Node)  { emitMember(d.out, "leave", n) }
+func (d *peerDelegate) NotifyUpdate(n *memberlist.Node) { emitMember(d.out, "update", n) }
 
-func (d *peerDelegate) emitNode(event string, n *memberlist.Node) {
+// emitMember prints a membership event about n.
+func emitMember(out *emitter, event string, n *memberlist.Node) {
 	m := describeNode(stateOf(n))
-	d.out.emit(event, fields{
+	out.emit(event, fields{
 		"name": m.Name, "addr": m.Addr, "port": m.Port,
 		"state": m.State, "incarnation": m.Incarnation, "meta": m.Meta,
 	})

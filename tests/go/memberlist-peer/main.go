@@ -30,7 +30,7 @@ type options struct {
 	name, bind, advertise, join, label, preset, meta string
 	probeInterval, probeTimeout, pushPullInterval    time.Duration
 	gossipInterval, packetTimeout                    time.Duration
-	debugLogs                                        bool
+	debugLogs, ckit                                  bool
 }
 
 func parseOptions(args []string) (options, error) {
@@ -49,6 +49,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.gossipInterval, "gossip-interval", 0, "override the preset's gossip interval")
 	fs.DurationVar(&o.packetTimeout, "packet-timeout", 5*time.Second, "how long one packet's POST may take")
 	fs.BoolVar(&o.debugLogs, "debug", false, "also print memberlist's [DEBUG] lines on stderr")
+	fs.BoolVar(&o.ckit, "ckit", false, "behave as a grafana/ckit node: its node states in gossip and push-pull, /debug/ckit routes (no user state, no meta)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -60,6 +61,9 @@ func parseOptions(args []string) (options, error) {
 	}
 	if len(o.meta) > memberlist.MetaMaxSize {
 		return o, fmt.Errorf("--meta is %d bytes; memberlist allows %d", len(o.meta), memberlist.MetaMaxSize)
+	}
+	if o.ckit && o.meta != "" {
+		return o, errors.New("--meta with --ckit: a ckit node sends no metadata")
 	}
 	return o, validateLabel(o.label)
 }
@@ -147,9 +151,17 @@ func run(o options) error {
 	config.Transport = transport
 	config.AdvertiseAddr = advertise.IP.String()
 	config.AdvertisePort = advertise.Port
-	delegate := newPeerDelegate(o.name, []byte(o.meta), out, config.RetransmitMult)
-	config.Delegate = delegate
-	config.Events = delegate
+	var delegate *peerDelegate
+	var ckit *ckitNode
+	if o.ckit {
+		ckit = newCkitNode(o.name, out, config.RetransmitMult)
+		config.Delegate = ckit
+		config.Events = ckit
+	} else {
+		delegate = newPeerDelegate(o.name, []byte(o.meta), out, config.RetransmitMult)
+		config.Delegate = delegate
+		config.Events = delegate
+	}
 
 	mux := http.NewServeMux()
 	transport.Register(mux)
@@ -164,7 +176,16 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("creating memberlist: %w", err)
 	}
-	delegate.list.Store(list)
+	if ckit != nil {
+		ckit.list.Store(list)
+		api := &ckitAPI{node: ckit, send: func(packet []byte, addr string) error {
+			_, err := transport.WriteTo(packet, addr)
+			return err
+		}}
+		api.register(mux)
+	} else {
+		delegate.list.Store(list)
+	}
 
 	stop := make(chan struct{})
 	var stopOnce sync.Once
@@ -187,7 +208,7 @@ func run(o options) error {
 
 	out.emit("ready", fields{
 		"name": o.name, "addr": advertise.IP.String(), "port": advertise.Port,
-		"bind": listener.Addr().String(), "label": o.label, "preset": o.preset,
+		"bind": listener.Addr().String(), "label": o.label, "preset": o.preset, "ckit": o.ckit,
 	})
 	if o.join != "" {
 		go joinCluster(list, strings.Split(o.join, ","), out)
