@@ -80,6 +80,7 @@ step "wasm-bindgen tests in headless Chromium"
 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver || echo /usr/bin/chromedriver)" \
   cargo test --locked --no-default-features --target wasm32-unknown-unknown --test wasm_codec
 
+GO_PEER_SKIP_INSTALL="${WASM_TEST_SKIP_INSTALL:-}" scripts/go-peer.sh >/dev/null # the Go memberlist peers of tests/wasm/cluster-page.test.mjs
 step "node --test tests/wasm/ (Node, workerd, Chromium against gossiphttp listen)"
 node --test tests/wasm/
 
