@@ -493,3 +493,75 @@ export function unframe(body) {
   }
   return out;
 }
+
+export const goPeerBin = path.join(repoRoot, 'target', 'go-peer', 'memberlist-peer');
+
+/**
+ * Starts `target/debug/gossiphttp node --name NAME --listen 127.0.0.1:PORT` (a free
+ * port) with the CLI's flags `args` (e.g. `['--join', addr]`, `['--accept-http1']`,
+ * `['--label', 'prod']`) and waits until its `/api/v1/members` answers.
+ * Returns `{ name, addr, url, child, members(), stop() }`; `members()` is that route's list.
+ */
+export async function startNode(name, args = [], { timeoutMs = 20_000 } = {}) {
+  if (!fs.existsSync(cliBin)) {
+    throw new Error(`${cliBin} is missing: run \`cargo build --bin gossiphttp\` first`);
+  }
+  const port = await freePort();
+  const addr = `127.0.0.1:${port}`;
+  const child = spawnTracked(cliBin, ['node', '--name', name, '--listen', addr, ...args], { cwd: repoRoot });
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => (child.output += d));
+  const url = `http://${addr}`;
+  const members = async () => {
+    const res = await http1Request(`${url}/api/v1/members`, { method: 'GET', timeoutMs: 2000 });
+    if (res.status !== 200) throw new Error(`GET /api/v1/members: ${res.status}`);
+    return JSON.parse(res.body.toString('utf8')).members;
+  };
+  await waitUntil(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`gossiphttp node ${name} exited (${child.exitCode}):\n${child.output}`);
+      return (await members()).length > 0;
+    },
+    { timeoutMs, intervalMs: 100, label: `gossiphttp node ${name} answering` },
+  );
+  return { name, addr, url, child, members, stop: () => stopChild(child) };
+}
+
+/**
+ * Starts the Go memberlist test peer (`target/go-peer/memberlist-peer`, built by
+ * scripts/go-peer.sh) with `--name NAME --bind 127.0.0.1:0` and `args`, and waits for
+ * its `ready` event. Returns `{ name, addr, url, child, events, members(), stop() }`;
+ * `members()` is its `/debug/members` (dead and left members too).
+ */
+export async function startGoPeer(name, args = [], { timeoutMs = 20_000 } = {}) {
+  if (!fs.existsSync(goPeerBin)) throw new Error(`${goPeerBin} is missing: run scripts/go-peer.sh first`);
+  const child = spawnTracked(goPeerBin, ['--name', name, '--bind', '127.0.0.1:0', ...args], { cwd: repoRoot });
+  const events = [];
+  let buf = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) events.push(JSON.parse(line));
+    }
+  });
+  const ready = await waitUntil(
+    () => {
+      if (child.exitCode !== null) throw new Error(`memberlist-peer ${name} exited (${child.exitCode}):\n${child.output}`);
+      return events.find((e) => e.event === 'ready');
+    },
+    { timeoutMs, intervalMs: 50, label: `memberlist-peer ${name} ready` },
+  );
+  const addr = ready.bind;
+  const url = `http://${addr}`;
+  const members = async () => {
+    const res = await http1Request(`${url}/debug/members`, { method: 'GET', timeoutMs: 2000 });
+    if (res.status !== 200) throw new Error(`GET /debug/members: ${res.status}`);
+    const body = JSON.parse(res.body.toString('utf8'));
+    return Array.isArray(body) ? body : body.members;
+  };
+  return { name, addr, url, child, events, members, stop: () => stopChild(child) };
+}

@@ -47,17 +47,18 @@
 
 use wasm_bindgen::prelude::*;
 
-mod body;
-mod deadline;
+pub(crate) mod body;
+pub(crate) mod deadline;
 mod duplex;
 mod exchange;
 mod peer;
 mod reading;
-mod request;
+pub(crate) mod request;
 
 pub use duplex::DuplexStream;
 pub use exchange::{ChunkIterator, Exchange};
 pub use peer::Peer;
+pub(crate) use peer::{option, parse_url, settle};
 
 /// Default for `timeoutMs`.
 pub const DEFAULT_TIMEOUT_MS: f64 = 5000.0;
