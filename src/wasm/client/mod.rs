@@ -91,7 +91,7 @@ export interface DuplexStream {
 
 /** Every error this package makes has a `code` (and `status` for code "status"); an error a `handleRequest` handler throws passes through as thrown. */
 export interface GossipError extends Error {
-  code: "frame" | "status" | "network" | "timeout" | "invalid_address" | "closed" | "invalid_argument" | "invalid_options";
+  code: "frame" | "status" | "network" | "timeout" | "protocol" | "not_enough_members" | "invalid_address" | "closed" | "invalid_argument" | "invalid_options";
   /** The HTTP status, for code "status". */
   status?: number;
 }

@@ -34,7 +34,7 @@ const DEFAULT_RING_TOKENS: usize = 512;
 #[wasm_bindgen(unchecked_return_type = "Member[]")]
 pub fn lookup(
     #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | bigint")] key: JsValue,
-    n: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "number")] n: JsValue,
     #[wasm_bindgen(unchecked_param_type = "Member[]")] members: JsValue,
     #[wasm_bindgen(unchecked_optional_param_type = "LookupOptions")] options: JsValue,
 ) -> Result<Array, JsValue> {
@@ -119,12 +119,14 @@ fn sharder_option(options: &JsValue) -> Result<Sharder, JsValue> {
         None | Some("ring") => ring(),
         Some("rendezvous") => Sharder::rendezvous(),
         Some("multiprobe") => Sharder::multiprobe(),
-        Some(other) => return Err(error(
-            "invalid_options",
-            &format!(
+        Some(other) => {
+            return Err(error(
+                "invalid_options",
+                &format!(
                 "hasher {other:?} is not one of ckit's: \"rendezvous\", \"multiprobe\", \"ring\""
             ),
-        )),
+            ))
+        }
     })
 }
 
