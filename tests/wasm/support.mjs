@@ -13,6 +13,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -421,10 +422,12 @@ export async function startWorkerd({ template, vars = {}, files = {}, timeoutMs 
  * `body` is a Uint8Array, an array of chunks written one by one, or undefined.
  * Resolves `{ status, headers, body: Buffer }`; bounded by `timeoutMs`.
  */
-export function http1Request(url, { method = 'POST', headers = {}, body, timeoutMs = 10_000 } = {}) {
+export function http1Request(url, { method = 'POST', headers = {}, body, timeoutMs = 10_000, insecure = false } = {}) {
+  const client = url.startsWith('https:') ? https : http;
+  const tls = insecure ? { rejectUnauthorized: false } : {};
   return withTimeout(
     new Promise((resolve, reject) => {
-      const req = http.request(url, { method, headers, agent: false }, (res) => {
+      const req = client.request(url, { method, headers, agent: false, ...tls }, (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -501,8 +504,10 @@ export const goPeerBin = path.join(repoRoot, 'target', 'go-peer', 'memberlist-pe
  * port) with the CLI's flags `args` (e.g. `['--join', addr]`, `['--accept-http1']`,
  * `['--label', 'prod']`) and waits until its `/api/v1/members` answers.
  * Returns `{ name, addr, url, child, members(), stop() }`; `members()` is that route's list.
+ * With `scheme: 'https'` (the node runs with --tls-cert) the route is read over TLS
+ * without checking the certificate (a test's own, self-signed).
  */
-export async function startNode(name, args = [], { timeoutMs = 20_000 } = {}) {
+export async function startNode(name, args = [], { timeoutMs = 20_000, scheme = 'http' } = {}) {
   if (!fs.existsSync(cliBin)) {
     throw new Error(`${cliBin} is missing: run \`cargo build --bin gossiphttp\` first`);
   }
@@ -511,9 +516,9 @@ export async function startNode(name, args = [], { timeoutMs = 20_000 } = {}) {
   const child = spawnTracked(cliBin, ['node', '--name', name, '--listen', addr, ...args], { cwd: repoRoot });
   child.stdout.setEncoding('utf8');
   child.stdout.on('data', (d) => (child.output += d));
-  const url = `http://${addr}`;
+  const url = `${scheme}://${addr}`;
   const members = async () => {
-    const res = await http1Request(`${url}/api/v1/members`, { method: 'GET', timeoutMs: 2000 });
+    const res = await http1Request(`${url}/api/v1/members`, { method: 'GET', timeoutMs: 2000, insecure: scheme === 'https' });
     if (res.status !== 200) throw new Error(`GET /api/v1/members: ${res.status}`);
     return JSON.parse(res.body.toString('utf8')).members;
   };
