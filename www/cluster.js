@@ -6,7 +6,9 @@
 //   lookup(), diffing successive answers for the timeline.
 // Plain DOM, no build step, nothing fetched from elsewhere.
 
-const SAMPLE_KEYS = 10_000; // as the node measures: string keys "0" .. "9999"
+// The node measures the key space with the string keys "0" .. "9999"; the page (URL
+// mode) with "0" .. "999": the same method, a coarser sample.
+const URL_SAMPLE_KEYS = 1000;
 const TIMELINE_SHOWN = 200;
 const PALETTE = ['#4f7cff', '#22b07d', '#f2a93b', '#e5566e', '#9b6bff', '#17a2b8', '#d96fd0', '#8bbf3d', '#ff8a4c', '#7d8bd6'];
 const STATE_ICON = { alive: '●', suspect: '◐', dead: '✕', left: '↩' };
@@ -164,31 +166,42 @@ class UrlSource {
     const events = this.previous === null ? [] : diffMembers(this.previous, members, now);
     for (const e of events) e.id = this.nextId++;
     this.previous = members;
-    return { members, events, shares: this.measure(raw, hasher) };
+    return { members, events, shares: this.shares, sharesLater: this.measure(raw, hasher) };
   }
 
-  /** The node's measurement, in the page: the first owner of each sample key. */
+  /**
+   * The node's measurement, in the page: the first owner of each sample key, by
+   * lookup(). A promise of the new split when the peers or the hasher changed, else
+   * null. lookup() builds its sharder on every call (a ring: 512 tokens a member), so
+   * the page samples fewer keys than the node and yields between batches.
+   */
   measure(raw, hasher) {
-    // The peers a ckit node shards over: memberlist still lists alive and suspect members.
-    const peers = raw.filter((m) => m.state === 'alive' || m.state === 'suspect');
-    const key = hasher + '|' + peers.map((m) => `${m.name}=${m.ckitState ?? 'viewer'}`).sort().join(',');
-    if (key === this.sharesFor) return this.shares;
-    const participants = peers.filter((m) => m.ckitState === 'participant').sort((a, b) => (a.name < b.name ? -1 : 1));
-    const counts = new Map(participants.map((m) => [m.name, 0]));
-    if (participants.length) {
-      for (let i = 0; i < SAMPLE_KEYS; i++) {
-        const [owner] = this.pkg.lookup(String(i), 1, peers, { hasher });
-        if (owner) counts.set(owner.name, (counts.get(owner.name) ?? 0) + 1);
-      }
-    }
-    this.shares = {
-      hasher,
-      tokensPerPeer: hasher === 'ring' ? 512 : null,
-      sampleKeys: SAMPLE_KEYS,
-      shares: participants.map((m) => ({ name: m.name, addr: m.addr, keys: counts.get(m.name), share: counts.get(m.name) / SAMPLE_KEYS })),
-    };
+    // The peers a ckit node shards over: memberlist still lists alive and suspect
+    // members. Only participants own keys for writes, so only they are handed over.
+    const participants = raw
+      .filter((m) => (m.state === 'alive' || m.state === 'suspect') && m.ckitState === 'participant')
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+    const key = hasher + '|' + participants.map((m) => m.name).join(',');
+    if (key === this.sharesFor) return null;
     this.sharesFor = key;
-    return this.shares;
+    return (async () => {
+      const counts = new Map(participants.map((m) => [m.name, 0]));
+      for (let i = 0; participants.length && i < URL_SAMPLE_KEYS; i++) {
+        const [owner] = this.pkg.lookup(String(i), 1, participants, { hasher });
+        counts.set(owner.name, counts.get(owner.name) + 1);
+        if (i % 100 === 99) {
+          await new Promise((r) => setTimeout(r));
+          if (this.sharesFor !== key) return null; // measuring another split by now
+        }
+      }
+      this.shares = {
+        hasher,
+        tokensPerPeer: hasher === 'ring' ? 512 : null,
+        sampleKeys: URL_SAMPLE_KEYS,
+        shares: participants.map((m) => ({ name: m.name, addr: m.addr, keys: counts.get(m.name), share: counts.get(m.name) / URL_SAMPLE_KEYS })),
+      };
+      return this.shares;
+    })();
   }
 }
 
@@ -272,9 +285,11 @@ function renderShares(shares) {
   const how = shares
     ? `${hasherName} hasher${shares.tokensPerPeer ? `, ${shares.tokensPerPeer} tokens a peer` : ''}: the first owner of ${shares.sampleKeys.toLocaleString('en')} sample keys, as ckit’s Lookup(key, 1, OpReadWrite) picks it.`
     : '';
-  $('keys-caption').textContent = list.length
-    ? `${how} An even split is ${percent(1 / list.length)} each.`
-    : `No participant owns keys yet: members are viewers until they announce “participant”. ${how}`;
+  $('keys-caption').textContent = !shares
+    ? 'Measuring the key space…'
+    : list.length
+      ? `${how} An even split is ${percent(1 / list.length)} each.`
+      : `No participant owns keys yet: members are viewers until they announce “participant”. ${how}`;
   $('shares').replaceChildren(
     ...list.map((s) =>
       el(
@@ -373,8 +388,14 @@ async function main() {
     }
     busy = true;
     try {
-      const { members, events, shares, self, restarted } = await source.poll(hasher.value);
+      const { members, events, shares, self, restarted, sharesLater } = await source.poll(hasher.value);
       if (restarted) $('timeline').replaceChildren();
+      sharesLater?.then((later) => {
+        if (!later) return;
+        view.shares = later;
+        renderShares(later);
+        renderMembers(view.members);
+      });
       view.members = members;
       view.shares = shares;
       view.lastOk = Date.now();

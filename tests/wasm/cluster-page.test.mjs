@@ -1,89 +1,57 @@
-// The cluster page (www/cluster.html, served by a node at `/`) in headless Chromium,
-// against a live mixed cluster on 127.0.0.1: four Rust `gossiphttp node` processes
-// (--preset fast; three ckit participants and a viewer) and two Go memberlist peers
-// (tests/go/memberlist-peer, which announce no ckit state). The page must show every member alive,
-// a `kill -9` of one as dead on its card and in the timeline, and the key space split
-// between the participants. Saves target/artifacts/cluster-page.png (and
-// cluster-page-dark.png, the same page in the dark scheme).
+// The cluster page (www/cluster.html) in headless Chromium, against a live mixed
+// cluster on 127.0.0.1: four Rust `gossiphttp node` processes (--preset fast; three
+// ckit participants and a viewer) and two Go memberlist peers (tests/go/memberlist-peer,
+// which announce no ckit state).
+//
+// 1. Served by a node at `/`: the page shows every member alive, a `kill -9` of one as
+//    dead on its card and in the timeline, and the key space split between the
+//    participants. Saves target/artifacts/cluster-page.png (and -dark.png, -narrow.png).
+// 2. Given ?url= (served beside the npm package, as scripts/www.sh does): the page asks
+//    that node with the package's members() and lookup(), and a `kill -9` shows up from
+//    successive answers. Saves target/artifacts/cluster-page-url.png.
 //
 // Needs target/debug/gossiphttp (cargo build --bin gossiphttp), the Go peer
-// (scripts/go-peer.sh) and /usr/bin/chromium.
+// (scripts/go-peer.sh), pkg/ (scripts/build-pkg.sh) and /usr/bin/chromium.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { artifactsDir, cliBin, repoRoot, spawnTracked, stopAll, withTimeout } from './support.mjs';
+import { artifactsDir, cliBin, goPeerBin, pkgDir, serveStatic, startGoPeer, startNode, stopAll, withTimeout } from './support.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const GO_PEER = path.join(repoRoot, 'target', 'go-peer', 'memberlist-peer');
 const WAIT = 30_000; // the bound on every cluster change the page must show
 
-// name -> how it runs. rust-3 is killed with SIGKILL mid-test.
 const RUST = [
   { name: 'rust-1', ckit: 'participant' },
   { name: 'rust-2', ckit: 'participant' },
-  { name: 'rust-3', ckit: 'participant' },
+  { name: 'rust-3', ckit: 'participant' }, // killed in the first test
   { name: 'rust-viewer', ckit: 'viewer' },
 ];
-const GO = ['go-1', 'go-2'];
+const GO = ['go-1', 'go-2']; // go-2 is killed in the second test
 const ALL = [...RUST.map((r) => r.name), ...GO];
 
-let browser;
-const procs = new Map(); // name -> child
-
-/**
- * Resolves the first match of `re` in `child`'s stdout, bounded. Stdout is read to
- * the end either way (a full pipe would stall the child).
- */
-function lineMatching(child, re, label) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      let buf = '';
-      let found = false;
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (d) => {
-        if (found) return;
-        buf += d;
-        const m = re.exec(buf);
-        if (m) {
-          found = true;
-          buf = '';
-          resolve(m);
-        }
-      });
-      child.once('exit', (code, sig) => reject(new Error(`${label} exited (${code ?? sig}):\n${child.output}`)));
-    }),
-    20_000,
-    label,
-  );
-}
-
-async function startRust({ name, ckit }, join) {
-  const args = ['node', '--name', name, '--listen', '127.0.0.1:0', '--preset', 'fast', '--ckit-state', ckit];
-  if (join) args.push('--join', join);
-  const child = spawnTracked(cliBin, args, { cwd: repoRoot });
-  procs.set(name, child);
-  const [, addr] = await lineMatching(child, /listening on (\S+)/, `gossiphttp node ${name}`);
-  return addr;
-}
-
-async function startGo(name, join) {
-  const args = ['--name', name, '--bind', '127.0.0.1:0', '--join', join, '--probe-interval', '200ms', '--push-pull-interval', '2s'];
-  const child = spawnTracked(GO_PEER, args, { cwd: repoRoot });
-  procs.set(name, child);
-  await lineMatching(child, /"event":"ready"/, `Go peer ${name}`);
-}
-
-let seedAddr;
+let browser, site;
+const nodes = new Map(); // name -> { addr, child, ... }
 
 before(async () => {
   assert.ok(fs.existsSync(cliBin), `${cliBin} is missing: run cargo build --bin gossiphttp`);
-  assert.ok(fs.existsSync(GO_PEER), `${GO_PEER} is missing: run scripts/go-peer.sh`);
-  seedAddr = await startRust(RUST[0]);
-  for (const r of RUST.slice(1)) await startRust(r, seedAddr);
-  for (const g of GO) await startGo(g, seedAddr);
+  assert.ok(fs.existsSync(goPeerBin), `${goPeerBin} is missing: run scripts/go-peer.sh`);
+  site = await serveStatic(); // www/ and pkg/, for the ?url= page
+  // Every Rust node lets the static site's pages ask it (CORS, and HTTP/1.1: what
+  // Chromium's fetch speaks to a plain-http node).
+  const web = ['--cors', site.origin, '--accept-http1'];
+  let seed;
+  for (const { name, ckit } of RUST) {
+    const join = seed ? ['--join', seed] : [];
+    const node = await startNode(name, ['--preset', 'fast', '--ckit-state', ckit, ...web, ...join]);
+    nodes.set(name, node);
+    seed ??= node.addr;
+  }
+  for (const name of GO) {
+    nodes.set(name, await startGoPeer(name, ['--join', seed, '--probe-interval', '200ms', '--push-pull-interval', '2s']));
+  }
   browser = await withTimeout(chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] }), 30_000, 'launching chromium');
 });
 
@@ -91,6 +59,20 @@ after(async () => {
   await browser?.close().catch(() => {});
   await stopAll();
 });
+
+/** A page at `url`, ready (its first poll answered), with its console kept. */
+async function open(url) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const logs = [];
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(url, { timeout: 15_000 });
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 20_000 }).catch(async (e) => {
+    const error = await page.locator('#error').textContent().catch(() => '');
+    throw new Error(`the page did not get ready: ${e.message}\nshown: ${error}\n${logs.join('\n')}`);
+  });
+  return { page, logs };
+}
 
 /** What the page shows: each member card's state, the key-share legend, the timeline. */
 function shown(page) {
@@ -117,14 +99,7 @@ async function untilShown(page, ok, label) {
 }
 
 test('the cluster page served by a node shows a mixed cluster, a kill -9, and the key space', { timeout: 180_000 }, async () => {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const logs = [];
-  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
-  await page.goto(`http://${seedAddr}/`, { timeout: 15_000 });
-  await page.waitForSelector('body[data-ready="1"]', { timeout: 15_000 }).catch((e) => {
-    throw new Error(`the page did not get ready: ${e.message}\n${logs.join('\n')}`);
-  });
+  const { page, logs } = await open(`http://${nodes.get('rust-1').addr}/`);
 
   // Every member, Rust and Go, by name and alive; the states are written out.
   const all = await untilShown(
@@ -149,7 +124,7 @@ test('the cluster page served by a node shows a mixed cluster, a kill -9, and th
 
   // kill -9 a participant: dead on its card (maybe suspect first), dead on the
   // timeline, and its keys go to the two left.
-  procs.get('rust-3').kill('SIGKILL');
+  nodes.get('rust-3').child.kill('SIGKILL');
   const afterKill = await untilShown(
     page,
     (v) => v.members['rust-3'] === 'dead' && v.timeline.some((e) => e.kind === 'dead' && e.name === 'rust-3') && v.shares.length === 2,
@@ -172,6 +147,39 @@ test('the cluster page served by a node shows a mixed cluster, a kill -9, and th
   await page.screenshot({ path: path.join(artifactsDir, 'cluster-page-narrow.png'), fullPage: true });
   // Narrow: no horizontal scrolling.
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scroll at 390 px');
+  assert.deepEqual(logs.filter((l) => l.startsWith('pageerror') || l.startsWith('error')), []);
+  await page.close();
+});
+
+test('given ?url=, the page asks that node with members() and lookup() from the npm package', { timeout: 180_000 }, async () => {
+  for (const f of ['gossiphttp.js', 'gossiphttp_bg.wasm']) {
+    assert.ok(fs.existsSync(path.join(pkgDir, f)), `pkg/${f} is missing: run scripts/build-pkg.sh first`);
+  }
+  const target = `http://${nodes.get('rust-2').addr}`;
+  const { page, logs } = await open(`${site.origin}/www/cluster.html?url=${encodeURIComponent(target)}`);
+  assert.equal(await page.evaluate(() => document.body.dataset.source), 'url');
+  assert.match(await page.locator('#source').innerText(), /members\(\)/);
+  const live = ALL.filter((n) => n !== 'rust-3');
+  const first = await untilShown(page, (v) => live.every((n) => v.members[n] === 'alive'), 'every live member, through members()');
+  for (const n of live) assert.match(first.cardText[n], /\balive\b/);
+  // The same split the node measures: the live participants, by lookup() in the page.
+  const split = await untilShown(page, (v) => v.shares.map((s) => s.name).join() === 'rust-1,rust-2', 'the participants, by lookup()');
+  const total = split.shares.reduce((n, s) => n + s.share, 0);
+  assert.ok(Math.abs(total - 1) < 1e-3, JSON.stringify(split.shares));
+
+  // kill -9 a Go peer: the next answers say it is dead (suspect first, maybe), and the
+  // page's own diff of them puts it on the timeline.
+  nodes.get('go-2').child.kill('SIGKILL');
+  const afterKill = await untilShown(
+    page,
+    (v) => v.members['go-2'] === 'dead' && v.timeline.some((e) => e.kind === 'dead' && e.name === 'go-2'),
+    'go-2 dead, through members()',
+  );
+  assert.match(afterKill.cardText['go-2'], /\bdead\b/);
+  assert.equal(afterKill.error, null);
+
+  fs.mkdirSync(artifactsDir, { recursive: true });
+  await page.screenshot({ path: path.join(artifactsDir, 'cluster-page-url.png'), fullPage: true });
   assert.deepEqual(logs.filter((l) => l.startsWith('pageerror') || l.startsWith('error')), []);
   await page.close();
 });
