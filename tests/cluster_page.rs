@@ -208,6 +208,25 @@ async fn the_page_its_timeline_and_the_key_space_follow_a_live_cluster() {
     assert_eq!(share_names(&shards), ["page-a"], "{shards}");
     assert_eq!(shards["shares"][0]["share"], 1.0);
 
+    // A graceful leave is a leave on the timeline, not a death.
+    let seen_death = death["seq"].as_u64().unwrap();
+    viewer.leave().await;
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let newer = get_json(&addr, &format!("/api/v1/events?after={seen_death}")).await;
+        let viewer_events: Vec<&Value> = newer["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "page-viewer")
+            .collect();
+        assert!(viewer_events.iter().all(|e| e["kind"] != "dead"), "{newer}");
+        if viewer_events.iter().any(|e| e["kind"] == "left") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leave: {newer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     a.kill().await;
-    viewer.kill().await;
 }

@@ -232,7 +232,7 @@ function renderMembers(members) {
       const share = shareOf.get(m.name);
       return el(
         'li',
-        { class: 'member', 'data-name': m.name, 'data-state': m.state, 'aria-label': `${m.name}, ${m.state}` },
+        { class: 'member', 'data-name': m.name, 'data-state': m.state },
         el('div', { class: 'row' }, el('span', { class: 'name' }, m.name), m.local ? el('span', { class: 'you' }, 'this node') : null),
         el('div', { class: 'addr mono' }, m.addr),
         el(
