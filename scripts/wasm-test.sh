@@ -72,6 +72,9 @@ scripts/build-pkg.sh
 step "the CLI (the JS tests run \`gossiphttp listen\` as their native peer)"
 cargo build --locked --bin gossiphttp
 
+step "the Go memberlist peer (tests/wasm/members.test.mjs asks it for its members over node:http2)"
+GO_PEER_SKIP_INSTALL="${WASM_TEST_SKIP_INSTALL:-}" scripts/go-peer.sh
+
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 step "wasm-bindgen tests in Node"
 cargo test --locked --no-default-features --target wasm32-unknown-unknown --test wasm_codec
@@ -80,6 +83,7 @@ step "wasm-bindgen tests in headless Chromium"
 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver || echo /usr/bin/chromedriver)" \
   cargo test --locked --no-default-features --target wasm32-unknown-unknown --test wasm_codec
 
+GO_PEER_SKIP_INSTALL="${WASM_TEST_SKIP_INSTALL:-}" scripts/go-peer.sh >/dev/null # the Go memberlist peers of tests/wasm/cluster-page.test.mjs
 step "node --test tests/wasm/ (Node, workerd, Chromium against gossiphttp listen)"
 node --test tests/wasm/
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# One command for the browser demo: builds the wasm package if needed, starts a
-# local native node (TLS, HTTP/2) that allows the page's origin, and serves the
-# page. Ctrl-C stops both.
+# One command for the browser demos: builds the wasm package if needed, starts a
+# local native node (TLS, HTTP/2) that allows the page's origin, a three-member
+# cluster for the cluster page, and serves the pages. Ctrl-C stops them all.
 #
-#   scripts/www.sh            node on https://127.0.0.1:7946, page on http://127.0.0.1:8080
-#   NODE_PORT=9000 WWW_PORT=9001 scripts/www.sh
+#   scripts/www.sh            node on https://127.0.0.1:7946, cluster on 127.0.0.1:7947-7949,
+#                             pages on http://127.0.0.1:8080
+#   NODE_PORT=9000 CLUSTER_PORT=9100 WWW_PORT=9001 scripts/www.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODE_PORT="${NODE_PORT:-7946}"
+CLUSTER_PORT="${CLUSTER_PORT:-$((NODE_PORT + 1))}"
 WWW_PORT="${WWW_PORT:-8080}"
 ORIGIN="http://127.0.0.1:${WWW_PORT}"
 TLS_DIR="target/www-tls"
@@ -29,9 +31,10 @@ if [[ ! -f "$TLS_DIR/cert.pem" || ! -f "$TLS_DIR/key.pem" ]]; then
 fi
 
 pids=()
+members=() # the cluster's, not waited for: one may be killed to watch it die
 cleanup() {
   trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" "${members[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup INT TERM EXIT
@@ -40,7 +43,21 @@ target/debug/gossiphttp listen --addr "127.0.0.1:${NODE_PORT}" --echo-streams \
   --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" --cors "$ORIGIN" &
 pids+=($!)
 
-# 3. The page: www/ and pkg/ only, with the right MIME types (application/wasm).
+# 3. A cluster for the cluster page (www/cluster.html?url=...): three `gossiphttp node`
+#    members, two ckit participants and a viewer. Plain HTTP, HTTP/1.1 accepted (what a
+#    page's fetch speaks to it) and the page's origin allowed. Their logs go to a file.
+CLUSTER_LOG=target/www-cluster.log
+: >"$CLUSTER_LOG"
+for i in 0 1 2; do
+  port=$((CLUSTER_PORT + i))
+  args=(node --name "www-$((i + 1))" --listen "127.0.0.1:$port" --preset fast --cors "$ORIGIN" --accept-http1)
+  ((i > 0)) && args+=(--join "127.0.0.1:$CLUSTER_PORT")
+  ((i == 2)) && args+=(--ckit-state viewer)
+  target/debug/gossiphttp "${args[@]}" >>"$CLUSTER_LOG" 2>&1 &
+  members+=($!)
+done
+
+# 4. The pages: www/ and pkg/ only, with the right MIME types (application/wasm).
 node --input-type=module - "$WWW_PORT" <<'JS' &
 import http from 'node:http';
 import fs from 'node:fs';
@@ -75,8 +92,12 @@ cat <<MSG
   1. Open https://127.0.0.1:${NODE_PORT}/ once and accept the self-signed certificate
      (the node answers 404 there; that's fine: the browser now trusts it for this session).
   2. Open ${ORIGIN}/www/  — enter text, "Send as a packet" or "Exchange on a stream".
+  3. The cluster page, through the npm package's members() and lookup():
+     ${ORIGIN}/www/cluster.html?url=http://127.0.0.1:${CLUSTER_PORT}
+     (each member also serves it itself: http://127.0.0.1:${CLUSTER_PORT}/). Stop one
+     member (kill -9) and watch it turn suspect, then dead. Their logs: ${CLUSTER_LOG}.
 
-  The node prints a JSON line per packet and stream below. Ctrl-C stops both.
+  The node prints a JSON line per packet and stream below. Ctrl-C stops everything.
 
 MSG
 wait -n "${pids[@]}"

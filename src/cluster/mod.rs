@@ -24,15 +24,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Besides the transport endpoints, a node's port answers `GET /` (a live
-//! membership page), `GET /api/v1/members` (JSON) and `GET /metrics`
+//! Besides the transport endpoints, a node's port answers `GET /` (the
+//! cluster page: members, a timeline, the key space), `GET /api/v1/members`,
+//! `/api/v1/events` and `/api/v1/shards` (JSON) and `GET /metrics`
 //! (transport metrics and `cluster_members{state=...}`).
 
 mod actor;
 mod custom;
 mod http;
 mod options;
+mod shares;
 mod streams;
+mod timeline;
 mod view;
 
 pub use crate::ckit::peer::NodeState as CkitState;
@@ -198,7 +201,8 @@ impl Node {
             dirty: true,
         };
 
-        let fallback = http::routes(view.clone(), registry.clone());
+        let timeline = timeline::Timeline::spawn(view.clone());
+        let fallback = http::routes(view.clone(), registry.clone(), timeline);
         let server =
             transport.serve_service(listener, transport.handler().with_fallback(fallback))?;
         let actor = tokio::spawn(actor.run());

@@ -7,9 +7,11 @@
 //! | code | meaning | from |
 //! |---|---|---|
 //! | `"frame"` | a malformed frame, or one larger than `maxPacketSize` | `Peer`, `FrameDecoder`, a `handleRequest` stream |
-//! | `"status"` | the peer answered something else than `200`; `err.status` holds the status (for `505`, the message says how to enable HTTP/1.1) | `Peer` |
-//! | `"network"` | `fetch` failed (refused, reset, TLS, CORS, DNS), or the runtime has no `fetch` | `Peer` |
-//! | `"timeout"` | the peer did not answer within `timeoutMs` | `Peer` |
+//! | `"status"` | the peer answered something else than `200`; `err.status` holds the status (for `505`, the message says how to enable HTTP/1.1) | `Peer`, `members` |
+//! | `"network"` | `fetch` (or `node:http2`) failed (refused, reset, TLS, CORS, DNS), or the runtime has no `fetch` | `Peer`, `members` |
+//! | `"timeout"` | the peer did not answer within `timeoutMs` | `Peer`, `members` |
+//! | `"protocol"` | the node's answer is not one valid memberlist push-pull (truncated, another message, over 20 MiB, an empty answer: a wrong `label`) | `members` |
+//! | `"not_enough_members"` | fewer members may own keys than owners were asked for | `lookup` |
 //! | `"invalid_address"` | the peer URL is not an `http://` or `https://` URL | `new Peer` |
 //! | `"closed"` | the exchange or stream was cancelled or closed before this call | `Exchange`, `DuplexStream` |
 //! | `"invalid_argument"` / `"invalid_options"` | a bad argument or option (wrong type, out of range) | every function |

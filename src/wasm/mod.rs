@@ -6,6 +6,8 @@
 //!   worker's `fetch`.
 //! - [`frames`]: `encodeFrame` and `FrameDecoder`, the shared codec for
 //!   JavaScript.
+//! - [`members`]: `members(url)`, a cluster's members from one push-pull,
+//!   and `lookup`, ckit's owners of a key among them.
 //! - [`js`]: errors with a `code`, argument checks.
 //!
 //! Framing is the shared [`crate::codec`], unchanged. Built with
@@ -15,7 +17,9 @@
 pub mod client;
 pub mod frames;
 pub mod js;
+pub mod members;
 pub mod worker;
 
 pub use client::{ChunkIterator, DuplexStream, Exchange, Peer};
 pub use frames::{encode_frame, FrameDecoder};
+pub use members::{lookup, members};

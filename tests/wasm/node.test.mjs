@@ -543,7 +543,7 @@ const w :Workerd.Worker = (
     fs.mkdirSync(path.join(dir, 'node_modules'));
     fs.symlinkSync(pkgDir, path.join(dir, 'node_modules', 'gossiphttp'), 'dir');
     const check = `
-import init, { initSync, Peer, Exchange, DuplexStream, encodeFrame, FrameDecoder, handleRequest, type GossipError, type PeerOptions } from 'gossiphttp';
+import init, { initSync, Peer, Exchange, DuplexStream, encodeFrame, FrameDecoder, handleRequest, members, lookup, type GossipError, type PeerOptions, type Member, type MembersOptions, type LookupOptions } from 'gossiphttp';
 declare const wasm: WebAssembly.Module;
 initSync({ module: wasm });
 void init;
@@ -578,6 +578,33 @@ async function use(): Promise<number> {
   return n + (one?.length ?? 0) + all.length + packets.length + (answer ? 1 : 0) + url.length;
 }
 void use; void sent; void many;
+async function cluster(): Promise<string[]> {
+  const mo: MembersOptions = { timeoutMs: 1000, token: 't', label: 'prod', http2: true };
+  const list: Member[] = await members('http://127.0.0.1:7946', mo);
+  const all: Member[] = await members('http://127.0.0.1:7946');
+  const states: Array<'alive' | 'suspect' | 'dead' | 'left'> = list.map((m) => m.state);
+  const ckit: Array<'viewer' | 'participant' | 'terminating' | undefined> = list.map((m) => m.ckitState);
+  const meta: Uint8Array = list[0].meta;
+  const inc: number = list[0].incarnation;
+  const lo: LookupOptions = { hasher: 'rendezvous', op: 'read' };
+  const owners: Member[] = lookup('tenant-1', 2, list, lo);
+  lookup(new Uint8Array(3), 1, all, { hasher: 'ring', ringTokens: 256, op: 'write' });
+  lookup(42n, 1, all);
+  try {
+    lookup('k', 9, all);
+  } catch (e) {
+    if ((e as GossipError).code === 'not_enough_members') return [];
+  }
+  return [...owners.map((m) => m.addr), ...states, ...ckit.map(String), String(meta.length + inc)];
+}
+void cluster;
+// @ts-expect-error: a member's state is one of memberlist's four
+const badState: Member['state'] = 'gone';
+void badState;
+// @ts-expect-error: no such hasher
+lookup('k', 1, [], { hasher: 'maglev' });
+// @ts-expect-error: http2 is a boolean
+members('http://x', { http2: 'yes' });
 // @ts-expect-error: packets are bytes
 peer.send('text');
 // @ts-expect-error: sendMany takes an array

@@ -13,6 +13,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -421,10 +422,12 @@ export async function startWorkerd({ template, vars = {}, files = {}, timeoutMs 
  * `body` is a Uint8Array, an array of chunks written one by one, or undefined.
  * Resolves `{ status, headers, body: Buffer }`; bounded by `timeoutMs`.
  */
-export function http1Request(url, { method = 'POST', headers = {}, body, timeoutMs = 10_000 } = {}) {
+export function http1Request(url, { method = 'POST', headers = {}, body, timeoutMs = 10_000, insecure = false } = {}) {
+  const client = url.startsWith('https:') ? https : http;
+  const tls = insecure ? { rejectUnauthorized: false } : {};
   return withTimeout(
     new Promise((resolve, reject) => {
-      const req = http.request(url, { method, headers, agent: false }, (res) => {
+      const req = client.request(url, { method, headers, agent: false, ...tls }, (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -492,4 +495,78 @@ export function unframe(body) {
     i += h + len;
   }
   return out;
+}
+
+export const goPeerBin = path.join(repoRoot, 'target', 'go-peer', 'memberlist-peer');
+
+/**
+ * Starts `target/debug/gossiphttp node --name NAME --listen 127.0.0.1:PORT` (a free
+ * port) with the CLI's flags `args` (e.g. `['--join', addr]`, `['--accept-http1']`,
+ * `['--label', 'prod']`) and waits until its `/api/v1/members` answers.
+ * Returns `{ name, addr, url, child, members(), stop() }`; `members()` is that route's list.
+ * With `scheme: 'https'` (the node runs with --tls-cert) the route is read over TLS
+ * without checking the certificate (a test's own, self-signed).
+ */
+export async function startNode(name, args = [], { timeoutMs = 20_000, scheme = 'http' } = {}) {
+  if (!fs.existsSync(cliBin)) {
+    throw new Error(`${cliBin} is missing: run \`cargo build --bin gossiphttp\` first`);
+  }
+  const port = await freePort();
+  const addr = `127.0.0.1:${port}`;
+  const child = spawnTracked(cliBin, ['node', '--name', name, '--listen', addr, ...args], { cwd: repoRoot });
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => (child.output += d));
+  const url = `${scheme}://${addr}`;
+  const members = async () => {
+    const res = await http1Request(`${url}/api/v1/members`, { method: 'GET', timeoutMs: 2000, insecure: scheme === 'https' });
+    if (res.status !== 200) throw new Error(`GET /api/v1/members: ${res.status}`);
+    return JSON.parse(res.body.toString('utf8')).members;
+  };
+  await waitUntil(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`gossiphttp node ${name} exited (${child.exitCode}):\n${child.output}`);
+      return (await members()).length > 0;
+    },
+    { timeoutMs, intervalMs: 100, label: `gossiphttp node ${name} answering` },
+  );
+  return { name, addr, url, child, members, stop: () => stopChild(child) };
+}
+
+/**
+ * Starts the Go memberlist test peer (`target/go-peer/memberlist-peer`, built by
+ * scripts/go-peer.sh) with `--name NAME --bind 127.0.0.1:0` and `args`, and waits for
+ * its `ready` event. Returns `{ name, addr, url, child, events, members(), stop() }`;
+ * `members()` is its `/debug/members` (dead and left members too).
+ */
+export async function startGoPeer(name, args = [], { timeoutMs = 20_000 } = {}) {
+  if (!fs.existsSync(goPeerBin)) throw new Error(`${goPeerBin} is missing: run scripts/go-peer.sh first`);
+  const child = spawnTracked(goPeerBin, ['--name', name, '--bind', '127.0.0.1:0', ...args], { cwd: repoRoot });
+  const events = [];
+  let buf = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) events.push(JSON.parse(line));
+    }
+  });
+  const ready = await waitUntil(
+    () => {
+      if (child.exitCode !== null) throw new Error(`memberlist-peer ${name} exited (${child.exitCode}):\n${child.output}`);
+      return events.find((e) => e.event === 'ready');
+    },
+    { timeoutMs, intervalMs: 50, label: `memberlist-peer ${name} ready` },
+  );
+  const addr = ready.bind;
+  const url = `http://${addr}`;
+  const members = async () => {
+    const res = await http1Request(`${url}/debug/members`, { method: 'GET', timeoutMs: 2000 });
+    if (res.status !== 200) throw new Error(`GET /debug/members: ${res.status}`);
+    const body = JSON.parse(res.body.toString('utf8'));
+    return Array.isArray(body) ? body : body.members;
+  };
+  return { name, addr, url, child, events, members, stop: () => stopChild(child) };
 }

@@ -17,7 +17,7 @@ pub(super) fn packets_body(packets: &[Uint8Array]) -> Result<Uint8Array, JsValue
 
 /// `chunks` as stream frames: one per chunk, chunks over
 /// [`MAX_STREAM_FRAME`] split; empty chunks carry nothing and are skipped.
-pub(super) fn stream_body(chunks: &[Uint8Array]) -> Result<Uint8Array, JsValue> {
+pub(crate) fn stream_body(chunks: &[Uint8Array]) -> Result<Uint8Array, JsValue> {
     concat(chunks.iter().flat_map(|c| {
         let len = c.length();
         (0..len)

@@ -9,7 +9,7 @@ use web_sys::{AbortController, AbortSignal};
 
 /// A global function (`fetch`, `setTimeout`, ...), looked up on the global
 /// object so the same code runs in windows, workers and Node.
-pub(super) fn global_fn(name: &str) -> Result<(Object, Function), JsValue> {
+pub(crate) fn global_fn(name: &str) -> Result<(Object, Function), JsValue> {
     let global = js_sys::global();
     let f = Reflect::get(&global, &name.into())?;
     match f.dyn_into::<Function>() {
@@ -23,7 +23,7 @@ pub(super) fn global_fn(name: &str) -> Result<(Object, Function), JsValue> {
 
 /// The deadline of one request. The timer calls the controller's own
 /// `abort`, bound to it, so no Rust closure outlives a request.
-pub(super) struct Deadline {
+pub(crate) struct Deadline {
     controller: AbortController,
     timer: Option<JsValue>,
     ms: f64,
@@ -32,7 +32,7 @@ pub(super) struct Deadline {
 }
 
 impl Deadline {
-    pub(super) fn new(ms: f64) -> Result<Deadline, JsValue> {
+    pub(crate) fn new(ms: f64) -> Result<Deadline, JsValue> {
         Ok(Deadline {
             controller: AbortController::new()?,
             timer: None,
@@ -42,12 +42,12 @@ impl Deadline {
     }
 
     /// The signal to give `fetch`: aborting it ends the request and its body.
-    pub(super) fn signal(&self) -> AbortSignal {
+    pub(crate) fn signal(&self) -> AbortSignal {
         self.controller.signal()
     }
 
     /// (Re)starts the timer; `0` (or not finite) is no limit.
-    pub(super) fn arm(&mut self) -> Result<(), JsValue> {
+    pub(crate) fn arm(&mut self) -> Result<(), JsValue> {
         self.disarm();
         if self.ms <= 0.0 || !self.ms.is_finite() {
             return Ok(());
@@ -60,7 +60,7 @@ impl Deadline {
         Ok(())
     }
 
-    pub(super) fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         if let Some(id) = self.timer.take() {
             if let Ok((global, clear)) = global_fn("clearTimeout") {
                 let _ = clear.call1(&global, &id);
@@ -74,7 +74,7 @@ impl Deadline {
 
     /// Aborts the request on our side (`cancel()`, `close()`): errors are
     /// then reported as code `"closed"`, not `"timeout"`.
-    pub(super) fn cancel(&mut self) {
+    pub(crate) fn cancel(&mut self) {
         self.disarm();
         if !self.controller.signal().aborted() {
             self.cancelled = true;
@@ -83,7 +83,7 @@ impl Deadline {
     }
 
     /// `err` (from `fetch` or a body read) as one of our errors.
-    pub(super) fn classify(&self, err: JsValue, what: &str, url: &str) -> JsValue {
+    pub(crate) fn classify(&self, err: JsValue, what: &str, url: &str) -> JsValue {
         if self.timed_out() {
             return error(
                 "timeout",

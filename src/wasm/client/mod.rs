@@ -47,17 +47,18 @@
 
 use wasm_bindgen::prelude::*;
 
-mod body;
-mod deadline;
+pub(crate) mod body;
+pub(crate) mod deadline;
 mod duplex;
 mod exchange;
 mod peer;
 mod reading;
-mod request;
+pub(crate) mod request;
 
 pub use duplex::DuplexStream;
 pub use exchange::{ChunkIterator, Exchange};
 pub use peer::Peer;
+pub(crate) use peer::{option, parse_url, settle};
 
 /// Default for `timeoutMs`.
 pub const DEFAULT_TIMEOUT_MS: f64 = 5000.0;
@@ -90,7 +91,7 @@ export interface DuplexStream {
 
 /** Every error this package makes has a `code` (and `status` for code "status"); an error a `handleRequest` handler throws passes through as thrown. */
 export interface GossipError extends Error {
-  code: "frame" | "status" | "network" | "timeout" | "invalid_address" | "closed" | "invalid_argument" | "invalid_options";
+  code: "frame" | "status" | "network" | "timeout" | "protocol" | "not_enough_members" | "invalid_address" | "closed" | "invalid_argument" | "invalid_options";
   /** The HTTP status, for code "status". */
   status?: number;
 }

@@ -54,7 +54,7 @@ pub struct Peer {
 
 /// `url` without its trailing slash, if it is an `http://` or `https://`
 /// URL without query, fragment or credentials; else code `"invalid_address"`.
-fn parse_url(url: &str) -> Result<String, JsValue> {
+pub(crate) fn parse_url(url: &str) -> Result<String, JsValue> {
     let bad = |why: &str| {
         error(
             "invalid_address",
@@ -83,7 +83,7 @@ fn parse_url(url: &str) -> Result<String, JsValue> {
 }
 
 /// `options[key]`; `undefined` when there are no options.
-fn option(options: &JsValue, key: &str) -> Result<JsValue, JsValue> {
+pub(crate) fn option(options: &JsValue, key: &str) -> Result<JsValue, JsValue> {
     if options.is_undefined() || options.is_null() {
         return Ok(JsValue::UNDEFINED);
     }
@@ -314,7 +314,7 @@ impl Peer {
 
 /// A promise for `result`: its error as a rejection, never a throw, so
 /// `.catch()` sees every failure of a method that returns a promise.
-fn settle(result: Result<Promise, JsValue>) -> Promise {
+pub(crate) fn settle(result: Result<Promise, JsValue>) -> Promise {
     result.unwrap_or_else(|e| Promise::reject(&e))
 }
 

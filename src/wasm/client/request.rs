@@ -24,7 +24,7 @@ enable HTTP/1.1 on the peer (gossiphttp listen/node --accept-http1, or Options::
 or use HTTP/2 from Node (node:http2)";
 
 /// The request body: bytes, or a stream (then `duplex: 'half'`).
-pub(super) enum Body<'a> {
+pub(crate) enum Body<'a> {
     Bytes(&'a Uint8Array),
     Stream(&'a web_sys::ReadableStream),
 }
@@ -32,7 +32,7 @@ pub(super) enum Body<'a> {
 /// `POST url` with the protocol's headers (and `token` as a bearer token);
 /// resolves at the response headers of a `200`. The deadline is armed for
 /// that wait and left armed.
-pub(super) async fn post(
+pub(crate) async fn post(
     url: &str,
     token: Option<&str>,
     body: Body<'_>,
@@ -103,7 +103,7 @@ pub(super) async fn post_packets(
 
 /// Code `"status"` with `status`, and the start of the peer's reason text;
 /// for a `505`, [`HTTP1_REFUSED`] first.
-async fn status_error(resp: &Response, url: &str, deadline: &mut Deadline) -> JsValue {
+pub(crate) async fn status_error(resp: &Response, url: &str, deadline: &mut Deadline) -> JsValue {
     let status = resp.status();
     let head = match resp.body() {
         Some(body) => reason_head(body).await,
