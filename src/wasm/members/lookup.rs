@@ -4,10 +4,11 @@
 //! members, hasher and op).
 
 use crate::ckit::peer::{NodeState, Peer};
-use crate::ckit::shard::{string_key, Key, Op, Sharder};
+use crate::ckit::shard::{string_key, Hasher, Key, Op, Sharder};
 use crate::wasm::client::option;
 use crate::wasm::js::{bytes_arg, error};
 use js_sys::{Array, Reflect, Uint8Array};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use wasm_bindgen::prelude::*;
@@ -16,6 +17,13 @@ use wasm_bindgen::JsCast;
 /// Ring tokens per member when `ringTokens` is not given: Alloy's choice
 /// (`shard.Ring(512)`); ckit itself leaves it to the application.
 const DEFAULT_RING_TOKENS: usize = 512;
+
+thread_local! {
+    /// The last sharder built, with the hasher and members it was built for:
+    /// a page asking for many keys over the same members builds it once (a
+    /// ring of 512 tokens per member is most of a lookup's cost).
+    static LAST: RefCell<Option<(Hasher, Vec<Peer>, Sharder)>> = const { RefCell::new(None) };
+}
 
 /// The `n` owners of `key` among `members`, first owner first: the same
 /// objects, picked as a ckit node with the same hasher picks them.
@@ -48,13 +56,21 @@ pub fn lookup(
             ))
         }
     };
-    let sharder = sharder_option(&options)?;
+    let hasher = hasher_option(&options)?;
     let op = op_option(&options)?;
     let (peers, objects) = members_arg(&members)?;
-    let mut sharder = sharder;
-    sharder.set_peers(peers);
-    let owners = sharder
-        .lookup(key, n, op)
+    let owners = LAST
+        .with(|last| {
+            let mut last = last.borrow_mut();
+            let reuse = matches!(&*last, Some((h, p, _)) if *h == hasher && *p == peers);
+            if !reuse {
+                let mut sharder = Sharder::new(hasher);
+                sharder.set_peers(peers.clone());
+                *last = Some((hasher, peers, sharder));
+            }
+            let (_, _, sharder) = last.as_ref().expect("just set");
+            sharder.lookup(key, n, op)
+        })
         .map_err(|e| error("not_enough_members", &e.to_string()))?;
     Ok(owners
         .iter()
@@ -94,7 +110,7 @@ fn string_option(options: &JsValue, key: &str) -> Result<Option<String>, JsValue
         .ok_or_else(|| error("invalid_options", &format!("{key} must be a string")))
 }
 
-fn sharder_option(options: &JsValue) -> Result<Sharder, JsValue> {
+fn hasher_option(options: &JsValue) -> Result<Hasher, JsValue> {
     let tokens = option(options, "ringTokens")?;
     let tokens = if tokens.is_undefined() || tokens.is_null() {
         None
@@ -112,13 +128,12 @@ fn sharder_option(options: &JsValue) -> Result<Sharder, JsValue> {
         }
     };
     let hasher = string_option(options, "hasher")?;
-    let ring = || {
-        Sharder::ring(tokens.unwrap_or(NonZeroUsize::new(DEFAULT_RING_TOKENS).expect("not zero")))
-    };
+    let ring =
+        Hasher::Ring(tokens.unwrap_or(NonZeroUsize::new(DEFAULT_RING_TOKENS).expect("not zero")));
     Ok(match hasher.as_deref() {
-        None | Some("ring") => ring(),
-        Some("rendezvous") => Sharder::rendezvous(),
-        Some("multiprobe") => Sharder::multiprobe(),
+        None | Some("ring") => ring,
+        Some("rendezvous") => Hasher::Rendezvous,
+        Some("multiprobe") => Hasher::Multiprobe,
         Some(other) => {
             return Err(error(
                 "invalid_options",

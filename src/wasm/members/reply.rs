@@ -82,7 +82,7 @@ async fn decode_body(
                 let start = framed.len();
                 framed.resize(start + chunk.length() as usize, 0);
                 chunk.copy_to(&mut framed[start..]);
-                received += chunk.length() as usize;
+                received = received.saturating_add(chunk.length() as usize);
                 false
             }
             None => true,
