@@ -72,7 +72,7 @@ scripts/build-pkg.sh
 step "the CLI (the JS tests run \`gossiphttp listen\` as their native peer)"
 cargo build --locked --bin gossiphttp
 
-step "the Go memberlist peer (tests/wasm/members.test.mjs asks it for its members over node:http2)"
+step "the Go memberlist peer (members.test.mjs asks it for its members over node:http2; cluster-page.test.mjs runs it in a mixed cluster)"
 GO_PEER_SKIP_INSTALL="${WASM_TEST_SKIP_INSTALL:-}" scripts/go-peer.sh
 
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
@@ -83,7 +83,6 @@ step "wasm-bindgen tests in headless Chromium"
 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver || echo /usr/bin/chromedriver)" \
   cargo test --locked --no-default-features --target wasm32-unknown-unknown --test wasm_codec
 
-GO_PEER_SKIP_INSTALL="${WASM_TEST_SKIP_INSTALL:-}" scripts/go-peer.sh >/dev/null # the Go memberlist peers of tests/wasm/cluster-page.test.mjs
 step "node --test tests/wasm/ (Node, workerd, Chromium against gossiphttp listen)"
 node --test tests/wasm/
 
