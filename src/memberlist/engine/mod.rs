@@ -232,6 +232,12 @@ pub struct Engine {
     leaving: Option<Leaving>,
     /// When we last refuted news of our name at another address.
     last_conflict_refute: Option<Time>,
+    /// When a late timer last counted against our health.
+    last_late_tick: Option<Time>,
+    /// The member a join went through, for its follow-up push-pull.
+    join_follow_up: Option<SocketAddr>,
+    /// When our table last gained a member.
+    last_growth: Time,
     outputs: VecDeque<Output>,
 }
 
@@ -302,6 +308,9 @@ impl Engine {
             next_push_pull_id: 0,
             leaving: None,
             last_conflict_refute: None,
+            last_late_tick: None,
+            join_follow_up: None,
+            last_growth: now,
             outputs: VecDeque::new(),
             config,
             rng,
@@ -403,6 +412,7 @@ impl Engine {
 
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Time) {
+        self.notice_lateness(now);
         self.tick_probes(now);
         self.tick_relays(now);
         self.tick_suspicions(now);
@@ -431,6 +441,9 @@ impl Engine {
             if let Some((t, _)) = self.catch_up {
                 at(t);
             }
+            if self.join_follow_up.is_some() {
+                at(self.last_growth + self.config.join_follow_up);
+            }
             if !self.config.reconnect_interval.is_zero() {
                 at(self.next_reconnect);
             }
@@ -443,6 +456,24 @@ impl Engine {
             }
         }
         Some(next)
+    }
+
+    /// A timer handled well past its deadline: we are starved, which is
+    /// ill health of our own (see `Config::notice_late_ticks`).
+    fn notice_lateness(&mut self, now: Time) {
+        let Some(threshold) = self.late_threshold() else {
+            return;
+        };
+        let Some(due) = self.next_deadline() else {
+            return;
+        };
+        let recently = self
+            .last_late_tick
+            .is_some_and(|t| now.since(t) < self.config.probe_interval);
+        if now.since(due) > threshold && !recently {
+            self.last_late_tick = Some(now);
+            self.awareness.apply(1);
+        }
     }
 
     fn emit(&mut self, event: Event) {

@@ -3,6 +3,8 @@
 
 mod cluster;
 mod faults;
+mod late;
+mod load;
 mod probing;
 mod rules;
 mod sim;

@@ -1,6 +1,7 @@
 //! A simulated network for engines: a virtual clock, packets and streams
 //! delivered after a random latency, loss, one-way blocks, killed and
-//! restarted members. Deterministic for a seed.
+//! restarted members, and starved members that handle their inputs late.
+//! Deterministic for a seed.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -67,6 +68,29 @@ enum Delivery {
         node: usize,
         to: Vec<SocketAddr>,
     },
+    /// A timer that fired for a starved member, handled late.
+    Tick {
+        node: usize,
+        generation: u32,
+    },
+    /// An input a starved member handles now, after its delay.
+    Late(Box<Delivery>),
+}
+
+/// How a starved process handles its members' inputs (a tokio runtime with
+/// too little CPU): every input (packet, stream, reply, timer) waits before
+/// its member handles it, so acks leave late and timers fire late, and
+/// every input costs CPU time on one core all members share, so more
+/// traffic means longer waits (the feedback of a collapse).
+#[derive(Clone, Copy, Debug)]
+pub struct Starvation {
+    /// Each input waits a random delay in this range (uniform); a member
+    /// handles its inputs in the order they came.
+    pub delay: (Duration, Duration),
+    /// CPU time a packet or a stream takes on the shared core (zero:
+    /// free); a push-pull costs one more for every 16 rows it carries, a
+    /// timer nothing.
+    pub cost: Duration,
 }
 
 pub struct Sim {
@@ -88,6 +112,16 @@ pub struct Sim {
     complete: usize,
     /// Packets delivered (for reports).
     pub packets: u64,
+    /// Late handling of inputs (none: every input is handled on arrival).
+    starvation: Option<Starvation>,
+    /// Per member: when its last input accepted so far is handled.
+    late_until: Vec<Time>,
+    /// When the shared core is next free.
+    cpu_free: Time,
+    /// The longest wait for the shared core an input had (for reports).
+    pub max_backlog: Duration,
+    /// Per member: a late timer tick is waiting (no other is armed).
+    tick_pending: Vec<bool>,
 }
 
 pub fn addr_of(i: usize) -> SocketAddr {
@@ -116,6 +150,11 @@ impl Sim {
             blocked: HashSet::new(),
             complete: 0,
             packets: 0,
+            starvation: None,
+            late_until: vec![Time::ZERO; n],
+            cpu_free: Time::ZERO,
+            max_backlog: Duration::ZERO,
+            tick_pending: vec![false; n],
         };
         for i in 0..n {
             let engine = sim.new_engine(i, addr_of(i));
@@ -154,6 +193,61 @@ impl Sim {
             .push(Reverse((self.now + after, self.next_id)));
     }
 
+    /// From now on every member handles its inputs late (see [`Starvation`]).
+    pub fn starve(&mut self, starvation: Starvation) {
+        self.starvation = Some(starvation);
+    }
+
+    /// The member that handles `delivery`.
+    fn handler(&self, delivery: &Delivery) -> Option<usize> {
+        match delivery {
+            Delivery::Packet { to, .. }
+            | Delivery::PushPullOpen { to, .. }
+            | Delivery::StreamPingOpen { to, .. } => self.by_addr.get(to).copied(),
+            Delivery::PushPullReply { origin, .. } | Delivery::StreamPingReply { origin, .. } => {
+                Some(*origin)
+            }
+            Delivery::Join { node, .. } | Delivery::Tick { node, .. } => Some(*node),
+            Delivery::Late(_) => None,
+        }
+    }
+
+    /// How many `cost`s of CPU handling `delivery` takes.
+    fn cost_units(delivery: &Delivery) -> u32 {
+        match delivery {
+            Delivery::Tick { .. } | Delivery::Late(_) => 0,
+            Delivery::PushPullOpen { state, .. } => 1 + state.nodes.len() as u32 / 16,
+            Delivery::PushPullReply {
+                result: Ok(state), ..
+            } => 1 + state.nodes.len() as u32 / 16,
+            _ => 1,
+        }
+    }
+
+    /// When a starved member `i` handles an input that arrives now and
+    /// takes `units` of CPU.
+    fn handled_at(&mut self, i: usize, starvation: Starvation, units: u32) -> Time {
+        let (lo, hi) = starvation.delay;
+        let delay = if hi > lo {
+            Duration::from_nanos(
+                self.rng
+                    .random_range(lo.as_nanos() as u64..hi.as_nanos() as u64),
+            )
+        } else {
+            lo
+        };
+        let mut start = (self.now + delay).max(self.late_until[i]);
+        let cost = starvation.cost.saturating_mul(units);
+        if !cost.is_zero() {
+            self.max_backlog = self.max_backlog.max(self.cpu_free.since(start));
+            start = start.max(self.cpu_free);
+            self.cpu_free = start + cost;
+        }
+        let done = start + cost;
+        self.late_until[i] = done;
+        done
+    }
+
     fn latency(&mut self) -> Duration {
         Duration::from_micros(self.rng.random_range(500..1500))
     }
@@ -181,6 +275,7 @@ impl Sim {
         node.up = true;
         node.generation += 1;
         node.view.clear();
+        self.tick_pending[i] = false;
         self.recount();
         self.arm(i);
         let to: Vec<SocketAddr> = via.iter().map(|j| self.nodes[*j].addr).collect();
@@ -245,7 +340,7 @@ impl Sim {
     }
 
     fn arm(&mut self, i: usize) {
-        if !self.nodes[i].up {
+        if !self.nodes[i].up || self.tick_pending[i] {
             return;
         }
         let next = self.nodes[i]
@@ -332,7 +427,23 @@ impl Sim {
         self.nodes[to].up && !self.nodes[to].inbound_blocked && !self.blocked.contains(&(from, to))
     }
 
+    /// Handles `delivery` now, or later when its member is starved.
     fn deliver(&mut self, delivery: Delivery) {
+        if let (Some(starvation), Some(i)) = (self.starvation, self.handler(&delivery)) {
+            if self.nodes[i].up {
+                let units = Self::cost_units(&delivery);
+                let at = self.handled_at(i, starvation, units);
+                if at > self.now {
+                    let late = Delivery::Late(Box::new(delivery));
+                    self.schedule(at.since(self.now), late);
+                    return;
+                }
+            }
+        }
+        self.deliver_now(delivery);
+    }
+
+    fn deliver_now(&mut self, delivery: Delivery) {
         match delivery {
             Delivery::Packet { from, to, messages } => {
                 let Some(&j) = self.by_addr.get(&to) else {
@@ -441,7 +552,28 @@ impl Sim {
                     self.drain(node);
                 }
             }
+            Delivery::Tick { node, generation } => {
+                if self.nodes[node].generation == generation {
+                    self.tick_pending[node] = false;
+                    self.tick(node);
+                }
+            }
+            Delivery::Late(delivery) => self.deliver_now(*delivery),
         }
+    }
+
+    fn tick(&mut self, i: usize) {
+        if !self.nodes[i].up {
+            return;
+        }
+        self.nodes[i].engine.tick(self.now);
+        let next = self.nodes[i].engine.next_deadline();
+        assert!(
+            next.is_none_or(|t| t > self.now),
+            "node-{i}: tick({:?}) left a deadline at {next:?}",
+            self.now
+        );
+        self.drain(i);
     }
 
     /// Runs until `end`, or until `stop` holds (checked after every step);
@@ -473,14 +605,16 @@ impl Sim {
                     continue;
                 }
                 self.armed[i] = None;
-                self.nodes[i].engine.tick(self.now);
-                let next = self.nodes[i].engine.next_deadline();
-                assert!(
-                    next.is_none_or(|t| t > self.now),
-                    "node-{i}: tick({:?}) left a deadline at {next:?}",
-                    self.now
-                );
-                self.drain(i);
+                if self.starvation.is_some() {
+                    self.tick_pending[i] = true;
+                    let generation = self.nodes[i].generation;
+                    self.deliver(Delivery::Tick {
+                        node: i,
+                        generation,
+                    });
+                } else {
+                    self.tick(i);
+                }
             }
         }
     }
