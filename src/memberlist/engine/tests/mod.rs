@@ -3,6 +3,7 @@
 
 mod cluster;
 mod faults;
+mod follow_up;
 mod late;
 mod load;
 mod probing;
