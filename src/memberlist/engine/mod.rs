@@ -103,9 +103,25 @@
 //!   round follows 20 ms after the last rather than a `GossipInterval` later
 //!   (`fresh_news_gossip`; at rest nothing changes), so news crosses a hop
 //!   in milliseconds. And a member that joined while others were joining
-//!   learns them by push-pulls with random members 0.5, 1, 2 and 4 s after
-//!   its join (`catch_up_push_pulls`), not at the next `PushPullInterval`
-//!   (30 s, and up to 150 s at 500 members).
+//!   learns them by push-pulls with random members 0.2, 0.4, 0.8, 1.6 and
+//!   3.2 s after its join (`catch_up_push_pulls`), not at the next
+//!   `PushPullInterval` (30 s, and up to 150 s at 500 members); once its
+//!   table has stopped growing for 300 ms, one more with the member its
+//!   join went through, which everyone joined through (`join_follow_up`).
+//! - **A starved process** (a runtime that runs its members late, as 100
+//!   or 500 members in one process on a loaded machine): memberlist times
+//!   probes by the wall clock alone, so a member run late accuses the
+//!   members whose acks it has not read yet, they refute, and each
+//!   suspicion and refutation is more work for the same starved runtime
+//!   until the cluster collapses. Here a timer handled more than a fifth of
+//!   the probe timeout late raises our own health score (at most once per
+//!   probe interval), a probe's helpers get their whole window from when
+//!   the indirect pings actually went out, and a decision reached late
+//!   waits once more, as long as it was late (at most a probe timeout), for
+//!   the acks queued behind it (`notice_late_ticks`). The health score
+//!   scales the probe timeout as well as the interval, as the Lifeguard
+//!   paper does (`scale_probe_timeout`; memberlist scales only the
+//!   interval).
 //! - **Partitions heal**: after a partition each side holds the other dead,
 //!   and once gossip to the dead stops memberlist never speaks to them again
 //!   (Serf adds a reconnect on top of it). Every `reconnect_interval` a

@@ -9,3 +9,4 @@ mod load;
 mod probing;
 mod rules;
 mod sim;
+mod starvation;

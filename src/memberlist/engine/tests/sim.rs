@@ -12,6 +12,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use super::super::{Config, Engine, Event, Identity, MemberChange, Output, PushPullFailed, Time};
+pub use super::starvation::Starvation;
+use super::starvation::Starver;
 use crate::memberlist::message::{Message, NodeState, Ping, PushPull};
 
 /// A member of the simulated cluster.
@@ -77,22 +79,6 @@ enum Delivery {
     Late(Box<Delivery>),
 }
 
-/// How a starved process handles its members' inputs (a tokio runtime with
-/// too little CPU): every input (packet, stream, reply, timer) waits before
-/// its member handles it, so acks leave late and timers fire late, and
-/// every input costs CPU time on one core all members share, so more
-/// traffic means longer waits (the feedback of a collapse).
-#[derive(Clone, Copy, Debug)]
-pub struct Starvation {
-    /// Each input waits a random delay in this range (uniform); a member
-    /// handles its inputs in the order they came.
-    pub delay: (Duration, Duration),
-    /// CPU time a packet or a stream takes on the shared core (zero:
-    /// free); a push-pull costs one more for every 16 rows it carries, a
-    /// timer nothing.
-    pub cost: Duration,
-}
-
 pub struct Sim {
     pub now: Time,
     pub nodes: Vec<SimNode>,
@@ -113,13 +99,7 @@ pub struct Sim {
     /// Packets delivered (for reports).
     pub packets: u64,
     /// Late handling of inputs (none: every input is handled on arrival).
-    starvation: Option<Starvation>,
-    /// Per member: when its last input accepted so far is handled.
-    late_until: Vec<Time>,
-    /// When the shared core is next free.
-    cpu_free: Time,
-    /// The longest wait for the shared core an input had (for reports).
-    pub max_backlog: Duration,
+    starver: Option<Starver>,
     /// Per member: a late timer tick is waiting (no other is armed).
     tick_pending: Vec<bool>,
 }
@@ -150,10 +130,7 @@ impl Sim {
             blocked: HashSet::new(),
             complete: 0,
             packets: 0,
-            starvation: None,
-            late_until: vec![Time::ZERO; n],
-            cpu_free: Time::ZERO,
-            max_backlog: Duration::ZERO,
+            starver: None,
             tick_pending: vec![false; n],
         };
         for i in 0..n {
@@ -195,7 +172,14 @@ impl Sim {
 
     /// From now on every member handles its inputs late (see [`Starvation`]).
     pub fn starve(&mut self, starvation: Starvation) {
-        self.starvation = Some(starvation);
+        self.starver = Some(Starver::new(starvation, self.nodes.len()));
+    }
+
+    /// The longest an input waited for the shared core.
+    pub fn max_backlog(&self) -> Duration {
+        self.starver
+            .as_ref()
+            .map_or(Duration::ZERO, Starver::max_backlog)
     }
 
     /// The member that handles `delivery`.
@@ -222,30 +206,6 @@ impl Sim {
             } => 1 + state.nodes.len() as u32 / 16,
             _ => 1,
         }
-    }
-
-    /// When a starved member `i` handles an input that arrives now and
-    /// takes `units` of CPU.
-    fn handled_at(&mut self, i: usize, starvation: Starvation, units: u32) -> Time {
-        let (lo, hi) = starvation.delay;
-        let delay = if hi > lo {
-            Duration::from_nanos(
-                self.rng
-                    .random_range(lo.as_nanos() as u64..hi.as_nanos() as u64),
-            )
-        } else {
-            lo
-        };
-        let mut start = (self.now + delay).max(self.late_until[i]);
-        let cost = starvation.cost.saturating_mul(units);
-        if !cost.is_zero() {
-            self.max_backlog = self.max_backlog.max(self.cpu_free.since(start));
-            start = start.max(self.cpu_free);
-            self.cpu_free = start + cost;
-        }
-        let done = start + cost;
-        self.late_until[i] = done;
-        done
     }
 
     fn latency(&mut self) -> Duration {
@@ -429,10 +389,11 @@ impl Sim {
 
     /// Handles `delivery` now, or later when its member is starved.
     fn deliver(&mut self, delivery: Delivery) {
-        if let (Some(starvation), Some(i)) = (self.starvation, self.handler(&delivery)) {
+        if let (true, Some(i)) = (self.starver.is_some(), self.handler(&delivery)) {
             if self.nodes[i].up {
                 let units = Self::cost_units(&delivery);
-                let at = self.handled_at(i, starvation, units);
+                let starver = self.starver.as_mut().expect("checked");
+                let at = starver.handled_at(i, self.now, units, &mut self.rng);
                 if at > self.now {
                     let late = Delivery::Late(Box::new(delivery));
                     self.schedule(at.since(self.now), late);
@@ -605,7 +566,7 @@ impl Sim {
                     continue;
                 }
                 self.armed[i] = None;
-                if self.starvation.is_some() {
+                if self.starver.is_some() {
                     self.tick_pending[i] = true;
                     let generation = self.nodes[i].generation;
                     self.deliver(Delivery::Tick {
