@@ -107,7 +107,8 @@ pub struct Config {
     /// A timer handled more than a fifth of the probe timeout past its
     /// deadline means this member is starved (its runtime ran it late), not
     /// that a peer is slow: the health score goes up (at most once per probe
-    /// interval), a probe's helpers still get their whole window after the
+    /// interval, and by lateness alone to half `AwarenessMaxMultiplier`, so
+    /// a member starved for long still probes every few intervals), a probe's helpers still get their whole window after the
     /// indirect pings actually went out, and a decision taken late waits as
     /// long again once, for the acks queued behind it. memberlist measures
     /// its timeouts by the wall clock alone, so a starved member accuses the

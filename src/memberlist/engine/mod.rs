@@ -115,7 +115,7 @@
 //!   suspicion and refutation is more work for the same starved runtime
 //!   until the cluster collapses. Here a timer handled more than a fifth of
 //!   the probe timeout late raises our own health score (at most once per
-//!   probe interval), a probe's helpers get their whole window from when
+//!   probe interval, up to half its ceiling), a probe's helpers get their whole window from when
 //!   the indirect pings actually went out, and a decision reached late
 //!   waits once more, as long as it was late (at most a probe timeout), for
 //!   the acks queued behind it (`notice_late_ticks`). The health score
@@ -475,7 +475,9 @@ impl Engine {
     }
 
     /// A timer handled well past its deadline: we are starved, which is
-    /// ill health of our own (see `Config::notice_late_ticks`).
+    /// ill health of our own (see `Config::notice_late_ticks`). Lateness
+    /// alone takes the score to half its ceiling at most: missed nacks and
+    /// refutations still take it higher.
     fn notice_lateness(&mut self, now: Time) {
         let Some(threshold) = self.late_threshold() else {
             return;
@@ -486,7 +488,8 @@ impl Engine {
         let recently = self
             .last_late_tick
             .is_some_and(|t| now.since(t) < self.config.probe_interval);
-        if now.since(due) > threshold && !recently {
+        let cap = self.config.awareness_max_multiplier / 2;
+        if now.since(due) > threshold && !recently && self.awareness.score() < cap {
             self.last_late_tick = Some(now);
             self.awareness.apply(1);
         }

@@ -198,3 +198,21 @@ fn a_starved_cluster_of_100_accuses_nobody() {
     );
     assert!(r.false_suspects > 0, "{r:?}");
 }
+
+#[test]
+fn lateness_alone_takes_the_health_score_to_half_its_ceiling() {
+    let mut e = super::rules::engine(Config::lan());
+    for _ in 0..20 {
+        let late = e.next_deadline().expect("timers run") + MS(1500);
+        e.tick(late);
+        drain(&mut e);
+    }
+    assert_eq!(e.health_score(), 4, "half of AwarenessMaxMultiplier (8)");
+    let mut e = super::rules::engine(as_on_main(Config::lan()));
+    for _ in 0..20 {
+        let late = e.next_deadline().expect("timers run") + MS(1500);
+        e.tick(late);
+        drain(&mut e);
+    }
+    assert_eq!(e.health_score(), 0, "memberlist does not notice");
+}

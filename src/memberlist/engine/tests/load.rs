@@ -119,12 +119,15 @@ fn custom_load() -> Option<Starvation> {
     })
 }
 
-/// The engine as it was before the load work: its newer switches off.
+/// The engine as it was before the load work: its newer switches off and
+/// the catch-up push-pulls at 0.5, 1, 2 and 4 s.
 pub fn as_on_main(config: Config) -> Config {
     Config {
         scale_probe_timeout: false,
         notice_late_ticks: false,
         join_follow_up: Duration::ZERO,
+        catch_up_push_pulls: 4,
+        catch_up_base: MS(500),
         ..config
     }
 }
@@ -144,7 +147,8 @@ fn row(label: &str, r: &Report) {
 }
 
 /// Prints the load table for the report (`cargo test --lib measure_load --
-/// --ignored --nocapture`; MEASURE_N picks sizes, e.g. `100,500`).
+/// --ignored --nocapture`; MEASURE_N picks sizes, e.g. `100,500`,
+/// MEASURE_PRESET presets separated by `|`, MEASURE_LOAD loads by `,`).
 #[test]
 #[ignore]
 fn measure_load() {
@@ -196,7 +200,10 @@ fn measure_load() {
         ),
     ]
     .into_iter()
-    .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
+    .filter(|(name, _)| {
+        only.as_deref()
+            .is_none_or(|o| o.split('|').any(|x| x == *name))
+    })
     .collect();
     eprintln!("| run | converged after last join | converged at 30 s | false suspects | false deaths | refutations | packets/member/s (last 10 s) | longest wait for the core |");
     eprintln!("|---|---|---|---|---|---|---|---|");
