@@ -114,7 +114,7 @@
 //!   members whose acks it has not read yet, they refute, and each
 //!   suspicion and refutation is more work for the same starved runtime
 //!   until the cluster collapses. Here a timer handled more than a fifth of
-//!   the probe timeout late raises our own health score (at most once per
+//!   the probe timeout (and 50 ms) late raises our own health score (at most once per
 //!   probe interval, up to half its ceiling), a probe's helpers get their whole window from when
 //!   the indirect pings actually went out, and a decision reached late
 //!   waits once more, as long as it was late (at most a probe timeout), for

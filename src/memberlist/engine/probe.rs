@@ -109,11 +109,14 @@ impl Engine {
     }
 
     /// How late a timer may be handled before it says we are starved
-    /// (`notice_late_ticks`; `None`: never).
+    /// (`notice_late_ticks`; `None`: never): a fifth of the probe timeout,
+    /// and at least 50 ms, so that a short probe timeout (a loopback test's
+    /// 100 ms) does not take a loaded machine's ordinary jitter for it.
     pub(super) fn late_threshold(&self) -> Option<std::time::Duration> {
+        const FLOOR: std::time::Duration = std::time::Duration::from_millis(50);
         self.config
             .notice_late_ticks
-            .then(|| self.config.probe_timeout / 5)
+            .then(|| (self.config.probe_timeout / 5).max(FLOOR))
     }
 
     /// Starts the next round-robin probe (memberlist's `probe`).
