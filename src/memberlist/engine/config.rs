@@ -97,6 +97,29 @@ pub struct Config {
     /// half an interval on average. At rest nothing changes (0: memberlist's
     /// fixed cadence).
     pub fresh_news_gossip: Duration,
+    /// Lifeguard's health score scales the probe timeout as well as the
+    /// probe interval (as the Lifeguard paper does): a member that misses
+    /// acks because it is itself slow gives others longer to answer before
+    /// it asks helpers and accuses. memberlist scales only the interval
+    /// ("we don't really expect waiting longer to help get UDP through"),
+    /// so a starved process keeps missing its 500 ms timeout.
+    pub scale_probe_timeout: bool,
+    /// A timer handled more than a fifth of the probe timeout (and more
+    /// than 50 ms) past its deadline means this member is starved (its runtime ran it late), not
+    /// that a peer is slow: the health score goes up (at most once per probe
+    /// interval, and by lateness alone to half `AwarenessMaxMultiplier`, so
+    /// a member starved for long still probes every few intervals), a probe's helpers still get their whole window after the
+    /// indirect pings actually went out, and a decision taken late waits as
+    /// long again once, for the acks queued behind it. memberlist measures
+    /// its timeouts by the wall clock alone, so a starved member accuses the
+    /// members whose acks it has not yet read.
+    pub notice_late_ticks: bool,
+    /// After a join, once this member's table has not grown for this long
+    /// (the join wave around it has settled), one push-pull with the member
+    /// the join went through: everyone joins through it, so it knows the
+    /// members a random peer's gossip has not brought yet. 0: never
+    /// (memberlist waits for its `PushPullInterval`).
+    pub join_follow_up: Duration,
 }
 
 impl Config {
@@ -125,9 +148,12 @@ impl Config {
             quiet_probes_accuse_nobody: true,
             reconnect_interval: Duration::from_secs(10),
             tombstone_time: Duration::from_secs(3600),
-            catch_up_push_pulls: 4,
-            catch_up_base: Duration::from_millis(500),
+            catch_up_push_pulls: 5,
+            catch_up_base: Duration::from_millis(200),
             fresh_news_gossip: Duration::from_millis(20),
+            scale_probe_timeout: true,
+            notice_late_ticks: true,
+            join_follow_up: Duration::from_millis(300),
         }
     }
 
@@ -155,6 +181,9 @@ impl Config {
             tombstone_time: Duration::ZERO,
             catch_up_push_pulls: 0,
             fresh_news_gossip: Duration::ZERO,
+            scale_probe_timeout: false,
+            notice_late_ticks: false,
+            join_follow_up: Duration::ZERO,
             ..self
         }
     }

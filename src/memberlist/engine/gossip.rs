@@ -171,6 +171,12 @@ impl Engine {
                 });
             }
         }
+        if let Some(to) = self.join_follow_up.filter(|_| !leaving) {
+            if now >= self.last_growth + self.config.join_follow_up {
+                self.join_follow_up = None;
+                self.start_push_pull(to, None, false, now);
+            }
+        }
         if !leaving && !self.config.reconnect_interval.is_zero() && now >= self.next_reconnect {
             self.next_reconnect = now + self.config.reconnect_interval;
             if let Some((name, addr)) = self.members.reconnect_candidate(&mut self.rng) {
@@ -232,6 +238,9 @@ impl Engine {
                         name.clone(),
                     ));
                 }
+            }
+            if pending.join && !self.config.join_follow_up.is_zero() {
+                self.join_follow_up = Some(pending.to);
             }
             if pending.join && self.catch_up.is_none() && self.config.catch_up_push_pulls > 0 {
                 self.catch_up = Some((

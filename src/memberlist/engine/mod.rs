@@ -103,9 +103,25 @@
 //!   round follows 20 ms after the last rather than a `GossipInterval` later
 //!   (`fresh_news_gossip`; at rest nothing changes), so news crosses a hop
 //!   in milliseconds. And a member that joined while others were joining
-//!   learns them by push-pulls with random members 0.5, 1, 2 and 4 s after
-//!   its join (`catch_up_push_pulls`), not at the next `PushPullInterval`
-//!   (30 s, and up to 150 s at 500 members).
+//!   learns them by push-pulls with random members 0.2, 0.4, 0.8, 1.6 and
+//!   3.2 s after its join (`catch_up_push_pulls`), not at the next
+//!   `PushPullInterval` (30 s, and up to 150 s at 500 members); once its
+//!   table has stopped growing for 300 ms, one more with the member its
+//!   join went through, which everyone joined through (`join_follow_up`).
+//! - **A starved process** (a runtime that runs its members late, as 100
+//!   or 500 members in one process on a loaded machine): memberlist times
+//!   probes by the wall clock alone, so a member run late accuses the
+//!   members whose acks it has not read yet, they refute, and each
+//!   suspicion and refutation is more work for the same starved runtime
+//!   until the cluster collapses. Here a timer handled more than a fifth of
+//!   the probe timeout (and 50 ms) late raises our own health score (at most once per
+//!   probe interval, up to half its ceiling), a probe's helpers get their whole window from when
+//!   the indirect pings actually went out, and a decision reached late
+//!   waits once more, as long as it was late (at most a probe timeout), for
+//!   the acks queued behind it (`notice_late_ticks`). The health score
+//!   scales the probe timeout as well as the interval, as the Lifeguard
+//!   paper does (`scale_probe_timeout`; memberlist scales only the
+//!   interval).
 //! - **Partitions heal**: after a partition each side holds the other dead,
 //!   and once gossip to the dead stops memberlist never speaks to them again
 //!   (Serf adds a reconnect on top of it). Every `reconnect_interval` a
@@ -232,6 +248,12 @@ pub struct Engine {
     leaving: Option<Leaving>,
     /// When we last refuted news of our name at another address.
     last_conflict_refute: Option<Time>,
+    /// When a late timer last counted against our health.
+    last_late_tick: Option<Time>,
+    /// The member a join went through, for its follow-up push-pull.
+    join_follow_up: Option<SocketAddr>,
+    /// When our table last gained a member.
+    last_growth: Time,
     outputs: VecDeque<Output>,
 }
 
@@ -302,6 +324,9 @@ impl Engine {
             next_push_pull_id: 0,
             leaving: None,
             last_conflict_refute: None,
+            last_late_tick: None,
+            join_follow_up: None,
+            last_growth: now,
             outputs: VecDeque::new(),
             config,
             rng,
@@ -403,6 +428,7 @@ impl Engine {
 
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Time) {
+        self.notice_lateness(now);
         self.tick_probes(now);
         self.tick_relays(now);
         self.tick_suspicions(now);
@@ -431,6 +457,9 @@ impl Engine {
             if let Some((t, _)) = self.catch_up {
                 at(t);
             }
+            if self.join_follow_up.is_some() {
+                at(self.last_growth + self.config.join_follow_up);
+            }
             if !self.config.reconnect_interval.is_zero() {
                 at(self.next_reconnect);
             }
@@ -443,6 +472,27 @@ impl Engine {
             }
         }
         Some(next)
+    }
+
+    /// A timer handled well past its deadline: we are starved, which is
+    /// ill health of our own (see `Config::notice_late_ticks`). Lateness
+    /// alone takes the score to half its ceiling at most: missed nacks and
+    /// refutations still take it higher.
+    fn notice_lateness(&mut self, now: Time) {
+        let Some(threshold) = self.late_threshold() else {
+            return;
+        };
+        let Some(due) = self.next_deadline() else {
+            return;
+        };
+        let recently = self
+            .last_late_tick
+            .is_some_and(|t| now.since(t) < self.config.probe_interval);
+        let cap = self.config.awareness_max_multiplier / 2;
+        if now.since(due) > threshold && !recently && self.awareness.score() < cap {
+            self.last_late_tick = Some(now);
+            self.awareness.apply(1);
+        }
     }
 
     fn emit(&mut self, event: Event) {

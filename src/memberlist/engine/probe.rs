@@ -55,6 +55,8 @@ pub(super) struct Probe {
     helpers: u32,
     expected_nacks: u32,
     nacks: u32,
+    /// The decision was already put off once because we got to it late.
+    put_off: bool,
 }
 
 impl Probe {
@@ -93,7 +95,28 @@ impl Engine {
     /// our ping, so nacks arrive past 2x the probe timeout (memberlist's
     /// LAN defaults decide at 1 s, when nacks are due: they often miss it).
     fn decide_after(&self, interval: std::time::Duration) -> std::time::Duration {
-        interval.max(self.config.probe_timeout * 5 / 2)
+        interval.max(self.probe_timeout() * 5 / 2)
+    }
+
+    /// How long a ping waits for its ack: `ProbeTimeout`, scaled by the
+    /// health score when `scale_probe_timeout` says so.
+    pub(super) fn probe_timeout(&self) -> std::time::Duration {
+        if self.config.scale_probe_timeout {
+            self.awareness.scale(self.config.probe_timeout)
+        } else {
+            self.config.probe_timeout
+        }
+    }
+
+    /// How late a timer may be handled before it says we are starved
+    /// (`notice_late_ticks`; `None`: never): a fifth of the probe timeout,
+    /// and at least 50 ms, so that a short probe timeout (a loopback test's
+    /// 100 ms) does not take a loaded machine's ordinary jitter for it.
+    pub(super) fn late_threshold(&self) -> Option<std::time::Duration> {
+        const FLOOR: std::time::Duration = std::time::Duration::from_millis(50);
+        self.config
+            .notice_late_ticks
+            .then(|| (self.config.probe_timeout / 5).max(FLOOR))
     }
 
     /// Starts the next round-robin probe (memberlist's `probe`).
@@ -148,11 +171,12 @@ impl Engine {
                 incarnation: row.incarnation,
             },
             ping,
-            indirect_at: Some(now + self.config.probe_timeout),
+            indirect_at: Some(now + self.probe_timeout()),
             decide_at: now + self.decide_after(interval),
             helpers: 0,
             expected_nacks: 0,
             nacks: 0,
+            put_off: false,
         };
         self.probes.insert(seq, probe);
         self.current_probe = Some(seq);
@@ -181,11 +205,12 @@ impl Engine {
             addr,
             purpose: Purpose::Revival(alive),
             ping,
-            indirect_at: Some(now + self.config.probe_timeout),
+            indirect_at: Some(now + self.probe_timeout()),
             decide_at: now + self.decide_after(self.config.probe_interval),
             helpers: 0,
             expected_nacks: 0,
             nacks: 0,
+            put_off: false,
         };
         self.probes.insert(seq, probe);
     }
@@ -199,11 +224,33 @@ impl Engine {
             .filter(|(_, p)| p.next_step() <= now)
             .map(|(seq, _)| *seq)
             .collect();
+        let late_threshold = self.late_threshold();
         for seq in due {
             let Some(probe) = self.probes.get(&seq) else {
                 continue;
             };
+            if let (Some(threshold), Some(indirect_at)) = (late_threshold, probe.indirect_at) {
+                let late = now.since(indirect_at);
+                if late > threshold {
+                    // We got here late: the helpers still get their whole
+                    // window, counted from when the indirect pings go out.
+                    self.send_indirect_pings(seq);
+                    let probe = self.probes.get_mut(&seq).expect("present");
+                    probe.decide_at = probe.decide_at.max(now) + late;
+                    continue;
+                }
+            }
             if probe.decide_at <= now {
+                let late = now.since(probe.decide_at);
+                if late_threshold.is_some_and(|t| late > t) && !probe.put_off {
+                    // Acks that came while we were not running wait behind
+                    // this timer: read them before deciding.
+                    let wait = late.min(self.probe_timeout());
+                    let probe = self.probes.get_mut(&seq).expect("present");
+                    probe.put_off = true;
+                    probe.decide_at = now + wait;
+                    continue;
+                }
                 let probe = self.probes.remove(&seq).expect("present");
                 self.probe_failed(seq, probe, now);
             } else {
@@ -316,7 +363,7 @@ impl Engine {
             return;
         };
         let ping = self.our_ping(&helper.name);
-        let deadline = now + self.config.probe_timeout.saturating_mul(2);
+        let deadline = now + self.probe_timeout().saturating_mul(2);
         self.outputs
             .push_back(Output::StreamPing(StreamPingRequest {
                 to: helper.addr,
@@ -336,6 +383,7 @@ impl Engine {
             helpers: 0,
             expected_nacks: 0,
             nacks: 0,
+            put_off: false,
         };
         self.probes.insert(probe.ping.seq_no, probe);
     }
@@ -405,7 +453,7 @@ impl Engine {
                 requester_name: ind.source_node,
                 seq_no: ind.seq_no,
                 nack: ind.nack,
-                deadline: now + self.config.probe_timeout,
+                deadline: now + self.probe_timeout(),
             },
         );
         self.send_with_piggyback(target, Some(ind.node), Message::Ping(ping));

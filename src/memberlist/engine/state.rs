@@ -59,6 +59,7 @@ impl Engine {
             };
             let name = a.node.clone();
             self.members.insert(member, &mut self.rng);
+            self.last_growth = now;
             self.queue_broadcast(name.clone(), Message::Alive(a), None);
             self.member_event(&name, MemberChange::Joined);
             return;

@@ -3,6 +3,10 @@
 
 mod cluster;
 mod faults;
+mod follow_up;
+mod late;
+mod load;
 mod probing;
 mod rules;
 mod sim;
+mod starvation;

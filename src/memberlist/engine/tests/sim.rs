@@ -1,6 +1,7 @@
 //! A simulated network for engines: a virtual clock, packets and streams
 //! delivered after a random latency, loss, one-way blocks, killed and
-//! restarted members. Deterministic for a seed.
+//! restarted members, and starved members that handle their inputs late.
+//! Deterministic for a seed.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -11,6 +12,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use super::super::{Config, Engine, Event, Identity, MemberChange, Output, PushPullFailed, Time};
+pub use super::starvation::Starvation;
+use super::starvation::Starver;
 use crate::memberlist::message::{Message, NodeState, Ping, PushPull};
 
 /// A member of the simulated cluster.
@@ -67,6 +70,13 @@ enum Delivery {
         node: usize,
         to: Vec<SocketAddr>,
     },
+    /// A timer that fired for a starved member, handled late.
+    Tick {
+        node: usize,
+        generation: u32,
+    },
+    /// An input a starved member handles now, after its delay.
+    Late(Box<Delivery>),
 }
 
 pub struct Sim {
@@ -88,6 +98,10 @@ pub struct Sim {
     complete: usize,
     /// Packets delivered (for reports).
     pub packets: u64,
+    /// Late handling of inputs (none: every input is handled on arrival).
+    starver: Option<Starver>,
+    /// Per member: a late timer tick is waiting (no other is armed).
+    tick_pending: Vec<bool>,
 }
 
 pub fn addr_of(i: usize) -> SocketAddr {
@@ -116,6 +130,8 @@ impl Sim {
             blocked: HashSet::new(),
             complete: 0,
             packets: 0,
+            starver: None,
+            tick_pending: vec![false; n],
         };
         for i in 0..n {
             let engine = sim.new_engine(i, addr_of(i));
@@ -154,6 +170,44 @@ impl Sim {
             .push(Reverse((self.now + after, self.next_id)));
     }
 
+    /// From now on every member handles its inputs late (see [`Starvation`]).
+    pub fn starve(&mut self, starvation: Starvation) {
+        self.starver = Some(Starver::new(starvation, self.nodes.len()));
+    }
+
+    /// The longest an input waited for the shared core.
+    pub fn max_backlog(&self) -> Duration {
+        self.starver
+            .as_ref()
+            .map_or(Duration::ZERO, Starver::max_backlog)
+    }
+
+    /// The member that handles `delivery`.
+    fn handler(&self, delivery: &Delivery) -> Option<usize> {
+        match delivery {
+            Delivery::Packet { to, .. }
+            | Delivery::PushPullOpen { to, .. }
+            | Delivery::StreamPingOpen { to, .. } => self.by_addr.get(to).copied(),
+            Delivery::PushPullReply { origin, .. } | Delivery::StreamPingReply { origin, .. } => {
+                Some(*origin)
+            }
+            Delivery::Join { node, .. } | Delivery::Tick { node, .. } => Some(*node),
+            Delivery::Late(_) => None,
+        }
+    }
+
+    /// How many `cost`s of CPU handling `delivery` takes.
+    fn cost_units(delivery: &Delivery) -> u32 {
+        match delivery {
+            Delivery::Tick { .. } | Delivery::Late(_) => 0,
+            Delivery::PushPullOpen { state, .. } => 1 + state.nodes.len() as u32 / 16,
+            Delivery::PushPullReply {
+                result: Ok(state), ..
+            } => 1 + state.nodes.len() as u32 / 16,
+            _ => 1,
+        }
+    }
+
     fn latency(&mut self) -> Duration {
         Duration::from_micros(self.rng.random_range(500..1500))
     }
@@ -181,6 +235,7 @@ impl Sim {
         node.up = true;
         node.generation += 1;
         node.view.clear();
+        self.tick_pending[i] = false;
         self.recount();
         self.arm(i);
         let to: Vec<SocketAddr> = via.iter().map(|j| self.nodes[*j].addr).collect();
@@ -245,7 +300,7 @@ impl Sim {
     }
 
     fn arm(&mut self, i: usize) {
-        if !self.nodes[i].up {
+        if !self.nodes[i].up || self.tick_pending[i] {
             return;
         }
         let next = self.nodes[i]
@@ -332,7 +387,24 @@ impl Sim {
         self.nodes[to].up && !self.nodes[to].inbound_blocked && !self.blocked.contains(&(from, to))
     }
 
+    /// Handles `delivery` now, or later when its member is starved.
     fn deliver(&mut self, delivery: Delivery) {
+        if let (true, Some(i)) = (self.starver.is_some(), self.handler(&delivery)) {
+            if self.nodes[i].up {
+                let units = Self::cost_units(&delivery);
+                let starver = self.starver.as_mut().expect("checked");
+                let at = starver.handled_at(i, self.now, units, &mut self.rng);
+                if at > self.now {
+                    let late = Delivery::Late(Box::new(delivery));
+                    self.schedule(at.since(self.now), late);
+                    return;
+                }
+            }
+        }
+        self.deliver_now(delivery);
+    }
+
+    fn deliver_now(&mut self, delivery: Delivery) {
         match delivery {
             Delivery::Packet { from, to, messages } => {
                 let Some(&j) = self.by_addr.get(&to) else {
@@ -441,7 +513,28 @@ impl Sim {
                     self.drain(node);
                 }
             }
+            Delivery::Tick { node, generation } => {
+                if self.nodes[node].generation == generation {
+                    self.tick_pending[node] = false;
+                    self.tick(node);
+                }
+            }
+            Delivery::Late(delivery) => self.deliver_now(*delivery),
         }
+    }
+
+    fn tick(&mut self, i: usize) {
+        if !self.nodes[i].up {
+            return;
+        }
+        self.nodes[i].engine.tick(self.now);
+        let next = self.nodes[i].engine.next_deadline();
+        assert!(
+            next.is_none_or(|t| t > self.now),
+            "node-{i}: tick({:?}) left a deadline at {next:?}",
+            self.now
+        );
+        self.drain(i);
     }
 
     /// Runs until `end`, or until `stop` holds (checked after every step);
@@ -473,14 +566,16 @@ impl Sim {
                     continue;
                 }
                 self.armed[i] = None;
-                self.nodes[i].engine.tick(self.now);
-                let next = self.nodes[i].engine.next_deadline();
-                assert!(
-                    next.is_none_or(|t| t > self.now),
-                    "node-{i}: tick({:?}) left a deadline at {next:?}",
-                    self.now
-                );
-                self.drain(i);
+                if self.starver.is_some() {
+                    self.tick_pending[i] = true;
+                    let generation = self.nodes[i].generation;
+                    self.deliver(Delivery::Tick {
+                        node: i,
+                        generation,
+                    });
+                } else {
+                    self.tick(i);
+                }
             }
         }
     }
