@@ -59,7 +59,7 @@
 //!   dead message about ourselves is refuted with a higher incarnation.
 //! - Gossip: every `GossipInterval`, queued broadcasts go to `GossipNodes`
 //!   random members (the recently dead included), piggybacked too on pings
-//!   and acks, within the packet's byte budget ([`encoded_len`]); each is
+//!   and acks, within the packet's byte budget ([`Message::encoded_len`]); each is
 //!   sent `RetransmitMult * ceil(log10(n + 1))` times, and news about a
 //!   member replaces older news about it.
 //! - Push-pull: on join (with the join flag), every `PushPullInterval`
@@ -151,7 +151,6 @@ mod members;
 mod output;
 mod probe;
 mod queue;
-mod size;
 mod state;
 mod suspicion;
 mod time;
@@ -174,7 +173,6 @@ pub use members::Member;
 pub use output::{
     Event, MemberChange, OutPacket, Output, PushPullFailed, PushPullRequest, StreamPingRequest,
 };
-pub use size::encoded_len;
 pub use time::Time;
 
 use awareness::Awareness;
@@ -395,6 +393,15 @@ impl Engine {
             .push(None, Message::User(payload), None);
     }
 
+    /// Queues a user message that is news about `about` (memberlist's
+    /// `NamedBroadcast`, as ckit's node-state messages are): it replaces a
+    /// queued user message about the same name, so only the newest news
+    /// about a member keeps being gossiped.
+    pub fn broadcast_user_about(&mut self, about: &str, payload: Bytes) {
+        self.user_broadcasts
+            .push(Some(about.to_owned()), Message::User(payload), None);
+    }
+
     /// The user state sent in every push-pull (the delegate's `LocalState`).
     pub fn set_user_state(&mut self, state: Bytes) {
         self.user_state = state;
@@ -519,7 +526,7 @@ impl Engine {
 
     /// A packet with `message` first and as many broadcasts as fit after it.
     fn send_with_piggyback(&mut self, to: SocketAddr, node: Option<String>, message: Message) {
-        let budget = self.config.packet_budget(encoded_len(&message));
+        let budget = self.config.packet_budget(message.encoded_len());
         let mut messages = vec![message];
         messages.extend(self.take_broadcasts(budget, gossip::MAX_PARTS - 1));
         self.outputs.push_back(Output::Packet(OutPacket {
@@ -539,7 +546,10 @@ impl Engine {
         let mut out =
             self.broadcasts
                 .take(COMPOUND_OVERHEAD, budget, limit, max_count, &mut finished);
-        let used: usize = out.iter().map(|m| encoded_len(m) + COMPOUND_OVERHEAD).sum();
+        let used: usize = out
+            .iter()
+            .map(|m| m.encoded_len() + COMPOUND_OVERHEAD)
+            .sum();
         let left = budget.saturating_sub(used);
         if left > COMPOUND_OVERHEAD + 1 {
             let room = max_count.saturating_sub(out.len());

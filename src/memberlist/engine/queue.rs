@@ -8,7 +8,6 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
 use super::super::message::Message;
-use super::size::encoded_len;
 
 /// Why a queued broadcast left the queue (for whoever waits on it, e.g. a
 /// leave).
@@ -59,7 +58,7 @@ impl BroadcastQueue {
             }
         }
         self.next_id += 1;
-        let key = (0, Reverse(encoded_len(&message)), Reverse(self.next_id));
+        let key = (0, Reverse(message.encoded_len()), Reverse(self.next_id));
         if let Some(name) = &about {
             self.by_member.insert(name.clone(), key);
         }

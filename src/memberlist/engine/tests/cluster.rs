@@ -254,6 +254,32 @@ fn a_user_message_goes_out_as_often_as_the_retransmit_limit_says() {
     assert_eq!(sim.nodes[7].engine.queued_broadcasts(), 0);
 }
 
+#[test]
+fn a_user_message_about_a_member_replaces_the_queued_one_about_it() {
+    let (mut sim, _) = converge(5, Config::lan(), 52, S(5));
+    let before = sim.nodes[1].engine.queued_broadcasts();
+    sim.with(1, |e, _| {
+        e.broadcast_user_about("node-a", Bytes::from_static(b"a: participant"));
+        e.broadcast_user_about("node-b", Bytes::from_static(b"b: viewer"));
+        e.broadcast_user_about("node-a", Bytes::from_static(b"a: terminating"));
+        e.broadcast_user(Bytes::from_static(b"unnamed"));
+        e.broadcast_user(Bytes::from_static(b"unnamed"));
+    });
+    // Two named (the newest about node-a, node-b's) and both unnamed.
+    assert_eq!(sim.nodes[1].engine.queued_broadcasts(), before + 4);
+    sim.run_for(S(2));
+    let heard = |payload: &'static [u8]| {
+        sim.nodes
+            .iter()
+            .flat_map(|n| &n.events)
+            .filter(|(_, e)| *e == Event::UserMessage(Bytes::from_static(payload)))
+            .count()
+    };
+    assert_eq!(heard(b"a: participant"), 0, "replaced before it was sent");
+    assert!(heard(b"a: terminating") > 0);
+    assert!(heard(b"b: viewer") > 0);
+}
+
 /// Prints virtual convergence times for the report (`cargo test --lib
 /// measure_convergence -- --ignored --nocapture`).
 #[test]

@@ -415,11 +415,7 @@ fn gossip_fits_the_packet_budget_and_carries_a_crc_to_known_members() {
             p.crc,
             "gossip to a member speaking protocol 5 carries a CRC"
         );
-        let size: usize = p
-            .messages
-            .iter()
-            .map(|m| super::super::encoded_len(m) + 2)
-            .sum();
+        let size: usize = p.messages.iter().map(|m| m.encoded_len() + 2).sum();
         assert!(size + 2 <= 1400, "{size}");
     }
 }
