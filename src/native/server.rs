@@ -56,6 +56,7 @@ impl Transport {
     ) -> Result<Server, Error> {
         let local_addr = listener.local_addr()?;
         let stop = CancellationToken::new();
+        let closing = CancellationToken::new();
         let tasks = TaskTracker::new();
         let tls = self
             .inner
@@ -68,11 +69,13 @@ impl Transport {
             tls,
             handler,
             stop: stop.clone(),
+            closing: closing.clone(),
         };
         tasks.spawn(accept_loop.run());
         Ok(Server {
             local_addr,
             stop,
+            closing,
             tasks,
         })
     }
@@ -83,6 +86,8 @@ impl Transport {
 pub struct Server {
     local_addr: SocketAddr,
     stop: CancellationToken,
+    /// Cancelled when the graceful close is over: drop what is left.
+    closing: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -99,9 +104,22 @@ impl Server {
     /// peer or the transport ends them: to shut both down, use
     /// [`shutdown_with`](Self::shutdown_with).
     pub async fn shutdown(self) {
+        self.shutdown_within(GRACEFUL_SHUTDOWN_TIMEOUT).await;
+    }
+
+    /// [`shutdown`](Self::shutdown), waiting at most `grace` (rather than
+    /// 5 s) for requests under way: for a process that has nothing left to
+    /// say, such as a cluster member that has left.
+    pub async fn shutdown_within(self, grace: Duration) {
         self.stop.cancel();
         self.tasks.close();
-        self.tasks.wait().await;
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            self.closing.cancel();
+            self.tasks.wait().await;
+        }
     }
 
     /// Shuts `transport` and this server down, in this order:
@@ -137,6 +155,7 @@ struct AcceptLoop {
     tls: Option<TlsAcceptor>,
     handler: TransportService,
     stop: CancellationToken,
+    closing: CancellationToken,
 }
 
 impl AcceptLoop {
@@ -145,17 +164,19 @@ impl AcceptLoop {
     /// requests, then whatever is left is dropped.
     async fn run(self) {
         let conns = TaskTracker::new();
-        let closing = CancellationToken::new();
+        let closing = self.closing.clone();
         self.accept_until_stopped(&conns, &closing).await;
         drop(self.listener);
         conns.close();
-        if tokio::time::timeout(GRACEFUL_SHUTDOWN_TIMEOUT, conns.wait())
-            .await
-            .is_err()
-        {
-            closing.cancel();
-            conns.wait().await;
+        tokio::select! {
+            r = tokio::time::timeout(GRACEFUL_SHUTDOWN_TIMEOUT, conns.wait()) => {
+                if r.is_err() {
+                    closing.cancel();
+                }
+            }
+            _ = closing.cancelled() => {}
         }
+        conns.wait().await;
     }
 
     async fn accept_until_stopped(&self, conns: &TaskTracker, closing: &CancellationToken) {
