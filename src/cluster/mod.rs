@@ -91,6 +91,7 @@ pub struct Node {
     shared: Arc<Shared>,
     actor: JoinHandle<()>,
     registry: Arc<prometheus_client::registry::Registry>,
+    leave_timeout: Duration,
 }
 
 impl Node {
@@ -213,6 +214,7 @@ impl Node {
             shared,
             actor,
             registry,
+            leave_timeout: options.leave_timeout,
         })
     }
 
@@ -342,7 +344,13 @@ impl Node {
     async fn leave_skipping(mut self, skip: Arc<HashSet<String>>) {
         let (reply, done) = oneshot::channel();
         if self.commands.send(Command::Leave { reply, skip }).is_ok() {
-            let _ = done.await;
+            // The actor bounds the leave by `leave_timeout` from when it
+            // takes the command; a starved actor may take it late, and the
+            // leave must end all the same: half as long again at most.
+            let limit = self.leave_timeout + self.leave_timeout / 2;
+            if tokio::time::timeout(limit, done).await.is_err() {
+                tracing::warn!(?limit, "leave: stopping before every member was told");
+            }
         }
         self.stop().await;
     }

@@ -91,7 +91,10 @@ pub struct Options {
     /// end; a connection unused for `idle_peer_timeout` is closed too. A
     /// cluster member talks with every other member in turn, so without a
     /// bound a large cluster (or many members in one process) runs out of
-    /// file descriptors. Default 256.
+    /// file descriptors. Connections that left the pool and still finish a
+    /// request count against a second allowance of the same size: past it,
+    /// a new connection waits for one of them to close, so the transport
+    /// never has more than twice this many open. Default 256.
     pub max_peer_connections: usize,
     /// How long a `/message` body may take to arrive, in all (time the
     /// server spends waiting for room in its own packet queue does not
