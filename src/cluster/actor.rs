@@ -299,6 +299,9 @@ impl Actor {
                 Vec::new()
             }
         };
+        // Pooled connections count against the transport's allowance; a
+        // busy member may have none free for the goodbyes otherwise.
+        self.transport.release_connections();
         tokio::spawn(streams::farewell(
             self.transport.clone(),
             payloads,
