@@ -2,6 +2,11 @@
 //! `max_peer_connections` the least recently used one is closed, and so is
 //! one left unused for `idle_peer_timeout` (a cluster member talks with
 //! every other in turn; unbounded, a large cluster runs out of files).
+//! A connection that left the pool counts until it really closes, and the
+//! server bounds its side too: past `max_accepted_connections` it closes
+//! the least recently used connection, and an idle one after
+//! `idle_connection_timeout`. What is open is read from the kernel's TCP
+//! table, not from the transport's own view.
 
 mod common;
 
@@ -275,5 +280,86 @@ async fn the_server_closes_a_connection_idle_for_idle_connection_timeout() {
     within("send", transport.send("b".into(), &server.addr))
         .await
         .unwrap();
+    transport.shutdown().await;
+}
+
+/// A bare HTTP/2 server that takes requests and never answers them, until
+/// `release` closes its connections.
+struct HangingPeer {
+    addr: String,
+    release: Arc<tokio::sync::Notify>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl HangingPeer {
+    async fn start() -> HangingPeer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (gate, seen) = (release.clone(), requests.clone());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(tcp).await.unwrap();
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    r = conn.accept() => match r {
+                        Some(Ok(request)) => {
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            held.push(request);
+                        }
+                        _ => return,
+                    },
+                    // Dropping the connection closes it.
+                    _ = gate.notified() => return,
+                }
+            }
+        });
+        HangingPeer {
+            addr,
+            release,
+            requests,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_left_the_pool_counts_until_it_closes() {
+    let hanging = HangingPeer::start().await;
+    let peers = [CountingPeer::start().await, CountingPeer::start().await];
+    // One pooled connection, so two open at most.
+    let transport = client(1, Duration::from_secs(60));
+    transport
+        .write_to("unanswered".into(), &hanging.addr)
+        .unwrap();
+    within("the request reaches the hanging peer", async {
+        while hanging.requests.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // The first peer's connection takes the pool's place; the hanging one
+    // left the pool but stays open while its request waits.
+    within("send", transport.send("a".into(), &peers[0].addr))
+        .await
+        .unwrap();
+    // A third connection would make three open: it waits.
+    let third = tokio::spawn({
+        let transport = transport.clone();
+        let addr = peers[1].addr.clone();
+        async move { transport.send("b".into(), &addr).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        peers[1].open(),
+        0,
+        "a third connection opened while two were open"
+    );
+    assert!(!third.is_finished());
+    // Once the hanging connection closes, the third goes through.
+    hanging.release.notify_one();
+    within("the third send", third).await.unwrap().unwrap();
+    peers[1].wait_open(1, "the third connection").await;
     transport.shutdown().await;
 }
