@@ -201,7 +201,9 @@ mod tests {
         assert!(b.activity.close_requested().is_cancelled());
         assert!(!c.activity.close_requested().is_cancelled());
         assert_eq!(accepted.metrics.connections.get(), 2);
-        // With every connection busy the oldest goes all the same.
+        // With every connection busy the least recently used goes all the
+        // same (use is recorded to the millisecond).
+        std::thread::sleep(Duration::from_millis(2));
         let _busy_c = c.activity.request();
         let d = accepted.admit();
         assert!(a.activity.close_requested().is_cancelled());
