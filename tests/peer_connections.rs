@@ -236,6 +236,8 @@ async fn past_max_accepted_connections_the_server_closes_the_least_recently_used
         within("send", c.send(format!("{i}").into(), &server.addr))
             .await
             .unwrap();
+        // The server records use to the millisecond: keep the order clear.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     wait_ends(port, (2, 2), "two clients connected").await;
     // The first client's connection is now the least recently used: the
