@@ -12,11 +12,11 @@ use crate::ckit::peer::NodeState as CkitState;
 use crate::ckit::states::NodeStates;
 use crate::discovery::Discovery;
 use crate::memberlist::engine::{Engine, Event, MemberChange, Output, PushPullFailed, Time};
-use crate::memberlist::message::{Ack, NodeState, Ping, PushPull};
+use crate::memberlist::message::{Ack, Dead, Message, NodeState, Ping, PushPull};
 use crate::memberlist::packet::{decode_packet, encode_packets, PacketOptions};
 use crate::{Error, Packet, Transport};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -44,7 +44,11 @@ pub(crate) enum Command {
     Resolved(Vec<SocketAddr>),
     Leave {
         reply: oneshot::Sender<()>,
+        /// Members leaving at the same time, not told directly.
+        skip: Arc<HashSet<String>>,
     },
+    /// The leave's direct goodbyes were answered, or ran out of time.
+    FarewellSent,
 }
 
 /// How a stream task the engine asked for ended.
@@ -240,7 +244,7 @@ impl Actor {
                     self.engine.join(&addrs, now);
                 }
             }
-            Command::Leave { reply } => {
+            Command::Leave { reply, skip } => {
                 if self.leaving.is_none() {
                     // ckit's last word: no longer an owner for writes.
                     if self.ckit.current_state() == CkitState::Participant {
@@ -249,10 +253,62 @@ impl Actor {
                         }
                     }
                     self.engine.leave(self.options.leave_timeout, now);
+                    self.farewell(&skip);
                 }
                 self.leaving = Some(reply);
             }
+            // The leave is over once every member was told directly (or
+            // the deadline passed); the engine's gossip of it may go on
+            // until the transport stops.
+            Command::FarewellSent => {
+                if let Some(reply) = self.leaving.take() {
+                    let _ = reply.send(());
+                }
+            }
         }
+    }
+
+    /// Sends our leave (memberlist's dead message about ourselves, which
+    /// others record as left) to every member not gone and not in `skip`,
+    /// all at once, bounded by the leave timeout (see
+    /// [`streams::farewell`]).
+    fn farewell(&mut self, skip: &HashSet<String>) {
+        let me = self.engine.local_member();
+        let dead = Message::Dead(Dead {
+            incarnation: me.incarnation,
+            node: me.name.clone(),
+            from: me.name.clone(),
+        });
+        let targets: Vec<SocketAddr> = self
+            .engine
+            .members()
+            .filter(|m| m.name != self.options.name && !skip.contains(&m.name))
+            .filter(|m| matches!(m.state, NodeState::Alive | NodeState::Suspect))
+            .map(|m| m.addr)
+            .filter(|addr| self.allowed(addr))
+            .collect();
+        let options = PacketOptions {
+            label: &self.options.label,
+            crc: false,
+            compress: self.settings.compress,
+        };
+        let payloads = match encode_packets(&[dead], &options) {
+            Ok(payloads) => payloads,
+            Err(e) => {
+                tracing::warn!(error = %e, "leave not encoded");
+                Vec::new()
+            }
+        };
+        // Pooled connections count against the transport's allowance; a
+        // busy member may have none free for the goodbyes otherwise.
+        self.transport.release_connections();
+        tokio::spawn(streams::farewell(
+            self.transport.clone(),
+            payloads,
+            targets,
+            self.options.leave_timeout,
+            self.self_commands.clone(),
+        ));
     }
 
     /// Carries out everything the engine asked for.
@@ -375,13 +431,9 @@ impl Actor {
                 }
             }
             Event::LeaveFinished { timed_out } => {
-                if timed_out {
-                    tracing::warn!("leave: not every member may have heard it in time");
-                }
-                if let Some(reply) = self.leaving.take() {
-                    let _ = reply.send(());
-                }
-                // Stop answering: the handle stops the transport next.
+                // The direct goodbyes (`farewell`) decide when the leave
+                // ends; this is gossip's part of it.
+                tracing::debug!(timed_out, "leave: gossip of it finished");
             }
         }
     }

@@ -51,6 +51,7 @@ use crate::memberlist::packet::LabelPolicy;
 use crate::{Error, Server, Transport};
 use actor::{Actor, Command, Shared};
 use bytes::Bytes;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -93,6 +94,7 @@ pub struct Node {
     shared: Arc<Shared>,
     actor: JoinHandle<()>,
     registry: Arc<prometheus_client::registry::Registry>,
+    leave_timeout: Duration,
 }
 
 impl Node {
@@ -216,6 +218,7 @@ impl Node {
             shared,
             actor,
             registry,
+            leave_timeout: options.leave_timeout,
         })
     }
 
@@ -321,11 +324,37 @@ impl Node {
         http::encode(&self.registry)
     }
 
-    /// Leaves gracefully (others see this member as `left`), then stops.
-    pub async fn leave(mut self) {
+    /// Leaves gracefully (others see this member as `left`), then stops:
+    /// the leave goes straight to every member this one knows, all at once,
+    /// and is gossiped too; this returns once every member answered, or
+    /// after [`NodeOptions::leave_timeout`], and the transport and server
+    /// have stopped.
+    pub async fn leave(self) {
+        self.leave_skipping(Arc::default()).await;
+    }
+
+    /// Every node of `nodes` leaves at once (as [`leave`](Self::leave)), as
+    /// a process running many members does when it stops: each tells the
+    /// members outside `nodes` directly, not the others in `nodes` (they
+    /// are leaving too), so n members leaving cost n × (members outside)
+    /// messages rather than n².
+    pub async fn leave_all(nodes: Vec<Node>) {
+        let names: Arc<HashSet<String>> =
+            Arc::new(nodes.iter().map(|n| n.id.name.clone()).collect());
+        futures_util::future::join_all(nodes.into_iter().map(|n| n.leave_skipping(names.clone())))
+            .await;
+    }
+
+    async fn leave_skipping(mut self, skip: Arc<HashSet<String>>) {
         let (reply, done) = oneshot::channel();
-        if self.commands.send(Command::Leave { reply }).is_ok() {
-            let _ = done.await;
+        if self.commands.send(Command::Leave { reply, skip }).is_ok() {
+            // The actor bounds the leave by `leave_timeout` from when it
+            // takes the command; a starved actor may take it late, and the
+            // leave must end all the same: half as long again at most.
+            let limit = self.leave_timeout + self.leave_timeout / 2;
+            if tokio::time::timeout(limit, done).await.is_err() {
+                tracing::warn!(?limit, "leave: stopping before every member was told");
+            }
         }
         self.stop().await;
     }
@@ -342,8 +371,10 @@ impl Node {
         // Transport first: it ends open streams, so the server's graceful
         // shutdown has nothing to wait for.
         self.transport.shutdown().await;
+        // Whatever peers still have under way with a member that stopped
+        // gossiping carries nothing it needs: half a second for it.
         if let Some(server) = self.server.take() {
-            server.shutdown().await;
+            server.shutdown_within(Duration::from_millis(500)).await;
         }
     }
 }

@@ -252,3 +252,48 @@ pub(crate) async fn serve(
         Err(_) => tracing::debug!(%from, timeout = ?settings.timeout, "inbound stream too slow"),
     }
 }
+
+/// A leaving member's goodbye, sent straight to every member it knows, all
+/// at once, rather than left to gossip alone: gossip reaches a few members
+/// per round, and when many members leave together (a process of many
+/// members stopping) the ones that would pass it on are gone too, so the
+/// rest record them dead instead of left. Waits until every member
+/// answered or `deadline` passed, then tells the actor.
+pub(crate) async fn farewell(
+    transport: Transport,
+    payloads: Vec<bytes::Bytes>,
+    targets: Vec<SocketAddr>,
+    deadline: Duration,
+    commands: mpsc::UnboundedSender<Command>,
+) {
+    let sends = targets.iter().map(|to| {
+        let to = to.to_string();
+        let transport = &transport;
+        let payloads = &payloads;
+        async move {
+            for payload in payloads {
+                transport.send(payload.clone(), &to).await?;
+            }
+            Ok::<(), crate::Error>(())
+        }
+    });
+    let answered = tokio::time::timeout(deadline, futures_util::future::join_all(sends)).await;
+    match answered {
+        Ok(results) => {
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            if failed > 0 {
+                tracing::debug!(
+                    failed,
+                    of = targets.len(),
+                    "leave: members not told directly"
+                );
+            }
+        }
+        Err(_) => tracing::warn!(
+            members = targets.len(),
+            ?deadline,
+            "leave: not every member answered in time; the rest hear it by gossip"
+        ),
+    }
+    let _ = commands.send(Command::FarewellSent);
+}

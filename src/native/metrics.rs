@@ -36,6 +36,11 @@ pub(crate) struct Metrics {
     pub tx_packet_queue_length: Gauge,
     /// Requests refused by a limit or an access rule, by reason.
     pub requests_refused: Family<Reason, Counter>,
+    /// Connections the server accepted and has not closed yet.
+    pub connections: Gauge,
+    /// Accepted connections the server closed to stay within its bounds,
+    /// by reason (`least_recently_used`, `idle`).
+    pub connections_closed: Family<Reason, Counter>,
     /// When each refusal reason was last logged.
     log_gate: Arc<Mutex<HashMap<&'static str, Instant>>>,
 }
@@ -66,6 +71,13 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Counts an accepted connection the server closed, by reason.
+    pub(crate) fn close_connection(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&Reason { reason })
+            .inc();
+    }
+
     /// Registers every metric, prefixed `cluster_transport_`, into `registry`.
     pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("cluster_transport");
@@ -145,6 +157,18 @@ impl Metrics {
             "requests_refused",
             "Requests and connections refused by a limit or access rule, by reason",
             self.requests_refused.clone(),
+        );
+        r.register(
+            "connections",
+            "Connections accepted by the server and still open",
+            self.connections.clone(),
+        );
+        r.register(
+            "connections_closed",
+            "Accepted connections the server closed (GOAWAY) to stay within \
+             max_accepted_connections (reason least_recently_used) or because they were idle \
+             for idle_connection_timeout (reason idle)",
+            self.connections_closed.clone(),
         );
         r.register(
             "rx_packet_queue_length",

@@ -1,5 +1,6 @@
 //! The native runtime: tokio, hyper 1.x and h2, rustls.
 
+mod accepted;
 mod body;
 mod connector;
 mod deadline;

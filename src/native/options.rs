@@ -91,7 +91,10 @@ pub struct Options {
     /// end; a connection unused for `idle_peer_timeout` is closed too. A
     /// cluster member talks with every other member in turn, so without a
     /// bound a large cluster (or many members in one process) runs out of
-    /// file descriptors. Default 256.
+    /// file descriptors. Connections that left the pool and still finish a
+    /// request count against a second allowance of the same size: past it,
+    /// a new connection waits for one of them to close, so the transport
+    /// never has more than twice this many open. Default 256.
     pub max_peer_connections: usize,
     /// How long a `/message` body may take to arrive, in all (time the
     /// server spends waiting for room in its own packet queue does not
@@ -127,6 +130,21 @@ pub struct Options {
     /// closed at once (counted as `requests_refused{reason="connections"}`).
     /// Default 10,000.
     pub max_connections: usize,
+    /// Most connections the server keeps open for its peers before it
+    /// makes room: a new connection past it closes the least recently used
+    /// one (an idle one if any; HTTP/2 `GOAWAY`, so requests under way
+    /// finish and the peer reconnects for its next), counted as
+    /// `cluster_transport_connections_closed_total{reason=
+    /// "least_recently_used"}`. Every cluster member dials the members it
+    /// gossips with, so without this a member keeps a connection from
+    /// every peer that ever talked to it. `max_connections` still refuses
+    /// connections past it. Default 512 (twice `max_peer_connections`).
+    pub max_accepted_connections: usize,
+    /// An accepted connection with no request open for this long is closed
+    /// (HTTP/2 `GOAWAY`; `connections_closed_total{reason="idle"}`). Longer
+    /// than a peer's own `idle_peer_timeout` (60 s by default), so a
+    /// healthy peer normally closes its end first. Default 90 s.
+    pub idle_connection_timeout: Duration,
     /// Most incoming streams open at once over all peers; beyond, a new
     /// stream is answered `503` (`reason="streams"`). Default 1024.
     pub max_streams: usize,
@@ -176,6 +194,8 @@ impl Default for Options {
             client_http1: false,
             auth_token: None,
             max_connections: 10_000,
+            max_accepted_connections: 512,
+            idle_connection_timeout: Duration::from_secs(90),
             max_streams: 1024,
             max_concurrent_streams_per_connection: 256,
             header_read_timeout: Duration::from_secs(10),
@@ -208,6 +228,8 @@ impl std::fmt::Debug for Options {
             accept_http1,
             client_http1,
             max_connections,
+            max_accepted_connections,
+            idle_connection_timeout,
             max_streams,
             max_concurrent_streams_per_connection,
             header_read_timeout,
@@ -235,6 +257,8 @@ impl std::fmt::Debug for Options {
             .field("accept_http1", accept_http1)
             .field("client_http1", client_http1)
             .field("max_connections", max_connections)
+            .field("max_accepted_connections", max_accepted_connections)
+            .field("idle_connection_timeout", idle_connection_timeout)
             .field("max_streams", max_streams)
             .field(
                 "max_concurrent_streams_per_connection",
@@ -266,6 +290,7 @@ impl Options {
             ("max_batch_bytes", self.max_batch_bytes),
             ("max_in_flight_per_peer", self.max_in_flight_per_peer),
             ("max_connections", self.max_connections),
+            ("max_accepted_connections", self.max_accepted_connections),
             ("max_peer_connections", self.max_peer_connections),
             ("max_streams", self.max_streams),
             (
@@ -290,6 +315,7 @@ impl Options {
             ("body_read_timeout", self.body_read_timeout),
             ("header_read_timeout", self.header_read_timeout),
             ("stream_idle_timeout", self.stream_idle_timeout),
+            ("idle_connection_timeout", self.idle_connection_timeout),
         ] {
             if d.is_zero() {
                 return Err(Error::Config(format!("{name} must be longer than zero")));

@@ -3,17 +3,26 @@
 //! HTTP/2 limits), serves each with the [`TransportService`] handler, and
 //! closes them gracefully when the [`Server`] shuts down.
 
+use super::accepted::{Accepted, Activity, Admitted, OpenRequest};
+use super::body::FrameBody;
 use super::connector::{CONNECTION_WINDOW, MAX_H2_FRAME, STREAM_WINDOW};
 use super::deadline::{FirstBytesDeadline, TLS_ON_CLEARTEXT};
 use super::handler::TransportService;
 use super::transport::Transport;
 use crate::Error;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -47,6 +56,7 @@ impl Transport {
     ) -> Result<Server, Error> {
         let local_addr = listener.local_addr()?;
         let stop = CancellationToken::new();
+        let closing = CancellationToken::new();
         let tasks = TaskTracker::new();
         let tls = self
             .inner
@@ -59,12 +69,13 @@ impl Transport {
             tls,
             handler,
             stop: stop.clone(),
-            tasks: tasks.clone(),
+            closing: closing.clone(),
         };
         tasks.spawn(accept_loop.run());
         Ok(Server {
             local_addr,
             stop,
+            closing,
             tasks,
         })
     }
@@ -75,6 +86,8 @@ impl Transport {
 pub struct Server {
     local_addr: SocketAddr,
     stop: CancellationToken,
+    /// Cancelled when the graceful close is over: drop what is left.
+    closing: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -91,9 +104,22 @@ impl Server {
     /// peer or the transport ends them: to shut both down, use
     /// [`shutdown_with`](Self::shutdown_with).
     pub async fn shutdown(self) {
+        self.shutdown_within(GRACEFUL_SHUTDOWN_TIMEOUT).await;
+    }
+
+    /// [`shutdown`](Self::shutdown), waiting at most `grace` (rather than
+    /// 5 s) for requests under way: for a process that has nothing left to
+    /// say, such as a cluster member that has left.
+    pub async fn shutdown_within(self, grace: Duration) {
         self.stop.cancel();
         self.tasks.close();
-        self.tasks.wait().await;
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            self.closing.cancel();
+            self.tasks.wait().await;
+        }
     }
 
     /// Shuts `transport` and this server down, in this order:
@@ -129,7 +155,7 @@ struct AcceptLoop {
     tls: Option<TlsAcceptor>,
     handler: TransportService,
     stop: CancellationToken,
-    tasks: TaskTracker,
+    closing: CancellationToken,
 }
 
 impl AcceptLoop {
@@ -137,28 +163,43 @@ impl AcceptLoop {
     /// gracefully: `GOAWAY`, up to [`GRACEFUL_SHUTDOWN_TIMEOUT`] for open
     /// requests, then whatever is left is dropped.
     async fn run(self) {
-        let graceful = GracefulShutdown::new();
-        let closing = CancellationToken::new();
-        self.accept_until_stopped(&graceful, &closing).await;
+        let conns = TaskTracker::new();
+        let closing = self.closing.clone();
+        self.accept_until_stopped(&conns, &closing).await;
         drop(self.listener);
-        if tokio::time::timeout(GRACEFUL_SHUTDOWN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            closing.cancel();
+        conns.close();
+        tokio::select! {
+            r = tokio::time::timeout(GRACEFUL_SHUTDOWN_TIMEOUT, conns.wait()) => {
+                if r.is_err() {
+                    closing.cancel();
+                }
+            }
+            _ = closing.cancelled() => {}
         }
+        conns.wait().await;
     }
 
-    async fn accept_until_stopped(&self, graceful: &GracefulShutdown, closing: &CancellationToken) {
+    async fn accept_until_stopped(&self, conns: &TaskTracker, closing: &CancellationToken) {
         let options = self.handler.inner.options.clone();
         let limits = Arc::new(ConnLimits::from(&options));
         let connections = Arc::new(Semaphore::new(options.max_connections));
+        let accepted = Arc::new(Accepted::new(
+            options.max_accepted_connections,
+            options.idle_connection_timeout,
+            self.handler.inner.metrics.clone(),
+        ));
+        let mut sweep = tokio::time::interval(accepted.sweep_every());
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let accepted = tokio::select! {
+            let accepted_tcp = tokio::select! {
                 _ = self.stop.cancelled() => return,
+                _ = sweep.tick() => {
+                    accepted.close_idle();
+                    continue;
+                }
                 a = self.listener.accept() => a,
             };
-            let (tcp, remote) = match accepted {
+            let (tcp, remote) = match accepted_tcp {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead
@@ -182,7 +223,8 @@ impl AcceptLoop {
             let conn = Conn {
                 service,
                 request_seen,
-                graceful: graceful.watcher(),
+                admitted: accepted.admit(),
+                stop: self.stop.clone(),
                 closing: closing.clone(),
                 limits: limits.clone(),
                 tls_hello: Arc::default(),
@@ -190,7 +232,7 @@ impl AcceptLoop {
             let stop = self.stop.clone();
             let tls = self.tls.clone();
             let metrics = self.handler.inner.metrics.clone();
-            self.tasks.spawn(async move {
+            conns.spawn(async move {
                 let _permit = permit;
                 let Some(acceptor) = tls else {
                     let io = FirstBytesDeadline::new(tcp, conn.limits.header_read_timeout)
@@ -260,8 +302,11 @@ impl From<&crate::Options> for ConnLimits {
 struct Conn {
     service: TransportService,
     request_seen: Arc<Notify>,
-    /// Closes the connection gracefully when the server shuts down.
-    graceful: Watcher,
+    /// Its place among the accepted connections: its use is recorded
+    /// there, and the server asks it to close through it.
+    admitted: Admitted,
+    /// Cancelled when the server shuts down: close gracefully.
+    stop: CancellationToken,
     /// Cancelled when the graceful close took too long: drop the connection.
     closing: CancellationToken,
     limits: Arc<ConnLimits>,
@@ -301,9 +346,12 @@ impl Conn {
             .max_buf_size((limits.max_header_list_size as usize).max(8192));
         let remote = self.service.remote;
         let metrics = self.service.inner.metrics.clone();
-        let conn = self
-            .graceful
-            .watch(builder.serve_connection(TokioIo::new(io), self.service));
+        let service = TrackedService {
+            service: self.service,
+            activity: self.admitted.activity.clone(),
+        };
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
         let first_request = async {
             if tokio::time::timeout(limits.header_read_timeout, self.request_seen.notified())
                 .await
@@ -313,25 +361,95 @@ impl Conn {
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
-            r = conn => {
-                if let Err(e) = r {
-                    if self.tls_hello.load(Ordering::Relaxed) {
-                        if metrics.refuse("tls_on_cleartext") {
-                            tracing::warn!(peer = ?remote, "{TLS_ON_CLEARTEXT}");
+        tokio::pin!(first_request);
+        let close_requested = self.admitted.activity.close_requested().clone();
+        let mut goaway_sent = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        if self.tls_hello.load(Ordering::Relaxed) {
+                            if metrics.refuse("tls_on_cleartext") {
+                                tracing::warn!(peer = ?remote, "{TLS_ON_CLEARTEXT}");
+                            }
+                        } else {
+                            tracing::debug!(error = %e, "connection ended with an error");
                         }
-                    } else {
-                        tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    return;
                 }
-            }
-            _ = first_request => {
-                if metrics.refuse("header_timeout") {
-                    tracing::warn!(peer = ?remote, timeout = ?limits.header_read_timeout,
-                        "closed a connection that sent no whole request in time");
+                _ = &mut first_request => {
+                    if metrics.refuse("header_timeout") {
+                        tracing::warn!(peer = ?remote, timeout = ?limits.header_read_timeout,
+                            "closed a connection that sent no whole request in time");
+                    }
+                    return;
                 }
+                // The server stops, or wants this connection's place:
+                // GOAWAY, and let requests under way finish.
+                _ = self.stop.cancelled(), if !goaway_sent => {
+                    conn.as_mut().graceful_shutdown();
+                    goaway_sent = true;
+                }
+                _ = close_requested.cancelled(), if !goaway_sent => {
+                    conn.as_mut().graceful_shutdown();
+                    goaway_sent = true;
+                }
+                _ = self.closing.cancelled() => return,
             }
-            _ = self.closing.cancelled() => {}
         }
+    }
+}
+
+/// The handler, with every request recorded on its connection's
+/// [`Activity`] until its response has been sent.
+#[derive(Clone)]
+struct TrackedService {
+    service: TransportService,
+    activity: Arc<Activity>,
+}
+
+type TrackedFuture =
+    Pin<Box<dyn Future<Output = Result<Response<TrackedBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for TrackedService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = TrackedFuture;
+
+    fn call(&self, req: Request<Incoming>) -> TrackedFuture {
+        let open = self.activity.request();
+        let handled = self.service.call(req);
+        Box::pin(async move {
+            let resp = handled.await?;
+            Ok(resp.map(|body| TrackedBody { body, _open: open }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted as open until the body
+/// has been sent (or dropped).
+struct TrackedBody {
+    body: FrameBody,
+    _open: OpenRequest,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -332,6 +332,14 @@ impl Transport {
         self.inner.senders.peer_count()
     }
 
+    /// Lets go of every pooled connection to peers (each closes once its
+    /// requests under way end), so new ones can be opened at once within
+    /// `max_peer_connections`: a leaving cluster member, about to tell
+    /// every member goodbye, needs none of the old ones.
+    pub(crate) fn release_connections(&self) {
+        self.inner.connector.clear();
+    }
+
     /// True once [`shutdown`](Self::shutdown) has begun.
     pub fn is_shutdown(&self) -> bool {
         self.inner.shutdown.is_cancelled()

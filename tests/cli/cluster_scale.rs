@@ -1,15 +1,20 @@
-//! `gossiphttp cluster --nodes 500` in one process, seen from a
-//! `gossiphttp node` outside it: it runs within the file limit, converges,
-//! and on SIGINT every member leaves (recorded `left`, not `dead`). How
-//! fast it stops is measured by `cargo bench --bench cluster`, not here.
+//! `gossiphttp cluster --nodes N` in one process, seen from a
+//! `gossiphttp node` outside it: it runs well within the file limit,
+//! converges, and on SIGINT every member leaves (recorded `left`, not
+//! `dead`). How fast it stops is measured by `cargo bench --bench
+//! cluster`, not here. CI runs 50 members (a debug build of 100 in one process on a loaded
+//! 2-core machine did not converge in 240 s: the engine's side of issue 14);
+//! the issue's 500 is `--ignored`
+//! (and the bench's `cluster-command` row).
 
 use super::*;
 
-/// Members in the process: the issue's size.
-const MEMBERS: u16 = 500;
 /// Bounds that only catch a hang (a debug build on a loaded 2-core machine).
 const CONVERGE_LIMIT: Duration = Duration::from_secs(240);
 const EXIT_LIMIT: Duration = Duration::from_secs(60);
+/// Open files the process may hold: half the 20,000 a shell commonly
+/// allows (`ulimit -n`), so the command runs with room to spare.
+const FILE_BUDGET: usize = 10_000;
 
 /// A base port below the kernel's ephemeral range with `n` free ports
 /// after it.
@@ -33,7 +38,7 @@ fn members_in(port: u16, state: &str) -> f64 {
 
 /// Polls until `ready` holds for the observer's metrics, or panics after
 /// `limit` with what it saw last.
-fn wait_metrics(port: u16, limit: Duration, what: &str, ready: impl Fn(u16) -> bool) {
+fn wait_metrics(port: u16, limit: Duration, what: &str, mut ready: impl FnMut(u16) -> bool) {
     let started = Instant::now();
     while !ready(port) {
         assert!(
@@ -48,12 +53,29 @@ fn wait_metrics(port: u16, limit: Duration, what: &str, ready: impl Fn(u16) -> b
     }
 }
 
+/// Files the process `pid` has open.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
 #[test]
-#[ignore = "fails today: on a loaded 2-core machine the 500 members of one process do not \
-            converge (benches/RESULTS.md, issue 14 item 8); run with --ignored"]
+fn cluster_of_50_converges_and_every_member_leaves_on_sigint() {
+    converges_and_every_member_leaves_on_sigint(50);
+}
+
+#[test]
+#[ignore = "on a loaded 2-core machine the 500 members of one process do not converge \
+            within the engine's timings yet (benches/RESULTS.md, issue 14 item 8); run with \
+            --ignored"]
 fn cluster_of_500_converges_and_every_member_leaves_on_sigint() {
-    let base = free_run(MEMBERS);
-    let nodes = MEMBERS.to_string();
+    converges_and_every_member_leaves_on_sigint(500);
+}
+
+fn converges_and_every_member_leaves_on_sigint(members: u16) {
+    let base = free_run(members);
+    let nodes = members.to_string();
     let base_text = base.to_string();
     let mut child = spawn_piped(
         &["cluster", "--nodes", &nodes, "--base-port", &base_text],
@@ -79,12 +101,25 @@ fn cluster_of_500_converges_and_every_member_leaves_on_sigint() {
         &[],
         "listening on ",
     );
-    let everyone = f64::from(MEMBERS) + 1.0;
+    let everyone = f64::from(members) + 1.0;
+    let mut most_files = 0;
     wait_metrics(
         observer.port(),
         CONVERGE_LIMIT,
         "every member alive",
-        |port| members_in(port, "alive") == everyone,
+        |port| {
+            most_files = most_files.max(open_files(pid));
+            members_in(port, "alive") == everyone
+        },
+    );
+    // A few more seconds of gossip at rest, counting files all along.
+    for _ in 0..20 {
+        most_files = most_files.max(open_files(pid));
+        thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        most_files <= FILE_BUDGET,
+        "{members} members held {most_files} open files (budget {FILE_BUDGET})"
     );
     assert!(
         cluster
@@ -124,7 +159,7 @@ fn cluster_of_500_converges_and_every_member_leaves_on_sigint() {
 
     // Every member said goodbye before the process exited: the observer
     // records each as left, none as dead.
-    let members = f64::from(MEMBERS);
+    let members = f64::from(members);
     wait_metrics(
         observer.port(),
         Duration::from_secs(20),

@@ -8,6 +8,7 @@ use crate::{Error, PeerAddr, Scheme};
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
@@ -79,6 +80,7 @@ impl Dialer {
         peer: &PeerAddr,
         scheme: Scheme,
         first_answer: &FirstAnswer,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<PeerIo, Error> {
         let connect_err = |e: crate::BoxError| Error::Connect {
             addr: peer.to_string(),
@@ -90,15 +92,18 @@ impl Dialer {
         // Gossip packets are small and latency-sensitive.
         let _ = tcp.set_nodelay(true);
         match scheme {
-            Scheme::Http => Ok(Either::Left(Sniffed::new(
-                tcp,
-                if self.http1 {
-                    Carries::Http1
-                } else {
-                    Carries::H2c
-                },
-                first_answer.clone(),
-            ))),
+            Scheme::Http => Ok(Either::Left(
+                Sniffed::new(
+                    tcp,
+                    if self.http1 {
+                        Carries::Http1
+                    } else {
+                        Carries::H2c
+                    },
+                    first_answer.clone(),
+                )
+                .holding(permit),
+            )),
             Scheme::Https => {
                 let name = match &self.server_name {
                     Some(name) => name.clone(),
@@ -109,11 +114,9 @@ impl Dialer {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| connect_err(diagnose::tls_handshake(e, peer)))?;
-                Ok(Either::Right(Sniffed::new(
-                    Box::new(io),
-                    Carries::Tls,
-                    first_answer.clone(),
-                )))
+                Ok(Either::Right(
+                    Sniffed::new(Box::new(io), Carries::Tls, first_answer.clone()).holding(permit),
+                ))
             }
         }
     }

@@ -5,6 +5,11 @@
 //! [`PoolLimits::idle_timeout`]; a connection that left the pool closes
 //! once its last request ends (hyper ends a client connection when its
 //! last `SendRequest` is dropped).
+//! Connections that left the pool but still finish a request count
+//! against a second allowance of the same size: past it a new connection
+//! waits for one of them to close, so the transport never holds more than
+//! twice `max_connections` (a starved process answers slowly, and the
+//! connections it evicted would otherwise pile up while they finish).
 //! Requests that find no connection at once share the one connect (single
 //! flight), so a burst to a new peer opens one connection, not one per
 //! request.
@@ -53,6 +58,9 @@ struct Pooled {
 pub(super) struct H2Pool {
     limits: PoolLimits,
     pool: Mutex<HashMap<PoolKey, Pooled>>,
+    /// Open connections, pooled or closing: each holds a permit until its
+    /// socket closes.
+    open: Arc<tokio::sync::Semaphore>,
     /// One lock per peer being connected to, so concurrent first requests
     /// wait for one connection instead of each opening their own.
     connecting: Mutex<HashMap<PoolKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -63,6 +71,9 @@ impl H2Pool {
         H2Pool {
             limits,
             pool: Mutex::default(),
+            open: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_connections.saturating_mul(2),
+            )),
             connecting: Mutex::default(),
         }
     }
@@ -169,7 +180,7 @@ impl H2Pool {
             let _turn = lock.lock().await;
             match self.pooled(key) {
                 Some(conn) => Ok((conn, false)),
-                None => match connect(dialer, peer, key).await {
+                None => match self.connect(dialer, peer, key).await {
                     Ok(conn) => {
                         self.insert(key, conn.clone());
                         Ok((conn, true))
@@ -207,8 +218,32 @@ impl H2Pool {
     }
 }
 
-async fn connect(dialer: &Dialer, peer: &PeerAddr, key: &PoolKey) -> Result<Conn, Error> {
-    handshake::open(dialer, peer, key, |io| {
+impl H2Pool {
+    /// A new connection to `peer`, once the open connections are within
+    /// their allowance.
+    async fn connect(
+        &self,
+        dialer: &Dialer,
+        peer: &PeerAddr,
+        key: &PoolKey,
+    ) -> Result<Conn, Error> {
+        let permit = self
+            .open
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        connect(dialer, peer, key, permit).await
+    }
+}
+
+async fn connect(
+    dialer: &Dialer,
+    peer: &PeerAddr,
+    key: &PoolKey,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Conn, Error> {
+    handshake::open(dialer, peer, key, Some(permit), |io| {
         http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(STREAM_WINDOW)

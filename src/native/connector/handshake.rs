@@ -7,8 +7,10 @@ use super::PoolKey;
 use crate::{Error, PeerAddr};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
+use tokio::sync::OwnedSemaphorePermit;
 
-/// Dials `peer` as `key` says, runs `handshake` (HTTP/2 or HTTP/1.1) on the
+/// Dials `peer` as `key` says (the socket holding `permit`, if any, until
+/// it closes), runs `handshake` (HTTP/2 or HTTP/1.1) on the
 /// connection and drives the connection in the background. Returns its
 /// request sender and what the peer's first answer said; a handshake that
 /// fails is a connect error naming `peer`.
@@ -16,6 +18,7 @@ pub(super) async fn open<S, C, H>(
     dialer: &Dialer,
     peer: &PeerAddr,
     key: &PoolKey,
+    permit: Option<OwnedSemaphorePermit>,
     handshake: impl FnOnce(TokioIo<PeerIo>) -> H,
 ) -> Result<(S, FirstAnswer), Error>
 where
@@ -23,7 +26,7 @@ where
     C: Future<Output = hyper::Result<()>> + Send + 'static,
 {
     let first_answer = FirstAnswer::default();
-    let io = dialer.connect(peer, key.0, &first_answer).await?;
+    let io = dialer.connect(peer, key.0, &first_answer, permit).await?;
     let (sender, conn) = handshake(TokioIo::new(io))
         .await
         .map_err(|e| Error::Connect {

@@ -96,5 +96,8 @@ impl Http1Pool {
 }
 
 async fn connect(dialer: &Dialer, peer: &PeerAddr, key: &PoolKey) -> Result<Conn, Error> {
-    handshake::open(dialer, peer, key, |io| http1::Builder::new().handshake(io)).await
+    handshake::open(dialer, peer, key, None, |io| {
+        http1::Builder::new().handshake(io)
+    })
+    .await
 }

@@ -64,6 +64,9 @@ pub(crate) struct Sniffed<T> {
     answered: bool,
     carries: Carries,
     verdict: FirstAnswer,
+    /// The pool's allowance for this connection, given back when the
+    /// connection (its socket) is dropped.
+    _open: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<T> Sniffed<T> {
@@ -73,7 +76,14 @@ impl<T> Sniffed<T> {
             answered: carries == Carries::Tls,
             carries,
             verdict,
+            _open: None,
         }
+    }
+
+    /// This connection, holding `permit` until it is closed.
+    pub(super) fn holding(mut self, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        self._open = permit;
+        self
     }
 
     fn fail(&self, kind: io::ErrorKind, why: &'static str) -> io::Error {
