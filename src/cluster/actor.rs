@@ -450,9 +450,11 @@ impl Actor {
         }
     }
 
+    /// News about one node replaces queued news about it, as ckit's named
+    /// broadcasts do: only its newest state keeps being gossiped.
     fn gossip_ckit(&mut self, message: &crate::ckit::states::StateMessage) {
         self.engine
-            .broadcast_user(Bytes::from(ckit_wire::encode(message)));
+            .broadcast_user_about(&message.node_name, Bytes::from(ckit_wire::encode(message)));
         self.dirty = true;
     }
 
