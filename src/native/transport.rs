@@ -336,6 +336,7 @@ impl Transport {
     /// requests under way end), so new ones can be opened at once within
     /// `max_peer_connections`: a leaving cluster member, about to tell
     /// every member goodbye, needs none of the old ones.
+    #[cfg(feature = "cluster")]
     pub(crate) fn release_connections(&self) {
         self.inner.connector.clear();
     }
