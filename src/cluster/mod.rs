@@ -356,10 +356,9 @@ impl Node {
     /// packed together, from a thread of its own (see [`goodbye`]): one
     /// request per member outside rather than one per member inside and
     /// outside, waiting on no member's busy actor or connection allowance.
-    /// Returns once every member outside answered or the first node's
-    /// [`NodeOptions::leave_timeout`] passed, and the nodes stopped (or
-    /// half a second more passed: their servers' grace; what is left of
-    /// their work then ends in the background).
+    /// Returns once every member outside answered and the nodes stopped,
+    /// or once the first node's [`NodeOptions::leave_timeout`] passed (what
+    /// is left of their work then ends in the background).
     pub async fn leave_all(mut nodes: Vec<Node>) {
         let Some(first) = nodes.first() else {
             return;
@@ -398,17 +397,17 @@ impl Node {
         for node in &nodes {
             node.actor.abort();
         }
+        // The stops are polled first: each transport drops its queued
+        // packets at once, so none of them (an old alive message) reaches
+        // a member outside after the leaves do.
         let stops = futures_util::future::join_all(nodes.iter_mut().map(Node::stop));
-        let stopped = tokio::time::timeout(leave_timeout + Duration::from_millis(500), stops);
-        let (told, stopped) = futures_util::future::join(
-            async {
-                match goodbyes {
-                    Some(sending) => sending.await,
-                    None => 0,
-                }
-            },
-            stopped,
-        )
+        let stopped = tokio::time::timeout(leave_timeout, stops);
+        let (stopped, told) = futures_util::future::join(stopped, async {
+            match goodbyes {
+                Some(sending) => sending.await,
+                None => 0,
+            }
+        })
         .await;
         if stopped.is_err() {
             tracing::warn!("leave: members still stopping; the rest ends in the background");

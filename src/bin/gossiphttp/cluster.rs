@@ -90,7 +90,10 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
     }
     // Every member leaves at once, telling the members outside this
     // process directly (the ones inside are leaving too).
+    let stopping = std::time::Instant::now();
+    tracing::info!(members = nodes.len(), "stopping: every member leaves");
     Node::leave_all(nodes).await;
+    tracing::info!(took = ?stopping.elapsed(), "every member left");
     Ok(())
 }
 
