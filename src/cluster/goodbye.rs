@@ -166,6 +166,7 @@ async fn send_now(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::{Node, NodeOptions};
     use crate::memberlist::packet::{decode_packet, LabelPolicy};
 
     fn row(name: &str, addr: &str, state: MemberState) -> MemberView {
@@ -232,5 +233,52 @@ mod tests {
             }
         }
         assert_eq!(seen, leavers);
+    }
+
+    async fn start(name: &str, join: Vec<String>) -> Node {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut options = NodeOptions::new(name).fast();
+        options.join = join;
+        Node::start(options, listener).await.unwrap()
+    }
+
+    fn count(view: &[MemberView], state: MemberState) -> usize {
+        view.iter().filter(|m| m.state == state).count()
+    }
+
+    /// The leaves go out without the members' actors: members whose actors
+    /// never run again (as in a process too busy to schedule them) are
+    /// still recorded left, not dead, by a member outside.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_whose_actors_never_run_again_still_leave() {
+        let outside = start("outside", Vec::new()).await;
+        let mut inside = Vec::new();
+        for i in 0..3 {
+            inside.push(start(&format!("inside-{i}"), vec![outside.id().addr.clone()]).await);
+        }
+        let converged = |v: &[MemberView]| count(v, MemberState::Alive) == 4;
+        outside
+            .wait_for(Duration::from_secs(30), converged)
+            .await
+            .unwrap();
+        for node in &inside {
+            node.wait_for(Duration::from_secs(30), converged)
+                .await
+                .unwrap();
+            node.actor.abort();
+        }
+        Node::leave_all(inside).await;
+        let seen = outside
+            .wait_for(Duration::from_secs(10), |v| {
+                count(v, MemberState::Left) == 3
+            })
+            .await;
+        assert!(
+            seen.is_ok(),
+            "the outside member saw {:?}",
+            outside.members()
+        );
+        assert_eq!(count(&outside.members(), MemberState::Dead), 0);
+        outside.leave().await;
     }
 }
