@@ -267,8 +267,8 @@ impl Actor {
     }
 
     /// Sends our leave (memberlist's dead message about ourselves, which
-    /// others record as left) to every member not gone, all at once, bounded by the leave timeout (see
-    /// [`streams::farewell`]).
+    /// others record as left) to every member not gone, all at once,
+    /// bounded by the leave timeout (see [`streams::farewell`]).
     fn farewell(&mut self) {
         let me = self.engine.local_member();
         let dead = Message::Dead(Dead {
