@@ -16,7 +16,7 @@ use crate::memberlist::message::{Ack, Dead, Message, NodeState, Ping, PushPull};
 use crate::memberlist::packet::{decode_packet, encode_packets, PacketOptions};
 use crate::{Error, Packet, Transport};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -44,8 +44,6 @@ pub(crate) enum Command {
     Resolved(Vec<SocketAddr>),
     Leave {
         reply: oneshot::Sender<()>,
-        /// Members leaving at the same time, not told directly.
-        skip: Arc<HashSet<String>>,
     },
     /// The leave's direct goodbyes were answered, or ran out of time.
     FarewellSent,
@@ -244,7 +242,7 @@ impl Actor {
                     self.engine.join(&addrs, now);
                 }
             }
-            Command::Leave { reply, skip } => {
+            Command::Leave { reply } => {
                 if self.leaving.is_none() {
                     // ckit's last word: no longer an owner for writes.
                     if self.ckit.current_state() == CkitState::Participant {
@@ -253,7 +251,7 @@ impl Actor {
                         }
                     }
                     self.engine.leave(self.options.leave_timeout, now);
-                    self.farewell(&skip);
+                    self.farewell();
                 }
                 self.leaving = Some(reply);
             }
@@ -269,10 +267,9 @@ impl Actor {
     }
 
     /// Sends our leave (memberlist's dead message about ourselves, which
-    /// others record as left) to every member not gone and not in `skip`,
-    /// all at once, bounded by the leave timeout (see
-    /// [`streams::farewell`]).
-    fn farewell(&mut self, skip: &HashSet<String>) {
+    /// others record as left) to every member not gone, all at once,
+    /// bounded by the leave timeout (see [`streams::farewell`]).
+    fn farewell(&mut self) {
         let me = self.engine.local_member();
         let dead = Message::Dead(Dead {
             incarnation: me.incarnation,
@@ -282,7 +279,7 @@ impl Actor {
         let targets: Vec<SocketAddr> = self
             .engine
             .members()
-            .filter(|m| m.name != self.options.name && !skip.contains(&m.name))
+            .filter(|m| m.name != self.options.name)
             .filter(|m| matches!(m.state, NodeState::Alive | NodeState::Suspect))
             .map(|m| m.addr)
             .filter(|addr| self.allowed(addr))

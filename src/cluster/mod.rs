@@ -31,6 +31,7 @@
 
 mod actor;
 mod custom;
+mod goodbye;
 mod http;
 mod options;
 mod shares;
@@ -95,6 +96,9 @@ pub struct Node {
     actor: JoinHandle<()>,
     registry: Arc<prometheus_client::registry::Registry>,
     leave_timeout: Duration,
+    /// The cluster's label, which a leave sent for this member carries.
+    label: String,
+    outgoing_filter: Option<PeerFilter>,
 }
 
 impl Node {
@@ -219,6 +223,8 @@ impl Node {
             actor,
             registry,
             leave_timeout: options.leave_timeout,
+            label: options.label.clone(),
+            outgoing_filter: options.outgoing_filter.clone(),
         })
     }
 
@@ -329,25 +335,9 @@ impl Node {
     /// and is gossiped too; this returns once every member answered, or
     /// after [`NodeOptions::leave_timeout`], and the transport and server
     /// have stopped.
-    pub async fn leave(self) {
-        self.leave_skipping(Arc::default()).await;
-    }
-
-    /// Every node of `nodes` leaves at once (as [`leave`](Self::leave)), as
-    /// a process running many members does when it stops: each tells the
-    /// members outside `nodes` directly, not the others in `nodes` (they
-    /// are leaving too), so n members leaving cost n × (members outside)
-    /// messages rather than n².
-    pub async fn leave_all(nodes: Vec<Node>) {
-        let names: Arc<HashSet<String>> =
-            Arc::new(nodes.iter().map(|n| n.id.name.clone()).collect());
-        futures_util::future::join_all(nodes.into_iter().map(|n| n.leave_skipping(names.clone())))
-            .await;
-    }
-
-    async fn leave_skipping(mut self, skip: Arc<HashSet<String>>) {
+    pub async fn leave(mut self) {
         let (reply, done) = oneshot::channel();
-        if self.commands.send(Command::Leave { reply, skip }).is_ok() {
+        if self.commands.send(Command::Leave { reply }).is_ok() {
             // The actor bounds the leave by `leave_timeout` from when it
             // takes the command; a starved actor may take it late, and the
             // leave must end all the same: half as long again at most.
@@ -357,6 +347,77 @@ impl Node {
             }
         }
         self.stop().await;
+    }
+
+    /// Every node of `nodes` leaves at once (others see each as `left`), as
+    /// a process running many members does when it stops, and stops: the
+    /// members stop gossiping at once, and every member's leave goes
+    /// straight to each member outside `nodes` that any of them knows,
+    /// packed together, from a thread of its own (see [`goodbye`]): one
+    /// request per member outside rather than one per member inside and
+    /// outside, waiting on no member's busy actor or connection allowance.
+    /// Returns once every member outside answered and the nodes stopped,
+    /// or once the first node's [`NodeOptions::leave_timeout`] passed (what
+    /// is left of their work then ends in the background).
+    pub async fn leave_all(mut nodes: Vec<Node>) {
+        let Some(first) = nodes.first() else {
+            return;
+        };
+        let names: HashSet<String> = nodes.iter().map(|n| n.id.name.clone()).collect();
+        let views: Vec<Arc<Vec<MemberView>>> =
+            nodes.iter().map(|n| n.view.borrow().clone()).collect();
+        let leavers: Vec<goodbye::Leaver> = nodes
+            .iter()
+            .zip(&views)
+            .map(|(node, view)| goodbye::Leaver {
+                name: node.id.name.clone(),
+                incarnation: view.iter().find(|m| m.local).map_or(0, |m| m.incarnation),
+            })
+            .collect();
+        let targets = goodbye::outside_members(
+            views.iter().map(|v| v.as_slice()),
+            &names,
+            first.outgoing_filter.as_ref(),
+        );
+        let leave_timeout = first.leave_timeout;
+        let goodbyes = match goodbye::leave_packets(&leavers, &first.label) {
+            Ok(packets) => Some(goodbye::send_leaves(
+                first.transport.options().clone(),
+                packets,
+                targets.clone(),
+                leave_timeout,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "leave not encoded");
+                None
+            }
+        };
+        // No member gossips from here on (nor refutes its own leave when
+        // gossip brings it back): the process's work shrinks to stopping.
+        for node in &nodes {
+            node.actor.abort();
+        }
+        // The stops are polled first: each transport drops its queued
+        // packets at once, so none of them (an old alive message) reaches
+        // a member outside after the leaves do.
+        let stops = futures_util::future::join_all(nodes.iter_mut().map(Node::stop));
+        let stopped = tokio::time::timeout(leave_timeout, stops);
+        let (stopped, told) = futures_util::future::join(stopped, async {
+            match goodbyes {
+                Some(sending) => sending.await,
+                None => 0,
+            }
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!("leave: members still stopping; the rest ends in the background");
+        }
+        tracing::info!(
+            members = leavers.len(),
+            told,
+            of = targets.len(),
+            "left together"
+        );
     }
 
     /// Stops at once without leaving, as a crash would: others will find

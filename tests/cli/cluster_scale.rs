@@ -67,8 +67,8 @@ fn cluster_of_50_converges_and_every_member_leaves_on_sigint() {
 
 #[test]
 #[ignore = "on a loaded 2-core machine the 500 members of one process do not converge \
-            within the engine's timings yet (benches/RESULTS.md, issue 14 item 8); run with \
-            --ignored"]
+            yet, even in a release build (at most 419 of 501 alive in 80 s at load 2-4.5, \
+            benches/RESULTS.md, issue 14 item 8); run with --ignored"]
 fn cluster_of_500_converges_and_every_member_leaves_on_sigint() {
     converges_and_every_member_leaves_on_sigint(500);
 }

@@ -128,9 +128,29 @@ enum Command {
     Cluster(cluster::ClusterArgs),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(Cli::parse()));
+    // Work that outlived its command (a stopped cluster's connections
+    // still closing) is not waited for: the process is exiting, and
+    // dropping a large cluster's leftovers took over a second.
+    runtime.shutdown_background();
+    code
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Listen(args) => {
             init_logging("warn");
