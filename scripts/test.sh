@@ -58,5 +58,8 @@ step "fuzzing: frame decoder, server handler, message reader and memberlist pack
 ./scripts/fuzz.sh 60
 
 step "benchmark harness (smoke: --quick; the real table is in benches/RESULTS.md)"
-cargo bench --locked --bench transport -- --quick
-cargo bench --locked --bench cluster -- --quick
+# The dev profile: the smoke run checks that the harness works, not its
+# numbers, and reuses the tests' build instead of compiling everything
+# again in release (8 minutes of CI's budget). Real runs: `cargo bench`.
+cargo bench --locked --profile dev --bench transport -- --quick
+cargo bench --locked --profile dev --bench cluster -- --quick
