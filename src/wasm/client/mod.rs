@@ -58,7 +58,7 @@ pub(crate) mod request;
 pub use duplex::DuplexStream;
 pub use exchange::{ChunkIterator, Exchange};
 pub use peer::Peer;
-pub(crate) use peer::{option, parse_url, settle};
+pub(crate) use peer::{option, parse_url, settle, string_option, timeout_ms};
 
 /// Default for `timeoutMs`.
 pub const DEFAULT_TIMEOUT_MS: f64 = 5000.0;

@@ -93,6 +93,28 @@ pub(crate) fn option(options: &JsValue, key: &str) -> Result<JsValue, JsValue> {
     Reflect::get(options, &key.into())
 }
 
+/// `options[key]` as a string; `None` when absent (`undefined` or `null`).
+pub(crate) fn string_option(options: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+    let v = option(options, key)?;
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string()
+        .map(Some)
+        .ok_or_else(|| error("invalid_options", &format!("{key} must be a string")))
+}
+
+/// A present `timeoutMs`: a non-negative number of milliseconds (0: no limit).
+pub(crate) fn timeout_ms(value: &JsValue) -> Result<f64, JsValue> {
+    match value.as_f64() {
+        Some(n) if n >= 0.0 && !n.is_nan() => Ok(n),
+        _ => Err(error(
+            "invalid_options",
+            "timeoutMs must be a non-negative number (0: no limit)",
+        )),
+    }
+}
+
 #[wasm_bindgen]
 impl Peer {
     /// A peer at `url` (`http://` or `https://`, any path prefix; the base
@@ -109,26 +131,9 @@ impl Peer {
         let timeout_ms = if timeout.is_undefined() {
             DEFAULT_TIMEOUT_MS
         } else {
-            match timeout.as_f64() {
-                Some(n) if n >= 0.0 && !n.is_nan() => n,
-                _ => {
-                    return Err(error(
-                        "invalid_options",
-                        "timeoutMs must be a non-negative number (0: no limit)",
-                    ))
-                }
-            }
+            timeout_ms(&timeout)?
         };
-        let token = option(&options, "token")?;
-        let token = if token.is_undefined() || token.is_null() {
-            None
-        } else {
-            Some(
-                token
-                    .as_string()
-                    .ok_or_else(|| error("invalid_options", "token must be a string"))?,
-            )
-        };
+        let token = string_option(&options, "token")?;
         let max_packet_size = max_packet_option(&option(&options, "maxPacketSize")?)?
             .unwrap_or(crate::codec::DEFAULT_MAX_PACKET_SIZE);
         let route = BASE_ROUTE.trim_end_matches('/');

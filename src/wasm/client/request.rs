@@ -29,15 +29,9 @@ pub(crate) enum Body<'a> {
     Stream(&'a web_sys::ReadableStream),
 }
 
-/// `POST url` with the protocol's headers (and `token` as a bearer token);
-/// resolves at the response headers of a `200`. The deadline is armed for
-/// that wait and left armed.
-pub(crate) async fn post(
-    url: &str,
-    token: Option<&str>,
-    body: Body<'_>,
-    deadline: &mut Deadline,
-) -> Result<Response, JsValue> {
+/// The headers of every request to a peer: the contract's content type and,
+/// with a token, `Authorization: Bearer`.
+pub(crate) fn request_headers(token: Option<&str>) -> Result<Object, JsValue> {
     let headers = Object::new();
     Reflect::set(&headers, &"content-type".into(), &CONTENT_TYPE.into())?;
     if let Some(token) = token {
@@ -47,6 +41,19 @@ pub(crate) async fn post(
             &format!("Bearer {token}").into(),
         )?;
     }
+    Ok(headers)
+}
+
+/// `POST url` with the protocol's headers (and `token` as a bearer token);
+/// resolves at the response headers of a `200`. The deadline is armed for
+/// that wait and left armed.
+pub(crate) async fn post(
+    url: &str,
+    token: Option<&str>,
+    body: Body<'_>,
+    deadline: &mut Deadline,
+) -> Result<Response, JsValue> {
+    let headers = request_headers(token)?;
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_headers(&headers);

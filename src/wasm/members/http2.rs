@@ -11,9 +11,8 @@
 //! Node trusts: `NODE_EXTRA_CA_CERTS`).
 
 use crate::wasm::client::deadline::{global_fn, Deadline};
-use crate::wasm::client::request::status_error;
+use crate::wasm::client::request::{request_headers, status_error};
 use crate::wasm::js::{describe, error};
-use crate::CONTENT_TYPE;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -92,17 +91,9 @@ pub(super) async fn post(
 
     let session = Session(call(&http2, "connect", &[parsed.origin().into()])?);
     on_error(&session.0)?;
-    let headers = Object::new();
+    let headers = request_headers(token)?;
     Reflect::set(&headers, &":method".into(), &"POST".into())?;
     Reflect::set(&headers, &":path".into(), &parsed.pathname().into())?;
-    Reflect::set(&headers, &"content-type".into(), &CONTENT_TYPE.into())?;
-    if let Some(token) = token {
-        Reflect::set(
-            &headers,
-            &"authorization".into(),
-            &format!("Bearer {token}").into(),
-        )?;
-    }
     let with_signal = Object::new();
     Reflect::set(&with_signal, &"signal".into(), &deadline.signal())?;
 

@@ -5,7 +5,7 @@
 
 use crate::ckit::peer::{NodeState, Peer};
 use crate::ckit::shard::{string_key, Hasher, Key, Op, Sharder};
-use crate::wasm::client::option;
+use crate::wasm::client::{option, string_option};
 use crate::wasm::js::{bytes_arg, error};
 use js_sys::{Array, Reflect, Uint8Array};
 use std::cell::RefCell;
@@ -98,16 +98,6 @@ fn key_arg(key: &JsValue) -> Result<Key, JsValue> {
         "invalid_argument",
         "key must be a string, a Uint8Array or a bigint",
     ))
-}
-
-fn string_option(options: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
-    let v = option(options, key)?;
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    v.as_string()
-        .map(Some)
-        .ok_or_else(|| error("invalid_options", &format!("{key} must be a string")))
 }
 
 fn hasher_option(options: &JsValue) -> Result<Hasher, JsValue> {

@@ -26,7 +26,9 @@ use crate::memberlist::stream::StreamMessage;
 use crate::wasm::client::body::stream_body;
 use crate::wasm::client::deadline::Deadline;
 use crate::wasm::client::request::{post, Body};
-use crate::wasm::client::{option, parse_url, settle, DEFAULT_TIMEOUT_MS};
+use crate::wasm::client::{
+    option, parse_url, settle, string_option, timeout_ms, DEFAULT_TIMEOUT_MS,
+};
 use crate::wasm::js::error;
 use crate::BASE_ROUTE;
 use js_sys::{Promise, Uint8Array};
@@ -91,27 +93,10 @@ impl MembersCall {
         let timeout_ms = if timeout.is_undefined() || timeout.is_null() {
             DEFAULT_TIMEOUT_MS
         } else {
-            match timeout.as_f64() {
-                Some(n) if n >= 0.0 && !n.is_nan() => n,
-                _ => {
-                    return Err(error(
-                        "invalid_options",
-                        "timeoutMs must be a non-negative number (0: no limit)",
-                    ))
-                }
-            }
+            timeout_ms(&timeout)?
         };
-        let string = |key: &str| -> Result<Option<String>, JsValue> {
-            let v = option(options, key)?;
-            if v.is_undefined() || v.is_null() {
-                return Ok(None);
-            }
-            v.as_string()
-                .map(Some)
-                .ok_or_else(|| error("invalid_options", &format!("{key} must be a string")))
-        };
-        let token = string("token")?;
-        let label = string("label")?.unwrap_or_default();
+        let token = string_option(options, "token")?;
+        let label = string_option(options, "label")?.unwrap_or_default();
         let http2 = option(options, "http2")?;
         let http2 = if http2.is_undefined() || http2.is_null() {
             false
