@@ -34,6 +34,22 @@ pub fn names(members: &[Member], state: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits until `node`'s view satisfies `ready`; panics with its view if it
+/// never does within [`CONVERGE`].
+pub async fn rust_sees(
+    node: &gossiphttp::cluster::Node,
+    what: &str,
+    ready: impl FnMut(&[gossiphttp::cluster::MemberView]) -> bool,
+) {
+    if let Err(e) = node.wait_for(CONVERGE, ready).await {
+        panic!(
+            "{} never saw {what}: {e}; its view: {:#?}",
+            node.id().name,
+            node.members()
+        );
+    }
+}
+
 pub fn set_of(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_string()).collect()
 }

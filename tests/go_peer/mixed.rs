@@ -4,7 +4,7 @@
 //! state) carried by Go nodes, and a foreign label refused.
 
 use crate::common::go_peer::{self, GoPeer, GoPeerConfig};
-use crate::{names, set_of, state_of, CONVERGE};
+use crate::{names, rust_sees, set_of, state_of, CONVERGE};
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
 use std::collections::BTreeSet;
 use tokio::net::TcpListener;
@@ -29,16 +29,6 @@ fn alive_names(view: &[MemberView]) -> BTreeSet<String> {
         .filter(|m| m.state == MemberState::Alive)
         .map(|m| m.name.clone())
         .collect()
-}
-
-async fn rust_sees(node: &Node, what: &str, ready: impl FnMut(&[MemberView]) -> bool) {
-    if let Err(e) = node.wait_for(CONVERGE, ready).await {
-        panic!(
-            "{} never saw {what}: {e}; its view: {:#?}",
-            node.id().name,
-            node.members()
-        );
-    }
 }
 
 async fn go_sees(peer: &mut GoPeer, what: &str, ready: impl Fn(&[go_peer::Member]) -> bool) {

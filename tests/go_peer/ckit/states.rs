@@ -4,7 +4,7 @@
 
 use super::{go_ckit, CkitView};
 use crate::common::go_peer::{self, GoPeerConfig};
-use crate::CONVERGE;
+use crate::{rust_sees, CONVERGE};
 use gossiphttp::cluster::{CkitState, MemberView, Node, NodeOptions};
 use hyper::StatusCode;
 use tokio::net::TcpListener;
@@ -25,16 +25,6 @@ fn ckit_state_of<'a>(view: &'a [MemberView], name: &str) -> Option<&'a str> {
     view.iter()
         .find(|m| m.name == name)
         .and_then(|m| m.ckit_state)
-}
-
-async fn rust_sees(node: &Node, what: &str, ready: impl FnMut(&[MemberView]) -> bool) {
-    if let Err(e) = node.wait_for(CONVERGE, ready).await {
-        panic!(
-            "{} never saw {what}: {e}; its view: {:#?}",
-            node.id().name,
-            node.members()
-        );
-    }
 }
 
 /// Every `(name, state)` is in `view` with that state.
