@@ -167,6 +167,21 @@ export function makeCert(dir) {
   return { cert, key };
 }
 
+/** Calls `handle` with each non-empty, trimmed line `readable` prints. */
+function onLines(readable, handle) {
+  let buf = '';
+  readable.setEncoding('utf8');
+  readable.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) handle(line);
+    }
+  });
+}
+
 /**
  * Starts `target/debug/gossiphttp listen --addr 127.0.0.1:0 --echo-streams` with the
  * CLI's flags `args` (e.g. `['--accept-http1']`, `['--cors', 'http://127.0.0.1:8080']`,
@@ -192,34 +207,25 @@ export async function startPeer(args = [], { timeoutMs = 20_000 } = {}) {
   const taken = new Set();
   const waiters = new Set();
   const received = new Map(); // stream number -> hex received so far
-  let buf = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (d) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (!line) continue;
-      let ev;
-      const listening = /^listening on (\S+)$/.exec(line);
-      if (listening) {
-        ev = { event: 'listening', addr: listening[1], url: `${scheme}://${listening[1]}` };
-      } else {
-        try {
-          ev = JSON.parse(line);
-        } catch {
-          ev = { event: 'unparsed', line };
-        }
+  onLines(child.stdout, (line) => {
+    let ev;
+    const listening = /^listening on (\S+)$/.exec(line);
+    if (listening) {
+      ev = { event: 'listening', addr: listening[1], url: `${scheme}://${listening[1]}` };
+    } else {
+      try {
+        ev = JSON.parse(line);
+      } catch {
+        ev = { event: 'unparsed', line };
       }
-      if (ev.event === 'stream_data') received.set(ev.stream, (received.get(ev.stream) ?? '') + ev.hex);
-      if (ev.event === 'stream_close') {
-        ev.hex = received.get(ev.stream) ?? '';
-        received.delete(ev.stream);
-      }
-      events.push(ev);
-      for (const w of waiters) w();
     }
+    if (ev.event === 'stream_data') received.set(ev.stream, (received.get(ev.stream) ?? '') + ev.hex);
+    if (ev.event === 'stream_close') {
+      ev.hex = received.get(ev.stream) ?? '';
+      received.delete(ev.stream);
+    }
+    events.push(ev);
+    for (const w of waiters) w();
   });
 
   function next(pred, ms = 10_000, label = 'peer event') {
@@ -542,17 +548,7 @@ export async function startGoPeer(name, args = [], { timeoutMs = 20_000 } = {}) 
   if (!fs.existsSync(goPeerBin)) throw new Error(`${goPeerBin} is missing: run scripts/go-peer.sh first`);
   const child = spawnTracked(goPeerBin, ['--name', name, '--bind', '127.0.0.1:0', ...args], { cwd: repoRoot });
   const events = [];
-  let buf = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (d) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (line) events.push(JSON.parse(line));
-    }
-  });
+  onLines(child.stdout, (line) => events.push(JSON.parse(line)));
   const ready = await waitUntil(
     () => {
       if (child.exitCode !== null) throw new Error(`memberlist-peer ${name} exited (${child.exitCode}):\n${child.output}`);
