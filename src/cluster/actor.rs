@@ -6,7 +6,7 @@
 
 use super::custom::{self, StateMap};
 use super::streams::{self, StreamSettings};
-use super::view::{MemberGauges, MemberState, MemberView, StateLabel};
+use super::view::Publisher;
 use super::{NodeOptions, StateUpdate};
 use crate::ckit::peer::NodeState as CkitState;
 use crate::ckit::states::NodeStates;
@@ -19,8 +19,12 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// At most this many packets already received are read before a timer is
+/// handled (bounded so that timers still run while a flood arrives).
+const READ_BEFORE_TICK: usize = 256;
 
 pub(crate) enum Command {
     SetState {
@@ -79,13 +83,11 @@ pub(crate) struct Actor {
     pub discovery: Option<Discovery>,
     pub settings: StreamSettings,
     pub origin: Instant,
-    pub started: SystemTime,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub self_commands: mpsc::UnboundedSender<Command>,
     pub done_tx: mpsc::UnboundedSender<Done>,
     pub done_rx: mpsc::UnboundedReceiver<Done>,
-    pub view: watch::Sender<Arc<Vec<MemberView>>>,
-    pub gauges: MemberGauges,
+    pub publisher: Publisher,
     pub leaving: Option<oneshot::Sender<()>>,
     pub resolving: bool,
     pub dirty: bool,
@@ -97,11 +99,10 @@ impl Actor {
     }
 
     fn allowed(&self, addr: &SocketAddr) -> bool {
-        let addr = addr.to_string();
         self.options
             .outgoing_filter
             .as_ref()
-            .is_none_or(|f| f(&addr))
+            .is_none_or(|f| f(&addr.to_string()))
     }
 
     pub(crate) async fn run(mut self) {
@@ -113,8 +114,12 @@ impl Actor {
         self.publish();
         loop {
             self.drain();
-            if self.dirty {
+            let publish_at = self
+                .dirty
+                .then(|| self.publisher.due(self.engine.member_count()));
+            if publish_at.is_some_and(|at| at <= Instant::now()) {
                 self.publish();
+                continue;
             }
             let deadline = self
                 .engine
@@ -146,10 +151,20 @@ impl Actor {
                     None => return,
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {
+                    // What arrived before the deadline is read before the
+                    // deadline is judged: an ack waiting behind other
+                    // packets is not a silent peer.
+                    for _ in 0..READ_BEFORE_TICK {
+                        match packets.try_recv() {
+                            Some(packet) => self.packet(packet),
+                            None => break,
+                        }
+                    }
                     let now = self.now();
                     self.engine.tick(now);
                 }
                 _ = rejoin.tick() => self.maybe_rejoin(),
+                _ = tokio::time::sleep_until(publish_at.unwrap_or(deadline).into()), if publish_at.is_some() => {}
             }
             if self
                 .leaving
@@ -168,6 +183,8 @@ impl Actor {
                     tracing::debug!(from = %packet.from, error = %problem, "part of a packet ignored");
                 }
                 let now = self.now();
+                self.engine
+                    .note_input_delay(packet.received_at.elapsed(), now);
                 for message in decoded.messages {
                     self.engine.handle_message(packet.from, message, now);
                 }
@@ -489,38 +506,11 @@ impl Actor {
     /// Publishes the membership table and the gauges.
     fn publish(&mut self) {
         self.dirty = false;
-        let now = self.now();
-        let mut rows: Vec<MemberView> = self
-            .engine
-            .members()
-            .map(|m| {
-                let since = now.since(m.state_change);
-                MemberView {
-                    name: m.name.clone(),
-                    addr: m.addr.to_string(),
-                    state: MemberState::from(m.state),
-                    incarnation: m.incarnation,
-                    ckit_state: self.ckit.peer(&m.name).map(|p| p.state.as_str()),
-                    state_since_ms: SystemTime::now()
-                        .checked_sub(since)
-                        .unwrap_or(self.started)
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0),
-                    local: m.name == self.options.name,
-                }
-            })
-            .collect();
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
-        for state in MemberState::ALL {
-            let n = rows.iter().filter(|r| r.state == state).count();
-            self.gauges
-                .get_or_create(&StateLabel {
-                    state: state.as_str(),
-                })
-                .set(n as i64);
-        }
-        self.view.send_replace(Arc::new(rows));
+        let ckit = &self.ckit;
+        self.publisher
+            .publish(self.engine.members(), &self.options.name, |name| {
+                ckit.peer(name).map(|p| p.state.as_str())
+            });
     }
 }
 

@@ -1,11 +1,16 @@
 //! The membership table as the node publishes it: one row per member, and
 //! the `cluster_members{state}` gauges.
 
+use crate::memberlist::engine::{Member, Time};
 use crate::memberlist::message::NodeState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
 
 /// A member's state as this node sees it (memberlist's states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -80,3 +85,202 @@ pub(crate) struct StateLabel {
 }
 
 pub(crate) type MemberGauges = Family<StateLabel, Gauge>;
+
+/// What a published row was built from: when none of it changed, the row
+/// is reused as it was.
+#[derive(Clone, Copy, PartialEq)]
+struct RowSource {
+    addr: SocketAddr,
+    state: NodeState,
+    incarnation: u32,
+    state_change: Time,
+    ckit_state: Option<&'static str>,
+}
+
+/// The longest a change waits to be published: a table of `n` rows is
+/// rebuilt at most once per `n` x 100 µs, up to this. Rebuilding costs
+/// about as much per row as a changed member costs the engine, and with
+/// many members in one process every member's table changes with every
+/// join: unthrottled, the tables of 500 members took more of the process
+/// than their gossip did.
+const MAX_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Publishes the node's membership table (the `watch` behind
+/// [`Node::members`](super::Node::members)) and the
+/// `cluster_members{state}` gauges, throttled (see `due`).
+pub(crate) struct Publisher {
+    tx: watch::Sender<Arc<Vec<MemberView>>>,
+    gauges: MemberGauges,
+    /// The published rows' sources, in the same order.
+    sources: Vec<RowSource>,
+    published_at: Option<Instant>,
+    /// The wall clock at the engine's time origin.
+    origin_wall: SystemTime,
+}
+
+impl Publisher {
+    pub(crate) fn new(
+        tx: watch::Sender<Arc<Vec<MemberView>>>,
+        gauges: MemberGauges,
+        origin_wall: SystemTime,
+    ) -> Self {
+        Publisher {
+            tx,
+            gauges,
+            sources: Vec::new(),
+            published_at: None,
+            origin_wall,
+        }
+    }
+
+    /// When the table may next be published: at once for a table that was
+    /// quiet for its interval, else that long after the last publish.
+    pub(crate) fn due(&self, rows: usize) -> Instant {
+        let interval = (Duration::from_micros(100) * rows as u32).min(MAX_PUBLISH_INTERVAL);
+        match self.published_at {
+            Some(at) => at + interval,
+            None => Instant::now(),
+        }
+    }
+
+    /// Publishes `members` (sorted by name, as the engine keeps them),
+    /// reusing the rows whose sources did not change.
+    pub(crate) fn publish<'a>(
+        &mut self,
+        members: impl Iterator<Item = &'a Member>,
+        local: &str,
+        ckit_state: impl Fn(&str) -> Option<&'static str>,
+    ) {
+        self.published_at = Some(Instant::now());
+        let previous = self.tx.borrow().clone();
+        let mut old = previous.iter().zip(&self.sources).peekable();
+        let mut rows = Vec::with_capacity(previous.len() + 1);
+        let mut sources = Vec::with_capacity(previous.len() + 1);
+        let mut counts = [0i64; 4];
+        for m in members {
+            let source = RowSource {
+                addr: m.addr,
+                state: m.state,
+                incarnation: m.incarnation,
+                state_change: m.state_change,
+                ckit_state: ckit_state(&m.name),
+            };
+            // Both lists are sorted by name: skip the rows of members gone.
+            while old
+                .peek()
+                .is_some_and(|(row, _)| row.name.as_str() < m.name.as_str())
+            {
+                old.next();
+            }
+            let row = match old.peek() {
+                Some((row, was)) if row.name == m.name && **was == source => {
+                    let row = (*row).clone();
+                    old.next();
+                    row
+                }
+                _ => self.row(m, &source, local),
+            };
+            counts[row.state as usize] += 1;
+            rows.push(row);
+            sources.push(source);
+        }
+        for (state, n) in MemberState::ALL.into_iter().zip(counts) {
+            self.gauges
+                .get_or_create(&StateLabel {
+                    state: state.as_str(),
+                })
+                .set(n);
+        }
+        self.sources = sources;
+        self.tx.send_replace(Arc::new(rows));
+    }
+
+    fn row(&self, m: &Member, source: &RowSource, local: &str) -> MemberView {
+        let since = self.origin_wall + m.state_change.since_origin();
+        MemberView {
+            name: m.name.clone(),
+            addr: m.addr.to_string(),
+            state: MemberState::from(m.state),
+            incarnation: m.incarnation,
+            ckit_state: source.ckit_state,
+            state_since_ms: since
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            local: m.name == local,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, port: u16, state: NodeState, incarnation: u32) -> Member {
+        Member {
+            name: name.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            meta: None,
+            incarnation,
+            state,
+            state_change: Time::from_origin(Duration::from_secs(2)),
+            vsn: [0; 6],
+        }
+    }
+
+    #[test]
+    fn rows_follow_the_table_and_changed_rows_are_rebuilt() {
+        let (tx, rx) = watch::channel(Arc::new(Vec::new()));
+        let gauges = MemberGauges::default();
+        let origin = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut p = Publisher::new(tx, gauges.clone(), origin);
+        let a = member("a", 1, NodeState::Alive, 1);
+        let b = member("b", 2, NodeState::Alive, 1);
+        p.publish([&a, &b].into_iter(), "a", |_| None);
+        let first = rx.borrow().clone();
+        assert_eq!(first.len(), 2);
+        assert!(first[0].local && !first[1].local);
+        assert_eq!(first[1].addr, "127.0.0.1:2");
+        assert_eq!(first[1].state_since_ms, 1_002_000);
+        // b suspected, a's ckit state heard, c joined: every change shows.
+        let b = member("b", 2, NodeState::Suspect, 1);
+        let c = member("c", 3, NodeState::Alive, 4);
+        p.publish([&a, &b, &c].into_iter(), "a", |n| {
+            (n == "a").then_some("participant")
+        });
+        let second = rx.borrow().clone();
+        let got: Vec<_> = second
+            .iter()
+            .map(|r| (r.name.as_str(), r.state, r.incarnation, r.ckit_state))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", MemberState::Alive, 1, Some("participant")),
+                ("b", MemberState::Suspect, 1, None),
+                ("c", MemberState::Alive, 4, None),
+            ]
+        );
+        // b gone.
+        p.publish([&a, &c].into_iter(), "a", |_| None);
+        let names: Vec<_> = rx.borrow().iter().map(|r| r.name.clone()).collect();
+        assert_eq!(names, ["a", "c"]);
+        let alive = gauges.get_or_create(&StateLabel { state: "alive" }).get();
+        let suspect = gauges.get_or_create(&StateLabel { state: "suspect" }).get();
+        assert_eq!((alive, suspect), (2, 0));
+    }
+
+    #[test]
+    fn a_large_table_is_published_at_most_once_per_its_interval() {
+        let (tx, _rx) = watch::channel(Arc::new(Vec::new()));
+        let mut p = Publisher::new(tx, MemberGauges::default(), SystemTime::now());
+        let before = Instant::now();
+        assert!(p.due(500) <= Instant::now(), "the first publish is not held");
+        p.publish(std::iter::empty(), "a", |_| None);
+        let at = p.published_at.expect("published");
+        assert!(at >= before);
+        assert_eq!(p.due(5), at + Duration::from_micros(500));
+        assert_eq!(p.due(500), at + Duration::from_millis(50));
+        assert_eq!(p.due(5_000), at + MAX_PUBLISH_INTERVAL);
+    }
+}

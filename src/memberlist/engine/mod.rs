@@ -102,7 +102,9 @@
 //! - **Convergence**: while broadcasts that were never sent wait, a gossip
 //!   round follows 20 ms after the last rather than a `GossipInterval` later
 //!   (`fresh_news_gossip`; at rest nothing changes), so news crosses a hop
-//!   in milliseconds. And a member that joined while others were joining
+//!   in milliseconds; past 10 members the spacing grows with the table (the
+//!   whole cluster's early rounds cost the same at any size), and a member
+//!   whose health score is above 0 has none. And a member that joined while others were joining
 //!   learns them by push-pulls with random members 0.2, 0.4, 0.8, 1.6 and
 //!   3.2 s after its join (`catch_up_push_pulls`), not at the next
 //!   `PushPullInterval` (30 s, and up to 150 s at 500 members); once its
@@ -248,6 +250,8 @@ pub struct Engine {
     last_conflict_refute: Option<Time>,
     /// When a late timer last counted against our health.
     last_late_tick: Option<Time>,
+    /// The latest `now` the shell passed in (see `notice_lateness`).
+    last_input: Time,
     /// The member a join went through, for its follow-up push-pull.
     join_follow_up: Option<SocketAddr>,
     /// When our table last gained a member.
@@ -323,6 +327,7 @@ impl Engine {
             leaving: None,
             last_conflict_refute: None,
             last_late_tick: None,
+            last_input: now,
             join_follow_up: None,
             last_growth: now,
             outputs: VecDeque::new(),
@@ -357,6 +362,11 @@ impl Engine {
     /// forgotten (this member included).
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.iter()
+    }
+
+    /// How many rows [`members`](Self::members) has.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
     }
 
     /// The row of `name`.
@@ -410,6 +420,7 @@ impl Engine {
     /// Handles one message of a decoded packet from `from` (the packet's
     /// source; acks go to a ping's source address when it names one).
     pub fn handle_message(&mut self, from: SocketAddr, message: Message, now: Time) {
+        self.input_at(now);
         match message {
             Message::Ping(ping) => self.handle_ping(from, ping),
             Message::IndirectPing(ind) => self.handle_indirect_ping(from, ind, now),
@@ -436,6 +447,7 @@ impl Engine {
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Time) {
         self.notice_lateness(now);
+        self.input_at(now);
         self.tick_probes(now);
         self.tick_relays(now);
         self.tick_suspicions(now);
@@ -483,20 +495,43 @@ impl Engine {
 
     /// A timer handled well past its deadline: we are starved, which is
     /// ill health of our own (see `Config::notice_late_ticks`). Lateness
-    /// alone takes the score to half its ceiling at most: missed nacks and
-    /// refutations still take it higher.
+    /// counts from the deadline or from our last input, whichever is
+    /// later: news handled at an input can make a timer due at once (an
+    /// early gossip round a while after the last), and the shell could
+    /// not have run it before.
     fn notice_lateness(&mut self, now: Time) {
+        if let Some(due) = self.next_deadline() {
+            self.starved(now.since(due.max(self.last_input)), now);
+        }
+    }
+
+    /// Notes that the shell called us at `now` (see `notice_lateness`).
+    fn input_at(&mut self, now: Time) {
+        self.last_input = self.last_input.max(now);
+    }
+
+    /// An input handled `delay` after the shell received it (packets
+    /// waiting behind others for this member's turn): the same ill health
+    /// as a late timer, under the same rule (see `Config::notice_late_ticks`).
+    /// A member whose inputs queue up is the slow one; without this it
+    /// takes its own backlog of acks for silent peers.
+    pub fn note_input_delay(&mut self, delay: std::time::Duration, now: Time) {
+        self.input_at(now);
+        self.starved(delay, now);
+    }
+
+    /// Lateness past the threshold raises the health score, at most once
+    /// per probe interval; lateness alone takes it to half its ceiling at
+    /// most: missed nacks and refutations still take it higher.
+    fn starved(&mut self, lateness: std::time::Duration, now: Time) {
         let Some(threshold) = self.late_threshold() else {
-            return;
-        };
-        let Some(due) = self.next_deadline() else {
             return;
         };
         let recently = self
             .last_late_tick
             .is_some_and(|t| now.since(t) < self.config.probe_interval);
         let cap = self.config.awareness_max_multiplier / 2;
-        if now.since(due) > threshold && !recently && self.awareness.score() < cap {
+        if lateness > threshold && !recently && self.awareness.score() < cap {
             self.last_late_tick = Some(now);
             self.awareness.apply(1);
         }
