@@ -19,8 +19,17 @@ const CLEAR: u32 = 1 << LIT_WIDTH;
 const END: u32 = CLEAR + 1;
 /// Go's `maxCode`: when the next code would reach it, the writer clears.
 const MAX_CODE: u32 = (1 << 12) - 1;
-/// The dictionary: open addressing over 4 x 4096 slots, as Go sizes it.
+/// The largest dictionary: open addressing over 4 x 4096 slots, as Go
+/// sizes it. A smaller input gets a smaller table (see `table_size`).
 const TABLE_SIZE: usize = 4 << 12;
+
+/// Slots for compressing `len` bytes: at least twice the entries it can
+/// add (one per input byte, at most 4094 before a clear). Where an entry
+/// lands never changes the output, only how fast it is found, and a
+/// gossip packet's 1,400 bytes then zero 16 KiB, not Go's 64 KiB.
+fn table_size(len: usize) -> usize {
+    (2 * len.max(64)).next_power_of_two().min(TABLE_SIZE)
+}
 
 /// Go's `lzw.Writer` state, LSB order.
 struct GoLzwWriter {
@@ -34,10 +43,12 @@ struct GoLzwWriter {
     overflow: u32,
     /// Entries `key << 12 | code` (key: prefix code << 8 | byte); 0 is empty.
     table: Vec<u32>,
+    /// `table.len() - 1` (a power of two).
+    mask: usize,
 }
 
 impl GoLzwWriter {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, slots: usize) -> Self {
         GoLzwWriter {
             out: Vec::with_capacity(capacity),
             bits: 0,
@@ -45,7 +56,8 @@ impl GoLzwWriter {
             width: u32::from(LIT_WIDTH) + 1,
             hi: END,
             overflow: CLEAR << 1,
-            table: vec![0; TABLE_SIZE],
+            table: vec![0; slots],
+            mask: slots - 1,
         }
     }
 
@@ -79,7 +91,7 @@ impl GoLzwWriter {
     }
 
     fn slot(&self, key: u32) -> (usize, Option<u32>) {
-        let mut hash = ((key >> 12) ^ key) as usize & (TABLE_SIZE - 1);
+        let mut hash = ((key >> 12) ^ key) as usize & self.mask;
         loop {
             let entry = self.table[hash];
             if entry == 0 {
@@ -88,7 +100,7 @@ impl GoLzwWriter {
             if entry >> 12 == key {
                 return (hash, Some(entry & MAX_CODE));
             }
-            hash = (hash + 1) & (TABLE_SIZE - 1);
+            hash = (hash + 1) & self.mask;
         }
     }
 }
@@ -96,7 +108,7 @@ impl GoLzwWriter {
 /// Compresses `input` exactly as Go's `lzw.NewWriter(w, lzw.LSB, 8)`,
 /// `Write(input)` and `Close()` do (memberlist's `compressPayload`).
 pub fn compress(input: &[u8]) -> Vec<u8> {
-    let mut w = GoLzwWriter::new(input.len() / 2 + 16);
+    let mut w = GoLzwWriter::new(input.len() / 2 + 16, table_size(input.len()));
     let Some((&first, rest)) = input.split_first() else {
         // Go's Write returns early on no input; Close writes clear and end.
         w.write(CLEAR);

@@ -134,8 +134,9 @@ impl BroadcastQueue {
             }
         }
         for (key, entry) in reinsert {
-            if let Some(name) = &entry.about {
-                self.by_member.insert(name.clone(), key);
+            // Its name still maps to the key it was taken under.
+            if let Some(slot) = entry.about.as_ref().and_then(|n| self.by_member.get_mut(n)) {
+                *slot = key;
             }
             self.entries.insert(key, entry);
         }
