@@ -105,7 +105,9 @@ pub struct Config {
     /// so a starved process keeps missing its 500 ms timeout.
     pub scale_probe_timeout: bool,
     /// A timer handled more than a fifth of the probe timeout (and more
-    /// than 50 ms) past its deadline means this member is starved (its runtime ran it late), not
+    /// than 50 ms) past its deadline, or a packet handled that long after
+    /// the shell received it ([`Engine::note_input_delay`](super::Engine::note_input_delay)),
+    /// means this member is starved (its runtime ran it late), not
     /// that a peer is slow: the health score goes up (at most once per probe
     /// interval, and by lateness alone to half `AwarenessMaxMultiplier`, so
     /// a member starved for long still probes every few intervals), a probe's helpers still get their whole window after the

@@ -89,13 +89,15 @@ impl Engine {
     }
 
     /// When the next gossip round is due: on the `GossipInterval` cadence,
-    /// or sooner while never-sent news waits (`fresh_news_gossip`).
+    /// or sooner while never-sent news waits and this member is healthy
+    /// (see `early_round_spacing`).
     pub(super) fn gossip_due(&self) -> Time {
-        let fresh =
-            self.news_pending && (self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh());
+        let fresh = self.news_pending
+            && self.awareness.score() == 0
+            && (self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh());
         if fresh && !self.config.fresh_news_gossip.is_zero() {
             self.next_gossip
-                .min(self.last_gossip + self.config.fresh_news_gossip)
+                .min(self.last_gossip + self.early_round_spacing())
         } else {
             self.next_gossip
         }
@@ -104,6 +106,7 @@ impl Engine {
     /// Joins the cluster through `addrs`: a push-pull (with the join flag)
     /// to each. Each ends in an [`Event::JoinResult`].
     pub fn join(&mut self, addrs: &[SocketAddr], now: Time) {
+        self.input_at(now);
         for addr in addrs {
             self.start_push_pull(*addr, None, true, now);
         }
@@ -214,6 +217,7 @@ impl Engine {
         result: Result<PushPull, PushPullFailed>,
         now: Time,
     ) {
+        self.input_at(now);
         let Some(pending) = self.push_pulls.remove(&id) else {
             return;
         };
@@ -260,6 +264,7 @@ impl Engine {
     /// A push-pull another member opened: merges its view and returns ours
     /// (computed before the merge, as memberlist sends it).
     pub fn handle_push_pull(&mut self, remote: PushPull, now: Time) -> PushPull {
+        self.input_at(now);
         let reply = self.local_push_pull(remote.join);
         self.merge_remote(&remote, now);
         if !remote.user_state.is_empty() {
@@ -277,6 +282,7 @@ impl Engine {
     /// the retransmit limit asks, or after `timeout`. Keep driving the
     /// engine until then.
     pub fn leave(&mut self, timeout: Duration, now: Time) {
+        self.input_at(now);
         if self.leaving.is_some() {
             return;
         }
@@ -328,5 +334,21 @@ impl Engine {
         if tokens.contains(&LEAVE_TOKEN) {
             self.finish_leave(false);
         }
+    }
+}
+
+impl Engine {
+    /// How soon after the last round an early one (for never-sent news)
+    /// may come: `fresh_news_gossip` among 10 members or fewer, stretched
+    /// in proportion beyond, so that the early rounds of a whole cluster
+    /// add about the same packets per second whatever its size (a member
+    /// among `n` adds 1/n of them). Every member of a join wave has fresh
+    /// news all the time: unstretched, 20 ms rounds made a 100-member wave
+    /// cost four times the packets and converge later, not sooner. A member
+    /// that is behind on its own work (a health score above 0) has no early
+    /// rounds at all: they would only put it further behind.
+    fn early_round_spacing(&self) -> Duration {
+        let stretch = (self.members.len() as u32).div_ceil(10).max(1);
+        self.config.fresh_news_gossip * stretch
     }
 }

@@ -408,6 +408,7 @@ impl Engine {
     /// A ping answered over a stream (memberlist's TCP fallback) counts as
     /// an ack; a failed one changes nothing.
     pub fn stream_ping_result(&mut self, seq_no: u32, contacted: bool, now: Time) {
+        self.input_at(now);
         if contacted {
             self.probe_succeeded(seq_no, now);
         } else if let Some(probe) = self.probes.get(&seq_no) {

@@ -2,6 +2,7 @@
 //! clusters on a simulated network in virtual time.
 
 mod cluster;
+mod early_rounds;
 mod faults;
 mod follow_up;
 mod late;

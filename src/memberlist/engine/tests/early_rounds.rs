@@ -1,0 +1,104 @@
+//! Early gossip rounds for never-sent news: spaced by the table's size,
+//! and none for a member behind on its own inputs.
+
+use std::time::Duration;
+
+use super::super::{Config, Engine, Output, Time};
+use super::rules::{addr, alive, drain, engine, MS};
+use crate::memberlist::message::Message;
+
+/// An engine that knows `n` other members (no probes: only gossip is
+/// counted).
+fn knowing(n: u16) -> Engine {
+    let config = Config {
+        probe_interval: Duration::from_secs(3600),
+        push_pull_interval: Duration::ZERO,
+        ..Config::lan()
+    };
+    let mut e = engine(config);
+    for i in 0..n {
+        let name = format!("m{i}");
+        e.handle_message(
+            addr(7001),
+            Message::Alive(alive(&name, 8000 + i, 1)),
+            Time::ZERO,
+        );
+    }
+    drain(&mut e);
+    e
+}
+
+/// Gossip rounds in `window` while news arrives every 5 ms (a known
+/// member's alive with a newer incarnation: never-sent news is always
+/// waiting, as in a join wave, and the table keeps its size).
+fn rounds_in(e: &mut Engine, n: u16, window: Duration) -> usize {
+    let start = Time::from_origin(Duration::from_secs(1));
+    let end = start + window;
+    // Let the rounds the table's own news started pass first.
+    while let Some(t) = e.next_deadline().filter(|t| *t < start) {
+        e.tick(t);
+        drain(e);
+    }
+    let mut rounds = 0;
+    let mut news = 0u16;
+    let mut now = start;
+    while now < end {
+        let i = news % n;
+        let incarnation = 2 + u32::from(news / n);
+        e.handle_message(
+            addr(7001),
+            Message::Alive(alive(&format!("m{i}"), 8000 + i, incarnation)),
+            now,
+        );
+        news += 1;
+        let step = now + MS(5);
+        // Timers on time: a deadline the news made due at once runs now,
+        // which is not late.
+        while let Some(t) = e.next_deadline().filter(|t| *t < step) {
+            e.tick(t.max(now));
+            let gossiped = drain(e).iter().any(
+                |o| matches!(o, Output::Packet(p) if matches!(p.messages[0], Message::Alive(_))),
+            );
+            rounds += usize::from(gossiped);
+        }
+        now = step;
+    }
+    rounds
+}
+
+#[test]
+fn early_rounds_come_every_20_ms_in_a_small_table_and_stretch_with_its_size() {
+    let window = Duration::from_secs(1);
+    // 5 others: ceil(6 / 10) = 1, a round every 20 ms.
+    let small = rounds_in(&mut knowing(5), 5, window);
+    assert!((40..=51).contains(&small), "{small} rounds in 1 s among 6");
+    // 45 others: ceil(46 / 10) = 5, a round every 100 ms.
+    let middle = rounds_in(&mut knowing(45), 45, window);
+    assert!(
+        (9..=11).contains(&middle),
+        "{middle} rounds in 1 s among 46"
+    );
+    // 95 others: every 200 ms, the regular cadence (5 per second).
+    let large = rounds_in(&mut knowing(95), 95, window);
+    assert!((4..=6).contains(&large), "{large} rounds in 1 s among 96");
+}
+
+#[test]
+fn a_member_whose_inputs_wait_raises_its_health_score_and_has_no_early_rounds() {
+    let mut e = knowing(5);
+    let now = Time::from_origin(MS(500));
+    // Handled 30 ms after it arrived: ordinary.
+    e.note_input_delay(MS(30), now);
+    assert_eq!(e.health_score(), 0);
+    // 300 ms (past a fifth of the 500 ms probe timeout): we are the slow one.
+    e.note_input_delay(MS(300), now);
+    assert_eq!(e.health_score(), 1);
+    // At most once per probe interval.
+    e.note_input_delay(MS(300), now + MS(10));
+    assert_eq!(e.health_score(), 1);
+    let rounds = rounds_in(&mut e, 5, Duration::from_secs(1));
+    assert!(
+        (4..=6).contains(&rounds),
+        "{rounds} rounds in 1 s while unhealthy"
+    );
+}
