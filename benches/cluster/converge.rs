@@ -4,6 +4,7 @@
 use crate::inproc::{self, Cluster};
 use crate::procs::{self, Proc, Seen};
 use crate::report::{secs, verdict, Row, Spread};
+use crate::rest;
 use crate::Cfg;
 use gossiphttp::cluster::MemberState;
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
     let mut start_times = Spread::default();
     let mut failures = Vec::new();
     let mut marks = Vec::new();
+    let mut traffic = Vec::new();
     let timeout = if n >= 500 {
         Duration::from_secs(60)
     } else {
@@ -53,6 +55,14 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
         let wall = cluster.t0.elapsed();
         let cpu = inproc::process_cpu(&me).saturating_sub(cpu0);
         cpu_busy.push(cpu.as_secs_f64() / wall.as_secs_f64());
+        let sent = rest::sent_in_process(&cluster.nodes);
+        traffic.push(format!(
+            "{:.0} packets, {:.1} MB, +{:.1} MB over streams, {:.2} s of CPU",
+            sent.packets,
+            sent.bytes / 1e6,
+            sent.stream_bytes / 1e6,
+            cpu.as_secs_f64()
+        ));
         marks.push(inproc::median_marks(&progress));
         match inproc::slowest(&times) {
             Ok((slowest, at95)) => {
@@ -81,12 +91,13 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
     row.target = verdict(limit, &all, failures.len());
     row.ckit = ckit.into();
     row.notes = format!(
-        "{} runs: {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; the median member saw (per run) {}; LAN defaults, all join the first{}",
+        "{} runs: {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; LAN defaults, all join the first{}",
         cfg.runs,
         all.runs(),
         p95.summary(),
         start_times.summary(),
         cpu_busy.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(", "),
+        traffic.join("; "),
         marks.join("; "),
         if failures.is_empty() { String::new() } else { format!("; failed: {}", failures.join("; ")) }
     );

@@ -24,6 +24,19 @@ pub struct Cluster {
 pub fn lan_options(name: String, n: usize) -> NodeOptions {
     let mut options = NodeOptions::new(name);
     options.transport.max_peer_connections = peer_connections(n);
+    // For experiments: another packet budget (memberlist's UDPBufferSize).
+    if let Some(bytes) = std::env::var("CLUSTER_BENCH_PACKET_BUDGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.membership.udp_buffer_size = bytes;
+    }
+    if let Some(ms) = std::env::var("CLUSTER_BENCH_FRESH_NEWS_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.membership.fresh_news_gossip = Duration::from_millis(ms);
+    }
     options
 }
 

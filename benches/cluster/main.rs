@@ -15,9 +15,10 @@
 //! the harness). A FILTER runs only the rows whose id contains it (ids:
 //! `converge`, `processes`, `rest`, `rest-processes`, `send-only`,
 //! `restart`, `cluster-command`). For experiments,
-//! `CLUSTER_BENCH_REST_MEMBERS` sets the at-rest rows' size and
+//! `CLUSTER_BENCH_REST_MEMBERS` sets the at-rest rows' size,
 //! `CLUSTER_BENCH_PEER_CONNECTIONS` each in-process member's connection
-//! budget.
+//! budget, `CLUSTER_BENCH_SIZES` (`100,500`) the in-process convergence
+//! sizes and `CLUSTER_BENCH_RUNS` the runs per size.
 //!
 //! In-process members share one tokio runtime of 2 workers (the machine
 //! this was written for has 2 cores), and the observers that time them run
@@ -126,6 +127,20 @@ fn main() {
         .and_then(|v| v.parse().ok())
     {
         cfg.rest_members = n;
+    }
+    // For experiments: other in-process convergence sizes and run counts.
+    if let Some(sizes) = std::env::var("CLUSTER_BENCH_SIZES").ok().map(|v| {
+        v.split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect::<Vec<usize>>()
+    }) {
+        cfg.sizes = sizes;
+    }
+    if let Some(runs) = std::env::var("CLUSTER_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.runs = runs;
     }
     println!("{}", report::machine());
     let started = Instant::now();

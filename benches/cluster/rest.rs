@@ -15,10 +15,10 @@ const STREAM_TX_BYTES: &str = "cluster_transport_stream_tx_bytes_total";
 
 /// Sums of the transport counters that carry gossip, over members.
 #[derive(Default, Clone, Copy)]
-struct Sent {
-    bytes: f64,
-    packets: f64,
-    stream_bytes: f64,
+pub struct Sent {
+    pub bytes: f64,
+    pub packets: f64,
+    pub stream_bytes: f64,
 }
 
 impl Sent {
@@ -28,7 +28,7 @@ impl Sent {
         self.stream_bytes += metric_in(text, STREAM_TX_BYTES);
     }
 
-    fn since(self, before: Sent) -> Sent {
+    pub fn since(self, before: Sent) -> Sent {
         Sent {
             bytes: self.bytes - before.bytes,
             packets: self.packets - before.packets,
@@ -37,7 +37,7 @@ impl Sent {
     }
 }
 
-fn sent_in_process(nodes: &[Node]) -> Sent {
+pub fn sent_in_process(nodes: &[Node]) -> Sent {
     let mut sent = Sent::default();
     for node in nodes {
         sent.add(&node.metrics_text());
