@@ -10,3 +10,4 @@ mod probing;
 mod rules;
 mod sim;
 mod starvation;
+mod versions;
