@@ -53,7 +53,6 @@ use crate::{Error, Server, Transport};
 use actor::{Actor, Command, Shared};
 use bytes::Bytes;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use streams::StreamSettings;
@@ -110,7 +109,7 @@ impl Node {
             return Err(Error::Config("a node needs a name".into()));
         }
         let local = listener.local_addr()?;
-        let addr = advertise_addr(&options, local).await?;
+        let addr = options.advertised(local).await?;
         let entries = options
             .join
             .iter()
@@ -452,31 +451,4 @@ impl std::fmt::Debug for Node {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
-}
-
-/// The address this node advertises: `advertise_addr` (a host name is
-/// resolved now: memberlist carries an IP), or the listener's.
-async fn advertise_addr(options: &NodeOptions, local: SocketAddr) -> Result<SocketAddr, Error> {
-    let Some(given) = &options.advertise_addr else {
-        if local.ip().is_unspecified() {
-            return Err(Error::Config(format!(
-                "listening on {local}: set advertise_addr (--advertise) to the IP and port \
-                 other members reach this node at"
-            )));
-        }
-        return Ok(local);
-    };
-    if let Ok(addr) = given.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let mut addrs = tokio::net::lookup_host(given.as_str()).await.map_err(|e| {
-        Error::Config(format!(
-            "advertise address {given:?}: {e}; give ip:port (memberlist advertises an IP)"
-        ))
-    })?;
-    addrs.next().ok_or_else(|| {
-        Error::Config(format!(
-            "advertise address {given:?} resolves to no address"
-        ))
-    })
 }

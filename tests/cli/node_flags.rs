@@ -110,3 +110,26 @@ fn the_advertised_address_and_the_ckit_state_are_what_others_list() {
         "{json}"
     );
 }
+
+#[test]
+fn an_advertise_address_without_a_port_or_with_port_0_takes_the_listen_port() {
+    let a = node("a", &[], &[]);
+    // Both listen on a port picked at bind time; memberlist's rule for
+    // AdvertisePort 0 is the bound port, and so is ours.
+    let b = node("b", &["--join", &a.addr, "--advertise", "127.0.0.1:0"], &[]);
+    let c = node(
+        "c",
+        &["--join", &a.addr],
+        &[("GOSSIPHTTP_ADVERTISE", "localhost")],
+    );
+    let json = wait_members(&a.addr, "b and c join a", |j| {
+        j.contains("\"name\":\"b\"") && j.contains("\"name\":\"c\"")
+    });
+    for listening in [&b.addr, &c.addr] {
+        assert!(!listening.ends_with(":0"), "{listening}");
+        assert!(
+            json.contains(&format!("\"addr\":\"{listening}\"")),
+            "{listening} not listed: {json}"
+        );
+    }
+}
