@@ -33,6 +33,7 @@ mod actor;
 mod custom;
 mod goodbye;
 mod http;
+mod lookup;
 mod options;
 mod shares;
 mod streams;
@@ -45,6 +46,8 @@ pub use custom::META_MAX_SIZE;
 pub use options::{NodeOptions, PeerFilter};
 pub use view::{MemberState, MemberView};
 
+use crate::ckit::peer::Peer;
+use crate::ckit::shard::{Hasher, Key, LookupError, Op};
 use crate::ckit::states::NodeStates;
 use crate::discovery::{Discovery, JoinEntry};
 use crate::memberlist::engine::{Engine, Identity, Time};
@@ -98,6 +101,8 @@ pub struct Node {
     /// The cluster's label, which a leave sent for this member carries.
     label: String,
     outgoing_filter: Option<PeerFilter>,
+    hasher: Hasher,
+    owners: lookup::Owners,
 }
 
 impl Node {
@@ -224,6 +229,8 @@ impl Node {
             leave_timeout: options.leave_timeout,
             label: options.label.clone(),
             outgoing_filter: options.outgoing_filter.clone(),
+            hasher: options.hasher,
+            owners: Default::default(),
         })
     }
 
@@ -240,6 +247,34 @@ impl Node {
     /// The membership table now, this node included, sorted by name.
     pub fn members(&self) -> Vec<MemberView> {
         self.view.borrow().as_ref().clone()
+    }
+
+    /// The `n` owners of `key`, first owner first, as a ckit node with the
+    /// same peers picks them (its sharder's `Lookup(key, n, OpReadWrite)`):
+    /// the peers are the members alive or suspect, in their ckit state
+    /// (none heard yet is a viewer), and only participants own keys for
+    /// writes. The hasher is [`NodeOptions::hasher`]. An error when fewer
+    /// than `n` participants are known.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: gossiphttp::cluster::Node) -> Result<(), Box<dyn std::error::Error>> {
+    /// use gossiphttp::ckit::shard::string_key;
+    ///
+    /// let owners = node.lookup(string_key("tenant-42"), 1)?;
+    /// if owners[0].is_self {
+    ///     // This node owns tenant-42: do its work here.
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn lookup(&self, key: Key, n: usize) -> Result<Vec<Peer>, LookupError> {
+        self.lookup_for(key, n, Op::ReadWrite)
+    }
+
+    /// [`lookup`](Self::lookup) for `op`: [`Op::Read`] also counts peers
+    /// that are terminating (ckit's `OpRead`).
+    pub fn lookup_for(&self, key: Key, n: usize, op: Op) -> Result<Vec<Peer>, LookupError> {
+        let members = self.view.borrow().clone();
+        self.owners.lookup(&members, self.hasher, key, n, op)
     }
 
     /// A receiver that sees every new membership table.

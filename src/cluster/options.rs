@@ -2,6 +2,7 @@
 //! through, the memberlist settings, the label, and ckit's node state.
 
 use crate::ckit::peer::NodeState as CkitState;
+use crate::ckit::shard::Hasher;
 use crate::memberlist::engine::Config as MembershipConfig;
 use crate::{Error, Options};
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +48,11 @@ pub struct NodeOptions {
     /// The ckit node state announced at start: `Participant` (owns keys in
     /// ckit's sharding) by default, or `Viewer`.
     pub ckit_state: CkitState,
+    /// The hasher [`Node::lookup`](super::Node::lookup) shards keys with;
+    /// every node of a cluster must use the same. Default: a ring with 512
+    /// tokens per peer, what Grafana Alloy configures (and what
+    /// `/api/v1/shards` measures by default).
+    pub hasher: Hasher,
     /// How often to try the join list again while alone. Default 5 s.
     pub rejoin_interval: Duration,
     /// How long [`Node::leave`](super::Node::leave) may take to tell the
@@ -71,6 +77,9 @@ impl NodeOptions {
             label: String::new(),
             skip_inbound_label_check: false,
             ckit_state: CkitState::Participant,
+            hasher: super::shares::parse_hasher(super::shares::DEFAULT_HASHER)
+                .expect("the default hasher has a name")
+                .1,
             rejoin_interval: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(2),
             nameserver: None,
@@ -165,6 +174,7 @@ impl std::fmt::Debug for NodeOptions {
             .field("join", &self.join)
             .field("label", &self.label)
             .field("ckit_state", &self.ckit_state)
+            .field("hasher", &self.hasher)
             .field("membership", &self.membership)
             .finish_non_exhaustive()
     }
