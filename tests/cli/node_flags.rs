@@ -4,16 +4,10 @@
 
 use super::*;
 
-/// `GET /api/v1/members` from a node, as text.
+/// `GET /api/v1/members` from a node, the whole response as text (or why
+/// there is none).
 fn members_json(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(STEP)).unwrap();
-    s.write_all(b"GET /api/v1/members HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    cli_proc::http_get_raw(addr, "/api/v1/members", STEP).unwrap_or_else(|e| e)
 }
 
 /// Polls `addr`'s members JSON until `ready` holds for it.
