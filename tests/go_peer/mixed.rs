@@ -4,6 +4,7 @@
 //! state) carried by Go nodes, a foreign label refused, and a member speaking
 //! a delegate version we do not, refused both ways (`verifyProtocol`).
 
+use crate::cli_proc::CliProc;
 use crate::common::go_peer::{self, GoPeer, GoPeerConfig};
 use crate::{names, rust_sees, set_of, state_of, CONVERGE};
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
@@ -232,4 +233,42 @@ async fn a_member_with_a_delegate_version_we_do_not_speak_is_refused_both_ways()
         assert_eq!(seen, set_of(&[&peer.name.clone()]));
     }
     r1.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_node_refused_for_versions_logs_who_which_versions_and_the_fix() {
+    if !go_peer::available() {
+        return;
+    }
+    let g1 = GoPeerConfig::fast("g1")
+        .flag("delegate-version", "2")
+        .spawn()
+        .await;
+    let args = [
+        "node",
+        "--name",
+        "c1",
+        "--listen",
+        "127.0.0.1:0",
+        "--join",
+        &g1.addr,
+    ];
+    let mut node = CliProc::spawn(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
+    node.address("listening on ", CONVERGE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wanted = [
+        "WARN",
+        "push-pull refused",
+        "member 'g1' speaks delegate protocol version 2, outside [2, 0]",
+        "give every member a current delegate protocol version",
+    ];
+    let started = std::time::Instant::now();
+    while !wanted.iter().all(|w| node.stderr_text().contains(w)) {
+        assert!(
+            started.elapsed() < CONVERGE,
+            "c1's log: {}",
+            node.stderr_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
