@@ -2,20 +2,29 @@
 
 use bytes::Bytes;
 
-use super::super::{Config, Event, IncompatibleVersion, Output, Time, VersionKind};
-use super::rules::{addr, drain, engine, ip};
+use super::super::{
+    Config, Engine, Event, IncompatibleVersion, Output, PushPullRequest, Time, VersionKind,
+};
+use super::rules::{self, addr, drain, engine};
 use crate::memberlist::message::{NodeState, PushNodeState, PushPull};
 
 fn row(name: &str, port: u16, state: NodeState, vsn: &'static [u8]) -> PushNodeState {
     PushNodeState {
-        name: name.into(),
-        addr: ip(),
-        port,
-        meta: None,
-        incarnation: 1,
-        state,
         vsn: Bytes::from_static(vsn),
+        ..rules::row(name, port, state)
     }
+}
+
+/// Joins through 7100 and returns the join's push-pull.
+fn join(e: &mut Engine) -> PushPullRequest {
+    e.join(&[addr(7100)], Time::ZERO);
+    drain(e)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::PushPull(req) => Some(req),
+            _ => None,
+        })
+        .expect("the join opens a push-pull")
 }
 
 fn view(nodes: Vec<PushNodeState>) -> PushPull {
@@ -46,13 +55,7 @@ fn remote_state_arrived(outputs: &[Output]) -> bool {
 #[test]
 fn a_remote_view_with_a_version_outside_every_range_is_refused_whole() {
     let mut e = engine(Config::lan());
-    e.join(&[addr(7100)], Time::ZERO);
-    let Some(Output::PushPull(req)) = drain(&mut e)
-        .into_iter()
-        .find(|o| matches!(o, Output::PushPull(_)))
-    else {
-        panic!("the join opens a push-pull");
-    };
+    let req = join(&mut e);
     // "b" speaks delegate version 3: ours understands 0 only.
     let theirs = view(vec![
         row("a", 7101, NodeState::Alive, &[1, 5, 2, 0, 3, 0]),
@@ -86,13 +89,7 @@ fn a_remote_view_with_a_version_outside_every_range_is_refused_whole() {
     }
 
     // The same view without "b" is merged.
-    e.join(&[addr(7100)], Time::ZERO);
-    let Some(Output::PushPull(req)) = drain(&mut e)
-        .into_iter()
-        .find(|o| matches!(o, Output::PushPull(_)))
-    else {
-        panic!("the join opens a push-pull");
-    };
+    let req = join(&mut e);
     let theirs = view(vec![row("a", 7101, NodeState::Alive, &[1, 5, 2, 0, 3, 0])]);
     e.push_pull_result(req.id, Ok(theirs), Time::ZERO);
     let out = drain(&mut e);
