@@ -387,7 +387,7 @@ impl Node {
     /// a process running many members does when it stops, and stops: the
     /// members stop gossiping at once, and every member's leave goes
     /// straight to each member outside `nodes` that any of them knows,
-    /// packed together, from a thread of its own (see [`goodbye`]): one
+    /// packed together, from a thread of its own (the private `goodbye` module): one
     /// request per member outside rather than one per member inside and
     /// outside, waiting on no member's busy actor or connection allowance.
     /// Returns once every member outside answered and the nodes stopped,
