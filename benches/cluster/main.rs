@@ -27,6 +27,8 @@
 //! `converge` (convergence and kills), `rest`, `faults`, `scale`.
 //! `metrics` is the tests' strict metric reader.
 
+#[path = "../../tests/common/cli.rs"]
+mod cli_proc;
 mod converge;
 mod faults;
 mod inproc;

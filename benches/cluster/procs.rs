@@ -2,18 +2,13 @@
 //! ckit's numbers were taken: spawning, reading what each logs (joins and
 //! deaths at `info`, timestamped on arrival here), and its HTTP endpoints.
 
+use crate::cli_proc::{self, CliProc};
 use crate::Res;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// The binary `cargo bench` built beside this bench (the bench profile).
-pub const BIN: &str = env!("CARGO_BIN_EXE_gossiphttp");
 
 /// A membership change a member logged.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,56 +20,30 @@ pub enum Seen {
 
 /// A running child; killed (SIGKILL) and reaped on drop.
 pub struct Proc {
-    pub child: Child,
+    pub process: CliProc,
     /// Its member name (empty for a `cluster` process).
     pub name: String,
     pub addr: String,
     /// Membership changes from its log, with the instant each line arrived.
     pub seen: Arc<Mutex<Vec<(Instant, Seen)>>>,
-    stdout: mpsc::Receiver<String>,
 }
 
 impl Proc {
     /// Spawns `gossiphttp ARGS` and starts reading its output; the address
     /// is filled in by [`Proc::ready`].
     pub fn spawn(args: &[&str]) -> Res<Proc> {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn {BIN}: {e}"))?;
-        let (tx, stdout) = mpsc::channel();
-        let out = child.stdout.take().ok_or("no stdout")?;
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Nobody reads any more: keep draining so the child
-                    // never blocks on a full pipe.
-                    continue;
-                }
-            }
-        });
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let err = child.stderr.take().ok_or("no stderr")?;
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if let Some(change) = parse_log(&line) {
-                    sink.lock().unwrap().push((Instant::now(), change));
-                }
+        let process = CliProc::spawn_with_stderr(args, &[("RUST_LOG", "info")], move |line| {
+            if let Some(change) = parse_log(&line) {
+                sink.lock().unwrap().push((Instant::now(), change));
             }
-        });
+        })?;
         Ok(Proc {
-            child,
+            process,
             name: String::new(),
             addr: String::new(),
             seen,
-            stdout,
         })
     }
 
@@ -100,18 +69,15 @@ impl Proc {
     /// Waits for the first stdout line and takes the address after
     /// `listening on ` (a node's) from it; returns the line.
     pub fn ready(&mut self, within: Duration) -> Res<String> {
-        let line = self
-            .stdout
-            .recv_timeout(within)
-            .map_err(|_| format!("no first line within {within:?}"))?;
-        if let Some((_, rest)) = line.split_once("listening on ") {
-            self.addr = rest.split_whitespace().next().unwrap_or_default().into();
+        let line = self.process.next_line(within)?;
+        if let Some(addr) = cli_proc::address_after(&line, "listening on ") {
+            self.addr = addr;
         }
         Ok(line)
     }
 
     pub fn pid(&self) -> String {
-        self.child.id().to_string()
+        self.process.pid().to_string()
     }
 
     /// When it had logged `want` distinct other members as joined.
@@ -140,7 +106,7 @@ impl Proc {
 
     /// `GET path` over HTTP/1.1 (nodes run with `--accept-http1`); the body.
     pub fn get(&self, path: &str) -> Res<String> {
-        http_get(&self.addr, path)
+        Ok(cli_proc::http_get(&self.addr, path)?)
     }
 
     /// Sends SIGINT (what Ctrl-C sends).
@@ -151,13 +117,6 @@ impl Proc {
         } else {
             Err(format!("kill -INT {} failed", self.pid()).into())
         }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -181,52 +140,6 @@ fn parse_log(line: &str) -> Option<Seen> {
     } else {
         None
     }
-}
-
-/// `GET path` on `addr` over HTTP/1.1; the body (content-length or
-/// chunked).
-pub fn http_get(addr: &str, path: &str) -> Res<String> {
-    let mut tcp = TcpStream::connect(addr)?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP response from {addr}"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "GET {path} on {addr}: {}",
-            head.lines().next().unwrap_or("")
-        )
-        .into());
-    }
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Ok(dechunk(body));
-    }
-    Ok(body.to_string())
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// The states in a node's `/api/v1/members`: (name, state) per row.

@@ -70,7 +70,7 @@ fn run(n: usize) -> Res<Row> {
     let stop0 = Instant::now();
     cluster.interrupt()?;
     let exit = loop {
-        if let Some(status) = cluster.child.try_wait()? {
+        if let Some(status) = cluster.process.child.try_wait()? {
             break Some((stop0.elapsed(), status));
         }
         if stop0.elapsed() > Duration::from_secs(60) {

@@ -444,6 +444,10 @@ impl Actor {
                     tracing::debug!(%addr, "join attempt failed");
                 }
             }
+            Event::VersionsRefused { peer, error } => match peer {
+                Some(peer) => tracing::warn!(%peer, %error, "push-pull refused"),
+                None => tracing::warn!(%error, "inbound push-pull refused"),
+            },
             Event::LeaveFinished { timed_out } => {
                 // The direct goodbyes (`farewell`) decide when the leave
                 // ends; this is gossip's part of it.

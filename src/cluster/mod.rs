@@ -33,6 +33,7 @@ mod actor;
 mod custom;
 mod goodbye;
 mod http;
+mod lookup;
 mod options;
 mod shares;
 mod streams;
@@ -45,6 +46,8 @@ pub use custom::META_MAX_SIZE;
 pub use options::{NodeOptions, PeerFilter};
 pub use view::{MemberState, MemberView};
 
+use crate::ckit::peer::Peer;
+use crate::ckit::shard::{Hasher, Key, LookupError, Op};
 use crate::ckit::states::NodeStates;
 use crate::discovery::{Discovery, JoinEntry};
 use crate::memberlist::engine::{Engine, Identity, Time};
@@ -53,7 +56,6 @@ use crate::{Error, Server, Transport};
 use actor::{Actor, Command, Shared};
 use bytes::Bytes;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use streams::StreamSettings;
@@ -99,6 +101,8 @@ pub struct Node {
     /// The cluster's label, which a leave sent for this member carries.
     label: String,
     outgoing_filter: Option<PeerFilter>,
+    hasher: Hasher,
+    owners: lookup::Owners,
 }
 
 impl Node {
@@ -110,7 +114,7 @@ impl Node {
             return Err(Error::Config("a node needs a name".into()));
         }
         let local = listener.local_addr()?;
-        let addr = advertise_addr(&options, local).await?;
+        let addr = options.advertised(local).await?;
         let entries = options
             .join
             .iter()
@@ -223,6 +227,8 @@ impl Node {
             leave_timeout: options.leave_timeout,
             label: options.label.clone(),
             outgoing_filter: options.outgoing_filter.clone(),
+            hasher: options.hasher,
+            owners: Default::default(),
         })
     }
 
@@ -239,6 +245,34 @@ impl Node {
     /// The membership table now, this node included, sorted by name.
     pub fn members(&self) -> Vec<MemberView> {
         self.view.borrow().as_ref().clone()
+    }
+
+    /// The `n` owners of `key`, first owner first, as a ckit node with the
+    /// same peers picks them (its sharder's `Lookup(key, n, OpReadWrite)`):
+    /// the peers are the members alive or suspect, in their ckit state
+    /// (none heard yet is a viewer), and only participants own keys for
+    /// writes. The hasher is [`NodeOptions::hasher`]. An error when fewer
+    /// than `n` participants are known.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: gossiphttp::cluster::Node) -> Result<(), Box<dyn std::error::Error>> {
+    /// use gossiphttp::ckit::shard::string_key;
+    ///
+    /// let owners = node.lookup(string_key("tenant-42"), 1)?;
+    /// if owners[0].is_self {
+    ///     // This node owns tenant-42: do its work here.
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn lookup(&self, key: Key, n: usize) -> Result<Vec<Peer>, LookupError> {
+        self.lookup_for(key, n, Op::ReadWrite)
+    }
+
+    /// [`lookup`](Self::lookup) for `op`: [`Op::Read`] also counts peers
+    /// that are terminating (ckit's `OpRead`).
+    pub fn lookup_for(&self, key: Key, n: usize, op: Op) -> Result<Vec<Peer>, LookupError> {
+        let members = self.view.borrow().clone();
+        self.owners.lookup(&members, self.hasher, key, n, op)
     }
 
     /// A receiver that sees every new membership table.
@@ -351,7 +385,7 @@ impl Node {
     /// a process running many members does when it stops, and stops: the
     /// members stop gossiping at once, and every member's leave goes
     /// straight to each member outside `nodes` that any of them knows,
-    /// packed together, from a thread of its own (see [`goodbye`]): one
+    /// packed together, from a thread of its own (the private `goodbye` module): one
     /// request per member outside rather than one per member inside and
     /// outside, waiting on no member's busy actor or connection allowance.
     /// Returns once every member outside answered and the nodes stopped,
@@ -450,31 +484,4 @@ impl std::fmt::Debug for Node {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
-}
-
-/// The address this node advertises: `advertise_addr` (a host name is
-/// resolved now: memberlist carries an IP), or the listener's.
-async fn advertise_addr(options: &NodeOptions, local: SocketAddr) -> Result<SocketAddr, Error> {
-    let Some(given) = &options.advertise_addr else {
-        if local.ip().is_unspecified() {
-            return Err(Error::Config(format!(
-                "listening on {local}: set advertise_addr (--advertise) to the IP and port \
-                 other members reach this node at"
-            )));
-        }
-        return Ok(local);
-    };
-    if let Ok(addr) = given.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let mut addrs = tokio::net::lookup_host(given.as_str()).await.map_err(|e| {
-        Error::Config(format!(
-            "advertise address {given:?}: {e}; give ip:port (memberlist advertises an IP)"
-        ))
-    })?;
-    addrs.next().ok_or_else(|| {
-        Error::Config(format!(
-            "advertise address {given:?} resolves to no address"
-        ))
-    })
 }

@@ -77,7 +77,7 @@ pub fn parse_hasher(name: &str) -> Result<(&'static str, Hasher), UnknownHasher>
 }
 
 /// The peers ckit would shard over, from a membership table.
-fn peers(members: &[MemberView]) -> Vec<Peer> {
+pub(super) fn peers(members: &[MemberView]) -> Vec<Peer> {
     members
         .iter()
         .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
@@ -87,7 +87,10 @@ fn peers(members: &[MemberView]) -> Vec<Peer> {
                 Some("terminating") => CkitState::Terminating,
                 _ => CkitState::Viewer,
             };
-            Peer::new(m.name.clone(), m.addr.clone(), state)
+            Peer {
+                is_self: m.local,
+                ..Peer::new(m.name.clone(), m.addr.clone(), state)
+            }
         })
         .collect()
 }

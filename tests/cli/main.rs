@@ -7,6 +7,8 @@
 
 mod access;
 mod basics;
+#[path = "../common/cli.rs"]
+mod cli_proc;
 #[cfg(feature = "cluster")]
 mod cluster_scale;
 #[path = "../common/metrics.rs"]
@@ -14,56 +16,41 @@ mod metrics;
 #[cfg(feature = "cluster")]
 mod node_flags;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use cli_proc::{collect, spawn_piped as try_spawn_piped, CliProc};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gossiphttp");
 /// The longest any single step may take before the test fails.
 const STEP: Duration = Duration::from_secs(20);
 
-/// Drains a child's pipe into a shared string on a thread.
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
-}
-
-/// Starts the binary with `args` and `envs` added to its environment, stdin
-/// closed and stdout and stderr piped for the caller to read.
+/// [`cli_proc::spawn_piped`], a failure to start failing the test.
 fn spawn_piped(args: &[&str], envs: &[(&str, &str)]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn gossiphttp {args:?}: {e}"))
+    try_spawn_piped(args, envs).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A running `gossiphttp listen` (or `node`), killed on drop.
+/// A running `gossiphttp listen` (or `node`), killed on drop; the process
+/// (`child`, `stderr`) through `Deref`.
 struct Listener {
-    child: Child,
+    process: CliProc,
     addr: String,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
+}
+
+impl std::ops::Deref for Listener {
+    type Target = CliProc;
+
+    fn deref(&self) -> &CliProc {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Listener {
+    fn deref_mut(&mut self) -> &mut CliProc {
+        &mut self.process
+    }
 }
 
 impl Listener {
@@ -80,31 +67,11 @@ impl Listener {
     /// Runs the binary with `args` and reads the address it serves on from
     /// its first line: the word after `marker`.
     fn spawn(args: &[&str], envs: &[(&str, &str)], marker: &str) -> Listener {
-        let mut child = spawn_piped(args, envs);
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut listener = Listener {
-            child,
-            addr: String::new(),
-            lines,
-            stderr,
-        };
-        let first = listener.next_line();
-        listener.addr = first
-            .split_once(marker)
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
-        listener
+        let mut process = CliProc::spawn(args, envs).unwrap_or_else(|e| panic!("{e}"));
+        let addr = process
+            .address(marker, STEP)
+            .unwrap_or_else(|e| panic!("gossiphttp {args:?}: {e}"));
+        Listener { process, addr }
     }
 
     fn port(&self) -> u16 {
@@ -117,18 +84,9 @@ impl Listener {
 
     /// The next stdout line, within `STEP`.
     fn next_line(&mut self) -> String {
-        match self.lines.recv_timeout(STEP) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "listen printed nothing within {STEP:?}; stderr: {}",
-                self.stderr.lock().unwrap()
-            ),
-            Err(RecvTimeoutError::Disconnected) => panic!(
-                "listen closed stdout (exit {:?}); stderr: {}",
-                self.child.try_wait(),
-                self.stderr.lock().unwrap()
-            ),
-        }
+        self.process
+            .next_line(STEP)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The next JSON event line.
@@ -147,13 +105,6 @@ impl Listener {
             }
         }
         found
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -234,13 +185,8 @@ fn run(args: &[&str]) -> Run {
 
 /// `GET /metrics` over plain HTTP/1.1; returns the whole response.
 fn get_metrics(port: u16) -> String {
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    tcp.set_read_timeout(Some(STEP)).expect("set timeout");
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write request");
-    let mut response = Vec::new();
-    tcp.read_to_end(&mut response).expect("read response");
-    String::from_utf8_lossy(&response).into_owned()
+    cli_proc::http_get_raw(&format!("127.0.0.1:{port}"), "/metrics", STEP)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A fresh directory under the system temp dir, removed on drop.

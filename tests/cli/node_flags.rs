@@ -4,16 +4,10 @@
 
 use super::*;
 
-/// `GET /api/v1/members` from a node, as text.
+/// `GET /api/v1/members` from a node, the whole response as text (or why
+/// there is none).
 fn members_json(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(STEP)).unwrap();
-    s.write_all(b"GET /api/v1/members HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    cli_proc::http_get_raw(addr, "/api/v1/members", STEP).unwrap_or_else(|e| e)
 }
 
 /// Polls `addr`'s members JSON until `ready` holds for it.
@@ -109,4 +103,27 @@ fn the_advertised_address_and_the_ckit_state_are_what_others_list() {
         json.contains(&format!("\"addr\":\"127.0.0.1:{port}\"")),
         "{json}"
     );
+}
+
+#[test]
+fn an_advertise_address_without_a_port_or_with_port_0_takes_the_listen_port() {
+    let a = node("a", &[], &[]);
+    // Both listen on a port picked at bind time; memberlist's rule for
+    // AdvertisePort 0 is the bound port, and so is ours.
+    let b = node("b", &["--join", &a.addr, "--advertise", "127.0.0.1:0"], &[]);
+    let c = node(
+        "c",
+        &["--join", &a.addr],
+        &[("GOSSIPHTTP_ADVERTISE", "localhost")],
+    );
+    let json = wait_members(&a.addr, "b and c join a", |j| {
+        j.contains("\"name\":\"b\"") && j.contains("\"name\":\"c\"")
+    });
+    for listening in [&b.addr, &c.addr] {
+        assert!(!listening.ends_with(":0"), "{listening}");
+        assert!(
+            json.contains(&format!("\"addr\":\"{listening}\"")),
+            "{listening} not listed: {json}"
+        );
+    }
 }

@@ -12,6 +12,8 @@
 //! failure in CI (see `common::go_peer`).
 
 mod ckit;
+#[path = "../common/cli.rs"]
+mod cli_proc;
 #[path = "../common/mod.rs"]
 mod common;
 mod membership;

@@ -1,8 +1,10 @@
 //! One cluster of Go memberlist nodes and our `cluster::Node`s: joins in
 //! both directions, convergence, a `kill -9` detected on both sides, a
 //! leave seen as left, refutation after a restart, metadata (our custom
-//! state) carried by Go nodes, and a foreign label refused.
+//! state) carried by Go nodes, a foreign label refused, and a member speaking
+//! a delegate version we do not, refused both ways (`verifyProtocol`).
 
+use crate::cli_proc::CliProc;
 use crate::common::go_peer::{self, GoPeer, GoPeerConfig};
 use crate::{names, rust_sees, set_of, state_of, CONVERGE};
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
@@ -197,4 +199,76 @@ async fn a_foreign_label_is_refused_and_the_same_label_joins() {
     assert!(!alive_names(&stranger.members()).contains("g1"));
     stranger.kill().await;
     r1.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_a_delegate_version_we_do_not_speak_is_refused_both_ways() {
+    if !go_peer::available() {
+        return;
+    }
+    // memberlist's verifyProtocol: these Go nodes announce delegate
+    // version 2 (min, max and current); ours announce 0.
+    let odd = |name: &str| GoPeerConfig::fast(name).flag("delegate-version", "2");
+    let mut g1 = odd("g1").spawn().await;
+    let r1 = start(options("r1", &[&g1.addr])).await;
+    // Go refuses our side of the join's push-pull; we refuse its reply.
+    g1.wait_log(
+        "Node 'r1' delegate protocol version (0) is incompatible",
+        CONVERGE,
+    )
+    .await;
+    // A Go node that joins us: we refuse its side, it refuses ours.
+    let mut g2 = odd("g2").join([&r1.id().addr]).spawn().await;
+    g2.wait_event("its join refused", CONVERGE, |e| e["event"] == "join_error")
+        .await;
+    // A Go node speaking our version joins: once r1 lists it, the refused
+    // ones would have been merged long before, had they been.
+    let mut g3 = GoPeerConfig::fast("g3").join([&r1.id().addr]).spawn().await;
+    rust_sees(&r1, "g3 alive", |v| alive_names(v).contains("g3")).await;
+    go_sees(&mut g3, "r1 alive", |m| names(m, "alive").contains("r1")).await;
+    let seen: BTreeSet<String> = r1.members().into_iter().map(|m| m.name).collect();
+    assert_eq!(seen, set_of(&["r1", "g3"]), "{:#?}", r1.members());
+    for peer in [&mut g1, &mut g2] {
+        let seen = names(&peer.members().await, "alive");
+        assert_eq!(seen, set_of(&[&peer.name.clone()]));
+    }
+    r1.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_node_refused_for_versions_logs_who_which_versions_and_the_fix() {
+    if !go_peer::available() {
+        return;
+    }
+    let g1 = GoPeerConfig::fast("g1")
+        .flag("delegate-version", "2")
+        .spawn()
+        .await;
+    let args = [
+        "node",
+        "--name",
+        "c1",
+        "--listen",
+        "127.0.0.1:0",
+        "--join",
+        &g1.addr,
+    ];
+    let mut node = CliProc::spawn(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
+    node.address("listening on ", CONVERGE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wanted = [
+        "WARN",
+        "push-pull refused",
+        "member 'g1' speaks delegate protocol version 2, outside [2, 0]",
+        "give every member a current delegate protocol version",
+    ];
+    let started = std::time::Instant::now();
+    while !wanted.iter().all(|w| node.stderr_text().contains(w)) {
+        assert!(
+            started.elapsed() < CONVERGE,
+            "c1's log: {}",
+            node.stderr_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

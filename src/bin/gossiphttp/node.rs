@@ -45,10 +45,12 @@ pub struct NodeArgs {
     listen: String,
     /// The ip:port other members reach this node at, when it is not the
     /// listen address (behind NAT, in a container; Alloy:
-    /// --cluster.advertise-address). A host name is resolved at start.
+    /// --cluster.advertise-address). Without a port, or with port 0, the
+    /// listen port (as memberlist's AdvertisePort 0). A host name is
+    /// resolved at start.
     #[arg(
         long,
-        value_name = "IP:PORT",
+        value_name = "HOST[:PORT]",
         env = "GOSSIPHTTP_ADVERTISE",
         help_heading = "Cluster"
     )]

@@ -210,7 +210,8 @@ impl Engine {
     }
 
     /// A push-pull we started (an [`Output::PushPull`]) ended: its reply to
-    /// merge, or how it failed.
+    /// merge, or how it failed. A reply whose versions are refused counts
+    /// as a failure ([`Event::VersionsRefused`]).
     pub fn push_pull_result(
         &mut self,
         id: u64,
@@ -221,8 +222,18 @@ impl Engine {
         let Some(pending) = self.push_pulls.remove(&id) else {
             return;
         };
-        let ok = result.is_ok();
-        if let Ok(remote) = result {
+        let result = result.ok().filter(|remote| {
+            let verified = self.verify_versions(remote);
+            if let Err(error) = verified.clone() {
+                self.emit(Event::VersionsRefused {
+                    peer: Some(pending.to),
+                    error,
+                });
+            }
+            verified.is_ok()
+        });
+        let ok = result.is_some();
+        if let Some(remote) = result {
             self.merge_remote(&remote, now);
             if !remote.user_state.is_empty() {
                 self.emit(Event::RemoteState {
@@ -261,11 +272,16 @@ impl Engine {
         }
     }
 
-    /// A push-pull another member opened: merges its view and returns ours
-    /// (computed before the merge, as memberlist sends it).
+    /// A push-pull another member opened: merges its view (unless its
+    /// versions are refused, see [`Event::VersionsRefused`]) and returns
+    /// ours (computed before the merge, as memberlist sends it).
     pub fn handle_push_pull(&mut self, remote: PushPull, now: Time) -> PushPull {
         self.input_at(now);
         let reply = self.local_push_pull(remote.join);
+        if let Err(error) = self.verify_versions(&remote) {
+            self.emit(Event::VersionsRefused { peer: None, error });
+            return reply;
+        }
         self.merge_remote(&remote, now);
         if !remote.user_state.is_empty() {
             self.emit(Event::RemoteState {

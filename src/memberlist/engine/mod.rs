@@ -63,7 +63,10 @@
 //!   sent `RetransmitMult * ceil(log10(n + 1))` times, and news about a
 //!   member replaces older news about it.
 //! - Push-pull: on join (with the join flag), every `PushPullInterval`
-//!   (longer past 32 members); a remote's dead is merged as suspect.
+//!   (longer past 32 members); a remote's dead is merged as suspect. A
+//!   remote view with a member whose protocol or delegate version is
+//!   outside what every alive member understands is refused whole
+//!   (`verifyProtocol`; [`Event::VersionsRefused`]).
 //! - Dead members get gossip for `GossipToTheDeadTime`, then are forgotten.
 //! - Leave: a dead message about ourselves with `From == Node`, which Go
 //!   nodes record as left; [`Event::LeaveFinished`] says when it went out.
@@ -142,8 +145,7 @@
 //! memberlist's delegate, the application broadcasts again what it wants
 //! spread further (ckit does, for news).
 //!
-//! Not done here: protocol version negotiation (`verifyProtocol`), the
-//! ping and merge delegates, encryption, and updating one's own meta.
+//! Not done here: the ping and merge delegates, encryption, and updating one's own meta.
 
 mod awareness;
 mod config;
@@ -156,6 +158,7 @@ mod queue;
 mod state;
 mod suspicion;
 mod time;
+mod versions;
 
 #[cfg(test)]
 mod tests;
@@ -176,6 +179,7 @@ pub use output::{
     Event, MemberChange, OutPacket, Output, PushPullFailed, PushPullRequest, StreamPingRequest,
 };
 pub use time::Time;
+pub use versions::{IncompatibleVersion, VersionKind};
 
 use awareness::Awareness;
 use gossip::{Leaving, PendingPushPull};

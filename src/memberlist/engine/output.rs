@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::super::message::{Message, Ping, PushPull};
 use super::members::Member;
 use super::time::Time;
+use super::versions::IncompatibleVersion;
 
 /// One output, polled with [`super::Engine::poll_output`].
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +117,18 @@ pub enum Event {
         addr: SocketAddr,
         /// It answered and its view was merged.
         ok: bool,
+    },
+    /// A push-pull's remote view was refused, unmerged, because a member
+    /// speaks a version not every alive member understands (memberlist's
+    /// `verifyProtocol`). The exchange counts as failed (a join's
+    /// [`Event::JoinResult`] says `ok: false`); for a push-pull another
+    /// member opened, our view was still sent back, as memberlist does.
+    VersionsRefused {
+        /// The address we opened the push-pull to; `None` when the remote
+        /// opened it.
+        peer: Option<SocketAddr>,
+        /// Who is out of range, and the range.
+        error: IncompatibleVersion,
     },
     /// [`super::Engine::leave`] is done: the leave went out, or the
     /// timeout passed first. The shell may stop now.

@@ -31,6 +31,7 @@ type options struct {
 	probeInterval, probeTimeout, pushPullInterval    time.Duration
 	gossipInterval, packetTimeout                    time.Duration
 	debugLogs, ckit                                  bool
+	delegateVersion                                  uint
 }
 
 func parseOptions(args []string) (options, error) {
@@ -48,6 +49,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.pushPullInterval, "push-pull-interval", 0, "override the preset's push-pull interval")
 	fs.DurationVar(&o.gossipInterval, "gossip-interval", 0, "override the preset's gossip interval")
 	fs.DurationVar(&o.packetTimeout, "packet-timeout", 5*time.Second, "how long one packet's POST may take")
+	fs.UintVar(&o.delegateVersion, "delegate-version", 0, "the delegate protocol version announced, as min, max and current (memberlist's default: 0)")
 	fs.BoolVar(&o.debugLogs, "debug", false, "also print memberlist's [DEBUG] lines on stderr")
 	fs.BoolVar(&o.ckit, "ckit", false, "behave as a grafana/ckit node: its node states in gossip and push-pull, /debug/ckit routes (no user state, no meta)")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +66,9 @@ func parseOptions(args []string) (options, error) {
 	}
 	if o.ckit && o.meta != "" {
 		return o, errors.New("--meta with --ckit: a ckit node sends no metadata")
+	}
+	if o.delegateVersion > 255 {
+		return o, fmt.Errorf("--delegate-version %d: at most 255", o.delegateVersion)
 	}
 	return o, validateLabel(o.label)
 }
@@ -98,6 +103,9 @@ func memberlistConfig(o options) (*memberlist.Config, error) {
 	if o.gossipInterval > 0 {
 		c.GossipInterval = o.gossipInterval
 	}
+	c.DelegateProtocolMin = uint8(o.delegateVersion)
+	c.DelegateProtocolMax = uint8(o.delegateVersion)
+	c.DelegateProtocolVersion = uint8(o.delegateVersion)
 	c.Name = o.name
 	return c, nil
 }

@@ -3,15 +3,14 @@
 //! Go node as ckit's default, a viewer.
 
 use super::go_ckit;
+use crate::cli_proc::{self, CliProc};
 use crate::common::go_peer;
 use crate::CONVERGE;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `gossiphttp node`, killed on drop.
 struct CliNode {
-    child: Child,
+    _process: CliProc,
     addr: String,
 }
 
@@ -31,46 +30,20 @@ impl CliNode {
         if let Some(state) = ckit_state {
             args.extend(["--ckit-state", state]);
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gossiphttp"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn gossiphttp {args:?}: {e}"));
-        // Its first stdout line says where it listens; the rest is drained
-        // so that the node never blocks on a full pipe.
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| panic!("gossiphttp node {name} printed nothing"));
-        std::thread::spawn(move || lines.for_each(drop));
-        let addr = first
-            .split_once(" listening on ")
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
-        CliNode { child, addr }
+        let mut process = CliProc::spawn(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
+        // Its first stdout line says where it listens.
+        let addr = process
+            .address(" listening on ", go_peer::PEER_WAIT)
+            .unwrap_or_else(|e| panic!("gossiphttp node {name}: {e}"));
+        CliNode {
+            _process: process,
+            addr,
+        }
     }
 
     /// `GET /api/v1/members`, the JSON body.
     fn members(&self) -> serde_json::Value {
-        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /api/v1/members HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-impl Drop for CliNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        cli_proc::members_json(&self.addr)
     }
 }
 

@@ -11,3 +11,4 @@ mod probing;
 mod rules;
 mod sim;
 mod starvation;
+mod versions;

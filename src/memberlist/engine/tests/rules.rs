@@ -66,6 +66,19 @@ pub(super) fn alive(node: &str, port: u16, incarnation: u32) -> Alive {
     }
 }
 
+/// A push-pull row at incarnation 1, announcing the versions ours does.
+pub(super) fn row(name: &str, port: u16, state: NodeState) -> PushNodeState {
+    PushNodeState {
+        name: name.into(),
+        addr: ip(),
+        port,
+        meta: None,
+        incarnation: 1,
+        state,
+        vsn: Bytes::from_static(&[1, 5, 2, 0, 0, 0]),
+    }
+}
+
 /// An engine that knows members a, b, c, d (ports 7001..7004), alive at 1.
 pub(super) fn with_members(config: Config) -> Engine {
     let mut e = engine(config);
@@ -269,15 +282,6 @@ fn memberlist_s_rules_apply_a_refutation_at_once() {
 #[test]
 fn a_push_pull_merges_left_as_left_and_dead_as_suspect() {
     let mut e = with_members(Config::lan());
-    let row = |name: &str, port: u16, state| PushNodeState {
-        name: name.into(),
-        addr: ip(),
-        port,
-        meta: None,
-        incarnation: 1,
-        state,
-        vsn: Bytes::from_static(&[1, 5, 2, 0, 0, 0]),
-    };
     let remote = PushPull {
         join: false,
         nodes: vec![
