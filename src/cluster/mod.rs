@@ -242,7 +242,9 @@ impl Node {
         &self.transport
     }
 
-    /// The membership table now, this node included, sorted by name.
+    /// The membership table, this node included, sorted by name. It is
+    /// republished at most once per n x 100 µs for n members (up to
+    /// 100 ms), so it may trail the node's engine by that much.
     pub fn members(&self) -> Vec<MemberView> {
         self.view.borrow().as_ref().clone()
     }
