@@ -275,7 +275,10 @@ mod tests {
         let (tx, _rx) = watch::channel(Arc::new(Vec::new()));
         let mut p = Publisher::new(tx, MemberGauges::default(), SystemTime::now());
         let before = Instant::now();
-        assert!(p.due(500) <= Instant::now(), "the first publish is not held");
+        assert!(
+            p.due(500) <= Instant::now(),
+            "the first publish is not held"
+        );
         p.publish(std::iter::empty(), "a", |_| None);
         let at = p.published_at.expect("published");
         assert!(at >= before);
