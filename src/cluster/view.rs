@@ -70,7 +70,8 @@ pub struct MemberView {
     /// changes its state).
     pub incarnation: u32,
     /// Its ckit node state (`viewer`, `participant`, `terminating`), once
-    /// its gossip has reached this node.
+    /// its gossip has reached this node; for a dead or left member, the
+    /// last one heard.
     pub ckit_state: Option<&'static str>,
     /// When it entered `state`, in milliseconds since the Unix epoch (as
     /// this node's clock saw it).
@@ -158,7 +159,7 @@ impl Publisher {
         let mut sources = Vec::with_capacity(previous.len() + 1);
         let mut counts = [0i64; 4];
         for m in members {
-            let source = RowSource {
+            let mut source = RowSource {
                 addr: m.addr,
                 state: m.state,
                 incarnation: m.incarnation,
@@ -171,6 +172,13 @@ impl Publisher {
                 .is_some_and(|(row, _)| row.name.as_str() < m.name.as_str())
             {
                 old.next();
+            }
+            // ckit forgets a member that died or left; its row keeps the
+            // last state heard.
+            if let Some((row, _)) = old.peek().filter(|(row, _)| row.name == m.name) {
+                if m.is_gone() && source.ckit_state.is_none() {
+                    source.ckit_state = row.ckit_state;
+                }
             }
             let row = match old.peek() {
                 Some((row, was)) if row.name == m.name && **was == source => {
@@ -261,6 +269,10 @@ mod tests {
                 ("c", MemberState::Alive, 4, None),
             ]
         );
+        // a dead: ckit forgot it, its row keeps the last state heard.
+        let a_dead = member("a", 1, NodeState::Dead, 1);
+        p.publish([&a_dead, &b, &c].into_iter(), "a", |_| None);
+        assert_eq!(rx.borrow()[0].ckit_state, Some("participant"));
         // b gone.
         p.publish([&a, &c].into_iter(), "a", |_| None);
         let names: Vec<_> = rx.borrow().iter().map(|r| r.name.clone()).collect();
