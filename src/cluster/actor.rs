@@ -8,8 +8,9 @@ use super::custom::{self, StateMap};
 use super::streams::{self, StreamSettings};
 use super::view::Publisher;
 use super::{NodeOptions, StateUpdate};
+use crate::ckit::message::{LocalState, State};
 use crate::ckit::peer::NodeState as CkitState;
-use crate::ckit::states::NodeStates;
+use crate::ckit::states::{NodeStates, PushPullState};
 use crate::discovery::Discovery;
 use crate::memberlist::engine::{Engine, Event, MemberChange, Output, PushPullFailed, Time};
 use crate::memberlist::message::{Ack, Dead, Message, NodeState, Ping, PushPull};
@@ -390,7 +391,7 @@ impl Actor {
         }
         if self.ckit.version() != self.ckit_version {
             self.ckit_version = self.ckit.version();
-            let state = ckit_wire::encode_local_state(&self.ckit.push_pull_state());
+            let state = LocalState::from(&self.ckit.push_pull_state()).encode();
             self.engine.set_user_state(Bytes::from(state));
             self.dirty = true;
         }
@@ -429,14 +430,16 @@ impl Actor {
                 }
             }
             Event::UserMessage(payload) => self.user_message(payload),
-            Event::RemoteState { state, .. } => match ckit_wire::decode_local_state(&state) {
-                Ok(remote) => {
-                    for news in self.ckit.merge_push_pull_state(remote) {
-                        self.gossip_ckit(&news);
+            Event::RemoteState { state, .. } => {
+                match LocalState::decode(&state).map(PushPullState::from) {
+                    Ok(remote) => {
+                        for news in self.ckit.merge_push_pull_state(remote) {
+                            self.gossip_ckit(&news);
+                        }
                     }
+                    Err(e) => tracing::debug!(error = %e, "remote user state ignored"),
                 }
-                Err(e) => tracing::debug!(error = %e, "remote user state ignored"),
-            },
+            }
             Event::JoinResult { addr, ok } => {
                 if ok {
                     tracing::info!(%addr, "joined through");
@@ -458,7 +461,7 @@ impl Actor {
 
     /// A user message: ckit's node-state gossip.
     fn user_message(&mut self, payload: Bytes) {
-        match ckit_wire::decode(&payload) {
+        match State::decode(&payload) {
             Ok(message) => {
                 if let Some(news) = self.ckit.apply_message(message) {
                     self.gossip_ckit(&news);
@@ -472,7 +475,7 @@ impl Actor {
     /// broadcasts do: only its newest state keeps being gossiped.
     fn gossip_ckit(&mut self, message: &crate::ckit::states::StateMessage) {
         self.engine
-            .broadcast_user_about(&message.node_name, Bytes::from(ckit_wire::encode(message)));
+            .broadcast_user_about(&message.node_name, Bytes::from(message.encode()));
         self.dirty = true;
     }
 
@@ -515,29 +518,5 @@ impl Actor {
             .publish(self.engine.members(), &self.options.name, |name| {
                 ckit.peer(name).map(|p| p.state.as_str())
             });
-    }
-}
-
-/// ckit's messages between the table's types and their bytes.
-mod ckit_wire {
-    use crate::ckit::message::{LocalState, State};
-    use crate::ckit::states::{PushPullState, StateMessage};
-
-    pub(super) fn encode(m: &StateMessage) -> Vec<u8> {
-        m.encode()
-    }
-
-    pub(super) fn decode(bytes: &[u8]) -> Result<StateMessage, String> {
-        State::decode(bytes).map_err(|e| e.to_string())
-    }
-
-    pub(super) fn encode_local_state(state: &PushPullState) -> Vec<u8> {
-        LocalState::from(state).encode()
-    }
-
-    pub(super) fn decode_local_state(bytes: &[u8]) -> Result<PushPullState, String> {
-        LocalState::decode(bytes)
-            .map(PushPullState::from)
-            .map_err(|e| e.to_string())
     }
 }
