@@ -230,3 +230,36 @@ async fn the_page_its_timeline_and_the_key_space_follow_a_live_cluster() {
 
     a.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_space_route_measures_the_nodes_own_hasher_unless_asked_for_another() {
+    use gossiphttp::ckit::shard::Hasher;
+    for (hasher, name, tokens) in [
+        (Hasher::Multiprobe, "multiprobe", Value::Null),
+        (
+            Hasher::Ring(std::num::NonZeroUsize::new(64).unwrap()),
+            "ring",
+            Value::from(64),
+        ),
+    ] {
+        let mut o = NodeOptions::new("solo").fast();
+        o.hasher = hasher;
+        let node = Node::start(o, TcpListener::bind("127.0.0.1:0").await.unwrap())
+            .await
+            .unwrap();
+        let addr = node.id().addr.clone();
+        node.wait_for(CONVERGE, |m| {
+            m.iter().any(|r| r.ckit_state == Some("participant"))
+        })
+        .await
+        .unwrap();
+        let shards = get_json(&addr, "/api/v1/shards").await;
+        assert_eq!(shards["hasher"], name, "{shards}");
+        assert_eq!(shards["tokens_per_peer"], tokens, "{shards}");
+        assert_eq!(share_names(&shards), ["solo"], "{shards}");
+        // Named in the request: Alloy's ring of 512 tokens.
+        let ring = get_json(&addr, "/api/v1/shards?hasher=ring").await;
+        assert_eq!(ring["tokens_per_peer"], 512, "{ring}");
+        node.kill().await;
+    }
+}

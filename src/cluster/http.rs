@@ -4,6 +4,7 @@
 use super::shares::{self, ShareCache};
 use super::timeline::{self, Timeline};
 use super::MemberView;
+use crate::ckit::shard::Hasher;
 use crate::{Fallback, FrameBody};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
@@ -58,12 +59,14 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 
 /// `GET /` (the cluster page, with `/cluster.js` and `/cluster.css`),
 /// `GET /api/v1/members`, `GET /api/v1/events[?after=SEQ]`,
-/// `GET /api/v1/shards[?hasher=ring|rendezvous|multiprobe]`, `GET /metrics`;
+/// `GET /api/v1/shards[?hasher=ring|rendezvous|multiprobe]` (by default the
+/// node's own hasher), `GET /metrics`;
 /// `405` for other methods on those paths, `400` for a bad query.
 pub(crate) fn routes(
     view: watch::Receiver<Arc<Vec<MemberView>>>,
     registry: Arc<Registry>,
     timeline: Timeline,
+    node_hasher: Hasher,
 ) -> Fallback {
     let share_cache = ShareCache::default();
     Arc::new(move |req| {
@@ -110,11 +113,13 @@ pub(crate) fn routes(
                 }))
             }
             "/api/v1/shards" => {
-                let name = query_param(query, "hasher").unwrap_or(shares::DEFAULT_HASHER);
-                match shares::parse_hasher(name) {
-                    Ok((name, hasher)) => {
+                // The node's own hasher unless the request names one.
+                let hasher =
+                    query_param(query, "hasher").map_or(Ok(node_hasher), shares::parse_hasher);
+                match hasher {
+                    Ok(hasher) => {
                         let members = view.borrow().clone();
-                        json(&*share_cache.get(&members, hasher, name))
+                        json(&*share_cache.get(&members, hasher))
                     }
                     Err(e) => bad_request(format!("hasher: {e}")),
                 }

@@ -210,7 +210,7 @@ impl Node {
         };
 
         let timeline = timeline::Timeline::spawn(view.clone());
-        let fallback = http::routes(view.clone(), registry.clone(), timeline);
+        let fallback = http::routes(view.clone(), registry.clone(), timeline, options.hasher);
         let server =
             transport.serve_service(listener, transport.handler().with_fallback(fallback))?;
         let actor = tokio::spawn(actor.run());

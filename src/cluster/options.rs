@@ -78,8 +78,7 @@ impl NodeOptions {
             skip_inbound_label_check: false,
             ckit_state: CkitState::Participant,
             hasher: super::shares::parse_hasher(super::shares::DEFAULT_HASHER)
-                .expect("the default hasher has a name")
-                .1,
+                .expect("the default hasher has a name"),
             rejoin_interval: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(2),
             nameserver: None,

@@ -27,7 +27,9 @@ pub const SAMPLE_KEYS: u32 = 10_000;
 /// Tokens per peer of the ring hasher: Grafana Alloy's `shard.Ring(512)`.
 pub const RING_TOKENS: usize = 512;
 
-/// The hasher used when the request names none.
+/// The hasher a node shards with unless told otherwise
+/// ([`NodeOptions::hasher`](super::NodeOptions::hasher)), and so what
+/// `/api/v1/shards` measures when the request names none.
 pub const DEFAULT_HASHER: &str = "ring";
 
 /// The key-space split for one hasher.
@@ -63,16 +65,25 @@ pub struct Share {
 #[error("unknown hasher {0:?}: use ring, rendezvous or multiprobe")]
 pub struct UnknownHasher(pub String);
 
-/// Parses `ring`, `rendezvous` or `multiprobe`.
-pub fn parse_hasher(name: &str) -> Result<(&'static str, Hasher), UnknownHasher> {
+/// Parses `ring` (with Alloy's 512 tokens), `rendezvous` or `multiprobe`.
+pub fn parse_hasher(name: &str) -> Result<Hasher, UnknownHasher> {
     match name {
-        "ring" => Ok((
-            "ring",
-            Hasher::Ring(NonZeroUsize::new(RING_TOKENS).expect("RING_TOKENS > 0")),
+        "ring" => Ok(Hasher::Ring(
+            NonZeroUsize::new(RING_TOKENS).expect("RING_TOKENS > 0"),
         )),
-        "rendezvous" => Ok(("rendezvous", Hasher::Rendezvous)),
-        "multiprobe" => Ok(("multiprobe", Hasher::Multiprobe)),
+        "rendezvous" => Ok(Hasher::Rendezvous),
+        "multiprobe" => Ok(Hasher::Multiprobe),
         other => Err(UnknownHasher(other.to_string())),
+    }
+}
+
+/// The name [`parse_hasher`] takes for `hasher` (a ring's token count
+/// aside).
+pub fn hasher_name(hasher: Hasher) -> &'static str {
+    match hasher {
+        Hasher::Ring(_) => "ring",
+        Hasher::Rendezvous => "rendezvous",
+        Hasher::Multiprobe => "multiprobe",
     }
 }
 
@@ -96,7 +107,7 @@ pub(super) fn peers(members: &[MemberView]) -> Vec<Peer> {
 }
 
 /// Measures the split of the sample keys among `members`' participants.
-pub fn measure(members: &[MemberView], hasher: Hasher, hasher_name: &'static str) -> KeyShares {
+pub fn measure(members: &[MemberView], hasher: Hasher) -> KeyShares {
     let mut sharder = Sharder::new(hasher);
     sharder.set_peers(peers(members));
     let mut counts: HashMap<String, u32> = HashMap::new();
@@ -122,8 +133,11 @@ pub fn measure(members: &[MemberView], hasher: Hasher, hasher_name: &'static str
         })
         .collect();
     KeyShares {
-        hasher: hasher_name,
-        tokens_per_peer: matches!(hasher, Hasher::Ring(_)).then_some(RING_TOKENS),
+        hasher: hasher_name(hasher),
+        tokens_per_peer: match hasher {
+            Hasher::Ring(tokens) => Some(tokens.get()),
+            _ => None,
+        },
         op: "read_write",
         sample_keys: SAMPLE_KEYS,
         shares,
@@ -135,30 +149,25 @@ pub fn measure(members: &[MemberView], hasher: Hasher, hasher_name: &'static str
 /// hundred members are worth not repeating every second).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ShareCache {
-    last: Arc<Mutex<HashMap<&'static str, Measured>>>,
+    last: Arc<Mutex<HashMap<Hasher, Measured>>>,
 }
 
 /// A split and the peers it was measured for.
 type Measured = (Vec<Peer>, Arc<KeyShares>);
 
 impl ShareCache {
-    pub(crate) fn get(
-        &self,
-        members: &[MemberView],
-        hasher: Hasher,
-        hasher_name: &'static str,
-    ) -> Arc<KeyShares> {
+    pub(crate) fn get(&self, members: &[MemberView], hasher: Hasher) -> Arc<KeyShares> {
         let current = peers(members);
-        if let Some((seen, shares)) = self.last.lock().unwrap().get(hasher_name) {
+        if let Some((seen, shares)) = self.last.lock().unwrap().get(&hasher) {
             if *seen == current {
                 return shares.clone();
             }
         }
-        let shares = Arc::new(measure(members, hasher, hasher_name));
+        let shares = Arc::new(measure(members, hasher));
         self.last
             .lock()
             .unwrap()
-            .insert(hasher_name, (current, shares.clone()));
+            .insert(hasher, (current, shares.clone()));
         shares
     }
 }
@@ -192,8 +201,7 @@ mod tests {
             member("ending", MemberState::Alive, Some("terminating")),
         ];
         for name in ["ring", "rendezvous", "multiprobe"] {
-            let (name, hasher) = parse_hasher(name).unwrap();
-            let split = measure(&members, hasher, name);
+            let split = measure(&members, parse_hasher(name).unwrap());
             let names: Vec<&str> = split.shares.iter().map(|s| s.name.as_str()).collect();
             assert_eq!(names, ["a", "b", "c"], "{name}");
             let total: u32 = split.shares.iter().map(|s| s.keys).sum();
@@ -212,8 +220,8 @@ mod tests {
             member("x", MemberState::Alive, Some("participant")),
             member("y", MemberState::Alive, Some("participant")),
         ];
-        let (name, hasher) = parse_hasher("ring").unwrap();
-        let split = measure(&members, hasher, name);
+        let hasher = parse_hasher("ring").unwrap();
+        let split = measure(&members, hasher);
         let mut sharder = Sharder::new(hasher);
         sharder.set_peers(peers(&members));
         let x_keys = (0..SAMPLE_KEYS)
@@ -232,8 +240,8 @@ mod tests {
     #[test]
     fn no_participants_is_an_empty_split_and_unknown_hashers_are_refused() {
         let members = [member("v", MemberState::Alive, Some("viewer"))];
-        let (name, hasher) = parse_hasher("rendezvous").unwrap();
-        assert!(measure(&members, hasher, name).shares.is_empty());
+        let hasher = parse_hasher("rendezvous").unwrap();
+        assert!(measure(&members, hasher).shares.is_empty());
         assert_eq!(
             parse_hasher("md5").unwrap_err().to_string(),
             "unknown hasher \"md5\": use ring, rendezvous or multiprobe"
@@ -243,13 +251,13 @@ mod tests {
     #[test]
     fn the_cache_measures_again_only_when_the_peers_change() {
         let cache = ShareCache::default();
-        let (name, hasher) = parse_hasher("ring").unwrap();
+        let hasher = parse_hasher("ring").unwrap();
         let mut members = vec![member("a", MemberState::Alive, Some("participant"))];
-        let first = cache.get(&members, hasher, name);
+        let first = cache.get(&members, hasher);
         members[0].incarnation = 7; // not a peer change
-        assert!(Arc::ptr_eq(&first, &cache.get(&members, hasher, name)));
+        assert!(Arc::ptr_eq(&first, &cache.get(&members, hasher)));
         members.push(member("b", MemberState::Alive, Some("participant")));
-        let second = cache.get(&members, hasher, name);
+        let second = cache.get(&members, hasher);
         assert_eq!(second.shares.len(), 2);
     }
 }
