@@ -2,15 +2,16 @@
 //! (`Options::message_body_linger`), seen from a bare HTTP/2 server that
 //! knows only the contract: packets ride one request as frames, each
 //! arriving as it is sent; a body ends when it has been quiet for the
-//! linger, when it is a second old, or at once when a caller waits on one
-//! of its packets; a failed body's packets count as failed and the next
-//! packets go on a new request; an address no request can be made for
-//! fails its packets with `InvalidAddress`.
+//! linger, when it is `message_body_max_age` old, or at once when a caller
+//! waits on one of its packets; with the defaults, packets seconds apart
+//! (gossip at rest) share a body; a failed body's packets count as failed
+//! and the next packets go on a new request; an address no request can be
+//! made for fails its packets with `InvalidAddress`.
 
 mod common;
 
 use bytes::{Buf, Bytes};
-use common::{metric, within, Peer};
+use common::{metric, within, within_for, Peer};
 use gossiphttp::{Error, Options, Transport};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -87,9 +88,11 @@ async fn raw_message_peer(refuse_request: Option<u64>) -> (String, mpsc::Unbound
     (addr, rx)
 }
 
+/// A sender whose bodies linger `linger` and end a second old.
 fn sender(linger: Duration) -> Transport {
     let mut opts = Options::default();
     opts.message_body_linger = linger;
+    opts.message_body_max_age = Duration::from_secs(1);
     Transport::new(opts).unwrap().0
 }
 
@@ -116,6 +119,29 @@ async fn packets_ride_one_open_body_each_arriving_as_it_is_sent() {
     // The next packet opens a new request.
     t.write_to(Bytes::from_static(b"again"), &addr).unwrap();
     assert_eq!(next(&mut rx).await, Event::Packet(1, b"again".to_vec()));
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_defaults_packets_a_second_apart_share_one_body() {
+    // memberlist's LAN defaults send a peer a ping or an ack every second
+    // or so at rest: each would otherwise be a request of its own (headers,
+    // a stream and a task on both ends, an end of body, an answer).
+    let (addr, mut rx) = raw_message_peer(None).await;
+    let t = Transport::new(Options::default()).unwrap().0;
+    for i in 0..3u8 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        t.write_to(Bytes::from(vec![i]), &addr).unwrap();
+        assert_eq!(next(&mut rx).await, Event::Packet(0, vec![i]));
+    }
+    // Quiet for the linger (3 s), the body ends; the next packet opens
+    // another.
+    let end = within_for(Duration::from_secs(15), "the body's end", rx.recv()).await;
+    assert_eq!(end, Some(Event::End(0)));
+    t.write_to(Bytes::from_static(b"later"), &addr).unwrap();
+    assert_eq!(next(&mut rx).await, Event::Packet(1, b"later".to_vec()));
     t.shutdown().await;
 }
 

@@ -9,11 +9,12 @@
 //! Each batch of queued packets becomes a chunk of frames. With a linger
 //! (the default), the chunk goes into the peer's open `/message` body when
 //! there is one, and a body stays open for more until it has been quiet for
-//! the linger or is [`BODY_MAX_AGE`] old: on an open HTTP/2 stream a packet
-//! is one `DATA` frame away from the peer, about half the latency of a new
-//! request (which costs headers, a new stream and a task on each side). A
-//! body carrying a packet someone waits on (`send`) is ended at once, so
-//! the answer does not wait for the linger.
+//! the linger or is [`SendLimits::body_max_age`] old: on an open HTTP/2
+//! stream a packet is one `DATA` frame away from the peer, about half the
+//! latency and a third of the CPU of a new request (which costs headers, a
+//! new stream, a task on each side, an end of body and an answer). A body
+//! carrying a packet someone waits on (`send`) is ended at once, so the
+//! answer does not wait for the linger.
 
 use super::queue::{Queued, Take};
 use std::time::{Duration, Instant};
@@ -22,11 +23,6 @@ use std::time::{Duration, Instant};
 pub(crate) const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// The longest wait between connect attempts to an unreachable peer.
 pub(crate) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(250);
-
-/// How long a lingering `/message` body may stay open in all: well inside
-/// a receiver's body-read limit (ours defaults to 10 s), and short enough
-/// that a failed body leaves little in doubt.
-pub(crate) const BODY_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// What bounds a peer's delivery.
 #[derive(Debug, Clone)]
@@ -39,6 +35,10 @@ pub(crate) struct SendLimits {
     /// How long a `/message` body stays open for more packets after the
     /// last; zero ends every body after its first batch.
     pub body_linger: Duration,
+    /// How long a lingering body may stay open in all, however busy: inside
+    /// a receiver's body-read limit, and short enough that a failed body
+    /// leaves little in doubt.
+    pub body_max_age: Duration,
 }
 
 /// One `/message` request of a peer; never reused.
@@ -180,7 +180,7 @@ impl<W> PeerSender<W> {
     /// ledger of the request that carries it and says which that is. The
     /// body stays open afterwards (see [`open_body`](Self::open_body)) only
     /// with a linger, no waiter in the batch, and the body younger than
-    /// [`BODY_MAX_AGE`].
+    /// its max age.
     pub(crate) fn send<T: Queued<Waiter = W>>(&mut self, now: Instant, batch: &mut [T]) -> Route {
         self.last_active = now;
         let open_index = self
@@ -211,16 +211,18 @@ impl<W> PeerSender<W> {
                     lane,
                     opened: now,
                     last_write: now,
-                    check_at: now + self.limits.body_linger.min(BODY_MAX_AGE),
+                    check_at: now + self.limits.body_linger.min(self.limits.body_max_age),
                     full: false,
                 });
                 // A lingering body is answered only after it ends.
-                timeout += BODY_MAX_AGE;
+                timeout += self.limits.body_max_age;
             }
             return Route::Open { lane, timeout };
         }
         match &mut self.open {
-            Some(body) if lingers && now < body.opened + BODY_MAX_AGE => body.last_write = now,
+            Some(body) if lingers && now < body.opened + self.limits.body_max_age => {
+                body.last_write = now
+            }
             _ => self.open = None,
         }
         Route::Push { lane }
@@ -262,7 +264,7 @@ impl<W> PeerSender<W> {
         let body = self.open.as_ref().filter(|b| !b.full)?;
         self.retry_at.is_none().then_some(DirectBody {
             lane: body.lane,
-            until: body.opened + BODY_MAX_AGE,
+            until: body.opened + self.limits.body_max_age,
             last_write: body.last_write,
         })
     }
@@ -326,7 +328,7 @@ impl<W> PeerSender<W> {
     }
 
     /// Acts on the timers due at `now`: a backoff ends, a body that has
-    /// been quiet for the linger (or is [`BODY_MAX_AGE`] old) ends (ending
+    /// been quiet for the linger (or is its max age old) ends (ending
     /// it lets its request finish with the peer's answer), and an idle
     /// peer is due to retire.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Timeout {
@@ -335,8 +337,8 @@ impl<W> PeerSender<W> {
             self.last_active = now;
         }
         if let Some(body) = self.open.as_mut().filter(|b| b.check_at <= now) {
-            let ends_at =
-                (body.last_write + self.limits.body_linger).min(body.opened + BODY_MAX_AGE);
+            let ends_at = (body.last_write + self.limits.body_linger)
+                .min(body.opened + self.limits.body_max_age);
             if ends_at <= now {
                 self.open = None;
             } else {

@@ -9,6 +9,7 @@ const MS: Duration = Duration::from_millis(1);
 const PACKET_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_secs(60);
 const LINGER: Duration = Duration::from_millis(100);
+const BODY_MAX_AGE: Duration = Duration::from_secs(1);
 
 fn limits() -> SendLimits {
     SendLimits {
@@ -18,6 +19,7 @@ fn limits() -> SendLimits {
         max_in_flight: 2,
         idle_timeout: IDLE,
         body_linger: LINGER,
+        body_max_age: BODY_MAX_AGE,
     }
 }
 
@@ -139,6 +141,47 @@ fn a_body_lingers_for_more_batches_and_ends_when_quiet_for_the_linger() {
         Some(1),
         "another lane's end leaves it"
     );
+}
+
+#[test]
+fn at_gossip_s_resting_pace_a_body_stays_open_across_packets_seconds_apart() {
+    // Gossip at rest: a packet to a peer every second or two. With the
+    // transport's default linger and max age, they ride one body until it
+    // is the max age old, not a request each.
+    const SECOND: Duration = Duration::from_secs(1);
+    let rest = SendLimits {
+        body_linger: 3 * SECOND,
+        body_max_age: 6 * SECOND,
+        ..limits()
+    };
+    let t0 = Instant::now();
+    let mut peer = Peer::new(rest, t0);
+    peer.write(1, t0);
+    assert_eq!(
+        peer.pump(t0),
+        [(open(0, PACKET_TIMEOUT + 6 * SECOND), vec![1])],
+        "a lingering body's request has its max age on top of the packet timeout"
+    );
+    let mut t = t0;
+    for gap in [2, 1, 2] {
+        t += gap * SECOND;
+        while peer.sender.poll_timeout() <= t {
+            assert_eq!(peer.sender.handle_timeout(t), Timeout::Nothing);
+        }
+        assert_eq!(peer.sender.open_body(), Some(0), "open at {:?}", t - t0);
+        peer.write(1, t);
+        assert_eq!(peer.pump(t), [(Route::Push { lane: 0 }, vec![1])]);
+    }
+    // Past the max age the body ends, however recent its last packet, and
+    // the next packet opens a new request.
+    t = t0 + 6 * SECOND;
+    assert!(peer.sender.poll_timeout() <= t);
+    peer.sender.handle_timeout(t);
+    assert_eq!(peer.sender.open_body(), None);
+    peer.write(1, t);
+    assert_eq!(peer.pump(t)[0].0.lane(), 1);
+    let ledger = peer.sender.request_finished(t, 0, Outcome::Delivered);
+    assert_eq!(ledger.map(|l| l.packets), Some(4));
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn senders(
         max_in_flight: 2,
         idle_timeout: Duration::from_secs(60),
         body_linger: Duration::from_secs(60),
+        body_max_age: Duration::from_secs(1),
     };
     let senders = Senders::new(
         sink.clone(),
