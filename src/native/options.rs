@@ -82,7 +82,13 @@ pub struct Options {
     /// task, no end of body, no answer). Gossip at rest sends a peer a
     /// packet every few seconds (memberlist's LAN defaults: a ping a second
     /// to one member in turn, and an ack to every ping), so the default
-    /// keeps a body open across probes. A body is ended after
+    /// keeps a body open across probes. A body lingers only for a peer
+    /// that had a packet within the linger before it, or several queued
+    /// together: a lone first packet after a quiet spell is a request of
+    /// its own, ended with it (in a
+    /// large cluster at rest a member sends a given peer a packet a minute
+    /// or so, and a lingering body would carry nothing more). A body is
+    /// ended after
     /// [`message_body_max_age`](Options::message_body_max_age) in all
     /// whatever the traffic, and at once when it carries a packet given to
     /// [`Transport::send`], whose caller waits for the answer. The contract

@@ -39,7 +39,16 @@ struct Peer {
 }
 
 impl Peer {
+    /// A peer that had a packet just before `now`, so a new body lingers
+    /// (see [`Peer::quiet`] for one that had none).
     fn new(limits: SendLimits, now: Instant) -> Peer {
+        let mut peer = Peer::quiet(limits, now);
+        peer.sender.sent_recently(now);
+        peer
+    }
+
+    /// A peer with no packet sent yet.
+    fn quiet(limits: SendLimits, now: Instant) -> Peer {
         Peer {
             sender: PeerSender::new(limits, now),
             queue: Queue::default(),
@@ -128,18 +137,96 @@ fn a_body_lingers_for_more_batches_and_ends_when_quiet_for_the_linger() {
     assert_eq!(peer.sender.handle_timeout(t0 + 150 * MS), Timeout::Nothing);
     assert_eq!(peer.sender.open_body(), None, "quiet for the linger: ended");
 
-    // The next batch opens a new request; the old one is still in flight.
+    // The next batch, after a spell as quiet as the linger, is a request
+    // of its own (the old one is still in flight); the one after it,
+    // within the linger, lingers again.
     peer.write(30, t0 + 160 * MS);
-    let reopened = open(1, PACKET_TIMEOUT + BODY_MAX_AGE);
-    assert_eq!(peer.pump(t0 + 160 * MS), [(reopened, vec![30])]);
+    assert_eq!(
+        peer.pump(t0 + 160 * MS),
+        [(open(1, PACKET_TIMEOUT), vec![30])]
+    );
+    assert_eq!(peer.sender.open_body(), None);
     let ledger = peer
         .sender
-        .request_finished(t0 + 170 * MS, 0, Outcome::Delivered);
+        .request_finished(t0 + 165 * MS, 1, Outcome::Delivered);
+    assert_eq!(ledger.map(|l| l.packets), Some(1));
+    peer.write(40, t0 + 170 * MS);
+    let reopened = open(2, PACKET_TIMEOUT + BODY_MAX_AGE);
+    assert_eq!(peer.pump(t0 + 170 * MS), [(reopened, vec![40])]);
+    let ledger = peer
+        .sender
+        .request_finished(t0 + 180 * MS, 0, Outcome::Delivered);
     assert_eq!(ledger.map(|l| l.packets), Some(2));
     assert_eq!(
         peer.sender.open_body(),
-        Some(1),
+        Some(2),
         "another lane's end leaves it"
+    );
+}
+
+#[test]
+fn a_body_lingers_only_for_a_peer_that_had_a_packet_within_the_linger() {
+    let t0 = Instant::now();
+    let mut peer = Peer::quiet(limits(), t0);
+    // The first packet: a request of its own, ended with its chunk (no
+    // linger timer, no longer deadline).
+    peer.write(1, t0);
+    assert_eq!(peer.pump(t0), [(open(0, PACKET_TIMEOUT), vec![1])]);
+    assert_eq!(peer.sender.open_body(), None);
+    assert_eq!(peer.sender.poll_timeout(), t0 + IDLE);
+    // The next within the linger: the peer is busy, its body lingers.
+    peer.write(2, t0 + LINGER / 2);
+    assert_eq!(
+        peer.pump(t0 + LINGER / 2),
+        [(open(1, PACKET_TIMEOUT + BODY_MAX_AGE), vec![2])]
+    );
+    assert_eq!(peer.sender.open_body(), Some(1));
+    peer.sender.handle_timeout(t0 + LINGER / 2 + LINGER);
+    assert_eq!(peer.sender.open_body(), None);
+    for lane in [0, 1] {
+        peer.sender
+            .request_finished(t0 + 2 * LINGER, lane, Outcome::Delivered);
+    }
+    // After a quiet spell longer than the linger, a request of its own
+    // again, though its last body lingered.
+    let later = t0 + 10 * LINGER;
+    peer.write(3, later);
+    assert_eq!(peer.pump(later), [(open(2, PACKET_TIMEOUT), vec![3])]);
+    assert_eq!(peer.sender.open_body(), None);
+    peer.sender.request_finished(later, 2, Outcome::Delivered);
+    // A burst after a quiet spell lingers: more are likely to follow.
+    let burst = later + 10 * LINGER;
+    peer.write(4, burst);
+    peer.write(5, burst);
+    assert_eq!(
+        peer.pump(burst),
+        [(open(3, PACKET_TIMEOUT + BODY_MAX_AGE), vec![4, 5])]
+    );
+    assert_eq!(peer.sender.open_body(), Some(3));
+}
+
+#[test]
+fn a_direct_write_counts_as_a_recent_packet_for_the_next_body() {
+    let t0 = Instant::now();
+    let mut peer = Peer::new(limits(), t0);
+    peer.write(1, t0);
+    peer.pump(t0);
+    // Packets written straight into the body keep the peer busy past the
+    // linger after the last batch.
+    let direct = DirectWrites {
+        lane: 0,
+        packets: 1,
+        last_write: Some(t0 + LINGER),
+        full: false,
+    };
+    peer.sender.wrote_directly(direct);
+    peer.sender
+        .request_finished(t0 + LINGER, 0, Outcome::Failed);
+    let next = t0 + LINGER + LINGER / 2;
+    peer.write(1, next);
+    assert_eq!(
+        peer.pump(next),
+        [(open(1, PACKET_TIMEOUT + BODY_MAX_AGE), vec![1])]
     );
 }
 
