@@ -94,7 +94,9 @@ pub struct Options {
     /// [`Transport::send`], whose caller waits for the answer. The contract
     /// has the receiver deliver each frame as it arrives, and Go peers do
     /// (stamping every packet of a body with the time the request began,
-    /// which memberlist uses only to time pings for an optional delegate).
+    /// which memberlist uses only for round-trip times, in its optional
+    /// ping delegate and `Memberlist.Ping`: those of a Go peer to this node
+    /// can be off by up to `message_body_max_age`).
     /// Zero: every batch is a request of its own, ended at once. Not used
     /// with [`client_http1`](Options::client_http1). Default 3 s.
     pub message_body_linger: Duration,
