@@ -399,3 +399,7 @@ impl<W> PeerSender<W> {
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "machine_linger_tests.rs"]
+mod linger_tests;
