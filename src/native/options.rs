@@ -11,6 +11,11 @@ use std::time::Duration;
 #[cfg(doc)]
 use super::Transport;
 
+/// How far a receiver's [`Options::body_read_timeout`] should stay above a
+/// sender's [`Options::message_body_max_age`]: the slack for a loaded
+/// sender that ends its body late.
+pub(crate) const BODY_AGE_MARGIN: Duration = Duration::from_secs(4);
+
 /// How a [`Transport`] behaves. Start from `Options::default()` and change
 /// what you need; every field has a safe default.
 ///
@@ -72,19 +77,46 @@ pub struct Options {
     /// How long a `/message` request body stays open after its last packet,
     /// so that the next packets to the same peer ride it as more frames
     /// instead of starting a new request: on an open HTTP/2 stream a packet
-    /// is one `DATA` frame away, about half the latency of a new request.
-    /// A body is ended after 1 s in all whatever the traffic (receivers
-    /// limit how long a body may take: keep a peer's
-    /// [`body_read_timeout`](Options::body_read_timeout) well above 1 s;
-    /// `Transport::new` warns when its own is 2 s or less), and at once
-    /// when it carries a packet given to [`Transport::send`], whose caller
-    /// waits for the answer. The contract
-    /// has the receiver deliver each frame as it arrives, and Go peers do.
+    /// is one `DATA` frame away, about half the latency of a new request
+    /// and a fraction of its CPU on both ends (no headers, no new stream or
+    /// task, no end of body, no answer). Gossip at rest sends a peer a
+    /// packet every few seconds (memberlist's LAN defaults: a ping a second
+    /// to one member in turn, and an ack to every ping), so the default
+    /// keeps a body open across probes. A body lingers only for a peer
+    /// that had a packet within the linger before it, or several queued
+    /// together: a lone first packet after a quiet spell is a request of
+    /// its own, ended with it (in a
+    /// large cluster at rest a member sends a given peer a packet a minute
+    /// or so, and a lingering body would carry nothing more). A body is
+    /// ended after
+    /// [`message_body_max_age`](Options::message_body_max_age) in all
+    /// whatever the traffic, and at once when it carries a packet given to
+    /// [`Transport::send`], whose caller waits for the answer. The contract
+    /// has the receiver deliver each frame as it arrives, and Go peers do
+    /// (stamping every packet of a body with the time the request began,
+    /// which memberlist uses only for round-trip times, in its optional
+    /// ping delegate and `Memberlist.Ping`: those of a Go peer to this node
+    /// can be off by up to `message_body_max_age`).
     /// Zero: every batch is a request of its own, ended at once. Not used
-    /// with [`client_http1`](Options::client_http1). Default 100 ms.
+    /// with [`client_http1`](Options::client_http1). Default 3 s.
     pub message_body_linger: Duration,
+    /// How long a lingering `/message` body stays open in all, however busy
+    /// the peer: receivers bound how long a body may take, so keep it well
+    /// below their [`body_read_timeout`](Options::body_read_timeout)
+    /// (`Transport::new` warns when its own is not at least 4 s above
+    /// this). It is also how long a peer's packets may wait for their
+    /// request's outcome beyond `packet_timeout` before they count as
+    /// failed. Default 6 s.
+    pub message_body_max_age: Duration,
     /// A peer with nothing to send for this long loses its send task (a
-    /// new one starts with its next packet). Default 60 s.
+    /// new one starts with its next packet), and its pooled connection is
+    /// closed (see [`max_peer_connections`](Options::max_peer_connections)).
+    /// memberlist probes members in turn, a second each with the LAN
+    /// defaults, so at rest a member sends a given peer a packet about once
+    /// per `members` seconds: the default keeps connections across the
+    /// probe round up to about 180 members (a new connection costs both
+    /// ends more CPU than the packet it carries; an idle one costs no CPU
+    /// and about 57 KiB at each end). Default 180 s.
     pub idle_peer_timeout: Duration,
     /// The most HTTP/2 connections this transport keeps open to peers.
     /// Past it, the least recently used one is closed once its requests
@@ -142,8 +174,8 @@ pub struct Options {
     pub max_accepted_connections: usize,
     /// An accepted connection with no request open for this long is closed
     /// (HTTP/2 `GOAWAY`; `connections_closed_total{reason="idle"}`). Longer
-    /// than a peer's own `idle_peer_timeout` (60 s by default), so a
-    /// healthy peer normally closes its end first. Default 90 s.
+    /// than a peer's own `idle_peer_timeout` (180 s by default), so a
+    /// healthy peer normally closes its end first. Default 240 s.
     pub idle_connection_timeout: Duration,
     /// Most incoming streams open at once over all peers; beyond, a new
     /// stream is answered `503` (`reason="streams"`). Default 1024.
@@ -183,8 +215,9 @@ impl Default for Options {
             stream_queue_size: 64,
             max_batch_bytes: 256 << 10,
             max_in_flight_per_peer: 4,
-            message_body_linger: Duration::from_millis(100),
-            idle_peer_timeout: Duration::from_secs(60),
+            message_body_linger: Duration::from_secs(3),
+            message_body_max_age: Duration::from_secs(6),
+            idle_peer_timeout: Duration::from_secs(180),
             max_peer_connections: 256,
             body_read_timeout: Duration::from_secs(10),
             advertise_addr: None,
@@ -195,7 +228,7 @@ impl Default for Options {
             auth_token: None,
             max_connections: 10_000,
             max_accepted_connections: 512,
-            idle_connection_timeout: Duration::from_secs(90),
+            idle_connection_timeout: Duration::from_secs(240),
             max_streams: 1024,
             max_concurrent_streams_per_connection: 256,
             header_read_timeout: Duration::from_secs(10),
@@ -219,6 +252,7 @@ impl std::fmt::Debug for Options {
             max_batch_bytes,
             max_in_flight_per_peer,
             message_body_linger,
+            message_body_max_age,
             idle_peer_timeout,
             max_peer_connections,
             body_read_timeout,
@@ -248,6 +282,7 @@ impl std::fmt::Debug for Options {
             .field("max_batch_bytes", max_batch_bytes)
             .field("max_in_flight_per_peer", max_in_flight_per_peer)
             .field("message_body_linger", message_body_linger)
+            .field("message_body_max_age", message_body_max_age)
             .field("idle_peer_timeout", idle_peer_timeout)
             .field("max_peer_connections", max_peer_connections)
             .field("body_read_timeout", body_read_timeout)

@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub(crate) use machine::{SendLimits, BODY_MAX_AGE};
+pub(crate) use machine::SendLimits;
 
 /// Chunks (batches) queued for a `/message` body beyond what HTTP/2 flow
 /// control lets out; past it, packets wait in the peer's queue, where

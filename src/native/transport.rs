@@ -2,7 +2,7 @@
 
 use super::connector::{Connector, PoolLimits};
 use super::metrics::{Metrics, MetricsRegistry};
-use super::options::Options;
+use super::options::{Options, BODY_AGE_MARGIN};
 use super::sender::{Outgoing, SendLimits, Senders};
 use super::stream::{write_channel, StreamConn, StreamContext};
 use crate::contract::{Cors, Token};
@@ -89,14 +89,16 @@ impl Transport {
         } else {
             options.message_body_linger
         };
-        if !body_linger.is_zero() && options.body_read_timeout <= 2 * super::sender::BODY_MAX_AGE {
+        let body_max_age = options.message_body_max_age;
+        if !body_linger.is_zero() && options.body_read_timeout < body_max_age + BODY_AGE_MARGIN {
             // Not an error: it is the peers' setting that matters, but a
             // cluster is usually configured alike.
             tracing::warn!(
                 body_read_timeout = ?options.body_read_timeout,
-                "body_read_timeout is 2 s or less: peers configured alike answer this \
-                 transport's open /message bodies (up to 1 s) with 408; raise it, or set \
-                 message_body_linger to zero"
+                message_body_max_age = ?body_max_age,
+                "body_read_timeout is less than 4 s above message_body_max_age: peers configured \
+                 alike may answer this transport's open /message bodies with 408; raise it, or \
+                 lower message_body_max_age"
             );
         }
         let metrics = Metrics::default();
@@ -125,6 +127,7 @@ impl Transport {
                 max_in_flight: options.max_in_flight_per_peer,
                 idle_timeout: options.idle_peer_timeout,
                 body_linger,
+                body_max_age,
             },
             shutdown.clone(),
             tasks.clone(),

@@ -9,11 +9,23 @@
 //! Each batch of queued packets becomes a chunk of frames. With a linger
 //! (the default), the chunk goes into the peer's open `/message` body when
 //! there is one, and a body stays open for more until it has been quiet for
-//! the linger or is [`BODY_MAX_AGE`] old: on an open HTTP/2 stream a packet
-//! is one `DATA` frame away from the peer, about half the latency of a new
-//! request (which costs headers, a new stream and a task on each side). A
-//! body carrying a packet someone waits on (`send`) is ended at once, so
-//! the answer does not wait for the linger.
+//! the linger or is [`SendLimits::body_max_age`] old: on an open HTTP/2
+//! stream a packet is one `DATA` frame away from the peer, about half the
+//! latency and a third of the CPU of a new request (which costs headers, a
+//! new stream, a task on each side, an end of body and an answer). A body
+//! carrying a packet someone waits on (`send`) is ended at once, so the
+//! answer does not wait for the linger.
+//!
+//! A new body lingers only for a busy peer, one that had a packet within
+//! the linger before it or has several queued together (a burst): the
+//! first packet after a quiet spell goes as a request of its own, ended
+//! with its chunk. In a large cluster at rest a member sends
+//! a given peer a packet a minute or so (memberlist probes members in
+//! turn), so a lingering body would carry nothing more and only cost a
+//! separate end of body, timer and wake-ups on both ends, measured at a
+//! sixth of the CPU per packet; a peer that gets packets seconds apart (a
+//! small cluster, or any peer under load) gets a lingering body from its
+//! second packet on.
 
 use super::queue::{Queued, Take};
 use std::time::{Duration, Instant};
@@ -22,11 +34,6 @@ use std::time::{Duration, Instant};
 pub(crate) const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// The longest wait between connect attempts to an unreachable peer.
 pub(crate) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(250);
-
-/// How long a lingering `/message` body may stay open in all: well inside
-/// a receiver's body-read limit (ours defaults to 10 s), and short enough
-/// that a failed body leaves little in doubt.
-pub(crate) const BODY_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// What bounds a peer's delivery.
 #[derive(Debug, Clone)]
@@ -39,6 +46,10 @@ pub(crate) struct SendLimits {
     /// How long a `/message` body stays open for more packets after the
     /// last; zero ends every body after its first batch.
     pub body_linger: Duration,
+    /// How long a lingering body may stay open in all, however busy: inside
+    /// a receiver's body-read limit, and short enough that a failed body
+    /// leaves little in doubt.
+    pub body_max_age: Duration,
 }
 
 /// One `/message` request of a peer; never reused.
@@ -140,6 +151,9 @@ pub(crate) struct PeerSender<W> {
     next_lane: Lane,
     /// When a batch last went out (or a backoff ended): the idle clock.
     last_active: Instant,
+    /// When a packet last went to the peer (a batch, or a direct write):
+    /// a new body lingers only if that was within the linger.
+    last_sent: Option<Instant>,
     idle_check_at: Instant,
     /// The wait after the next failed connect.
     backoff: Duration,
@@ -156,6 +170,7 @@ impl<W> PeerSender<W> {
             open: None,
             next_lane: 0,
             last_active: now,
+            last_sent: None,
             backoff: RECONNECT_BACKOFF_MIN,
             retry_at: None,
         }
@@ -179,10 +194,18 @@ impl<W> PeerSender<W> {
     /// [`wants_batch`](Self::wants_batch) said: moves its waiters to the
     /// ledger of the request that carries it and says which that is. The
     /// body stays open afterwards (see [`open_body`](Self::open_body)) only
-    /// with a linger, no waiter in the batch, and the body younger than
-    /// [`BODY_MAX_AGE`].
+    /// with a linger, no waiter in the batch, the body younger than its max
+    /// age, and (for a new body) a busy peer: a packet sent to it within
+    /// the linger before this batch, or several in the batch.
     pub(crate) fn send<T: Queued<Waiter = W>>(&mut self, now: Instant, batch: &mut [T]) -> Route {
         self.last_active = now;
+        // A burst (packets queued together) or a packet within the linger
+        // before this batch: more are likely to follow.
+        let busy = batch.len() > 1
+            || self
+                .last_sent
+                .is_some_and(|at| now.saturating_duration_since(at) < self.limits.body_linger);
+        self.last_sent = Some(now);
         let open_index = self
             .open
             .as_ref()
@@ -206,21 +229,23 @@ impl<W> PeerSender<W> {
         let lingers = !self.limits.body_linger.is_zero() && !awaited;
         if open_index.is_none() {
             let mut timeout = self.limits.packet_timeout;
-            if lingers {
+            if lingers && busy {
                 self.open = Some(OpenBody {
                     lane,
                     opened: now,
                     last_write: now,
-                    check_at: now + self.limits.body_linger.min(BODY_MAX_AGE),
+                    check_at: now + self.limits.body_linger.min(self.limits.body_max_age),
                     full: false,
                 });
                 // A lingering body is answered only after it ends.
-                timeout += BODY_MAX_AGE;
+                timeout += self.limits.body_max_age;
             }
             return Route::Open { lane, timeout };
         }
         match &mut self.open {
-            Some(body) if lingers && now < body.opened + BODY_MAX_AGE => body.last_write = now,
+            Some(body) if lingers && now < body.opened + self.limits.body_max_age => {
+                body.last_write = now
+            }
             _ => self.open = None,
         }
         Route::Push { lane }
@@ -262,7 +287,7 @@ impl<W> PeerSender<W> {
         let body = self.open.as_ref().filter(|b| !b.full)?;
         self.retry_at.is_none().then_some(DirectBody {
             lane: body.lane,
-            until: body.opened + BODY_MAX_AGE,
+            until: body.opened + self.limits.body_max_age,
             last_write: body.last_write,
         })
     }
@@ -277,6 +302,7 @@ impl<W> PeerSender<W> {
         }
         if let Some(at) = direct.last_write {
             self.last_active = self.last_active.max(at);
+            self.last_sent = self.last_sent.max(Some(at));
         }
         let Some(body) = self.open.as_mut().filter(|b| b.lane == direct.lane) else {
             return;
@@ -326,7 +352,7 @@ impl<W> PeerSender<W> {
     }
 
     /// Acts on the timers due at `now`: a backoff ends, a body that has
-    /// been quiet for the linger (or is [`BODY_MAX_AGE`] old) ends (ending
+    /// been quiet for the linger (or is its max age old) ends (ending
     /// it lets its request finish with the peer's answer), and an idle
     /// peer is due to retire.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Timeout {
@@ -335,8 +361,8 @@ impl<W> PeerSender<W> {
             self.last_active = now;
         }
         if let Some(body) = self.open.as_mut().filter(|b| b.check_at <= now) {
-            let ends_at =
-                (body.last_write + self.limits.body_linger).min(body.opened + BODY_MAX_AGE);
+            let ends_at = (body.last_write + self.limits.body_linger)
+                .min(body.opened + self.limits.body_max_age);
             if ends_at <= now {
                 self.open = None;
             } else {
@@ -357,6 +383,13 @@ impl<W> PeerSender<W> {
         }
     }
 
+    /// Records a packet sent to the peer at `at`, as if a batch had gone
+    /// out then: tests of lingering bodies start from a peer with traffic.
+    #[cfg(test)]
+    pub(crate) fn sent_recently(&mut self, at: Instant) {
+        self.last_sent = Some(at);
+    }
+
     /// Shutdown: the ledgers of every request still in flight, to fail.
     pub(crate) fn into_ledgers(self) -> impl Iterator<Item = Ledger<W>> {
         self.lanes.into_iter().map(|(_, ledger)| ledger)
@@ -366,3 +399,7 @@ impl<W> PeerSender<W> {
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "machine_linger_tests.rs"]
+mod linger_tests;

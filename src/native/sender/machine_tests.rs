@@ -5,12 +5,13 @@ use super::*;
 use crate::native::sender::queue::tests::{pkt, Pkt};
 use crate::native::sender::queue::Queue;
 
-const MS: Duration = Duration::from_millis(1);
-const PACKET_TIMEOUT: Duration = Duration::from_secs(5);
-const IDLE: Duration = Duration::from_secs(60);
-const LINGER: Duration = Duration::from_millis(100);
+pub(super) const MS: Duration = Duration::from_millis(1);
+pub(super) const PACKET_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const IDLE: Duration = Duration::from_secs(60);
+pub(super) const LINGER: Duration = Duration::from_millis(100);
+pub(super) const BODY_MAX_AGE: Duration = Duration::from_secs(1);
 
-fn limits() -> SendLimits {
+pub(super) fn limits() -> SendLimits {
     SendLimits {
         queue_size: 100,
         packet_timeout: PACKET_TIMEOUT,
@@ -18,11 +19,12 @@ fn limits() -> SendLimits {
         max_in_flight: 2,
         idle_timeout: IDLE,
         body_linger: LINGER,
+        body_max_age: BODY_MAX_AGE,
     }
 }
 
 /// Every body ends after its first batch.
-fn no_linger() -> SendLimits {
+pub(super) fn no_linger() -> SendLimits {
     SendLimits {
         body_linger: Duration::ZERO,
         ..limits()
@@ -30,14 +32,23 @@ fn no_linger() -> SendLimits {
 }
 
 /// A sender and its queue, driven as the shell drives them.
-struct Peer {
-    sender: PeerSender<u32>,
+pub(super) struct Peer {
+    pub(super) sender: PeerSender<u32>,
     queue: Queue<Pkt>,
     expired: Vec<Pkt>,
 }
 
 impl Peer {
-    fn new(limits: SendLimits, now: Instant) -> Peer {
+    /// A peer that had a packet just before `now`, so a new body lingers
+    /// (see [`Peer::quiet`] for one that had none).
+    pub(super) fn new(limits: SendLimits, now: Instant) -> Peer {
+        let mut peer = Peer::quiet(limits, now);
+        peer.sender.sent_recently(now);
+        peer
+    }
+
+    /// A peer with no packet sent yet.
+    pub(super) fn quiet(limits: SendLimits, now: Instant) -> Peer {
         Peer {
             sender: PeerSender::new(limits, now),
             queue: Queue::default(),
@@ -45,11 +56,11 @@ impl Peer {
         }
     }
 
-    fn write(&mut self, len: usize, now: Instant) {
+    pub(super) fn write(&mut self, len: usize, now: Instant) {
         assert!(self.queue.push(pkt(len, now), 100).is_ok());
     }
 
-    fn send(&mut self, len: usize, waiter: u32, now: Instant) {
+    pub(super) fn send(&mut self, len: usize, waiter: u32, now: Instant) {
         let p = Pkt {
             len,
             at: now,
@@ -60,7 +71,7 @@ impl Peer {
 
     /// Takes and routes batches while the sender wants them, as the shell's
     /// inner loop does: what went where, by packet length.
-    fn pump(&mut self, now: Instant) -> Vec<(Route, Vec<usize>)> {
+    pub(super) fn pump(&mut self, now: Instant) -> Vec<(Route, Vec<usize>)> {
         let mut sent = Vec::new();
         while let Some(take) = self.sender.wants_batch(now) {
             let mut batch = self.queue.take_batch(&take, &mut self.expired);
@@ -74,7 +85,7 @@ impl Peer {
     }
 }
 
-fn open(lane: Lane, timeout: Duration) -> Route {
+pub(super) fn open(lane: Lane, timeout: Duration) -> Route {
     Route::Open { lane, timeout }
 }
 
@@ -100,127 +111,6 @@ fn queued_packets_go_in_batches_up_to_max_batch_bytes() {
         peer.pump(t0),
         [(open(2, PACKET_TIMEOUT), vec![150])],
         "an oversize packet goes alone"
-    );
-}
-
-#[test]
-fn a_body_lingers_for_more_batches_and_ends_when_quiet_for_the_linger() {
-    let t0 = Instant::now();
-    let mut peer = Peer::new(limits(), t0);
-    peer.write(10, t0);
-    let opened = open(0, PACKET_TIMEOUT + BODY_MAX_AGE);
-    assert_eq!(peer.pump(t0), [(opened, vec![10])]);
-    assert_eq!(peer.sender.open_body(), Some(0));
-    assert_eq!(peer.sender.poll_timeout(), t0 + LINGER);
-
-    peer.write(20, t0 + 50 * MS);
-    assert_eq!(
-        peer.pump(t0 + 50 * MS),
-        [(Route::Push { lane: 0 }, vec![20])]
-    );
-    // Due at the linger after the body opened, the check finds a write
-    // since and looks again at the linger after that write.
-    assert_eq!(peer.sender.handle_timeout(t0 + LINGER), Timeout::Nothing);
-    assert_eq!(peer.sender.open_body(), Some(0));
-    assert_eq!(peer.sender.poll_timeout(), t0 + 150 * MS);
-    assert_eq!(peer.sender.handle_timeout(t0 + 150 * MS), Timeout::Nothing);
-    assert_eq!(peer.sender.open_body(), None, "quiet for the linger: ended");
-
-    // The next batch opens a new request; the old one is still in flight.
-    peer.write(30, t0 + 160 * MS);
-    let reopened = open(1, PACKET_TIMEOUT + BODY_MAX_AGE);
-    assert_eq!(peer.pump(t0 + 160 * MS), [(reopened, vec![30])]);
-    let ledger = peer
-        .sender
-        .request_finished(t0 + 170 * MS, 0, Outcome::Delivered);
-    assert_eq!(ledger.map(|l| l.packets), Some(2));
-    assert_eq!(
-        peer.sender.open_body(),
-        Some(1),
-        "another lane's end leaves it"
-    );
-}
-
-#[test]
-fn a_busy_body_ends_at_its_max_age() {
-    let t0 = Instant::now();
-    let mut peer = Peer::new(limits(), t0);
-    let mut t = t0;
-    while t < t0 + BODY_MAX_AGE {
-        peer.write(1, t);
-        let sent = peer.pump(t);
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].0.lane(), 0, "one body while it is young");
-        while peer.sender.poll_timeout() <= t {
-            assert_eq!(peer.sender.handle_timeout(t), Timeout::Nothing);
-        }
-        assert_eq!(peer.sender.open_body(), Some(0));
-        t += 40 * MS;
-    }
-    // Its check falls due at the max age, however busy it is.
-    assert!(peer.sender.poll_timeout() <= t0 + BODY_MAX_AGE);
-    peer.sender.handle_timeout(t0 + BODY_MAX_AGE);
-    assert_eq!(peer.sender.open_body(), None);
-    peer.write(1, t);
-    assert_eq!(peer.pump(t)[0].0.lane(), 1);
-}
-
-#[test]
-fn a_batch_pushed_into_a_body_at_its_max_age_ends_it() {
-    let t0 = Instant::now();
-    let mut peer = Peer::new(
-        SendLimits {
-            body_linger: 2 * BODY_MAX_AGE,
-            ..limits()
-        },
-        t0,
-    );
-    peer.write(1, t0);
-    peer.pump(t0);
-    peer.write(1, t0 + BODY_MAX_AGE);
-    assert_eq!(
-        peer.pump(t0 + BODY_MAX_AGE),
-        [(Route::Push { lane: 0 }, vec![1])]
-    );
-    assert_eq!(peer.sender.open_body(), None);
-}
-
-#[test]
-fn a_send_ends_its_body_at_once() {
-    let t0 = Instant::now();
-    let mut peer = Peer::new(limits(), t0);
-    // A waiter in a new body: it neither lingers nor gets the longer
-    // deadline.
-    peer.send(10, 7, t0);
-    assert_eq!(peer.pump(t0), [(open(0, PACKET_TIMEOUT), vec![10])]);
-    assert_eq!(peer.sender.open_body(), None);
-    assert_eq!(peer.sender.poll_timeout(), t0 + IDLE, "no linger timer");
-
-    // A waiter in an open body ends it.
-    peer.write(10, t0 + MS);
-    assert_eq!(peer.pump(t0 + MS)[0].0.lane(), 1);
-    peer.send(10, 8, t0 + 2 * MS);
-    assert_eq!(
-        peer.pump(t0 + 2 * MS),
-        [(Route::Push { lane: 1 }, vec![10])]
-    );
-    assert_eq!(peer.sender.open_body(), None);
-
-    let first = peer
-        .sender
-        .request_finished(t0, 0, Outcome::Failed)
-        .unwrap();
-    assert_eq!(first.waiters, [7]);
-    let second = peer
-        .sender
-        .request_finished(t0, 1, Outcome::Delivered)
-        .unwrap();
-    assert_eq!(
-        second,
-        Ledger {
-            packets: 2,
-            waiters: vec![8]
-        }
     );
 }
 
@@ -514,7 +404,7 @@ fn shutdown_hands_back_every_ledger_in_flight() {
 }
 
 impl Route {
-    fn lane(self) -> Lane {
+    pub(super) fn lane(self) -> Lane {
         match self {
             Route::Open { lane, .. } | Route::Push { lane } => lane,
         }

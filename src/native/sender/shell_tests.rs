@@ -37,6 +37,7 @@ fn senders(
         max_in_flight: 2,
         idle_timeout: Duration::from_secs(60),
         body_linger: Duration::from_secs(60),
+        body_max_age: Duration::from_secs(1),
     };
     let senders = Senders::new(
         sink.clone(),
@@ -108,6 +109,15 @@ async fn a_failed_request_fails_its_packets_and_the_peer_task_goes_on() {
     assert_eq!(senders.peer_count(), 1);
 }
 
+/// Sends `addr` a first packet, `b"0"`, and waits for its request (one of
+/// its own: the peer had no packet before it) to be answered, so that the
+/// next packet finds a busy peer and opens a lingering body.
+/// Its outcome is the test sink's answer; its body is not kept.
+async fn make_busy(senders: &Senders<FakeSink>, sink: &FakeSink, addr: &str) {
+    let _ = send(senders, addr, b"0").await;
+    assert_eq!(sink.bodies.lock().unwrap().remove(0), frames(&[b"0"]));
+}
+
 /// Lets the peer's task run until it sleeps on an open body it published
 /// for the fast path, then lets the body be quiet long enough for it.
 async fn until_published(senders: &Senders<FakeSink>, addr: &str) {
@@ -131,19 +141,20 @@ async fn until_published(senders: &Senders<FakeSink>, addr: &str) {
 #[tokio::test]
 async fn a_packet_written_while_a_body_is_open_and_nothing_queued_goes_straight_into_it() {
     let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    make_busy(&senders, &sink, "peer:1").await;
     senders.enqueue("peer:1", packet(b"a", None)).unwrap();
     until_published(&senders, "peer:1").await;
     // No await from here on: the peer's task cannot run (one thread), so
     // what counts as sent went into the body by `enqueue`'s own hand.
     senders.enqueue("peer:1", packet(b"bb", None)).unwrap();
-    assert_eq!(metrics.tx_packets.get(), 2);
-    assert_eq!(metrics.tx_bytes.get(), 3);
+    assert_eq!(metrics.tx_packets.get(), 3);
+    assert_eq!(metrics.tx_bytes.get(), 4);
     assert_eq!(metrics.tx_packet_queue_length.get(), 0);
     // A send goes through the task, after it, and ends the body.
     send(&senders, "peer:1", b"ccc").await.unwrap();
     let bodies = sink.bodies.lock().unwrap().clone();
     assert_eq!(bodies, [frames(&[b"a", b"bb", b"ccc"])]);
-    assert_eq!(metrics.tx_packets.get(), 3);
+    assert_eq!(metrics.tx_packets.get(), 4);
     assert_eq!(metrics.tx_packets_failed.get(), 0);
     assert_eq!(metrics.tx_packet_queue_length.get(), 0);
 }
@@ -152,6 +163,7 @@ async fn a_packet_written_while_a_body_is_open_and_nothing_queued_goes_straight_
 async fn a_burst_after_a_direct_write_queues_and_goes_out_in_order() {
     let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
     let payloads: [&'static [u8]; 6] = [b"0", b"1", b"2", b"3", b"4", b"5"];
+    make_busy(&senders, &sink, "peer:1").await;
     senders
         .enqueue("peer:1", packet(payloads[0], None))
         .unwrap();
@@ -161,39 +173,42 @@ async fn a_burst_after_a_direct_write_queues_and_goes_out_in_order() {
     for p in &payloads[1..5] {
         senders.enqueue("peer:1", packet(p, None)).unwrap();
     }
-    assert_eq!(metrics.tx_packets.get(), 2);
+    assert_eq!(metrics.tx_packets.get(), 3);
     assert_eq!(metrics.tx_packet_queue_length.get(), 3);
     send(&senders, "peer:1", payloads[5]).await.unwrap();
     let bodies = sink.bodies.lock().unwrap().clone();
     assert_eq!(bodies, [frames(&payloads)]);
-    assert_eq!(metrics.tx_packets.get(), 6);
+    assert_eq!(metrics.tx_packets.get(), 7);
     assert_eq!(metrics.tx_packet_queue_length.get(), 0);
 }
 
 #[tokio::test]
 async fn a_failed_body_fails_the_packets_written_straight_into_it() {
-    let (senders, _sink, metrics) = senders(|peer| {
+    let (senders, sink, metrics) = senders(|peer| {
         Err(Error::InvalidAddress {
             addr: peer.to_string(),
             reason: "refused by the test".into(),
         })
     });
+    make_busy(&senders, &sink, "peer:1").await;
     senders.enqueue("peer:1", packet(b"a", None)).unwrap();
     until_published(&senders, "peer:1").await;
     senders.enqueue("peer:1", packet(b"b", None)).unwrap();
     senders.enqueue("peer:1", packet(b"c", None)).unwrap();
     let err = send(&senders, "peer:1", b"d").await.unwrap_err();
     assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
-    assert_eq!(metrics.tx_packets_failed.get(), 4);
+    // The first packet's own request failed too.
+    assert_eq!(metrics.tx_packets_failed.get(), 5);
 }
 
 #[tokio::test]
 async fn shutdown_fails_the_packets_written_straight_into_an_open_body() {
-    let (senders, _sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    make_busy(&senders, &sink, "peer:1").await;
     senders.enqueue("peer:1", packet(b"a", None)).unwrap();
     until_published(&senders, "peer:1").await;
     senders.enqueue("peer:1", packet(b"b", None)).unwrap();
-    assert_eq!(metrics.tx_packets.get(), 2);
+    assert_eq!(metrics.tx_packets.get(), 3);
     senders.ctx.shutdown.cancel();
     senders.ctx.tasks.close();
     senders.ctx.tasks.wait().await;
