@@ -34,6 +34,20 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         if args.nodes <= 20 {
             options = options.fast();
         }
+        // One process carries every member's packets, and a packet costs
+        // the process about half a millisecond of CPU (a request on each
+        // end; benches/RESULTS.md): 2 cores carry about 2,200 a second.
+        // With memberlist's LAN rates 500 members ask 1,000 a second at
+        // rest and up to 7,500 in a join wave, and the cluster accuses
+        // itself. Past 100 members each member probes and gossips as much
+        // less often as there are more of them, so the process sends what
+        // 100 LAN members send; failure detection slows by as much.
+        let crowd = u32::from(args.nodes).div_ceil(100);
+        if crowd > 1 {
+            let membership = &mut options.membership;
+            membership.probe_interval *= crowd;
+            membership.gossip_interval *= crowd;
+        }
         // Every member of this process shares its file limit, and both
         // ends of each connection between two of them are in it (two
         // files): 2,500 pooled connections in all (8 per member at 500,
