@@ -1,7 +1,7 @@
 //! Members as `cluster::Node`s in this process, on one 2-worker tokio
 //! runtime: starting a cluster, waiting for it to converge, stopping it.
 
-use crate::Res;
+use crate::{knob, Res};
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,16 +25,10 @@ pub fn lan_options(name: String, n: usize) -> NodeOptions {
     let mut options = NodeOptions::new(name);
     options.transport.max_peer_connections = peer_connections(n);
     // For experiments: another packet budget (memberlist's UDPBufferSize).
-    if let Some(bytes) = std::env::var("CLUSTER_BENCH_PACKET_BUDGET")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(bytes) = knob("CLUSTER_BENCH_PACKET_BUDGET") {
         options.membership.udp_buffer_size = bytes;
     }
-    if let Some(ms) = std::env::var("CLUSTER_BENCH_FRESH_NEWS_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(ms) = knob("CLUSTER_BENCH_FRESH_NEWS_MS") {
         options.membership.fresh_news_gossip = Duration::from_millis(ms);
     }
     options
@@ -44,10 +38,7 @@ pub fn lan_options(name: String, n: usize) -> NodeOptions {
 /// set (to compare budgets above and below the number of peers), else what
 /// the `cluster` command gives it.
 pub fn peer_connections(n: usize) -> usize {
-    std::env::var("CLUSTER_BENCH_PEER_CONNECTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or((8_000 / n.max(1)).clamp(8, 256))
+    knob("CLUSTER_BENCH_PEER_CONNECTIONS").unwrap_or((8_000 / n.max(1)).clamp(8, 256))
 }
 
 /// Binds `n` listeners on 127.0.0.1 (ports chosen by the kernel).

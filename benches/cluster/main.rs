@@ -120,14 +120,17 @@ impl Cfg {
     }
 }
 
+/// An experiment's setting from the environment variable `name`, when it
+/// is set and parses.
+pub fn knob<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut cfg = Cfg::from_args(&args);
     // For experiments: another size for the at-rest rows.
-    if let Some(n) = std::env::var("CLUSTER_BENCH_REST_MEMBERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = knob("CLUSTER_BENCH_REST_MEMBERS") {
         cfg.rest_members = n;
     }
     // For experiments: other in-process convergence sizes and run counts.
@@ -138,10 +141,7 @@ fn main() {
     }) {
         cfg.sizes = sizes;
     }
-    if let Some(runs) = std::env::var("CLUSTER_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(runs) = knob("CLUSTER_BENCH_RUNS") {
         cfg.runs = runs;
     }
     println!("{}", report::machine());

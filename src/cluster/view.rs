@@ -99,11 +99,11 @@ struct RowSource {
 }
 
 /// The longest a change waits to be published: a table of `n` rows is
-/// rebuilt at most once per `n` x 100 µs, up to this. Rebuilding costs
-/// about as much per row as a changed member costs the engine, and with
-/// many members in one process every member's table changes with every
-/// join: unthrottled, the tables of 500 members took more of the process
-/// than their gossip did.
+/// rebuilt at most once per `n` x 100 µs, up to this. With many members in
+/// one process every member's table changes with every join: rebuilt on
+/// each change, the tables of 500 members took about 5% of the process's
+/// CPU in a profile of a join wave (benches/RESULTS.md), work that grows
+/// as n^3.
 const MAX_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Publishes the node's membership table (the `watch` behind
@@ -173,18 +173,18 @@ impl Publisher {
             {
                 old.next();
             }
+            let before = old.peek().copied().filter(|(row, _)| row.name == m.name);
             // ckit forgets a member that died or left; its row keeps the
             // last state heard.
-            if let Some((row, _)) = old.peek().filter(|(row, _)| row.name == m.name) {
+            if let Some((row, _)) = before {
                 if m.is_gone() && source.ckit_state.is_none() {
                     source.ckit_state = row.ckit_state;
                 }
             }
-            let row = match old.peek() {
-                Some((row, was)) if row.name == m.name && **was == source => {
-                    let row = (*row).clone();
+            let row = match before {
+                Some((row, was)) if *was == source => {
                     old.next();
-                    row
+                    row.clone()
                 }
                 _ => self.row(m, &source, local),
             };

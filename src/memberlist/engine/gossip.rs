@@ -103,6 +103,20 @@ impl Engine {
         }
     }
 
+    /// How soon after the last round an early one (for never-sent news)
+    /// may come: `fresh_news_gossip` among 10 members or fewer, stretched
+    /// in proportion beyond, so that the early rounds of a whole cluster
+    /// add about the same packets per second whatever its size (a member
+    /// among `n` adds 1/n of them). Every member of a join wave has fresh
+    /// news all the time: unstretched, 20 ms rounds made a 100-member wave
+    /// cost four times the packets and converge later, not sooner. A member
+    /// that is behind on its own work (a health score above 0) has no early
+    /// rounds at all: they would only put it further behind.
+    fn early_round_spacing(&self) -> Duration {
+        let stretch = (self.members.len() as u32).div_ceil(10).max(1);
+        self.config.fresh_news_gossip * stretch
+    }
+
     /// Joins the cluster through `addrs`: a push-pull (with the join flag)
     /// to each. Each ends in an [`Event::JoinResult`].
     pub fn join(&mut self, addrs: &[SocketAddr], now: Time) {
@@ -350,21 +364,5 @@ impl Engine {
         if tokens.contains(&LEAVE_TOKEN) {
             self.finish_leave(false);
         }
-    }
-}
-
-impl Engine {
-    /// How soon after the last round an early one (for never-sent news)
-    /// may come: `fresh_news_gossip` among 10 members or fewer, stretched
-    /// in proportion beyond, so that the early rounds of a whole cluster
-    /// add about the same packets per second whatever its size (a member
-    /// among `n` adds 1/n of them). Every member of a join wave has fresh
-    /// news all the time: unstretched, 20 ms rounds made a 100-member wave
-    /// cost four times the packets and converge later, not sooner. A member
-    /// that is behind on its own work (a health score above 0) has no early
-    /// rounds at all: they would only put it further behind.
-    fn early_round_spacing(&self) -> Duration {
-        let stretch = (self.members.len() as u32).div_ceil(10).max(1);
-        self.config.fresh_news_gossip * stretch
     }
 }
