@@ -466,7 +466,7 @@ impl Engine {
     /// When [`Engine::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Time> {
         let mut next = self.gossip_due();
-        let mut at = |t: Time| next = next.min(t);
+        let mut at = |t: Time| next = Some(next.map_or(t, |n| n.min(t)));
         if self.leaving.is_none() && self.current_probe.is_none() {
             at(self.next_probe);
         }
@@ -494,7 +494,7 @@ impl Engine {
                 at(l.deadline);
             }
         }
-        Some(next)
+        next
     }
 
     /// A timer handled well past its deadline: we are starved, which is

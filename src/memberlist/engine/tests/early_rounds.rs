@@ -102,3 +102,34 @@ fn a_member_whose_inputs_wait_raises_its_health_score_and_has_no_early_rounds() 
         "{rounds} rounds in 1 s while unhealthy"
     );
 }
+
+#[test]
+fn a_member_with_nothing_to_gossip_sleeps_and_sends_news_at_once() {
+    let mut e = knowing(5);
+    // Gossip the table's own news until none is left.
+    let mut now = Time::ZERO;
+    while e.queued_broadcasts() > 0 {
+        let due = e.next_deadline().expect("a round is due while news waits");
+        now = due.max(now);
+        e.tick(now);
+        drain(&mut e);
+    }
+    // memberlist's ticker would wake every 200 ms here for nothing; the
+    // next timer is another one's (probes are off; the reconnect round).
+    let quiet = e.next_deadline();
+    assert!(
+        quiet.is_none_or(|t| t.since(now) >= Duration::from_secs(5)),
+        "woken {:?} after the queue emptied",
+        quiet.map(|t| t.since(now))
+    );
+    // News after a quiet spell goes out at once.
+    let later = now + Duration::from_secs(10);
+    e.handle_message(addr(7001), Message::Alive(alive("m1", 8001, 5)), later);
+    assert!(e.next_deadline().is_some_and(|t| t <= later));
+    e.tick(later);
+    let sent = drain(&mut e).iter().any(|o| {
+        matches!(o, Output::Packet(p)
+            if matches!(&p.messages[0], Message::Alive(a) if a.node == "m1" && a.incarnation == 5))
+    });
+    assert!(sent, "the news was not gossiped at once");
+}
