@@ -6,9 +6,9 @@
 //   lookup(), diffing successive answers for the timeline.
 // Plain DOM, no build step, nothing fetched from elsewhere.
 
-// The node measures the key space with the string keys "0" .. "9999"; the page (URL
-// mode) with "0" .. "999": the same method, a coarser sample.
-const URL_SAMPLE_KEYS = 1000;
+// The node measures the key space with the string keys "0" .. "9999"; so does the
+// page in URL mode, so both show the same split for the same members.
+const URL_SAMPLE_KEYS = 10000;
 const TIMELINE_SHOWN = 200;
 const PALETTE = ['#4f7cff', '#22b07d', '#f2a93b', '#e5566e', '#9b6bff', '#17a2b8', '#d96fd0', '#8bbf3d', '#ff8a4c', '#7d8bd6'];
 const STATE_ICON = { alive: '●', suspect: '◐', dead: '✕', left: '↩' };
@@ -172,8 +172,8 @@ class UrlSource {
   /**
    * The node's measurement, in the page: the first owner of each sample key, by
    * lookup(). A promise of the new split when the peers or the hasher changed, else
-   * null. lookup() builds its sharder on every call (a ring: 512 tokens a member), so
-   * the page samples fewer keys than the node and yields between batches.
+   * null. lookup() keeps the sharder it built for the last members and hasher, so
+   * the 10,000 lookups build it once; the page yields between batches of 100.
    */
   measure(raw, hasher) {
     // The peers a ckit node shards over: memberlist still lists alive and suspect

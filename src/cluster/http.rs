@@ -114,8 +114,9 @@ pub(crate) fn routes(
             }
             "/api/v1/shards" => {
                 // The node's own hasher unless the request names one.
-                let hasher =
-                    query_param(query, "hasher").map_or(Ok(node_hasher), shares::parse_hasher);
+                let hasher = query_param(query, "hasher").map_or(Ok(node_hasher), |name| {
+                    shares::requested_hasher(name, node_hasher)
+                });
                 match hasher {
                     Ok(hasher) => {
                         let members = view.borrow().clone();

@@ -77,8 +77,7 @@ impl NodeOptions {
             label: String::new(),
             skip_inbound_label_check: false,
             ckit_state: CkitState::Participant,
-            hasher: super::shares::parse_hasher(super::shares::DEFAULT_HASHER)
-                .expect("the default hasher has a name"),
+            hasher: Hasher::Ring(Hasher::ALLOY_RING_TOKENS),
             rejoin_interval: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(2),
             nameserver: None,

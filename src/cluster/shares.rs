@@ -10,27 +10,19 @@
 //! The peers are what a ckit node hands its sharder: every member that is
 //! alive or suspect (memberlist still lists both), in its ckit state (no
 //! state heard yet counts as a viewer, as in ckit); only participants own
-//! keys for writes. ckit has no default hasher; [`DEFAULT_HASHER`] is the
-//! one Grafana Alloy configures (`shard.Ring(512)`).
+//! keys for writes. The hasher is the node's
+//! ([`NodeOptions::hasher`](super::NodeOptions::hasher)) unless the request
+//! names one (`?hasher=`, any name [`Hasher`]'s `FromStr` takes).
 
 use super::view::{MemberState, MemberView};
 use crate::ckit::peer::{NodeState as CkitState, Peer};
-use crate::ckit::shard::{string_key, Hasher, Op, Sharder};
+use crate::ckit::shard::{string_key, Hasher, Op, ParseHasherError, Sharder};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 /// How many keys are looked up to measure the shares.
 pub const SAMPLE_KEYS: u32 = 10_000;
-
-/// Tokens per peer of the ring hasher: Grafana Alloy's `shard.Ring(512)`.
-pub const RING_TOKENS: usize = 512;
-
-/// The hasher a node shards with unless told otherwise
-/// ([`NodeOptions::hasher`](super::NodeOptions::hasher)), and so what
-/// `/api/v1/shards` measures when the request names none.
-pub const DEFAULT_HASHER: &str = "ring";
 
 /// The key-space split for one hasher.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,30 +52,18 @@ pub struct Share {
     pub share: f64,
 }
 
-/// A hasher name the endpoint does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown hasher {0:?}: use ring, rendezvous or multiprobe")]
-pub struct UnknownHasher(pub String);
-
-/// Parses `ring` (with Alloy's 512 tokens), `rendezvous` or `multiprobe`.
-pub fn parse_hasher(name: &str) -> Result<Hasher, UnknownHasher> {
-    match name {
-        "ring" => Ok(Hasher::Ring(
-            NonZeroUsize::new(RING_TOKENS).expect("RING_TOKENS > 0"),
-        )),
-        "rendezvous" => Ok(Hasher::Rendezvous),
-        "multiprobe" => Ok(Hasher::Multiprobe),
-        other => Err(UnknownHasher(other.to_string())),
-    }
-}
-
-/// The name [`parse_hasher`] takes for `hasher` (a ring's token count
-/// aside).
-pub fn hasher_name(hasher: Hasher) -> &'static str {
+/// The hasher a request's `?hasher=` names: `ring` (512 tokens per peer),
+/// `rendezvous`, `multiprobe`, or the node's own hasher by its name
+/// (`ring:N`). Other token counts are refused: every hasher measured stays
+/// cached, and a ring's cost grows with its tokens, so a request does not
+/// get to choose them.
+pub(crate) fn requested_hasher(name: &str, node: Hasher) -> Result<Hasher, String> {
+    let hasher: Hasher = name.parse().map_err(|e: ParseHasherError| e.to_string())?;
     match hasher {
-        Hasher::Ring(_) => "ring",
-        Hasher::Rendezvous => "rendezvous",
-        Hasher::Multiprobe => "multiprobe",
+        Hasher::Ring(tokens) if tokens != Hasher::ALLOY_RING_TOKENS && hasher != node => Err(
+            format!("{name:?}: this endpoint measures ring, ring:{} (this node's), rendezvous or multiprobe", node.tokens_per_peer().map_or(512, |t| t)),
+        ),
+        _ => Ok(hasher),
     }
 }
 
@@ -133,11 +113,8 @@ pub fn measure(members: &[MemberView], hasher: Hasher) -> KeyShares {
         })
         .collect();
     KeyShares {
-        hasher: hasher_name(hasher),
-        tokens_per_peer: match hasher {
-            Hasher::Ring(tokens) => Some(tokens.get()),
-            _ => None,
-        },
+        hasher: hasher.name(),
+        tokens_per_peer: hasher.tokens_per_peer(),
         op: "read_write",
         sample_keys: SAMPLE_KEYS,
         shares,
@@ -201,7 +178,7 @@ mod tests {
             member("ending", MemberState::Alive, Some("terminating")),
         ];
         for name in ["ring", "rendezvous", "multiprobe"] {
-            let split = measure(&members, parse_hasher(name).unwrap());
+            let split = measure(&members, name.parse().unwrap());
             let names: Vec<&str> = split.shares.iter().map(|s| s.name.as_str()).collect();
             assert_eq!(names, ["a", "b", "c"], "{name}");
             let total: u32 = split.shares.iter().map(|s| s.keys).sum();
@@ -220,7 +197,7 @@ mod tests {
             member("x", MemberState::Alive, Some("participant")),
             member("y", MemberState::Alive, Some("participant")),
         ];
-        let hasher = parse_hasher("ring").unwrap();
+        let hasher = Hasher::Ring(Hasher::ALLOY_RING_TOKENS);
         let split = measure(&members, hasher);
         let mut sharder = Sharder::new(hasher);
         sharder.set_peers(peers(&members));
@@ -240,18 +217,27 @@ mod tests {
     #[test]
     fn no_participants_is_an_empty_split_and_unknown_hashers_are_refused() {
         let members = [member("v", MemberState::Alive, Some("viewer"))];
-        let hasher = parse_hasher("rendezvous").unwrap();
+        let hasher = Hasher::Rendezvous;
         assert!(measure(&members, hasher).shares.is_empty());
+        let node = Hasher::Ring(std::num::NonZeroUsize::new(128).unwrap());
+        assert!(requested_hasher("md5", node)
+            .unwrap_err()
+            .contains("unknown hasher"));
+        assert!(
+            requested_hasher("ring:64", node).is_err(),
+            "a token count of the request's choosing"
+        );
+        assert_eq!(requested_hasher("ring:128", node), Ok(node));
         assert_eq!(
-            parse_hasher("md5").unwrap_err().to_string(),
-            "unknown hasher \"md5\": use ring, rendezvous or multiprobe"
+            requested_hasher("ring", node),
+            Ok(Hasher::Ring(Hasher::ALLOY_RING_TOKENS))
         );
     }
 
     #[test]
     fn the_cache_measures_again_only_when_the_peers_change() {
         let cache = ShareCache::default();
-        let hasher = parse_hasher("ring").unwrap();
+        let hasher = Hasher::Ring(Hasher::ALLOY_RING_TOKENS);
         let mut members = vec![member("a", MemberState::Alive, Some("participant"))];
         let first = cache.get(&members, hasher);
         members[0].incarnation = 7; // not a peer change

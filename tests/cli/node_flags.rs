@@ -127,3 +127,32 @@ fn an_advertise_address_without_a_port_or_with_port_0_takes_the_listen_port() {
         );
     }
 }
+
+#[test]
+fn the_hasher_from_the_environment_is_what_the_shards_endpoint_measures() {
+    let a = node("a", &[], &[("GOSSIPHTTP_HASHER", "ring:64")]);
+    let shards = cli_proc::http_get_raw(&a.addr, "/api/v1/shards", STEP).unwrap_or_else(|e| e);
+    assert!(
+        shards.contains("\"hasher\":\"ring\"") && shards.contains("\"tokens_per_peer\":64"),
+        "{shards}"
+    );
+    let other = cli_proc::http_get_raw(&a.addr, "/api/v1/shards?hasher=rendezvous", STEP)
+        .unwrap_or_else(|e| e);
+    assert!(other.contains("\"hasher\":\"rendezvous\""), "{other}");
+    // A name ckit does not have is refused at start, with the choices.
+    let out = run(&[
+        "node",
+        "--name",
+        "b",
+        "--listen",
+        "127.0.0.1:0",
+        "--hasher",
+        "md5",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("md5") && out.stderr.contains("rendezvous"),
+        "{}",
+        out.stderr
+    );
+}

@@ -174,6 +174,13 @@ test('given ?url=, the page asks that node with members() and lookup() from the 
   const split = await untilShown(page, (v) => v.shares.map((s) => s.name).join() === participants.join(), 'the participants, by lookup()');
   const total = split.shares.reduce((n, s) => n + s.share, 0);
   assert.ok(Math.abs(total - 1) < 1e-3, JSON.stringify(split.shares));
+  // The same 10,000 keys as the node's /api/v1/shards: the same split, key for key.
+  const fromNode = await (await fetch(`${target}/api/v1/shards`)).json();
+  assert.equal(fromNode.sample_keys, 10000);
+  assert.deepEqual(
+    split.shares.map((s) => [s.name, s.share]),
+    fromNode.shares.map((s) => [s.name, s.share]),
+  );
 
   // kill -9 a Go peer: the next answers say it is dead (suspect first, maybe), and the
   // page's own diff of them puts it on the timeline.

@@ -4,6 +4,7 @@
 use crate::output::{describe, emit, CmdResult, Failure};
 use crate::serve::ServeArgs;
 use clap::{Args, ValueEnum};
+use gossiphttp::ckit::shard::Hasher;
 use gossiphttp::cluster::{CkitState, MembershipConfig, Node, NodeOptions};
 use gossiphttp::ClientTls;
 use std::path::PathBuf;
@@ -90,6 +91,18 @@ pub struct NodeArgs {
         help_heading = "Cluster"
     )]
     ckit_state: AnnouncedState,
+    /// How keys are sharded between the participants, as ckit's `shard`
+    /// package does it: ring (Alloy's, 512 tokens per member), ring:N,
+    /// rendezvous or multiprobe. Every member must use the same; it is what
+    /// /api/v1/shards and the page measure unless asked for another.
+    #[arg(
+        long,
+        value_name = "HASHER",
+        default_value = "ring",
+        env = "GOSSIPHTTP_HASHER",
+        help_heading = "Cluster"
+    )]
+    hasher: Hasher,
     /// The memberlist settings: lan (memberlist's defaults), ckit (what Go
     /// ckit and Alloy nodes use) or fast (local clusters).
     #[arg(
@@ -162,6 +175,7 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         AnnouncedState::Participant => CkitState::Participant,
         AnnouncedState::Viewer => CkitState::Viewer,
     };
+    options.hasher = args.hasher;
     // Members are peers: the server flags (token included) also set what
     // this node sends.
     args.serve.apply(&mut options.transport)?;

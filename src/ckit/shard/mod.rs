@@ -190,6 +190,89 @@ pub enum Hasher {
     Ring(NonZeroUsize),
 }
 
+impl Hasher {
+    /// Grafana Alloy's ring (`shard.Ring(512)`): what `ring` means without a
+    /// token count.
+    pub const ALLOY_RING_TOKENS: NonZeroUsize = match NonZeroUsize::new(512) {
+        Some(tokens) => tokens,
+        None => unreachable!(),
+    };
+
+    /// The most tokens per peer a parsed ring may have (a ring's memory
+    /// and build time grow with peers × tokens).
+    pub const MAX_RING_TOKENS: usize = 65_536;
+
+    /// `ring`, `rendezvous` or `multiprobe`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hasher::Ring(_) => "ring",
+            Hasher::Rendezvous => "rendezvous",
+            Hasher::Multiprobe => "multiprobe",
+        }
+    }
+
+    /// The ring's tokens per peer; `None` for the other hashers.
+    pub fn tokens_per_peer(self) -> Option<usize> {
+        match self {
+            Hasher::Ring(tokens) => Some(tokens.get()),
+            _ => None,
+        }
+    }
+}
+
+/// The names [`Hasher`]'s `FromStr` takes: `rendezvous`, `multiprobe`,
+/// `ring` (Alloy's 512 tokens per peer) or `ring:N` (N tokens, 1 to
+/// [`Hasher::MAX_RING_TOKENS`]). `Display` writes the same names back.
+///
+/// ```
+/// use gossiphttp::ckit::shard::Hasher;
+///
+/// assert_eq!("ring".parse::<Hasher>()?, Hasher::Ring(Hasher::ALLOY_RING_TOKENS));
+/// assert_eq!("ring:256".parse::<Hasher>()?.tokens_per_peer(), Some(256));
+/// assert_eq!("rendezvous".parse::<Hasher>()?.to_string(), "rendezvous");
+/// assert!("md5".parse::<Hasher>().is_err());
+/// # Ok::<(), gossiphttp::ckit::shard::ParseHasherError>(())
+/// ```
+impl std::str::FromStr for Hasher {
+    type Err = ParseHasherError;
+
+    fn from_str(s: &str) -> Result<Hasher, ParseHasherError> {
+        let bad = || ParseHasherError(s.to_owned());
+        match s {
+            "ring" => Ok(Hasher::Ring(Hasher::ALLOY_RING_TOKENS)),
+            "rendezvous" => Ok(Hasher::Rendezvous),
+            "multiprobe" => Ok(Hasher::Multiprobe),
+            _ => {
+                let tokens = s.strip_prefix("ring:").ok_or_else(bad)?;
+                let tokens: usize = tokens.parse().map_err(|_| bad())?;
+                if tokens > Hasher::MAX_RING_TOKENS {
+                    return Err(bad());
+                }
+                NonZeroUsize::new(tokens).map(Hasher::Ring).ok_or_else(bad)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hasher::Ring(tokens) if *tokens != Hasher::ALLOY_RING_TOKENS => {
+                write!(f, "ring:{tokens}")
+            }
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// A hasher name that is not one of ckit's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown hasher {0:?}: use ring (Alloy's 512 tokens per peer), ring:N (N tokens, 1 to 65536), \
+     rendezvous or multiprobe"
+)]
+pub struct ParseHasherError(pub String);
+
 /// A lookup that cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

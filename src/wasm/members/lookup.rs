@@ -14,10 +14,6 @@ use std::num::NonZeroUsize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// Ring tokens per member when `ringTokens` is not given: Alloy's choice
-/// (`shard.Ring(512)`); ckit itself leaves it to the application.
-const DEFAULT_RING_TOKENS: usize = 512;
-
 thread_local! {
     /// The last sharder built, with the hasher and members it was built for:
     /// a page asking for many keys over the same members builds it once (a
@@ -106,7 +102,7 @@ fn hasher_option(options: &JsValue) -> Result<Hasher, JsValue> {
         None
     } else {
         match tokens.as_f64() {
-            Some(t) if t >= 1.0 && t.fract() == 0.0 && t <= 65536.0 => {
+            Some(t) if t >= 1.0 && t.fract() == 0.0 && t <= Hasher::MAX_RING_TOKENS as f64 => {
                 NonZeroUsize::new(t as usize)
             }
             _ => {
@@ -118,8 +114,8 @@ fn hasher_option(options: &JsValue) -> Result<Hasher, JsValue> {
         }
     };
     let hasher = string_option(options, "hasher")?;
-    let ring =
-        Hasher::Ring(tokens.unwrap_or(NonZeroUsize::new(DEFAULT_RING_TOKENS).expect("not zero")));
+    // Without `ringTokens`, Alloy's choice; ckit leaves it to the application.
+    let ring = Hasher::Ring(tokens.unwrap_or(Hasher::ALLOY_RING_TOKENS));
     Ok(match hasher.as_deref() {
         None | Some("ring") => ring,
         Some("rendezvous") => Hasher::Rendezvous,
