@@ -129,10 +129,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let cli = Cli::parse();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One cluster member does little at a time (about 4 packets a second at
+    // rest) and, on two workers, paid for waking the second one: a node
+    // on one worker used 0.088% of a core at rest among 100, on two 0.109%
+    // (benches/RESULTS.md). tokio's TOKIO_WORKER_THREADS still decides when
+    // set. `cluster` carries every member of its cluster and keeps them all.
+    #[cfg(feature = "cluster")]
+    if matches!(cli.command, Command::Node(_)) && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
     {
+        builder.worker_threads(1);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             let _ = writeln!(
@@ -142,7 +151,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(Cli::parse()));
+    let code = runtime.block_on(run(cli));
     // Work that outlived its command (a stopped cluster's connections
     // still closing) is not waited for: the process is exiting, and
     // dropping a large cluster's leftovers took over a second.
