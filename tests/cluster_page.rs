@@ -177,7 +177,7 @@ async fn the_page_its_timeline_and_the_key_space_follow_a_live_cluster() {
     // A ring of the request's own token count is not computed (nor kept).
     let (status, _, body) = get(&addr, "/api/v1/shards?hasher=ring:65536").await;
     assert_eq!(status, 400);
-    assert!(body.contains("ring:512 (this node's)"), "{body}");
+    assert!(body.contains("the node's own hasher (ring)"), "{body}");
     let (status, _, body) = get(&addr, "/api/v1/events?after=yesterday").await;
     assert_eq!(status, 400);
     assert!(body.contains("after"), "{body}");

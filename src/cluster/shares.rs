@@ -60,9 +60,12 @@ pub struct Share {
 pub(crate) fn requested_hasher(name: &str, node: Hasher) -> Result<Hasher, String> {
     let hasher: Hasher = name.parse().map_err(|e: ParseHasherError| e.to_string())?;
     match hasher {
-        Hasher::Ring(tokens) if tokens != Hasher::ALLOY_RING_TOKENS && hasher != node => Err(
-            format!("{name:?}: this endpoint measures ring, ring:{} (this node's), rendezvous or multiprobe", node.tokens_per_peer().map_or(512, |t| t)),
-        ),
+        Hasher::Ring(tokens) if tokens != Hasher::ALLOY_RING_TOKENS && hasher != node => {
+            Err(format!(
+                "{name:?}: this endpoint measures ring, rendezvous, multiprobe and the node's own \
+                 hasher ({node})"
+            ))
+        }
         _ => Ok(hasher),
     }
 }
