@@ -132,7 +132,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // One cluster member does little at a time (about 4 packets a second at
-    // rest) and, on two workers, paid for waking the second one: a node
+    // rest), and a second worker only cost it: a node
     // on one worker used 0.088% of a core at rest among 100, on two 0.109%
     // (benches/RESULTS.md). tokio's TOKIO_WORKER_THREADS still decides when
     // set. `cluster` carries every member of its cluster and keeps them all.

@@ -268,8 +268,10 @@ impl fmt::Display for Hasher {
 /// A hasher name that is not one of ckit's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown hasher {0:?}: use ring (Alloy's 512 tokens per peer), ring:N (N tokens, 1 to 65536), \
-     rendezvous or multiprobe"
+    "unknown hasher {0:?}: use ring (Alloy's {alloy} tokens per peer), ring:N (N tokens, 1 to \
+     {max}), rendezvous or multiprobe",
+    alloy = Hasher::ALLOY_RING_TOKENS,
+    max = Hasher::MAX_RING_TOKENS
 )]
 pub struct ParseHasherError(pub String);
 

@@ -108,7 +108,10 @@ fn hasher_option(options: &JsValue) -> Result<Hasher, JsValue> {
             _ => {
                 return Err(error(
                     "invalid_options",
-                    "ringTokens must be an integer from 1 to 65536",
+                    &format!(
+                        "ringTokens must be an integer from 1 to {}",
+                        Hasher::MAX_RING_TOKENS
+                    ),
                 ))
             }
         }
