@@ -5,13 +5,14 @@
 //! A connection that left the pool counts until it really closes, and the
 //! server bounds its side too: past `max_accepted_connections` it closes
 //! the least recently used connection, and an idle one after
-//! `idle_connection_timeout`. What is open is read from the kernel's TCP
-//! table, not from the transport's own view.
+//! `idle_connection_timeout`. Transports handed one `Client` share its
+//! connections. What is open is read from the kernel's TCP table, not
+//! from the transport's own view.
 
 mod common;
 
 use common::{within, Peer, WAIT};
-use gossiphttp::{Options, Transport};
+use gossiphttp::{Client, Options, Transport};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -364,4 +365,54 @@ async fn a_connection_that_left_the_pool_counts_until_it_closes() {
     within("the third send", third).await.unwrap().unwrap();
     peers[1].wait_open(1, "the third connection").await;
     transport.shutdown().await;
+}
+
+/// Transports handed one `Client` share its connections (many cluster
+/// members in one process): three of them sending to one peer open one
+/// connection, one of them shutting down leaves it to the others, and it
+/// closes once the client and the last transport using it are gone.
+#[tokio::test]
+async fn transports_sharing_a_client_share_its_connections() {
+    let peer = CountingPeer::start().await;
+    let mut options = Options::default();
+    options.message_body_linger = Duration::ZERO;
+    let shared = Client::new(&options).unwrap();
+    let members: Vec<Transport> = (0..3)
+        .map(|_| {
+            let mut options = options.clone();
+            options.client = Some(shared.clone());
+            Transport::new(options).unwrap().0
+        })
+        .collect();
+    for (i, member) in members.iter().enumerate() {
+        within("send", member.send(format!("p{i}").into(), &peer.addr))
+            .await
+            .unwrap();
+    }
+    assert_eq!(peer.open(), 1, "three transports, one shared connection");
+
+    members[0].shutdown().await;
+    within("send after another member shut down", async {
+        members[1].send("q".into(), &peer.addr).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(peer.open(), 1, "the shutdown left the shared connection");
+
+    // A transport with no client given opens its own.
+    let own = client(4, Duration::from_secs(60));
+    within("send", own.send("r".into(), &peer.addr))
+        .await
+        .unwrap();
+    assert_eq!(peer.open(), 2);
+    own.shutdown().await;
+    peer.wait_open(1, "the own connection closed with its transport")
+        .await;
+
+    drop(shared);
+    for member in members {
+        member.shutdown().await;
+    }
+    peer.wait_open(0, "the shared connection closed with its last user")
+        .await;
 }

@@ -80,8 +80,8 @@ pub(super) fn leave_packets(leavers: &[Leaver], label: &str) -> Result<Vec<Bytes
 /// Sends `packets` to every address of `targets`, all at once, and
 /// returns how many targets answered within `deadline`.
 ///
-/// It runs on a thread and runtime of its own, over a transport of its own
-/// (made from `options`): in a process whose runtime is queued seconds deep
+/// It runs on a thread and runtime of its own, over a transport (and
+/// connections) of its own (made from `options`): in a process whose runtime is queued seconds deep
 /// with many members' work, and whose members' pools have no connection
 /// to spare, the goodbyes otherwise wait behind both (measured at 500
 /// members: none arrived within the deadline).
@@ -124,6 +124,9 @@ async fn send_now(
     deadline: Duration,
 ) -> usize {
     options.serve_metrics = false;
+    // Connections of its own, driven by this runtime: a shared client's
+    // belong to the process's runtime and its other members.
+    options.client = None;
     options.max_peer_connections = options.max_peer_connections.max(targets.len());
     options.max_packet_size = packets
         .iter()

@@ -2,6 +2,7 @@
 
 mod accepted;
 mod body;
+mod client;
 mod connector;
 mod deadline;
 #[cfg(feature = "cluster")]
@@ -18,6 +19,7 @@ mod transport;
 mod write_buffers;
 
 pub use body::FrameBody;
+pub use client::Client;
 pub use handler::{Fallback, RemoteAddr, TransportService};
 pub use metrics::MetricsRegistry;
 pub use options::Options;

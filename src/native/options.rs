@@ -1,6 +1,7 @@
 //! The transport's options: what each one does, its default, and the
 //! rules [`Transport::new`](super::Transport::new) checks them against.
 
+use super::client::Client;
 use super::tls::{ClientTls, ServerTls};
 use crate::codec::{DEFAULT_MAX_PACKET_SIZE, MAX_FRAME_PAYLOAD};
 use crate::contract::Token;
@@ -201,6 +202,12 @@ pub struct Options {
     /// nothing delivered) and this transport sends it on its own requests.
     /// Go peers send no token, so they cannot join a cluster that sets one.
     pub auth_token: Option<String>,
+    /// The connections to send over, shared with the other transports
+    /// given the same [`Client`] (many cluster members in one process);
+    /// when `None` (the default) the transport makes its own from these
+    /// options. A shared client's own settings (TLS, token, HTTP/1.1, pool
+    /// bounds) are the ones it sends with.
+    pub client: Option<Client>,
 }
 
 impl Default for Options {
@@ -226,6 +233,7 @@ impl Default for Options {
             accept_http1: false,
             client_http1: false,
             auth_token: None,
+            client: None,
             max_connections: 10_000,
             max_accepted_connections: 512,
             idle_connection_timeout: Duration::from_secs(240),
@@ -270,6 +278,7 @@ impl std::fmt::Debug for Options {
             max_header_list_size,
             stream_idle_timeout,
             auth_token,
+            client,
         } = self;
         f.debug_struct("Options")
             .field("packet_timeout", packet_timeout)
@@ -303,6 +312,7 @@ impl std::fmt::Debug for Options {
             .field("max_header_list_size", max_header_list_size)
             .field("stream_idle_timeout", stream_idle_timeout)
             .field("auth_token", &auth_token.as_ref().map(|_| Redacted))
+            .field("client", client)
             .finish()
     }
 }

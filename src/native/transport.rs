@@ -1,6 +1,6 @@
 //! The transport: sending, receiving, dialing, shutting down.
 
-use super::connector::{Connector, PoolLimits};
+use super::client::Client;
 use super::metrics::{Metrics, MetricsRegistry};
 use super::options::{Options, BODY_AGE_MARGIN};
 use super::sender::{Outgoing, SendLimits, Senders};
@@ -55,7 +55,10 @@ pub(crate) struct Inner {
     pub(crate) streams_tx: async_channel::Sender<StreamConn>,
     streams_rx: async_channel::Receiver<StreamConn>,
     senders: Senders,
-    connector: Arc<Connector>,
+    client: Client,
+    /// The client came from [`Options::client`]: other transports use
+    /// its connections too, so this one leaves them alone.
+    shares_client: bool,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
     advertise: Arc<Mutex<Option<SocketAddr>>>,
@@ -81,10 +84,20 @@ impl Transport {
     /// tokio runtime then.
     pub fn new(options: Options) -> Result<(Transport, MetricsRegistry), Error> {
         options.validate()?;
+        let metrics = Metrics::default();
+        let registry = MetricsRegistry::new(&metrics);
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let token = options.auth_token.as_deref().map(Token::new);
+        let shares_client = options.client.is_some();
+        let client = match &options.client {
+            Some(client) => client.clone(),
+            None => Client::owned_by_transport(&options, shutdown.clone(), tasks.clone())?,
+        };
         // Over HTTP/1.1 a body holds a whole connection, and the worker
         // runtimes it is for may read a body whole before delivering any of
         // it: bodies end after their first batch there.
-        let body_linger = if options.client_http1 {
+        let body_linger = if client.is_http1() {
             Duration::ZERO
         } else {
             options.message_body_linger
@@ -101,24 +114,8 @@ impl Transport {
                  lower message_body_max_age"
             );
         }
-        let metrics = Metrics::default();
-        let registry = MetricsRegistry::new(&metrics);
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let token = options.auth_token.as_deref().map(Token::new);
-        let connector = Arc::new(Connector::new(
-            options.client_tls.clone(),
-            token.clone(),
-            options.client_http1,
-            PoolLimits {
-                max_connections: options.max_peer_connections,
-                idle_timeout: options.idle_peer_timeout,
-            },
-            shutdown.clone(),
-            tasks.clone(),
-        )?);
         let senders = Senders::new(
-            connector.clone(),
+            client.connector().clone(),
             metrics.clone(),
             SendLimits {
                 queue_size: options.peer_queue_size,
@@ -155,7 +152,8 @@ impl Transport {
             streams_tx,
             streams_rx,
             senders,
-            connector,
+            client,
+            shares_client,
             shutdown,
             tasks,
         };
@@ -264,11 +262,15 @@ impl Transport {
         }
         let peer: PeerAddr = addr.parse()?;
         let (writer, body) = write_channel(&self.inner.shutdown);
-        let req = self.inner.connector.post(&peer, STREAM_PATH, body)?;
-        let resp = tokio::time::timeout(timeout, self.inner.connector.request(&peer, req))
+        let req = self
+            .inner
+            .client
+            .connector()
+            .post(&peer, STREAM_PATH, body)?;
+        let resp = tokio::time::timeout(timeout, self.inner.client.connector().request(&peer, req))
             .await
             .map_err(|_| Error::Timeout {
-                what: if self.inner.connector.is_http1() {
+                what: if self.inner.client.is_http1() {
                     DIAL_HTTP1
                 } else {
                     "stream dial"
@@ -338,10 +340,13 @@ impl Transport {
     /// Lets go of every pooled connection to peers (each closes once its
     /// requests under way end), so new ones can be opened at once within
     /// `max_peer_connections`: a leaving cluster member, about to tell
-    /// every member goodbye, needs none of the old ones.
+    /// every member goodbye, needs none of the old ones. A shared
+    /// [`Client`]'s connections stay: other transports still send on them.
     #[cfg(feature = "cluster")]
     pub(crate) fn release_connections(&self) {
-        self.inner.connector.clear();
+        if !self.inner.shares_client {
+            self.inner.client.connector().clear();
+        }
     }
 
     /// True once [`shutdown`](Self::shutdown) has begun.
@@ -358,7 +363,9 @@ impl Transport {
         self.inner.shutdown.cancel();
         self.inner.packets_tx.close();
         self.inner.streams_tx.close();
-        self.inner.connector.clear();
+        if !self.inner.shares_client {
+            self.inner.client.connector().clear();
+        }
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }

@@ -42,11 +42,15 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer's connection, and what its first answer said.
 type Conn = (SendRequest<FrameBody>, FirstAnswer);
 
-/// How many connections the pool keeps, and for how long unused.
+/// How many connections the pool keeps, for how long unused, and how much
+/// of the peers' answers each lets wait unread.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PoolLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// Each connection's HTTP/2 receive window, over all its streams:
+    /// [`CONNECTION_WINDOW`], or more for a client many transports share.
+    pub connection_window: u32,
 }
 
 /// A pooled connection and when a request last took it.
@@ -233,7 +237,7 @@ impl H2Pool {
             .acquire_owned()
             .await
             .map_err(|_| Error::Shutdown)?;
-        connect(dialer, peer, key, permit).await
+        connect(dialer, peer, key, permit, self.limits).await
     }
 }
 
@@ -242,12 +246,13 @@ async fn connect(
     peer: &PeerAddr,
     key: &PoolKey,
     permit: tokio::sync::OwnedSemaphorePermit,
+    limits: PoolLimits,
 ) -> Result<Conn, Error> {
     handshake::open(dialer, peer, key, Some(permit), |io| {
         http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
+            .initial_connection_window_size(limits.connection_window)
             .max_frame_size(MAX_H2_FRAME)
             .keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)

@@ -1,0 +1,151 @@
+//! [`Client`]: the connections a transport sends over, which transports in
+//! one process may share.
+
+use super::connector::{Connector, PoolLimits, CONNECTION_WINDOW};
+use super::options::Options;
+use crate::contract::Token;
+use crate::Error;
+use std::sync::Arc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+#[cfg(doc)]
+use super::Transport;
+
+/// The connections to peers that transports send packets and open streams
+/// over: HTTP/2, one per peer, pooled (or a few HTTP/1.1 ones per peer with
+/// [`client_http1`](Options::client_http1)).
+///
+/// Every [`Transport`] makes its own unless [`Options::client`] hands it
+/// one. Transports handed the same `Client` share its connections, the way
+/// Go transports handed one `*http.Client` do (ckit's
+/// `gossiphttp.Options.Client`): many cluster members in one process then
+/// open one connection per peer for the whole process instead of one per
+/// member and peer. Measured with 200 members in one process, every packet
+/// of the join wave otherwise opened a TCP connection and an HTTP/2
+/// handshake of its own (`benches/RESULTS.md`).
+///
+/// The client takes its settings from the [`Options`] it is built from:
+/// [`client_tls`](Options::client_tls), [`auth_token`](Options::auth_token),
+/// [`client_http1`](Options::client_http1),
+/// [`max_peer_connections`](Options::max_peer_connections) (its pool's
+/// bound, for every transport sharing it) and
+/// [`idle_peer_timeout`](Options::idle_peer_timeout). A transport handed a
+/// client sends with those, whatever its own options say.
+///
+/// Each of its HTTP/2 connections lets up to 64 MiB of peers' answers wait
+/// unread over all its streams, where a transport's own connections let
+/// 4 MiB: one connection carries every sharing transport's streams, and
+/// with 4 MiB the push-pull answers that 200 members in one process had not
+/// read yet stalled every other answer on the connection for seconds
+/// (measured: `benches/RESULTS.md`). Each stream still holds at most 1 MiB.
+///
+/// A peer sees one connection carrying the requests of every transport
+/// sharing the client, so its
+/// [`max_concurrent_streams_per_connection`](Options::max_concurrent_streams_per_connection)
+/// (Go's HTTP/2 server: 250) bounds their requests under way to it
+/// together; requests past it wait for one to end.
+///
+/// ```
+/// # fn main() -> Result<(), gossiphttp::Error> {
+/// use gossiphttp::{Client, Options, Transport};
+/// let client = Client::new(&Options::default())?;
+/// let mut members = Vec::new();
+/// for _ in 0..3 {
+///     let mut options = Options::default();
+///     options.client = Some(client.clone());
+///     members.push(Transport::new(options)?.0);
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Cheap to clone; clones share one pool. The connections close once the
+/// last clone and the last transport using it are gone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: Arc<Connector>,
+    /// Cancels the connections' drivers and dials under way once the last
+    /// handle is gone (a transport's own client stops with the transport
+    /// instead, and has none).
+    _stop_on_drop: Option<DropGuard>,
+}
+
+impl Client {
+    /// A client with `options`' client settings (see [`Client`]); fails as
+    /// [`Transport::new`] would on invalid options.
+    pub fn new(options: &Options) -> Result<Client, Error> {
+        options.validate()?;
+        let stop = CancellationToken::new();
+        let connector = connector(
+            options,
+            SHARED_CONNECTION_WINDOW,
+            stop.clone(),
+            TaskTracker::new(),
+        )?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                connector: Arc::new(connector),
+                _stop_on_drop: Some(stop.drop_guard()),
+            }),
+        })
+    }
+
+    /// A transport's own client: its connections stop with `shutdown` and
+    /// are tracked with the transport's other `tasks`.
+    pub(crate) fn owned_by_transport(
+        options: &Options,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Result<Client, Error> {
+        Ok(Client {
+            inner: Arc::new(Inner {
+                connector: Arc::new(connector(options, CONNECTION_WINDOW, shutdown, tasks)?),
+                _stop_on_drop: None,
+            }),
+        })
+    }
+
+    pub(crate) fn connector(&self) -> &Arc<Connector> {
+        &self.inner.connector
+    }
+
+    /// Whether its requests go out over HTTP/1.1.
+    pub(crate) fn is_http1(&self) -> bool {
+        self.inner.connector.is_http1()
+    }
+}
+
+/// A shared client's connection window (see [`Client`]).
+const SHARED_CONNECTION_WINDOW: u32 = 64 << 20;
+
+fn connector(
+    options: &Options,
+    connection_window: u32,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) -> Result<Connector, Error> {
+    Connector::new(
+        options.client_tls.clone(),
+        options.auth_token.as_deref().map(Token::new),
+        options.client_http1,
+        PoolLimits {
+            max_connections: options.max_peer_connections,
+            idle_timeout: options.idle_peer_timeout,
+            connection_window,
+        },
+        stop,
+        tasks,
+    )
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("http1", &self.is_http1())
+            .finish_non_exhaustive()
+    }
+}
