@@ -108,7 +108,11 @@ impl Actor {
 
     pub(crate) async fn run(mut self) {
         let mut packets = self.transport.packets();
-        let mut streams = self.transport.streams();
+        tokio::spawn(streams::accept_all(
+            self.transport.streams(),
+            self.settings.clone(),
+            self.self_commands.clone(),
+        ));
         let mut rejoin = tokio::time::interval(self.options.rejoin_interval);
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.announce_ckit_state();
@@ -143,12 +147,6 @@ impl Actor {
                 }
                 packet = packets.recv() => match packet {
                     Some(packet) => self.packet(packet),
-                    None => return,
-                },
-                stream = futures_util::StreamExt::next(&mut streams) => match stream {
-                    Some(conn) => {
-                        tokio::spawn(streams::serve(conn, self.settings.clone(), self.self_commands.clone()));
-                    }
                     None => return,
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {

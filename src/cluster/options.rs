@@ -9,6 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A node's incoming stream queue (see [`NodeOptions::transport`]).
+const JOIN_WAVE_STREAMS: usize = 1024;
+
 /// Decides whether this node may send to a peer address; for fault
 /// injection (partitions) in tests. `true` lets the packet or stream through.
 pub type PeerFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -34,6 +37,11 @@ pub struct NodeOptions {
     /// no live member.
     pub join: Vec<String>,
     /// The transport's options (TLS, timeouts, queues, token, CORS).
+    /// `Options::default()` but for `stream_queue_size`, 1024 (as many as
+    /// `max_streams`): a node takes every stream as it comes, so the queue
+    /// only rides out moments its runtime is busy, such as a join wave
+    /// (with 64, 200 members joining through one in one process had
+    /// dozens of joins refused with `503` and retried 5 s later).
     pub transport: Options,
     /// memberlist's settings; [`MembershipConfig::lan`] by default,
     /// [`MembershipConfig::ckit`] for what a Go ckit node uses.
@@ -72,7 +80,10 @@ impl NodeOptions {
             name: name.into(),
             advertise_addr: None,
             join: Vec::new(),
-            transport: Options::default(),
+            transport: Options {
+                stream_queue_size: JOIN_WAVE_STREAMS,
+                ..Options::default()
+            },
             membership: MembershipConfig::lan(),
             label: String::new(),
             skip_inbound_label_check: false,
