@@ -91,7 +91,7 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
     row.target = verdict(limit, &all, failures.len());
     row.ckit = ckit.into();
     row.notes = format!(
-        "{} runs: {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; LAN defaults, all join the first{}",
+        "{} runs: {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; LAN defaults, {}, all join the first{}",
         cfg.runs,
         all.runs(),
         p95.summary(),
@@ -99,6 +99,7 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
         cpu_busy.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(", "),
         traffic.join("; "),
         marks.join("; "),
+        inproc::connections_note(inproc::shares_client(), n),
         if failures.is_empty() { String::new() } else { format!("; failed: {}", failures.join("; ")) }
     );
     row

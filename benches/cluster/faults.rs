@@ -196,7 +196,7 @@ async fn restart_once(n: usize, same_addr: bool, hold: Duration) -> Result<Durat
     })
     .await
     .map_err(|e| format!("bind: {e}"))?;
-    let mut options = inproc::lan_options(name.clone(), n);
+    let mut options = inproc::lan_options(name.clone(), n, cluster.client.as_ref());
     options.join = vec![seed];
     let t0 = Instant::now();
     let node = Node::start(options, listener)

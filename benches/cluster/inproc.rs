@@ -3,6 +3,7 @@
 
 use crate::{knob, Res};
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
+use gossiphttp::Client;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -16,14 +17,22 @@ pub struct Cluster {
     pub t0: Instant,
     /// How long starting every node took (binding excluded).
     pub started_in: Duration,
+    /// The connections every member sends over (see [`process_client`]).
+    pub client: Option<Client>,
 }
 
-/// memberlist's LAN defaults (`NodeOptions::new`), with the connection
-/// budget the `cluster` command gives each member of a process (every
-/// member here shares the process's file limit).
-pub fn lan_options(name: String, n: usize) -> NodeOptions {
+/// memberlist's LAN defaults (`NodeOptions::new`), sending over the
+/// process's `client` as the `cluster` command's members do (or, without
+/// one, each over a pool of its own with the budget [`peer_connections`]).
+pub fn lan_options(name: String, n: usize, client: Option<&Client>) -> NodeOptions {
     let mut options = NodeOptions::new(name);
     options.transport.max_peer_connections = peer_connections(n);
+    if let Some(client) = client {
+        options.transport.client = Some(client.clone());
+        // Every member's requests to a peer share one connection, and its
+        // server takes this many at once on it (past it they wait).
+        options.transport.max_concurrent_streams_per_connection = concurrent_streams(n);
+    }
     // For experiments: another packet budget (memberlist's UDPBufferSize).
     if let Some(bytes) = knob("CLUSTER_BENCH_PACKET_BUDGET") {
         options.membership.udp_buffer_size = bytes;
@@ -34,11 +43,49 @@ pub fn lan_options(name: String, n: usize) -> NodeOptions {
     options
 }
 
-/// Each member's connection budget: `CLUSTER_BENCH_PEER_CONNECTIONS` if
-/// set (to compare budgets above and below the number of peers), else what
-/// the `cluster` command gives it.
+/// Each member's connection budget when it has a pool of its own:
+/// `CLUSTER_BENCH_PEER_CONNECTIONS` if set (to compare budgets above and
+/// below the number of peers), else what the `cluster` command gave each
+/// member before they shared one client.
 pub fn peer_connections(n: usize) -> usize {
     knob("CLUSTER_BENCH_PEER_CONNECTIONS").unwrap_or((8_000 / n.max(1)).clamp(8, 256))
+}
+
+/// Whether members share [`process_client`] (unless
+/// `CLUSTER_BENCH_OWN_CLIENTS=1`).
+pub fn shares_client() -> bool {
+    knob::<u8>("CLUSTER_BENCH_OWN_CLIENTS") != Some(1)
+}
+
+/// How the members were connected, for a row's notes.
+pub fn connections_note(shared: bool, n: usize) -> String {
+    if shared {
+        "every member sending over one client (a connection per peer for the process)".into()
+    } else {
+        format!(
+            "{} pooled connections per member (CLUSTER_BENCH_OWN_CLIENTS)",
+            peer_connections(n)
+        )
+    }
+}
+
+/// Requests under way on one connection a member's server takes: what
+/// `n` members sending over one client may have open to it together.
+fn concurrent_streams(n: usize) -> u32 {
+    u32::try_from(4 * n).unwrap_or(u32::MAX).max(256)
+}
+
+/// The one client `n` members of this process send over (a connection per
+/// peer for the whole process, as in the `cluster` command), or `None`
+/// with `CLUSTER_BENCH_OWN_CLIENTS=1`: each member then pools connections
+/// of its own, as it did before members shared a client.
+pub fn process_client(n: usize) -> Res<Option<Client>> {
+    if !shares_client() {
+        return Ok(None);
+    }
+    let mut options = gossiphttp::Options::default();
+    options.max_peer_connections = n + 64;
+    Ok(Some(Client::new(&options)?))
 }
 
 /// Binds `n` listeners on 127.0.0.1 (ports chosen by the kernel).
@@ -59,10 +106,11 @@ pub async fn start(n: usize, tweak: impl Fn(usize, &[String], &mut NodeOptions))
         .iter()
         .map(|l| l.local_addr().map(|a| a.to_string()))
         .collect::<Result<_, _>>()?;
+    let client = process_client(n)?;
     let t0 = Instant::now();
     let mut nodes = Vec::with_capacity(n);
     for (i, listener) in listeners.into_iter().enumerate() {
-        let mut options = lan_options(format!("m-{}", i + 1), n);
+        let mut options = lan_options(format!("m-{}", i + 1), n, client.as_ref());
         if i > 0 {
             options.join = vec![addrs[0].clone()];
         }
@@ -73,6 +121,7 @@ pub async fn start(n: usize, tweak: impl Fn(usize, &[String], &mut NodeOptions))
         nodes,
         t0,
         started_in: t0.elapsed(),
+        client,
     })
 }
 

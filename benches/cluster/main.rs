@@ -16,9 +16,13 @@
 //! `converge`, `processes`, `rest`, `rest-processes`, `send-only`,
 //! `restart`, `cluster-command`). For experiments,
 //! `CLUSTER_BENCH_REST_MEMBERS` sets the at-rest rows' size,
-//! `CLUSTER_BENCH_PEER_CONNECTIONS` each in-process member's connection
-//! budget, `CLUSTER_BENCH_SIZES` (`100,500`) the in-process convergence
-//! sizes and `CLUSTER_BENCH_RUNS` the runs per size.
+//! `CLUSTER_BENCH_OWN_CLIENTS=1` gives each in-process member a
+//! connection pool of its own instead of the process's one client,
+//! `CLUSTER_BENCH_PEER_CONNECTIONS` that pool's budget,
+//! `CLUSTER_BENCH_SIZES` (`100,500`) the in-process convergence
+//! sizes, `CLUSTER_BENCH_RUNS` the runs per size, and `BENCH_LOG` (an
+//! `EnvFilter`, e.g. `gossiphttp=warn`) prints the in-process members'
+//! logs on stderr.
 //!
 //! In-process members share one tokio runtime of 2 workers (the machine
 //! this was written for has 2 cores), and the observers that time them run
@@ -132,6 +136,14 @@ pub fn knob<T: std::str::FromStr>(name: &str) -> Option<T> {
 }
 
 fn main() {
+    // For experiments: the in-process members' logs on stderr
+    // (`BENCH_LOG=gossiphttp=warn`).
+    if std::env::var("BENCH_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("BENCH_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut cfg = Cfg::from_args(&args);
     // For experiments: another size for the at-rest rows.

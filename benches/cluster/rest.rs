@@ -93,14 +93,14 @@ pub async fn in_process_rows(cfg: &Cfg, n: usize) -> Vec<Row> {
     row.target = "CPU ≤ 0.1% of a core per member".into();
     row.ckit = "0.09% per member (today's foca cluster: 0.3%)".into();
     row.notes = format!(
-        "window {} after {} settled (converged in {}); CPU is this process's (user + system, /proc/self/stat) ÷ {n}, the bench's own idle included; RSS growth of this process from before the first member ÷ {n}; bytes from each node's transport counters ({TX_BYTES}); every member still saw all alive at the end: {all_alive}; LAN defaults, {} pooled connections per member (the transport's max_peer_connections)",
+        "window {} after {} settled (converged in {}); CPU is this process's (user + system, /proc/self/stat) ÷ {n}, the bench's own idle included; RSS growth of this process from before the first member ÷ {n}; bytes from each node's transport counters ({TX_BYTES}); every member still saw all alive at the end: {all_alive}; LAN defaults, {}",
         secs(window),
         secs(cfg.settle),
         match converged {
             Ok((t, _)) => secs(t),
             Err(m) => format!("not: {m} short"),
         },
-        inproc::peer_connections(n),
+        inproc::connections_note(cluster.client.is_some(), n),
     );
     let kill = converge::kill_in_process(&mut cluster, cfg.kills).await;
     inproc::kill_all(cluster.nodes).await;

@@ -17,6 +17,10 @@ pub struct ClusterArgs {
 }
 
 pub async fn run(args: ClusterArgs) -> CmdResult {
+    let mut client_options = gossiphttp::Options::default();
+    client_options.max_peer_connections = usize::from(args.nodes) + 64;
+    let client =
+        gossiphttp::Client::new(&client_options).map_err(|e| Failure::runtime(describe(&e)))?;
     let mut nodes = Vec::new();
     let mut seed = Vec::new();
     for i in 0..args.nodes {
@@ -35,11 +39,11 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
             options = options.fast();
         }
         // One process carries every member's packets, and a packet costs
-        // the process about half a millisecond of CPU (a request on each
-        // end; benches/RESULTS.md): 2 cores carry about 2,200 a second.
-        // With memberlist's LAN rates 500 members ask 1,000 a second at
-        // rest and up to 7,500 in a join wave, and the cluster accuses
-        // itself. Past 100 members each member probes and gossips as much
+        // the process about 0.3 ms of CPU (a request on each end, over the
+        // shared client below; benches/RESULTS.md): 2 cores carry about
+        // 6,500 a second. With memberlist's LAN rates 500 members ask
+        // 1,000 a second at rest and up to 7,500 in a join wave, and the
+        // cluster converges in 15-40 s or accuses itself. Past 100 members each member probes and gossips as much
         // less often as there are more of them, so the process sends what
         // 100 LAN members send; failure detection slows by as much.
         let crowd = u32::from(args.nodes).div_ceil(100);
@@ -48,23 +52,19 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
             membership.probe_interval *= crowd;
             membership.gossip_interval *= crowd;
         }
-        // Every member of this process shares its file limit, and both
-        // ends of each connection between two of them are in it (two
-        // files): 2,500 pooled connections in all (8 per member at 500,
-        // 25 at 100) are 5,000 files, plus the connections that left a
-        // pool and still finish a request, well within the 20,000 a shell
-        // commonly allows. Bodies end with their batch (no linger): a
-        // connection that left its pool closes as soon as its request is
-        // answered. Each member accepts twice what it dials (the members
-        // that dial it are not spread evenly) and lets go of connections
-        // idle for seconds rather than a minute: members gossip with every
-        // other in turn, so an idle connection is one the next round will
-        // not use.
-        let budget = (2_500 / usize::from(args.nodes)).clamp(8, 256);
-        options.transport.max_peer_connections = budget;
-        options.transport.max_accepted_connections = 2 * budget;
-        options.transport.idle_peer_timeout = Duration::from_secs(10);
-        options.transport.idle_connection_timeout = Duration::from_secs(15);
+        // Every member sends over the process's one client: a connection
+        // per member for the whole process (both ends in this process, two
+        // files each: 2,000 at 1,000 members), not one per pair of members
+        // that talked lately. Measured at 200 members with a pool each,
+        // every packet of the join wave opened a connection of its own.
+        // A member's server takes every member's requests to it on that
+        // one connection.
+        options.transport.client = Some(client.clone());
+        options.transport.max_concurrent_streams_per_connection =
+            (4 * u32::from(args.nodes)).max(256);
+        // Bodies end with their batch (no linger): members gossip with
+        // every other in turn, so a lingering body seldom carries a second
+        // batch, and it would hold a stream on the shared connection.
         if args.nodes > 20 {
             options.transport.message_body_linger = Duration::ZERO;
         }
