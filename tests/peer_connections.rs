@@ -416,3 +416,30 @@ async fn transports_sharing_a_client_share_its_connections() {
     peer.wait_open(0, "the shared connection closed with its last user")
         .await;
 }
+
+/// A shared client sends with its own settings, so a transport whose
+/// token or HTTP version differs from the client's is refused at once,
+/// naming the setting, instead of failing at every peer.
+#[test]
+fn a_client_built_with_other_settings_is_refused() {
+    let client = Client::new(&Options::default()).unwrap();
+    for (what, change) in [
+        (
+            "auth_token",
+            (|o: &mut Options| o.auth_token = Some("s3cret".into())) as fn(&mut Options),
+        ),
+        ("client_http1", |o: &mut Options| o.client_http1 = true),
+    ] {
+        let mut options = Options::default();
+        change(&mut options);
+        options.client = Some(client.clone());
+        let err = Transport::new(options).unwrap_err();
+        assert!(
+            err.to_string().contains(what) && err.to_string().contains("Client::new"),
+            "{err}"
+        );
+    }
+    let mut options = Options::default();
+    options.client = Some(client);
+    assert!(Transport::new(options).is_ok());
+}

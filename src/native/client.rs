@@ -31,7 +31,9 @@ use super::Transport;
 /// [`max_peer_connections`](Options::max_peer_connections) (its pool's
 /// bound, for every transport sharing it) and
 /// [`idle_peer_timeout`](Options::idle_peer_timeout). A transport handed a
-/// client sends with those, whatever its own options say.
+/// client sends with those; [`Transport::new`] refuses options whose
+/// `auth_token`, `client_http1` or whether `client_tls` is set differ from
+/// the client's (TLS configurations themselves are not compared).
 ///
 /// Each of its HTTP/2 connections lets up to 64 MiB of peers' answers wait
 /// unread over all its streams, where a transport's own connections let
@@ -68,6 +70,8 @@ pub struct Client {
 
 struct Inner {
     connector: Arc<Connector>,
+    /// What it was built with, that a transport handed it must agree on.
+    settings: Settings,
     /// Cancels the connections' drivers and dials under way once the last
     /// handle is gone (a transport's own client stops with the transport
     /// instead, and has none).
@@ -89,6 +93,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 connector: Arc::new(connector),
+                settings: Settings::of(options),
                 _stop_on_drop: Some(stop.drop_guard()),
             }),
         })
@@ -104,9 +109,31 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 connector: Arc::new(connector(options, CONNECTION_WINDOW, shutdown, tasks)?),
+                settings: Settings::of(options),
                 _stop_on_drop: None,
             }),
         })
+    }
+
+    /// Refuses `options` (a transport's, handing it this client) that
+    /// disagree with the client's own on how to reach peers: its requests
+    /// would go out without the token, the TLS or the HTTP version the
+    /// transport was configured for, and fail only at the peers.
+    pub(crate) fn check_agrees_with(&self, options: &Options) -> Result<(), Error> {
+        let ours = &self.inner.settings;
+        let theirs = Settings::of(options);
+        let differs = [
+            ("auth_token", ours.token != theirs.token),
+            ("client_tls (set or not)", ours.tls != theirs.tls),
+            ("client_http1", ours.http1 != theirs.http1),
+        ];
+        match differs.iter().find(|(_, differs)| *differs) {
+            Some((what, _)) => Err(Error::Config(format!(
+                "options.client was built with another {what} than these options give: \
+                 build the client from the same settings (Client::new(&options))"
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn connector(&self) -> &Arc<Connector> {
@@ -116,6 +143,24 @@ impl Client {
     /// Whether its requests go out over HTTP/1.1.
     pub(crate) fn is_http1(&self) -> bool {
         self.inner.connector.is_http1()
+    }
+}
+
+/// The settings a client sends with that a transport also has.
+#[derive(PartialEq)]
+struct Settings {
+    token: Option<String>,
+    tls: bool,
+    http1: bool,
+}
+
+impl Settings {
+    fn of(options: &Options) -> Settings {
+        Settings {
+            token: options.auth_token.clone(),
+            tls: options.client_tls.is_some(),
+            http1: options.client_http1,
+        }
     }
 }
 

@@ -91,7 +91,10 @@ impl Transport {
         let token = options.auth_token.as_deref().map(Token::new);
         let shares_client = options.client.is_some();
         let client = match &options.client {
-            Some(client) => client.clone(),
+            Some(client) => {
+                client.check_agrees_with(&options)?;
+                client.clone()
+            }
             None => Client::owned_by_transport(&options, shutdown.clone(), tasks.clone())?,
         };
         // Over HTTP/1.1 a body holds a whole connection, and the worker
