@@ -26,12 +26,14 @@ pub struct Cluster {
 /// one, each over a pool of its own with the budget [`peer_connections`]).
 pub fn lan_options(name: String, n: usize, client: Option<&Client>) -> NodeOptions {
     let mut options = NodeOptions::new(name);
-    options.transport.max_peer_connections = peer_connections(n);
-    if let Some(client) = client {
-        options.transport.client = Some(client.clone());
-        // Every member's requests to a peer share one connection, and its
-        // server takes this many at once on it (past it they wait).
-        options.transport.max_concurrent_streams_per_connection = concurrent_streams(n);
+    match client {
+        Some(client) => {
+            options.transport.client = Some(client.clone());
+            // Every member's requests to a peer share one connection, and
+            // its server takes this many at once on it (past it they wait).
+            options.transport.max_concurrent_streams_per_connection = concurrent_streams(n);
+        }
+        None => options.transport.max_peer_connections = peer_connections(n),
     }
     // For experiments: another packet budget (memberlist's UDPBufferSize).
     if let Some(bytes) = knob("CLUSTER_BENCH_PACKET_BUDGET") {

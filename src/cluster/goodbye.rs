@@ -81,10 +81,11 @@ pub(super) fn leave_packets(leavers: &[Leaver], label: &str) -> Result<Vec<Bytes
 /// returns how many targets answered within `deadline`.
 ///
 /// It runs on a thread and runtime of its own, over a transport (and
-/// connections) of its own (made from `options`): in a process whose runtime is queued seconds deep
-/// with many members' work, and whose members' pools have no connection
-/// to spare, the goodbyes otherwise wait behind both (measured at 500
-/// members: none arrived within the deadline).
+/// connections) of its own (made from `options`): in a process whose
+/// runtime is queued seconds deep with many members' work, and whose
+/// members' pools have no connection to spare, the goodbyes otherwise wait
+/// behind both (measured at 500 members: none arrived within the
+/// deadline).
 pub(super) async fn send_leaves(
     options: Options,
     packets: Vec<Bytes>,

@@ -43,9 +43,10 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         // shared client below; benches/RESULTS.md): 2 cores carry about
         // 6,500 a second. With memberlist's LAN rates 500 members ask
         // 1,000 a second at rest and up to 7,500 in a join wave, and the
-        // cluster converges in 15-40 s or accuses itself. Past 100 members each member probes and gossips as much
-        // less often as there are more of them, so the process sends what
-        // 100 LAN members send; failure detection slows by as much.
+        // cluster converges in 15-40 s or accuses itself. Past 100 members
+        // each member probes and gossips as much less often as there are
+        // more of them, so the process sends what 100 LAN members send;
+        // failure detection slows by as much.
         let crowd = u32::from(args.nodes).div_ceil(100);
         if crowd > 1 {
             let membership = &mut options.membership;

@@ -99,8 +99,9 @@ impl Engine {
     /// nothing to send in a cluster at rest; a round with nothing queued
     /// sends nothing, so we skip the wake-up (5 a second per member with
     /// the LAN defaults: a resting member among 100 used a quarter less
-    /// CPU without them, 0.105% of a core against 0.14%). The cadence is kept while news flows; news that arrives after
-    /// a quiet spell goes out at once rather than on the next tick.
+    /// CPU without them, 0.105% of a core against 0.14%). The cadence is
+    /// kept while news flows; news that arrives after a quiet spell goes
+    /// out at once rather than on the next tick.
     pub(super) fn gossip_due(&self) -> Option<Time> {
         if self.queued_broadcasts() == 0 {
             return None;
