@@ -105,6 +105,49 @@ async fn write_to_refuses_bad_input_clearly() {
     assert!(matches!(Transport::new(bad), Err(Error::Config(_))));
 }
 
+/// A count past any real deployment is refused with an error naming it,
+/// never a panic or an allocation failure (`max_peer_connections =
+/// usize::MAX` reached a tokio semaphore, which panics past 2^61 permits;
+/// `packet_queue_size = 2^30` allocated 94 GB up front).
+#[tokio::test]
+async fn absurd_counts_are_refused_not_panicked_on() {
+    type Set = fn(&mut Options, usize);
+    let counts: [(&str, Set); 8] = [
+        ("peer_queue_size", |o, v| o.peer_queue_size = v),
+        ("packet_queue_size", |o, v| o.packet_queue_size = v),
+        ("stream_queue_size", |o, v| o.stream_queue_size = v),
+        ("max_in_flight_per_peer", |o, v| {
+            o.max_in_flight_per_peer = v
+        }),
+        ("max_connections", |o, v| o.max_connections = v),
+        ("max_accepted_connections", |o, v| {
+            o.max_accepted_connections = v
+        }),
+        ("max_peer_connections", |o, v| o.max_peer_connections = v),
+        ("max_streams", |o, v| o.max_streams = v),
+    ];
+    for (name, set) in counts {
+        let mut options = Options::default();
+        set(&mut options, usize::MAX);
+        match Transport::new(options.clone()) {
+            Err(Error::Config(why)) => assert!(why.contains(name), "{name}: {why}"),
+            other => panic!("{name} = usize::MAX: {:?}", other.map(|_| ())),
+        }
+        assert!(
+            matches!(gossiphttp::Client::new(&options), Err(Error::Config(_))),
+            "{name}"
+        );
+        // The largest accepted value builds.
+        set(&mut options, 1 << 20);
+        assert!(Transport::new(options).is_ok(), "{name} = 2^20");
+    }
+    // A byte budget, not a count: any size builds (buffers are taken as
+    // packets need them).
+    let mut options = Options::default();
+    options.max_batch_bytes = usize::MAX;
+    assert!(Transport::new(options).is_ok());
+}
+
 /// `Server::shutdown_with` shuts the transport down first, so an open
 /// stream and an open `/message` body end at once instead of holding the
 /// server's graceful close (up to 5 s) open; then the server closes.

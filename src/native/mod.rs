@@ -10,7 +10,7 @@ pub mod discovery;
 mod framed;
 mod handler;
 mod metrics;
-mod options;
+pub(crate) mod options;
 mod sender;
 mod server;
 mod stream;

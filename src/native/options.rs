@@ -20,6 +20,11 @@ pub(crate) const BODY_AGE_MARGIN: Duration = Duration::from_secs(4);
 /// How a [`Transport`] behaves. Start from `Options::default()` and change
 /// what you need; every field has a safe default.
 ///
+/// Every count (a queue size, a connection, stream or in-flight limit) is
+/// between 1 and 1,048,576, or [`Transport::new`] refuses it with
+/// [`Error::Config`] naming the field: the packet and stream queues are
+/// allocated in full up front (about 90 bytes a slot).
+///
 /// ```
 /// use std::time::Duration;
 /// let mut opts = gossiphttp::Options::default();
@@ -327,13 +332,19 @@ impl std::fmt::Debug for Redacted {
     }
 }
 
+/// The most any count in [`Options`] may be (a queue size, a connection or
+/// stream limit): beyond any real deployment, and a bound on what a queue
+/// allocates up front (`async_channel::bounded` allocates every slot: at
+/// `usize::MAX` it failed to allocate, and a tokio semaphore panics past
+/// 2^61 permits).
+pub(crate) const MAX_COUNT: usize = 1 << 20;
+
 impl Options {
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        let positive = [
+        let counts = [
             ("peer_queue_size", self.peer_queue_size),
             ("packet_queue_size", self.packet_queue_size),
             ("stream_queue_size", self.stream_queue_size),
-            ("max_batch_bytes", self.max_batch_bytes),
             ("max_in_flight_per_peer", self.max_in_flight_per_peer),
             ("max_connections", self.max_connections),
             ("max_accepted_connections", self.max_accepted_connections),
@@ -344,9 +355,14 @@ impl Options {
                 self.max_concurrent_streams_per_connection as usize,
             ),
         ];
-        for (name, v) in positive {
-            if v == 0 {
-                return Err(Error::Config(format!("{name} must be at least 1")));
+        if self.max_batch_bytes == 0 {
+            return Err(Error::Config("max_batch_bytes must be at least 1".into()));
+        }
+        for (name, v) in counts {
+            if !(1..=MAX_COUNT).contains(&v) {
+                return Err(Error::Config(format!(
+                    "{name} must be between 1 and {MAX_COUNT} (it is {v})"
+                )));
             }
         }
         if self.max_packet_size > MAX_FRAME_PAYLOAD {
