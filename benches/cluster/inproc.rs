@@ -2,8 +2,7 @@
 //! runtime: starting a cluster, waiting for it to converge, stopping it.
 
 use crate::{knob, Res};
-use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
-use gossiphttp::Client;
+use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions, SharedClient};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -18,21 +17,16 @@ pub struct Cluster {
     /// How long starting every node took (binding excluded).
     pub started_in: Duration,
     /// The connections every member sends over (see [`process_client`]).
-    pub client: Option<Client>,
+    pub client: Option<SharedClient>,
 }
 
 /// memberlist's LAN defaults (`NodeOptions::new`), sending over the
 /// process's `client` as the `cluster` command's members do (or, without
 /// one, each over a pool of its own with the budget [`peer_connections`]).
-pub fn lan_options(name: String, n: usize, client: Option<&Client>) -> NodeOptions {
+pub fn lan_options(name: String, n: usize, client: Option<&SharedClient>) -> NodeOptions {
     let mut options = NodeOptions::new(name);
     match client {
-        Some(client) => {
-            options.transport.client = Some(client.clone());
-            // Every member's requests to a peer share one connection, and
-            // its server takes this many at once on it (past it they wait).
-            options.transport.max_concurrent_streams_per_connection = concurrent_streams(n);
-        }
+        Some(client) => options = options.sharing(client),
         None => options.transport.max_peer_connections = peer_connections(n),
     }
     // For experiments: another packet budget (memberlist's UDPBufferSize).
@@ -71,23 +65,16 @@ pub fn connections_note(shared: bool, n: usize) -> String {
     }
 }
 
-/// Requests under way on one connection a member's server takes: what
-/// `n` members sending over one client may have open to it together.
-fn concurrent_streams(n: usize) -> u32 {
-    u32::try_from(4 * n).unwrap_or(u32::MAX).max(256)
-}
-
 /// The one client `n` members of this process send over (a connection per
 /// peer for the whole process, as in the `cluster` command), or `None`
 /// with `CLUSTER_BENCH_OWN_CLIENTS=1`: each member then pools connections
 /// of its own, as it did before members shared a client.
-pub fn process_client(n: usize) -> Res<Option<Client>> {
+pub fn process_client(n: usize) -> Res<Option<SharedClient>> {
     if !shares_client() {
         return Ok(None);
     }
-    let mut options = gossiphttp::Options::default();
-    options.max_peer_connections = n + 64;
-    Ok(Some(Client::new(&options)?))
+    let transport = NodeOptions::new("").transport;
+    Ok(Some(SharedClient::new(n, &transport)?))
 }
 
 /// Binds `n` listeners on 127.0.0.1 (ports chosen by the kernel).

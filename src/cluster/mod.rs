@@ -35,6 +35,7 @@ mod goodbye;
 mod http;
 mod lookup;
 mod options;
+mod shared_client;
 mod shares;
 mod streams;
 mod timeline;
@@ -44,6 +45,7 @@ pub use crate::ckit::peer::NodeState as CkitState;
 pub use crate::memberlist::engine::Config as MembershipConfig;
 pub use custom::META_MAX_SIZE;
 pub use options::{NodeOptions, PeerFilter};
+pub use shared_client::SharedClient;
 pub use view::{MemberState, MemberView};
 
 use crate::ckit::peer::Peer;

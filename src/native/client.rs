@@ -46,7 +46,9 @@ use super::Transport;
 /// sharing the client, so its
 /// [`max_concurrent_streams_per_connection`](Options::max_concurrent_streams_per_connection)
 /// (Go's HTTP/2 server: 250) bounds their requests under way to it
-/// together; requests past it wait for one to end.
+/// together; requests past it wait for one to end. For cluster members,
+/// [`cluster::SharedClient`](crate::cluster::SharedClient) sizes the pool
+/// and that limit to the number of members.
 ///
 /// ```
 /// # fn main() -> Result<(), gossiphttp::Error> {

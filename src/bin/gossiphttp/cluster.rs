@@ -2,7 +2,7 @@
 
 use crate::output::{describe, emit, CmdResult, Failure};
 use clap::Args;
-use gossiphttp::cluster::{MemberState, Node, NodeOptions};
+use gossiphttp::cluster::{MemberState, Node, NodeOptions, SharedClient};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -17,10 +17,11 @@ pub struct ClusterArgs {
 }
 
 pub async fn run(args: ClusterArgs) -> CmdResult {
-    let mut client_options = gossiphttp::Options::default();
-    client_options.max_peer_connections = usize::from(args.nodes) + 64;
-    let client =
-        gossiphttp::Client::new(&client_options).map_err(|e| Failure::runtime(describe(&e)))?;
+    // Every member sends over one client: a connection per member for the
+    // whole process (both ends in this process, two files each: 2,000 at
+    // 1,000 members), not one per pair of members that talked lately.
+    let shared = SharedClient::new(usize::from(args.nodes), &NodeOptions::new("").transport)
+        .map_err(|e| Failure::runtime(describe(&e)))?;
     let mut nodes = Vec::new();
     let mut seed = Vec::new();
     for i in 0..args.nodes {
@@ -32,7 +33,7 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
             Failure::runtime(format!("cannot listen on {addr}: {e} (try --base-port)"))
         })?;
-        let mut options = NodeOptions::new(format!("node-{}", i + 1));
+        let mut options = NodeOptions::new(format!("node-{}", i + 1)).sharing(&shared);
         // Fast failure detection for a handful of members; memberlist's LAN
         // settings for more, which one process on a laptop can carry.
         if args.nodes <= 20 {
@@ -40,7 +41,7 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         }
         // One process carries every member's packets, and a packet costs
         // the process about 0.3 ms of CPU (a request on each end, over the
-        // shared client below; benches/RESULTS.md): 2 cores carry about
+        // shared client; benches/RESULTS.md): 2 cores carry about
         // 6,500 a second. With memberlist's LAN rates 500 members ask
         // 1,000 a second at rest and up to 7,500 in a join wave, and the
         // cluster converges in 15-40 s or accuses itself. Past 100 members
@@ -53,16 +54,6 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
             membership.probe_interval *= crowd;
             membership.gossip_interval *= crowd;
         }
-        // Every member sends over the process's one client: a connection
-        // per member for the whole process (both ends in this process, two
-        // files each: 2,000 at 1,000 members), not one per pair of members
-        // that talked lately. Measured at 200 members with a pool each,
-        // every packet of the join wave opened a connection of its own.
-        // A member's server takes every member's requests to it on that
-        // one connection.
-        options.transport.client = Some(client.clone());
-        options.transport.max_concurrent_streams_per_connection =
-            (4 * u32::from(args.nodes)).max(256);
         // Bodies end with their batch (no linger): members gossip with
         // every other in turn, so a lingering body seldom carries a second
         // batch, and it would hold a stream on the shared connection.
