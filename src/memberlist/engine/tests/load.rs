@@ -28,6 +28,10 @@ pub struct Report {
     pub packets_per_member_s: f64,
     /// The longest an input waited for the shared core.
     pub max_backlog: Duration,
+    /// Packets and push-pulls delivered until convergence (or the end):
+    /// what the process must carry in that time.
+    pub packets_until_converged: u64,
+    pub push_pulls_until_converged: u64,
 }
 
 /// A light load: inputs handled 0-100 ms late, 20 us of a shared core each.
@@ -70,13 +74,17 @@ pub fn run(
     let converged = |s: &Sim| s.now >= last && s.converged();
     let mut t = sim.run_until(quiet_from, converged);
     let early = sim.converged();
+    let mut carried = (sim.packets, sim.push_pulls);
     sim.run_until(quiet_from, |_| false);
     let before = sim.packets;
     if !early {
         t = sim.run_until(end, converged);
+        carried = (sim.packets, sim.push_pulls);
     }
     let mut report = Report {
         converged: sim.converged().then(|| t.since(last)),
+        packets_until_converged: carried.0,
+        push_pulls_until_converged: carried.1,
         ..Report::default()
     };
     sim.run_until(end, |_| false);
@@ -134,9 +142,11 @@ pub fn as_on_main(config: Config) -> Config {
 
 fn row(label: &str, r: &Report) {
     eprintln!(
-        "| {label} | {} | {} | {} | {} | {} | {:.1} | {:.2} s |",
+        "| {label} | {} | {} / {} | {} | {} | {} | {} | {:.1} | {:.2} s |",
         r.converged
             .map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
+        r.packets_until_converged,
+        r.push_pulls_until_converged,
         if r.converged_at_end { "yes" } else { "no" },
         r.false_suspects,
         r.false_deaths,
@@ -185,6 +195,20 @@ fn measure_load() {
             },
         ),
         (
+            "lan, 2 catch-ups",
+            Config {
+                catch_up_push_pulls: 2,
+                ..Config::lan()
+            },
+        ),
+        (
+            "lan, no catch-ups",
+            Config {
+                catch_up_push_pulls: 0,
+                ..Config::lan()
+            },
+        ),
+        (
             "lan, no fresh-news rounds",
             Config {
                 fresh_news_gossip: Duration::ZERO,
@@ -205,8 +229,8 @@ fn measure_load() {
             .is_none_or(|o| o.split('|').any(|x| x == *name))
     })
     .collect();
-    eprintln!("| run | converged after last join | converged at 30 s | false suspects | false deaths | refutations | packets/member/s (last 10 s) | longest wait for the core |");
-    eprintln!("|---|---|---|---|---|---|---|---|");
+    eprintln!("| run | converged after last join | packets / push-pulls until then | converged at 30 s | false suspects | false deaths | refutations | packets/member/s (last 10 s) | longest wait for the core |");
+    eprintln!("|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         for (name, config) in &presets {
             let loads = [

@@ -98,6 +98,8 @@ pub struct Sim {
     complete: usize,
     /// Packets delivered (for reports).
     pub packets: u64,
+    /// Push-pulls a member answered (for reports).
+    pub push_pulls: u64,
     /// Late handling of inputs (none: every input is handled on arrival).
     starver: Option<Starver>,
     /// Per member: a late timer tick is waiting (no other is armed).
@@ -130,6 +132,7 @@ impl Sim {
             blocked: HashSet::new(),
             complete: 0,
             packets: 0,
+            push_pulls: 0,
             starver: None,
             tick_pending: vec![false; n],
         };
@@ -436,6 +439,7 @@ impl Sim {
                     .filter(|j| self.reachable(origin, *j));
                 let result = match target {
                     Some(j) => {
+                        self.push_pulls += 1;
                         let reply = self.nodes[j].engine.handle_push_pull(state, self.now);
                         self.drain(j);
                         Ok(reply)
