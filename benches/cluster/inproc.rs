@@ -33,6 +33,9 @@ pub fn lan_options(name: String, n: usize, client: Option<&SharedClient>) -> Nod
     if let Some(bytes) = knob("CLUSTER_BENCH_PACKET_BUDGET") {
         options.membership.udp_buffer_size = bytes;
     }
+    if let Some(on) = knob::<u8>("CLUSTER_BENCH_COMPRESS") {
+        options.membership.enable_compression = on == 1;
+    }
     if let Some(ms) = knob("CLUSTER_BENCH_FRESH_NEWS_MS") {
         options.membership.fresh_news_gossip = Duration::from_millis(ms);
     }

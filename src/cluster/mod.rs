@@ -168,7 +168,7 @@ impl Node {
                 label: options.label.clone(),
                 skip_inbound_label_check: options.skip_inbound_label_check,
             },
-            compress: true,
+            compress: membership.enable_compression,
             timeout: membership.tcp_timeout,
             label_warnings: Default::default(),
         };

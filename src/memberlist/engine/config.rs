@@ -54,6 +54,12 @@ pub struct Config {
     /// `UDPBufferSize`: the most bytes a packet may hold; broadcasts
     /// piggybacked on a packet fill it up to this.
     pub udp_buffer_size: usize,
+    /// `EnableCompression`: packets and push-pulls go LZW-compressed when
+    /// that makes them smaller (on by default, as in memberlist and ckit;
+    /// peers read both either way). Off trades bytes for CPU: gossip
+    /// compresses about 6 to 1, and compressing took a fifth of the CPU of
+    /// a process running 500 members on loopback (`benches/RESULTS.md`).
+    pub enable_compression: bool,
     /// `Label`: only its length matters here (the wire writes it, and the
     /// packet budget leaves room for it).
     pub label: String,
@@ -144,6 +150,7 @@ impl Config {
             tcp_timeout: Duration::from_secs(10),
             disable_tcp_pings: false,
             udp_buffer_size: 1400,
+            enable_compression: true,
             label: String::new(),
             dead_node_reclaim_time: Duration::ZERO,
             verify_revivals: true,
@@ -318,6 +325,11 @@ mod tests {
             assert_eq!(
                 config.udp_buffer_size as u64,
                 c["UDPBufferSize"].as_u64().unwrap()
+            );
+            assert_eq!(
+                config.enable_compression,
+                c["EnableCompression"].as_bool().unwrap(),
+                "{name}"
             );
             assert_eq!(
                 u64::from(config.protocol_version),

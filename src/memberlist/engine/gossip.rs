@@ -76,17 +76,21 @@ impl Engine {
         }
         let budget = self.config.packet_budget(0);
         for target in targets {
-            let messages = self.take_broadcasts(budget, usize::MAX);
+            let mut messages = self.take_broadcasts(budget, usize::MAX);
             if messages.is_empty() {
                 return;
             }
-            for part in messages.chunks(MAX_PARTS) {
+            // A compound holds at most MAX_PARTS: the rest go in more
+            // packets (moved, not cloned).
+            while !messages.is_empty() {
+                let rest = messages.split_off(messages.len().min(MAX_PARTS));
                 self.outputs.push_back(Output::Packet(OutPacket {
                     to: target.addr,
                     node: Some(target.name.clone()),
                     crc: target.protocol_max() >= 5,
-                    messages: part.to_vec(),
+                    messages,
                 }));
+                messages = rest;
             }
         }
     }

@@ -5,7 +5,7 @@
 //! suspect makes the suspect moot).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use super::super::message::Message;
 
@@ -19,7 +19,7 @@ pub enum Finished {
     Replaced,
 }
 
-/// Order: fewest transmits, then largest, then newest.
+/// Order: fewest transmits, then largest, then newest (the id).
 type Key = (u32, Reverse<usize>, Reverse<u64>);
 
 #[derive(Clone, Debug)]
@@ -28,15 +28,33 @@ struct Entry {
     /// replaces nothing).
     about: Option<String>,
     message: Message,
+    /// Its encoded length.
+    len: usize,
+    /// Times sent so far.
+    transmits: u32,
     /// A token the engine gets back when the broadcast finishes.
     token: Option<u64>,
 }
 
+impl Entry {
+    fn key(&self, id: u64) -> Key {
+        (self.transmits, Reverse(self.len), Reverse(id))
+    }
+}
+
 /// The queue.
+///
+/// The order lives in a set of small keys and the broadcasts in a map by
+/// id, so taking one and putting it back moves 24 bytes, not the message.
+/// With the messages in the ordered map itself, `take` was 21% of the CPU
+/// of a 500-member process in its join wave, most of it moving entries
+/// around the map's nodes; 15% since (`benches/RESULTS.md`).
 #[derive(Clone, Debug, Default)]
 pub struct BroadcastQueue {
-    entries: BTreeMap<Key, Entry>,
-    by_member: HashMap<String, Key>,
+    order: BTreeSet<Key>,
+    entries: HashMap<u64, Entry>,
+    /// The id of the queued broadcast about a member.
+    by_member: HashMap<String, u64>,
     next_id: u64,
 }
 
@@ -51,36 +69,38 @@ impl BroadcastQueue {
     ) -> Vec<u64> {
         let mut replaced = Vec::new();
         if let Some(name) = &about {
-            if let Some(key) = self.by_member.remove(name) {
-                if let Some(old) = self.entries.remove(&key) {
+            if let Some(id) = self.by_member.remove(name) {
+                if let Some(old) = self.entries.remove(&id) {
+                    self.order.remove(&old.key(id));
                     replaced.extend(old.token);
                 }
             }
         }
         self.next_id += 1;
-        let key = (0, Reverse(message.encoded_len()), Reverse(self.next_id));
+        let id = self.next_id;
         if let Some(name) = &about {
-            self.by_member.insert(name.clone(), key);
+            self.by_member.insert(name.clone(), id);
         }
-        self.entries.insert(
-            key,
-            Entry {
-                about,
-                message,
-                token,
-            },
-        );
+        let entry = Entry {
+            about,
+            len: message.encoded_len(),
+            message,
+            transmits: 0,
+            token,
+        };
+        self.order.insert(entry.key(id));
+        self.entries.insert(id, entry);
         replaced
     }
 
     /// True when a queued broadcast was never sent.
     pub fn has_fresh(&self) -> bool {
-        self.entries.keys().next().is_some_and(|k| k.0 == 0)
+        self.order.first().is_some_and(|k| k.0 == 0)
     }
 
     /// Broadcasts queued.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.order.len()
     }
 
     /// Takes broadcasts for one packet: each costs its encoded length plus
@@ -98,10 +118,10 @@ impl BroadcastQueue {
         let mut out = Vec::new();
         let mut used = 0usize;
         let mut reinsert = Vec::new();
-        let Some(mut tier) = self.entries.keys().next().map(|k| k.0) else {
+        let Some(mut tier) = self.order.first().map(|k| k.0) else {
             return out;
         };
-        let max_tier = self.entries.keys().next_back().map_or(0, |k| k.0);
+        let max_tier = self.order.last().map_or(0, |k| k.0);
         while tier <= max_tier && out.len() < max_count {
             let free = limit.saturating_sub(used + overhead);
             if free == 0 {
@@ -109,37 +129,35 @@ impl BroadcastQueue {
             }
             // The first entry in this tier whose length fits in `free`.
             let found = self
-                .entries
+                .order
                 .range(
                     (tier, Reverse(free), Reverse(u64::MAX))
                         ..(tier + 1, Reverse(usize::MAX), Reverse(u64::MAX)),
                 )
                 .next()
-                .map(|(k, _)| *k);
+                .copied();
             let Some(key) = found else {
                 tier += 1;
                 continue;
             };
-            let entry = self.entries.remove(&key).expect("key just found");
+            self.order.remove(&key);
+            let id = key.2 .0;
             used += overhead + key.1 .0;
+            let entry = self.entries.get_mut(&id).expect("ordered ids are queued");
             out.push(entry.message.clone());
-            let transmits = key.0 + 1;
-            if transmits >= transmit_limit {
+            entry.transmits += 1;
+            if entry.transmits >= transmit_limit {
+                let entry = self.entries.remove(&id).expect("just found");
                 if let Some(name) = &entry.about {
                     self.by_member.remove(name);
                 }
                 finished.extend(entry.token);
             } else {
-                reinsert.push(((transmits, key.1, key.2), entry));
+                // Back in order after this packet, so it is not taken twice.
+                reinsert.push(entry.key(id));
             }
         }
-        for (key, entry) in reinsert {
-            // Its name still maps to the key it was taken under.
-            if let Some(slot) = entry.about.as_ref().and_then(|n| self.by_member.get_mut(n)) {
-                *slot = key;
-            }
-            self.entries.insert(key, entry);
-        }
+        self.order.extend(reinsert);
         out
     }
 }

@@ -209,6 +209,13 @@ fn measure_load() {
             },
         ),
         (
+            "lan, 16,000-byte packets",
+            Config {
+                udp_buffer_size: 16_000,
+                ..Config::lan()
+            },
+        ),
+        (
             "lan, no fresh-news rounds",
             Config {
                 fresh_news_gossip: Duration::ZERO,
