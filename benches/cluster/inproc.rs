@@ -33,6 +33,10 @@ pub fn lan_options(name: String, n: usize, client: Option<&SharedClient>) -> Nod
     if let Some(bytes) = knob("CLUSTER_BENCH_PACKET_BUDGET") {
         options.membership.udp_buffer_size = bytes;
     }
+    // For experiments: another limit than `SharedClient`'s 4 per member.
+    if let Some(streams) = knob("CLUSTER_BENCH_STREAMS_PER_CONNECTION") {
+        options.transport.max_concurrent_streams_per_connection = streams;
+    }
     if let Some(on) = knob::<u8>("CLUSTER_BENCH_COMPRESS") {
         options.membership.enable_compression = on == 1;
     }
