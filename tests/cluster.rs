@@ -271,21 +271,20 @@ async fn members_with_and_without_compression_form_one_cluster() {
     let c2 = start(options("c2", &[c1.id().addr.clone()])).await;
     wait_all(&[&c0, &c1, &c2], "3 alive", alive(3)).await;
 
-    // State both ways, with a value that compresses well.
-    let mut sub = c0.subscribe();
-    c1.set_state("note", "x".repeat(400)).await.unwrap();
-    let update = tokio::time::timeout(CONVERGE, sub.recv())
-        .await
-        .expect("c0 never got c1's state")
-        .unwrap();
-    assert_eq!((update.origin.as_str(), update.value.len()), ("c1", 400));
-    let mut sub = c1.subscribe();
-    c2.set_state("note", "y".repeat(400)).await.unwrap();
-    let update = tokio::time::timeout(CONVERGE, sub.recv())
-        .await
-        .expect("c1 never got c2's state")
-        .unwrap();
-    assert_eq!((update.origin.as_str(), update.value.len()), ("c2", 400));
+    // State both ways (from the plain member, and to it), with a value
+    // that compresses well.
+    for (from, to) in [(&c1, &c0), (&c2, &c1)] {
+        let mut sub = to.subscribe();
+        from.set_state("note", "x".repeat(400)).await.unwrap();
+        let update = tokio::time::timeout(CONVERGE, sub.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} never got the state", to.id().name))
+            .unwrap();
+        assert_eq!(
+            (update.origin.as_str(), update.value.len()),
+            (from.id().name.as_str(), 400)
+        );
+    }
     for n in [c0, c1, c2] {
         n.kill().await;
     }

@@ -144,15 +144,17 @@ impl BroadcastQueue {
             let id = key.2 .0;
             used += overhead + key.1 .0;
             let entry = self.entries.get_mut(&id).expect("ordered ids are queued");
-            out.push(entry.message.clone());
             entry.transmits += 1;
             if entry.transmits >= transmit_limit {
+                // Its last transmission takes the message itself.
                 let entry = self.entries.remove(&id).expect("just found");
                 if let Some(name) = &entry.about {
                     self.by_member.remove(name);
                 }
                 finished.extend(entry.token);
+                out.push(entry.message);
             } else {
+                out.push(entry.message.clone());
                 // Back in order after this packet, so it is not taken twice.
                 reinsert.push(entry.key(id));
             }
