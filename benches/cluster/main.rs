@@ -26,7 +26,8 @@
 //!
 //! In-process members share one tokio runtime of 2 workers (the machine
 //! this was written for has 2 cores), and the observers that time them run
-//! on it too. Layout: `report` (the table), `inproc` and `procs` (members
+//! on it too, with the allocator of `gossiphttp cluster` (mimalloc), as a
+//! process running many members should have. Layout: `report` (the table), `inproc` and `procs` (members
 //! in this process and as processes), one module per row group:
 //! `converge` (convergence and kills), `rest`, `faults`, `scale`.
 //! `metrics` is the tests' strict metric reader.
@@ -45,6 +46,10 @@ mod scale;
 
 use report::Row;
 use std::time::{Duration, Instant};
+
+/// The binary's allocator (src/bin/gossiphttp/main.rs says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 

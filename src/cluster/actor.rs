@@ -14,7 +14,9 @@ use crate::ckit::states::{NodeStates, PushPullState};
 use crate::discovery::Discovery;
 use crate::memberlist::engine::{Engine, Event, MemberChange, Output, PushPullFailed, Time};
 use crate::memberlist::message::{Ack, Dead, Message, NodeState, Ping, PushPull};
-use crate::memberlist::packet::{decode_packet, encode_packets, PacketOptions};
+use crate::memberlist::packet::{
+    decode_packet, encode_packet_parts, encode_packets, PacketOptions,
+};
 use crate::{Error, Packet, Transport};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -337,7 +339,7 @@ impl Actor {
                         crc: packet.crc,
                         compress: self.settings.compress,
                     };
-                    match encode_packets(&packet.messages, &options) {
+                    match encode_packet_parts(&packet.messages, &options) {
                         Ok(bytes) => {
                             let to = packet.to.to_string();
                             for payload in bytes {

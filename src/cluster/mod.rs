@@ -245,7 +245,7 @@ impl Node {
     }
 
     /// The membership table, this node included, sorted by name. It is
-    /// republished at most once per n x 100 µs for n members (up to
+    /// republished at most once per n x 200 µs for n members (up to
     /// 100 ms), so it may trail the node's engine by that much.
     pub fn members(&self) -> Vec<MemberView> {
         self.view.borrow().as_ref().clone()

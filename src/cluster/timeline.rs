@@ -10,7 +10,7 @@
 
 use super::view::{MemberState, MemberView};
 use serde::Serialize;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::watch;
@@ -134,11 +134,14 @@ impl Timeline {
     }
 }
 
-/// The events that turn table `previous` into `current` (`seq` left 0).
+/// The events that turn table `previous` into `current` (`seq` left 0):
+/// the changes in `current`'s order, then the removals. Both tables are
+/// sorted by name, as they are published, so one walk pairs their rows
+/// (with 500 members in a process, building maps of both tables for every
+/// publish was 5% of its CPU).
 fn diff(previous: &[MemberView], current: &[MemberView], now_ms: u64) -> Vec<MemberEvent> {
-    let before: BTreeMap<&str, &MemberView> =
-        previous.iter().map(|m| (m.name.as_str(), m)).collect();
     let mut events = Vec::new();
+    let mut removed = Vec::new();
     let event = |kind, m: &MemberView, at_ms| MemberEvent {
         seq: 0,
         at_ms,
@@ -151,8 +154,15 @@ fn diff(previous: &[MemberView], current: &[MemberView], now_ms: u64) -> Vec<Mem
         ckit_from: None,
         incarnation: m.incarnation,
     };
+    let mut before = previous.iter().peekable();
     for m in current {
-        let Some(old) = before.get(m.name.as_str()) else {
+        while let Some(old) = before.next_if(|old| old.name < m.name) {
+            removed.push(MemberEvent {
+                from: Some(old.state),
+                ..event(EventKind::Removed, old, now_ms)
+            });
+        }
+        let Some(old) = before.next_if(|old| old.name == m.name) else {
             events.push(event(EventKind::Joined, m, m.state_since_ms));
             continue;
         };
@@ -178,15 +188,13 @@ fn diff(previous: &[MemberView], current: &[MemberView], now_ms: u64) -> Vec<Mem
             });
         }
     }
-    let names: BTreeMap<&str, ()> = current.iter().map(|m| (m.name.as_str(), ())).collect();
-    for old in previous {
-        if !names.contains_key(old.name.as_str()) {
-            events.push(MemberEvent {
-                from: Some(old.state),
-                ..event(EventKind::Removed, old, now_ms)
-            });
-        }
+    for old in before {
+        removed.push(MemberEvent {
+            from: Some(old.state),
+            ..event(EventKind::Removed, old, now_ms)
+        });
     }
+    events.append(&mut removed);
     events
 }
 
@@ -260,6 +268,24 @@ mod tests {
         assert!(
             diff(&t3, &t3, 50).is_empty(),
             "an unchanged table is no event"
+        );
+        // Rows gone before, between and after the remaining ones.
+        let wide: Vec<_> = ["a", "c", "d", "f", "g"]
+            .map(|n| member(n, MemberState::Alive, None, 1))
+            .into();
+        let narrow: Vec<_> = ["b", "d", "e"]
+            .map(|n| member(n, MemberState::Alive, None, 1))
+            .into();
+        assert_eq!(
+            kinds(&diff(&wide, &narrow, 60)),
+            [
+                ("b", EventKind::Joined),
+                ("e", EventKind::Joined),
+                ("a", EventKind::Removed),
+                ("c", EventKind::Removed),
+                ("f", EventKind::Removed),
+                ("g", EventKind::Removed),
+            ]
         );
     }
 

@@ -98,12 +98,15 @@ struct RowSource {
     ckit_state: Option<&'static str>,
 }
 
-/// The longest a change waits to be published: a table of `n` rows is
-/// rebuilt at most once per `n` x 100 µs, up to this. With many members in
-/// one process every member's table changes with every join: rebuilt on
-/// each change, the tables of 500 members took about 5% of the process's
-/// CPU in a profile of a join wave (benches/RESULTS.md), work that grows
-/// as n^3.
+/// A table of `n` rows is rebuilt at most once per `n` x this, up to
+/// [`MAX_PUBLISH_INTERVAL`]. With many members in one process every
+/// member's table changes with every join: rebuilt on each change, the
+/// tables of 500 members took about 5% of the process's CPU in a profile
+/// of a join wave, work that grows as n^3; once per n x 100 µs, publishing
+/// and the timeline's comparisons still took 11% (benches/RESULTS.md).
+const PUBLISH_INTERVAL_PER_ROW: Duration = Duration::from_micros(200);
+
+/// The longest a change waits to be published.
 const MAX_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Publishes the node's membership table (the `watch` behind
@@ -137,7 +140,7 @@ impl Publisher {
     /// When the table may next be published: at once for a table that was
     /// quiet for its interval, else that long after the last publish.
     pub(crate) fn due(&self, rows: usize) -> Instant {
-        let interval = (Duration::from_micros(100) * rows as u32).min(MAX_PUBLISH_INTERVAL);
+        let interval = (PUBLISH_INTERVAL_PER_ROW * rows as u32).min(MAX_PUBLISH_INTERVAL);
         match self.published_at {
             Some(at) => at + interval,
             None => Instant::now(),
@@ -294,8 +297,9 @@ mod tests {
         p.publish(std::iter::empty(), "a", |_| None);
         let at = p.published_at.expect("published");
         assert!(at >= before);
-        assert_eq!(p.due(5), at + Duration::from_micros(500));
-        assert_eq!(p.due(500), at + Duration::from_millis(50));
+        assert_eq!(p.due(5), at + Duration::from_millis(1));
+        assert_eq!(p.due(250), at + Duration::from_millis(50));
+        assert_eq!(p.due(500), at + MAX_PUBLISH_INTERVAL);
         assert_eq!(p.due(5_000), at + MAX_PUBLISH_INTERVAL);
     }
 }

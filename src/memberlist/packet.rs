@@ -24,7 +24,7 @@
 
 use super::lzw;
 use super::message::{Message, MessageType};
-use super::wire::{decode_body, Compressed, GoMsgpack};
+use super::wire::{decode_body, Compressed, EncodedMessage, GoMsgpack};
 use super::wire_error::WireError;
 use bytes::Bytes;
 
@@ -89,7 +89,7 @@ pub fn label_header(label: &str) -> Result<Vec<u8>, WireError> {
 
 /// A compound (`07`, count, big-endian `u16` lengths, parts) of at most
 /// [`MAX_COMPOUND_PARTS`] encoded messages, each at most 65535 bytes.
-pub fn compound(parts: &[Vec<u8>]) -> Result<Vec<u8>, WireError> {
+pub fn compound(parts: &[impl AsRef<[u8]>]) -> Result<Vec<u8>, WireError> {
     if parts.len() > MAX_COMPOUND_PARTS {
         return Err(WireError::TooLarge {
             what: "compound part count",
@@ -97,11 +97,12 @@ pub fn compound(parts: &[Vec<u8>]) -> Result<Vec<u8>, WireError> {
             max: MAX_COMPOUND_PARTS as u64,
         });
     }
-    let total: usize = parts.iter().map(Vec::len).sum();
+    let total: usize = parts.iter().map(|p| p.as_ref().len()).sum();
     let mut out = Vec::with_capacity(2 + 2 * parts.len() + total);
     out.push(MessageType::Compound as u8);
     out.push(parts.len() as u8);
     for part in parts {
+        let part = part.as_ref();
         let len = u16::try_from(part.len()).map_err(|_| WireError::TooLarge {
             what: "compound part",
             len: part.len() as u64,
@@ -110,7 +111,7 @@ pub fn compound(parts: &[Vec<u8>]) -> Result<Vec<u8>, WireError> {
         out.extend_from_slice(&len.to_be_bytes());
     }
     for part in parts {
-        out.extend_from_slice(part);
+        out.extend_from_slice(part.as_ref());
     }
     Ok(out)
 }
@@ -163,15 +164,25 @@ pub fn encode_packets(
     messages: &[Message],
     options: &PacketOptions<'_>,
 ) -> Result<Vec<Bytes>, WireError> {
-    if let [single] = messages {
-        return Ok(vec![Bytes::from(wrap_packet(single.to_vec(), options)?)]);
+    let parts: Vec<EncodedMessage> = messages.iter().map(EncodedMessage::new).collect();
+    encode_packet_parts(&parts, options)
+}
+
+/// [`encode_packets`] for messages already encoded (the engine's packets
+/// carry them so: a broadcast is encoded once for all its transmissions).
+pub fn encode_packet_parts(
+    parts: &[EncodedMessage],
+    options: &PacketOptions<'_>,
+) -> Result<Vec<Bytes>, WireError> {
+    if let [single] = parts {
+        return Ok(vec![Bytes::from(wrap_packet(
+            single.as_bytes().to_vec(),
+            options,
+        )?)]);
     }
-    messages
+    parts
         .chunks(MAX_COMPOUND_PARTS)
-        .map(|chunk| {
-            let parts: Vec<Vec<u8>> = chunk.iter().map(Message::to_vec).collect();
-            Ok(Bytes::from(wrap_packet(compound(&parts)?, options)?))
-        })
+        .map(|chunk| Ok(Bytes::from(wrap_packet(compound(chunk)?, options)?)))
         .collect()
 }
 

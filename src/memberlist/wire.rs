@@ -508,6 +508,53 @@ pub(crate) fn decode_body<T: MsgpackStruct>(
     T::read(&mut Reader::new(body)).map_err(|error| WireError::Decode { message, error })
 }
 
+/// A message encoded once (type byte first), for any number of packets to
+/// carry: a broadcast goes out up to the retransmit limit's times, and
+/// encoding it again for each (after a clone) was 7% of the CPU of a
+/// 500-member process (benches/RESULTS.md). Clones share the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedMessage(Bytes);
+
+impl EncodedMessage {
+    /// Encodes `message` ([`Message::encode`]).
+    pub fn new(message: &Message) -> Self {
+        EncodedMessage(Bytes::from(message.to_vec()))
+    }
+
+    /// The bytes, type byte first.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Its length: what it costs in a packet's budget, before the
+    /// compound's 2 bytes per part ([`Message::encoded_len`]).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true for an encoded message (it has a type byte at least).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The message again ([`Message::decode`]).
+    pub fn decode(&self) -> Result<Message, WireError> {
+        Message::decode(&self.0)
+    }
+}
+
+impl From<&Message> for EncodedMessage {
+    fn from(message: &Message) -> Self {
+        EncodedMessage::new(message)
+    }
+}
+
+impl AsRef<[u8]> for EncodedMessage {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl Message {
     /// Appends the message as memberlist writes it in a packet: its type
     /// byte, then its msgpack body (for a user message, the raw payload).

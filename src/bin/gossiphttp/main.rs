@@ -101,6 +101,13 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's malloc: `cluster --nodes 500` runs 500 members'
+/// engines on a few threads, and with glibc's allocator a fifth of its CPU
+/// went to `malloc` and `free` (their arenas' locks and consolidation) and
+/// the cluster never converged; with mimalloc it does (benches/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Talk to gossiphttp peers (grafana/ckit's HTTP/2 gossip transport).
 #[derive(Debug, Parser)]
 #[command(name = "gossiphttp", version)]

@@ -26,7 +26,7 @@
 //!     // 2. outputs:
 //!     while let Some(output) = engine.poll_output() {
 //!         match output {
-//!             Output::Packet(p) => { /* encode p.messages (CRC if p.crc), send to p.to */ }
+//!             Output::Packet(p) => { /* encode_packet_parts(&p.messages, ..), send to p.to */ }
 //!             Output::PushPull(req) => {
 //!                 // Open a stream to req.to, write req.state, read the reply; then
 //!                 // engine.push_pull_result(req.id, reply_or_error, now)
@@ -172,6 +172,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use super::message::{Ack, Message, NodeState, Ping};
+use super::wire::EncodedMessage;
 
 pub use config::{Config, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 pub use members::Member;
@@ -565,7 +566,8 @@ impl Engine {
 
     /// A packet with `message` first and as many broadcasts as fit after it.
     fn send_with_piggyback(&mut self, to: SocketAddr, node: Option<String>, message: Message) {
-        let budget = self.config.packet_budget(message.encoded_len());
+        let message = EncodedMessage::new(&message);
+        let budget = self.config.packet_budget(message.len());
         let mut messages = vec![message];
         messages.extend(self.take_broadcasts(budget, gossip::MAX_PARTS - 1));
         self.outputs.push_back(Output::Packet(OutPacket {
@@ -578,17 +580,14 @@ impl Engine {
 
     /// Broadcasts for a packet, within `budget` bytes: membership first,
     /// then user messages in what is left (memberlist's `getBroadcasts`).
-    fn take_broadcasts(&mut self, budget: usize, max_count: usize) -> Vec<Message> {
+    fn take_broadcasts(&mut self, budget: usize, max_count: usize) -> Vec<EncodedMessage> {
         const COMPOUND_OVERHEAD: usize = 2;
         let limit = self.config.retransmit_limit(self.members.len());
         let mut finished = Vec::new();
         let mut out =
             self.broadcasts
                 .take(COMPOUND_OVERHEAD, budget, limit, max_count, &mut finished);
-        let used: usize = out
-            .iter()
-            .map(|m| m.encoded_len() + COMPOUND_OVERHEAD)
-            .sum();
+        let used: usize = out.iter().map(|m| m.len() + COMPOUND_OVERHEAD).sum();
         let left = budget.saturating_sub(used);
         if left > COMPOUND_OVERHEAD + 1 {
             let room = max_count.saturating_sub(out.len());

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::super::message::{Message, Ping, PushPull};
+use super::super::wire::EncodedMessage;
+use super::super::WireError;
 use super::members::Member;
 use super::time::Time;
 use super::versions::IncompatibleVersion;
@@ -38,8 +40,18 @@ pub struct OutPacket {
     /// adds the CRC wrapper, as memberlist does for gossip and for the
     /// ping + suspect compound (pings and acks go without).
     pub crc: bool,
-    /// The messages, in order.
-    pub messages: Vec<Message>,
+    /// The messages, in order, encoded (a broadcast once for all the
+    /// packets that carry it): the shell wraps them with
+    /// [`encode_packet_parts`](super::super::packet::encode_packet_parts).
+    pub messages: Vec<EncodedMessage>,
+}
+
+impl OutPacket {
+    /// The messages decoded again (for tests and logs: an engine's own
+    /// encoding always decodes).
+    pub fn decode_messages(&self) -> Result<Vec<Message>, WireError> {
+        self.messages.iter().map(EncodedMessage::decode).collect()
+    }
 }
 
 /// A push-pull the engine starts.

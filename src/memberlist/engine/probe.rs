@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use super::super::message::{Ack, Alive, IndirectPing, Message, Nack, NodeState, Ping, Suspect};
+use super::super::wire::EncodedMessage;
 use super::members::{ip_bytes, socket_addr};
 use super::output::{MemberChange, OutPacket, Output, StreamPingRequest};
 use super::state::Trust;
@@ -161,7 +162,10 @@ impl Engine {
                 to: row.addr,
                 node: Some(target.clone()),
                 crc: row.protocol_max() >= 5,
-                messages: vec![Message::Ping(ping.clone()), Message::Suspect(suspect)],
+                messages: vec![
+                    EncodedMessage::new(&Message::Ping(ping.clone())),
+                    EncodedMessage::new(&Message::Suspect(suspect)),
+                ],
             }));
         }
         let probe = Probe {

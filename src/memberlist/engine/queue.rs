@@ -8,6 +8,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use super::super::message::Message;
+use super::super::wire::EncodedMessage;
 
 /// Why a queued broadcast left the queue (for whoever waits on it, e.g. a
 /// leave).
@@ -27,9 +28,8 @@ struct Entry {
     /// The member the broadcast is about (`None`: a user broadcast that
     /// replaces nothing).
     about: Option<String>,
-    message: Message,
-    /// Its encoded length.
-    len: usize,
+    /// Encoded once, shared by every packet that carries it.
+    message: EncodedMessage,
     /// Times sent so far.
     transmits: u32,
     /// A token the engine gets back when the broadcast finishes.
@@ -38,7 +38,7 @@ struct Entry {
 
 impl Entry {
     fn key(&self, id: u64) -> Key {
-        (self.transmits, Reverse(self.len), Reverse(id))
+        (self.transmits, Reverse(self.message.len()), Reverse(id))
     }
 }
 
@@ -59,8 +59,8 @@ pub struct BroadcastQueue {
 }
 
 impl BroadcastQueue {
-    /// Queues `message`, about `about` when it is a membership broadcast;
-    /// returns the tokens of broadcasts it replaced.
+    /// Queues `message` (encoded here, once), about `about` when it is a
+    /// membership broadcast; returns the tokens of broadcasts it replaced.
     pub fn push(
         &mut self,
         about: Option<String>,
@@ -83,8 +83,7 @@ impl BroadcastQueue {
         }
         let entry = Entry {
             about,
-            len: message.encoded_len(),
-            message,
+            message: EncodedMessage::new(&message),
             transmits: 0,
             token,
         };
@@ -114,7 +113,7 @@ impl BroadcastQueue {
         transmit_limit: u32,
         max_count: usize,
         finished: &mut Vec<u64>,
-    ) -> Vec<Message> {
+    ) -> Vec<EncodedMessage> {
         let mut out = Vec::new();
         let mut used = 0usize;
         let mut reinsert = Vec::new();
@@ -178,6 +177,10 @@ mod tests {
         })
     }
 
+    fn encoded(messages: &[Message]) -> Vec<EncodedMessage> {
+        messages.iter().map(EncodedMessage::new).collect()
+    }
+
     #[test]
     fn a_broadcast_about_a_member_replaces_the_older_one() {
         let mut q = BroadcastQueue::default();
@@ -188,7 +191,7 @@ mod tests {
         let mut done = Vec::new();
         assert_eq!(
             q.take(2, 1400, 4, usize::MAX, &mut done),
-            vec![suspect("a", 2)]
+            encoded(&[suspect("a", 2)])
         );
     }
 
@@ -213,11 +216,14 @@ mod tests {
         q.push(None, big.clone(), None);
         let mut done = Vec::new();
         // Room for the big one only: it is taken first as the largest.
-        assert_eq!(q.take(2, 103, 10, usize::MAX, &mut done), vec![big.clone()]);
+        assert_eq!(
+            q.take(2, 103, 10, usize::MAX, &mut done),
+            encoded(std::slice::from_ref(&big))
+        );
         // Now the small one has fewer transmits and goes first.
         assert_eq!(
             q.take(2, 200, 10, usize::MAX, &mut done),
-            vec![small.clone(), big.clone()]
+            encoded(&[small, big])
         );
         // Nothing fits in too small a budget.
         assert!(q.take(2, 10, 10, usize::MAX, &mut done).is_empty());

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::super::{Config, Engine, Output, Time};
-use super::rules::{addr, alive, drain, engine, MS};
+use super::rules::{addr, alive, decoded, drain, engine, MS};
 use crate::memberlist::message::Message;
 
 /// An engine that knows `n` other members (no probes: only gossip is
@@ -57,7 +57,7 @@ fn rounds_in(e: &mut Engine, n: u16, window: Duration) -> usize {
         while let Some(t) = e.next_deadline().filter(|t| *t < step) {
             e.tick(t.max(now));
             let gossiped = drain(e).iter().any(
-                |o| matches!(o, Output::Packet(p) if matches!(p.messages[0], Message::Alive(_))),
+                |o| matches!(o, Output::Packet(p) if matches!(decoded(p)[0], Message::Alive(_))),
             );
             rounds += usize::from(gossiped);
         }
@@ -129,7 +129,7 @@ fn a_member_with_nothing_to_gossip_sleeps_and_sends_news_at_once() {
     e.tick(later);
     let sent = drain(&mut e).iter().any(|o| {
         matches!(o, Output::Packet(p)
-            if matches!(&p.messages[0], Message::Alive(a) if a.node == "m1" && a.incarnation == 5))
+            if matches!(&decoded(p)[0], Message::Alive(a) if a.node == "m1" && a.incarnation == 5))
     });
     assert!(sent, "the news was not gossiped at once");
 }

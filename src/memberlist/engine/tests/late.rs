@@ -3,7 +3,7 @@
 
 use super::super::{Config, Event, MemberChange, Output, Time};
 use super::load::{as_on_main, run, STARVED};
-use super::rules::{drain, with_members, MS};
+use super::rules::{decoded, drain, with_members, MS};
 use crate::memberlist::message::{Ack, Message, Nack};
 
 /// What one probe of a member did: pings and indirect pings, with the
@@ -22,7 +22,7 @@ fn look(outputs: Vec<Output>, now: Time, seen: &mut Seen) {
     for o in outputs {
         match o {
             Output::Packet(p) => {
-                for m in p.messages {
+                for m in decoded(&p) {
                     match m {
                         Message::Ping(ping) if seen.ping.is_none() => {
                             seen.ping = Some((now, ping.seq_no));

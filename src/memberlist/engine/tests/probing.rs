@@ -2,7 +2,7 @@
 //! indirect helpers and nacks, and the indirect pings we serve.
 
 use super::super::{Config, Event, MemberChange, Output, Time};
-use super::rules::{addr, drain, engine, ip, packets, with_members, MS};
+use super::rules::{addr, decoded, drain, engine, ip, packets, with_members, MS};
 use crate::memberlist::message::{Ack, IndirectPing, Message, Nack, Ping};
 
 #[test]
@@ -64,7 +64,7 @@ fn probe_with_helpers(helper_reply: Option<fn(u32) -> Message>, config: Config) 
         for o in drain(&mut e) {
             match o {
                 Output::Packet(p) => {
-                    for m in p.messages {
+                    for m in decoded(&p) {
                         match m {
                             Message::Ping(ping) if target.is_none() => {
                                 target = Some(ping.node.clone());

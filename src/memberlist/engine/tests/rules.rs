@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::super::{Config, Engine, Event, Identity, MemberChange, Output, Time};
+use super::super::{Config, Engine, Event, Identity, MemberChange, OutPacket, Output, Time};
 use crate::memberlist::message::{
     Ack, Alive, Dead, Message, NodeState, PushNodeState, PushPull, Suspect,
 };
@@ -35,11 +35,16 @@ pub(super) fn drain(e: &mut Engine) -> Vec<Output> {
     std::iter::from_fn(|| e.poll_output()).collect()
 }
 
+/// A packet's messages, decoded.
+pub(super) fn decoded(p: &OutPacket) -> Vec<Message> {
+    p.decode_messages().expect("the engine's messages decode")
+}
+
 pub(super) fn packets(outputs: &[Output]) -> Vec<(SocketAddr, Vec<Message>)> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Packet(p) => Some((p.to, p.messages.clone())),
+            Output::Packet(p) => Some((p.to, decoded(p))),
             _ => None,
         })
         .collect()
@@ -208,7 +213,7 @@ fn a_suspect_dies_after_the_suspicion_timeout_unless_it_refutes() {
             }
             if let Output::Packet(p) = o {
                 // Answer every probe so only the suspicion decides.
-                for m in p.messages {
+                for m in decoded(&p) {
                     if let Message::Ping(ping) = m {
                         if ping.node != "a" {
                             e.handle_message(
@@ -409,7 +414,7 @@ fn gossip_fits_the_packet_budget_and_carries_a_crc_to_known_members() {
     let gossip: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Packet(p) if matches!(p.messages[0], Message::Alive(_)) => Some(p),
+            Output::Packet(p) if matches!(decoded(p)[0], Message::Alive(_)) => Some(p),
             _ => None,
         })
         .collect();
@@ -419,7 +424,7 @@ fn gossip_fits_the_packet_budget_and_carries_a_crc_to_known_members() {
             p.crc,
             "gossip to a member speaking protocol 5 carries a CRC"
         );
-        let size: usize = p.messages.iter().map(|m| m.encoded_len() + 2).sum();
+        let size: usize = p.messages.iter().map(|m| m.len() + 2).sum();
         assert!(size + 2 <= 1400, "{size}");
     }
 }

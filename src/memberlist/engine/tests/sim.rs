@@ -332,7 +332,7 @@ impl Sim {
                         Delivery::Packet {
                             from: i,
                             to: p.to,
-                            messages: p.messages,
+                            messages: super::rules::decoded(&p),
                         },
                     );
                 }
