@@ -40,6 +40,13 @@ pub fn lan_options(name: String, n: usize, client: Option<&SharedClient>) -> Nod
     if let Some(on) = knob::<u8>("CLUSTER_BENCH_COMPRESS") {
         options.membership.enable_compression = on == 1;
     }
+    // For experiments: probing (600000: none in a run) and catch-ups.
+    if let Some(ms) = knob("CLUSTER_BENCH_PROBE_MS") {
+        options.membership.probe_interval = Duration::from_millis(ms);
+    }
+    if let Some(n) = knob("CLUSTER_BENCH_CATCH_UPS") {
+        options.membership.catch_up_push_pulls = n;
+    }
     if let Some(ms) = knob("CLUSTER_BENCH_FRESH_NEWS_MS") {
         options.membership.fresh_news_gossip = Duration::from_millis(ms);
     }

@@ -2,7 +2,7 @@
 //! push-pull) do to the member list: memberlist's incarnation rules,
 //! refutation, and the suspicion that ends in death.
 
-use super::super::message::{Alive, Dead, Message, NodeState, PushPull, Suspect};
+use super::super::message::{Alive, Dead, Message, NodeState, PushNodeState, PushPull, Suspect};
 use super::members::{socket_addr, vsn_array, Member};
 use super::output::MemberChange;
 use super::suspicion::Suspicion;
@@ -278,6 +278,7 @@ impl Engine {
     pub(super) fn merge_remote(&mut self, remote: &PushPull, now: Time) {
         for r in &remote.nodes {
             match r.state {
+                NodeState::Alive if self.knows_already(r) => {}
                 NodeState::Alive => {
                     let alive = Alive {
                         incarnation: r.incarnation,
@@ -307,6 +308,18 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// True when `r`, an alive row of a remote's push-pull, is about
+    /// another member we hold at the same address with an incarnation as
+    /// new: `alive_node` would ignore it. In a settled cluster every row of
+    /// a push-pull is such a row; skipping them here saves building an
+    /// alive message (and copying its name) for each.
+    fn knows_already(&self, r: &PushNodeState) -> bool {
+        r.name != self.name
+            && self.members.get(&r.name).is_some_and(|row| {
+                r.incarnation <= row.incarnation && socket_addr(&r.addr, r.port) == Some(row.addr)
+            })
     }
 
     /// Our side of a push-pull: every row and the user state.
