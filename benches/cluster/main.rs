@@ -29,8 +29,9 @@
 //! In-process members share one tokio runtime of 2 workers (the machine
 //! this was written for has 2 cores), and the observers that time them run
 //! on it too, with the allocator of `gossiphttp cluster` (mimalloc), as a
-//! process running many members should have. Layout: `report` (the table), `inproc` and `procs` (members
-//! in this process and as processes), one module per row group:
+//! process running many members should have. Layout: `report` (the
+//! table), `inproc` and `procs` (members in this process and as
+//! processes), one module per row group:
 //! `converge` (convergence and kills), `rest`, `faults`, `scale`.
 //! `metrics` is the tests' strict metric reader.
 

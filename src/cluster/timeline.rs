@@ -154,13 +154,14 @@ fn diff(previous: &[MemberView], current: &[MemberView], now_ms: u64) -> Vec<Mem
         ckit_from: None,
         incarnation: m.incarnation,
     };
+    let removal = |old: &MemberView| MemberEvent {
+        from: Some(old.state),
+        ..event(EventKind::Removed, old, now_ms)
+    };
     let mut before = previous.iter().peekable();
     for m in current {
         while let Some(old) = before.next_if(|old| old.name < m.name) {
-            removed.push(MemberEvent {
-                from: Some(old.state),
-                ..event(EventKind::Removed, old, now_ms)
-            });
+            removed.push(removal(old));
         }
         let Some(old) = before.next_if(|old| old.name == m.name) else {
             events.push(event(EventKind::Joined, m, m.state_since_ms));
@@ -188,12 +189,7 @@ fn diff(previous: &[MemberView], current: &[MemberView], now_ms: u64) -> Vec<Mem
             });
         }
     }
-    for old in before {
-        removed.push(MemberEvent {
-            from: Some(old.state),
-            ..event(EventKind::Removed, old, now_ms)
-        });
-    }
+    removed.extend(before.map(removal));
     events.append(&mut removed);
     events
 }

@@ -141,6 +141,8 @@ fn compress_with(input: &[u8], hints: bool) -> Vec<u8> {
     };
     w.write(CLEAR);
     let mut code = u32::from(first);
+    // Two loops, not one generic over the hints: with a single loop (const
+    // generic, inlined) the plain case measured 5-13% slower on packets.
     if hints {
         code = encode_with_hints(&mut w, code, rest);
     } else {

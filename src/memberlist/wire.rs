@@ -543,12 +543,6 @@ impl EncodedMessage {
     }
 }
 
-impl From<&Message> for EncodedMessage {
-    fn from(message: &Message) -> Self {
-        EncodedMessage::new(message)
-    }
-}
-
 impl AsRef<[u8]> for EncodedMessage {
     fn as_ref(&self) -> &[u8] {
         &self.0
