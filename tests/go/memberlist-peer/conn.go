@@ -147,6 +147,18 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	case <-c.closed:
 		c.writeErr = net.ErrClosed
 	}
+	// Both may be ready: a peer that read our last bytes closes the stream
+	// at once, and its reset can be seen here before our write's result.
+	// The write went out, so it succeeded (HTTP/2's server prefers the
+	// write result the same way).
+	select {
+	case err := <-done:
+		if err == nil {
+			c.writeErr = nil
+			return len(p), nil
+		}
+	default:
+	}
 	return 0, c.writeErr
 }
 
