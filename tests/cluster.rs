@@ -7,7 +7,8 @@
 mod common;
 
 use common::metrics::metric_in;
-use common::tls_pair;
+use common::ports::rebind;
+use common::{restartable_addr, tls_pair};
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions, PeerFilter};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -60,7 +61,14 @@ async fn five_nodes_converge_die_restart_and_leave() {
     let seed = vec![n1.id().addr.clone()];
     let mut nodes = vec![n1];
     for i in 2..=5 {
-        nodes.push(start(options(&format!("n{i}"), &seed)).await);
+        let o = options(&format!("n{i}"), &seed);
+        // n3 restarts on its port: one no outgoing connection can take.
+        let node = if i == 3 {
+            start_at(o, &restartable_addr()).await
+        } else {
+            start(o).await
+        };
+        nodes.push(node);
     }
     let all: Vec<&Node> = nodes.iter().collect();
     wait_all(&all, "5 alive members", alive(5)).await;
@@ -78,7 +86,9 @@ async fn five_nodes_converge_die_restart_and_leave() {
     // It restarts with the same name on the same address, and is alive
     // again everywhere (it refutes its death with a higher incarnation),
     // with one row for it in every view, its own included.
-    let n3 = start_at(options("n3", &seed), &n3_addr).await;
+    let n3 = Node::start(options("n3", &seed), rebind(&n3_addr).await)
+        .await
+        .unwrap();
     nodes.insert(2, n3);
     let all: Vec<&Node> = nodes.iter().collect();
     wait_all(&all, "n3 back and 5 alive", alive(5)).await;

@@ -9,7 +9,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{eventually, metric, within, within_for, Peer};
+use common::ports::rebind;
+use common::{eventually, metric, restartable_addr, within, within_for, Peer};
 use gossiphttp::{Error, Options, Transport};
 use std::collections::HashSet;
 use std::future::Future;
@@ -345,13 +346,14 @@ async fn an_unreachable_peer_is_retried_with_backoff() {
     // gets the packets sent after it is up (within the backoff bound).
     let live = Peer::start(Options::default()).await;
     let (c, _) = Transport::new(Options::default()).unwrap();
-    let down = closed_port().await;
+    // A port no outgoing connection can take while it is down.
+    let down = restartable_addr();
     let _ = within(
         "send to a closed port",
         c.send(Bytes::from_static(b"x"), &down),
     )
     .await;
-    let listener = TcpListener::bind(&down).await.unwrap();
+    let listener = rebind(&down).await;
     let server = live.transport.serve(listener).unwrap();
     let mut packets = live.transport.packets();
     within_for(

@@ -6,7 +6,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{metric, tls_pair, Peer};
+use common::ports::rebind;
+use common::{metric, restartable_addr, tls_pair, Peer};
 use gossiphttp::{ClientTls, Error, Options, Transport};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,20 +21,6 @@ use tokio::time::{sleep, timeout};
 
 /// The bound on every network wait: generous, only hit when something hangs.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Binds `addr` again once the previous listener on it is gone (a crashed
-/// runtime closes its sockets asynchronously).
-async fn rebind(addr: SocketAddr) -> TcpListener {
-    let mut last = None;
-    for _ in 0..100 {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) => last = Some(e),
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot bind {addr} again: {last:?}");
-}
 
 /// A runtime of its own for a peer that will crash: shutting it down drops
 /// every task, socket and transport of the peer at once, as a killed
@@ -387,7 +374,7 @@ async fn connection_reset_fails_the_send_and_the_next_send_reconnects() {
     opts.packet_timeout = Duration::from_secs(5);
     let (a, _) = Transport::new(opts).unwrap();
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind(restartable_addr()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let resets = Arc::new(AtomicUsize::new(0));
     let fake = tokio::spawn({
@@ -445,7 +432,8 @@ async fn connection_reset_fails_the_send_and_the_next_send_reconnects() {
 #[tokio::test]
 async fn peer_restart_on_same_address_graceful() {
     let (a, _) = Transport::new(Options::default()).unwrap();
-    let b = Peer::start(Options::default()).await;
+    let listener = TcpListener::bind(restartable_addr()).await.unwrap();
+    let b = Peer::serve_on(Options::default(), listener).await;
     let addr: SocketAddr = b.addr.parse().unwrap();
     timeout(WAIT, a.send(Bytes::from_static(b"one"), &b.addr))
         .await
@@ -474,7 +462,8 @@ async fn peer_restart_on_same_address_graceful() {
 #[tokio::test]
 async fn peer_restart_on_same_address_after_crash() {
     let (a, _) = Transport::new(Options::default()).unwrap();
-    let b = CrashablePeer::start("127.0.0.1:0".parse().unwrap(), Default::default()).await;
+    let bind = restartable_addr().parse().unwrap();
+    let b = CrashablePeer::start(bind, Default::default()).await;
     let addr: SocketAddr = b.addr.parse().unwrap();
     timeout(WAIT, a.send(Bytes::from_static(b"one"), &b.addr))
         .await

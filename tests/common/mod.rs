@@ -3,10 +3,13 @@
 
 pub mod go_peer;
 pub mod metrics;
+pub mod ports;
 pub mod tls;
 // Each test crate uses some of these.
 #[allow(unused_imports)]
 pub use metrics::{metric, metric_type};
+#[allow(unused_imports)]
+pub use ports::restartable_addr;
 #[allow(unused_imports)]
 pub use tls::tls_pair;
 

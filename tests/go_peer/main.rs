@@ -21,6 +21,7 @@ mod mixed;
 mod transport;
 
 use common::go_peer::{GoPeer, GoPeerConfig, Member};
+use common::restartable_addr;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -68,7 +69,12 @@ pub fn state_of(members: &[Member], name: &str) -> Option<String> {
 pub async fn converged_three() -> [GoPeer; 3] {
     let a = GoPeerConfig::fast("a").spawn().await;
     let b = GoPeerConfig::fast("b").join([&a.addr]).spawn().await;
-    let c = GoPeerConfig::fast("c").join([&b.addr]).spawn().await;
+    // c is the one tests restart on its port.
+    let c = GoPeerConfig::fast("c")
+        .bind(&restartable_addr())
+        .join([&b.addr])
+        .spawn()
+        .await;
     let mut peers = [a, b, c];
     for peer in &mut peers {
         peer.wait_members("a, b and c alive", CONVERGE, |m| {

@@ -6,6 +6,8 @@
 
 use crate::cli_proc::CliProc;
 use crate::common::go_peer::{self, GoPeer, GoPeerConfig};
+use crate::common::ports::rebind;
+use crate::common::restartable_addr;
 use crate::{names, rust_sees, set_of, state_of, CONVERGE};
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
 use std::collections::BTreeSet;
@@ -117,7 +119,7 @@ async fn a_restarted_rust_node_refutes_its_death_on_go_nodes() {
         return;
     }
     let mut g1 = GoPeerConfig::fast("g1").spawn().await;
-    let r1 = start(options("r1", &[&g1.addr])).await;
+    let r1 = start_at(options("r1", &[&g1.addr]), &restartable_addr()).await;
     go_sees(&mut g1, "r1 alive", |m| {
         state_of(m, "r1").as_deref() == Some("alive")
     })
@@ -131,7 +133,9 @@ async fn a_restarted_rust_node_refutes_its_death_on_go_nodes() {
     let before = g1.member("r1").await.unwrap().incarnation;
     // Same name, same address: Go holds it dead at an incarnation the new
     // life must beat; it refutes, and Go lists it alive again.
-    let r1 = start_at(options("r1", &[&g1.addr]), &addr).await;
+    let r1 = Node::start(options("r1", &[&g1.addr]), rebind(&addr).await)
+        .await
+        .unwrap();
     go_sees(&mut g1, "r1 alive again", |m| {
         m.iter()
             .any(|m| m.name == "r1" && m.state == "alive" && m.incarnation > before)

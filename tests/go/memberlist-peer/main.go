@@ -137,7 +137,7 @@ func run(o options) error {
 	config.Logger = logger
 	out := newEmitter(os.Stdout)
 
-	listener, err := net.Listen("tcp", o.bind)
+	listener, err := listenAgain(o.bind)
 	if err != nil {
 		return fmt.Errorf("--bind %s: %w", o.bind, err)
 	}
@@ -299,4 +299,18 @@ func (f *logFilter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return f.out.Write(p)
+}
+
+// listenAgain listens on bind, waiting up to 15 s while the port is still
+// held: a peer restarted on its killed life's port may find it not yet
+// free (the tests' rebind waits the same way).
+func listenAgain(bind string) (net.Listener, error) {
+	started := time.Now()
+	for {
+		listener, err := net.Listen("tcp", bind)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Since(started) > 15*time.Second {
+			return listener, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

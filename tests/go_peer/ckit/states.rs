@@ -4,6 +4,7 @@
 
 use super::{go_ckit, CkitView};
 use crate::common::go_peer::{self, GoPeerConfig};
+use crate::common::ports::{rebind, restartable_addr};
 use crate::{rust_sees, CONVERGE};
 use gossiphttp::cluster::{CkitState, MemberView, Node, NodeOptions};
 use hyper::StatusCode;
@@ -297,10 +298,15 @@ async fn a_restarted_node_replaces_its_previous_lifes_state_on_both_sides() {
     // back before anyone declares it dead, so the others still hold the
     // state its previous life announced, and the new life (a viewer, its
     // clock at 0) must replace it with a fresh message.
-    let mut g1 = GoPeerConfig::new("g1").ckit().spawn().await;
+    // Both restart on their ports: ones no outgoing connection can take.
+    let mut g1 = GoPeerConfig::new("g1")
+        .ckit()
+        .bind(&restartable_addr())
+        .spawn()
+        .await;
     let mut o = NodeOptions::new("r1");
     o.join = vec![g1.addr.clone()];
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind(restartable_addr()).await.unwrap();
     let r1 = Node::start(o, listener).await.unwrap();
     let (status, _) = g1.ckit_set("participant").await;
     assert_eq!(status, StatusCode::OK);
@@ -348,7 +354,7 @@ async fn a_restarted_node_replaces_its_previous_lifes_state_on_both_sides() {
     let mut o = NodeOptions::new("r1");
     o.join = vec![g1.addr.clone()];
     o.ckit_state = CkitState::Viewer;
-    let listener = TcpListener::bind(&addr).await.unwrap();
+    let listener = rebind(&addr).await;
     let r1 = Node::start(o, listener).await.unwrap();
     g1.wait_ckit("r1 a viewer again", |v| v.state_of("r1") == Some("viewer"))
         .await;
