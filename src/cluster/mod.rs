@@ -58,7 +58,7 @@ use crate::{Error, Server, Transport};
 use actor::{Actor, Command, Shared};
 use bytes::Bytes;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use streams::StreamSettings;
 use tokio::net::TcpListener;
@@ -183,10 +183,7 @@ impl Node {
             Time::ZERO,
         )
         .map_err(|e| Error::Config(e.to_string()))?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(Default::default()),
-            updates: bcast::channel(1024).0,
-        });
+        let shared = Arc::new(Shared::new());
         let (view_tx, view) = watch::channel(Arc::new(Vec::new()));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -357,7 +354,10 @@ impl Node {
 
     /// New state updates as they arrive from any member.
     pub fn subscribe(&self) -> bcast::Receiver<StateUpdate> {
-        self.shared.updates.subscribe()
+        self.shared
+            .updates
+            .get_or_init(|| bcast::channel(Shared::UPDATES_CAPACITY).0)
+            .subscribe()
     }
 
     /// Metrics in the Prometheus text format: the transport's and

@@ -424,7 +424,7 @@ async fn accept_stream(
     };
     let (writer, response_body) = write_channel(&inner.shutdown);
     let conn = StreamConn::new(body, writer, remote, Some(permit), &inner.stream_ctx);
-    match inner.streams_tx.try_send(conn) {
+    match inner.streams_tx.try_send(Box::new(conn)) {
         Ok(()) => {
             let mut resp = Response::new(response_body);
             resp.headers_mut().insert(

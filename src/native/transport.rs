@@ -52,8 +52,11 @@ pub(crate) struct Inner {
     pub(crate) registry: MetricsRegistry,
     pub(crate) packets_tx: async_channel::Sender<Packet>,
     packets_rx: async_channel::Receiver<Packet>,
-    pub(crate) streams_tx: async_channel::Sender<StreamConn>,
-    streams_rx: async_channel::Receiver<StreamConn>,
+    // Boxed: `async_channel::bounded` allocates and writes every slot up
+    // front, and a `StreamConn` is about 500 bytes: a cluster member's 1024
+    // slots were half a MB, 250 MB for 500 members in one process.
+    pub(crate) streams_tx: async_channel::Sender<Box<StreamConn>>,
+    streams_rx: async_channel::Receiver<Box<StreamConn>>,
     senders: Senders,
     client: Client,
     /// The client came from [`Options::client`]: other transports use
@@ -451,7 +454,7 @@ impl Stream for Packets {
 #[derive(Debug)]
 pub struct Streams {
     // Boxed: the channel's receiver is `!Unpin`, and `Streams` need not be.
-    rx: Pin<Box<async_channel::Receiver<StreamConn>>>,
+    rx: Pin<Box<async_channel::Receiver<Box<StreamConn>>>>,
 }
 
 impl Streams {
@@ -460,7 +463,7 @@ impl Streams {
     /// Cancel safety: cancel safe. A stream is taken from the queue only
     /// when the future completes.
     pub async fn accept(&mut self) -> Option<StreamConn> {
-        self.rx.recv().await.ok()
+        self.rx.recv().await.ok().map(|conn| *conn)
     }
 }
 
@@ -476,6 +479,7 @@ impl Stream for Streams {
     type Item = StreamConn;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamConn>> {
-        self.get_mut().rx.as_mut().poll_next(cx)
+        let conn = ready!(self.get_mut().rx.as_mut().poll_next(cx));
+        Poll::Ready(conn.map(|conn| *conn))
     }
 }
