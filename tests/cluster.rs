@@ -7,8 +7,8 @@
 mod common;
 
 use common::metrics::metric_in;
-use common::ports::rebind;
-use common::{restartable_addr, tls_pair};
+use common::ports::{rebind, restartable_addr};
+use common::tls_pair;
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions, PeerFilter};
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -9,8 +9,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::ports::rebind;
-use common::{eventually, metric, restartable_addr, within, within_for, Peer};
+use common::ports::{rebind, restartable_addr};
+use common::{eventually, metric, within, within_for, Peer};
 use gossiphttp::{Error, Options, Transport};
 use std::collections::HashSet;
 use std::future::Future;

@@ -6,8 +6,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::ports::rebind;
-use common::{metric, restartable_addr, tls_pair, Peer};
+use common::ports::{rebind, restartable_addr};
+use common::{metric, tls_pair, Peer};
 use gossiphttp::{ClientTls, Error, Options, Transport};
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -69,6 +69,7 @@ pub(crate) enum Done {
 }
 
 /// What the node shares with its handle ([`super::Node`]).
+#[derive(Default)]
 pub(crate) struct Shared {
     /// Every member's custom state, as their metadata says.
     pub state: Mutex<BTreeMap<String, (u64, StateMap)>>,
@@ -83,13 +84,6 @@ pub(crate) struct Shared {
 impl Shared {
     /// How many updates a subscriber may fall behind before it misses some.
     pub const UPDATES_CAPACITY: usize = 1024;
-
-    pub fn new() -> Self {
-        Shared {
-            state: Mutex::new(BTreeMap::new()),
-            updates: OnceLock::new(),
-        }
-    }
 }
 
 pub(crate) struct Actor {

@@ -183,7 +183,7 @@ impl Node {
             Time::ZERO,
         )
         .map_err(|e| Error::Config(e.to_string()))?;
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::default());
         let (view_tx, view) = watch::channel(Arc::new(Vec::new()));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();

@@ -9,8 +9,6 @@ pub mod tls;
 #[allow(unused_imports)]
 pub use metrics::{metric, metric_type};
 #[allow(unused_imports)]
-pub use ports::restartable_addr;
-#[allow(unused_imports)]
 pub use tls::tls_pair;
 
 use gossiphttp::{MetricsRegistry, Options, Server, Transport};

@@ -1,11 +1,12 @@
 //! Addresses for members a test stops and restarts on the same port.
 //!
-//! A port the kernel picks for `:0` comes from the ephemeral range, the
-//! same range outgoing connections take their local ports from. While a
-//! member is down, any connection another test opens can take its port,
-//! and the restart fails with "address in use" (it did, in CI and under
-//! load). No outgoing connection is ever given a port below that range, so
-//! a member that restarts is given one of those.
+//! Under parallel load a restart on the same port was refused with
+//! "address in use" (about once in 50 loaded runs of the ckit tests). Two
+//! things can hold the port, and each helper covers one:
+//! [`restartable_addr`] gives a port below the ephemeral range, which no
+//! outgoing connection of another test can be given while the member is
+//! down (a port the kernel picks for `:0` is in that range), and
+//! [`rebind`] waits while the port is still held otherwise.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

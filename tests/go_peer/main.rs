@@ -21,7 +21,7 @@ mod mixed;
 mod transport;
 
 use common::go_peer::{GoPeer, GoPeerConfig, Member};
-use common::restartable_addr;
+use common::ports::restartable_addr;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

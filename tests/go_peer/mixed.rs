@@ -6,8 +6,7 @@
 
 use crate::cli_proc::CliProc;
 use crate::common::go_peer::{self, GoPeer, GoPeerConfig};
-use crate::common::ports::rebind;
-use crate::common::restartable_addr;
+use crate::common::ports::{rebind, restartable_addr};
 use crate::{names, rust_sees, set_of, state_of, CONVERGE};
 use gossiphttp::cluster::{MemberState, MemberView, Node, NodeOptions};
 use std::collections::BTreeSet;
