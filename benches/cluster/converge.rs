@@ -34,6 +34,8 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
     let mut failures = Vec::new();
     let mut marks = Vec::new();
     let mut traffic = Vec::new();
+    let mut accusations = Vec::new();
+    let mut all_listed = Spread::default();
     let timeout = if n >= 500 {
         Duration::from_secs(60)
     } else {
@@ -57,13 +59,19 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
         cpu_busy.push(cpu.as_secs_f64() / wall.as_secs_f64());
         let sent = rest::sent_in_process(&cluster.nodes);
         traffic.push(format!(
-            "{:.0} packets, {:.1} MB, +{:.1} MB over streams, {:.2} s of CPU",
+            "{:.0} packets ({:.0} dropped or failed), {:.1} MB, +{:.1} MB over streams, {:.2} s of CPU",
             sent.packets,
+            sent.lost,
             sent.bytes / 1e6,
             sent.stream_bytes / 1e6,
             cpu.as_secs_f64()
         ));
         marks.push(inproc::median_marks(&progress));
+        accusations.push(progress.iter().map(|p| p.accused).sum::<usize>());
+        let listed: Vec<_> = progress.iter().map(|p| p.listed).collect();
+        if let Ok((slowest, _)) = inproc::slowest(&listed) {
+            all_listed.push(slowest);
+        }
         match inproc::slowest(&times) {
             Ok((slowest, at95)) => {
                 all.push(slowest);
@@ -91,14 +99,16 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
     row.target = verdict(limit, &all, failures.len());
     row.ckit = ckit.into();
     row.notes = format!(
-        "{} runs: {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; LAN defaults, {}, all join the first{}",
+        "{} runs: {}; every member listing all {n} (alive or suspect, memberlist's `Members()`) {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; members seen not alive until then, summed over the members' tables (per run; every one a false suspicion) {:?}; LAN defaults, {}, all join the first{}",
         cfg.runs,
         all.runs(),
+        all_listed.runs(),
         p95.summary(),
         start_times.summary(),
         cpu_busy.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(", "),
         traffic.join("; "),
         marks.join("; "),
+        accusations,
         inproc::connections_note(inproc::shares_client(), n),
         if failures.is_empty() { String::new() } else { format!("; failed: {}", failures.join("; ")) }
     );

@@ -44,6 +44,9 @@ pub fn lan_options(name: String, n: usize, client: Option<&SharedClient>) -> Nod
     if let Some(ms) = knob("CLUSTER_BENCH_PROBE_MS") {
         options.membership.probe_interval = Duration::from_millis(ms);
     }
+    if let Some(ms) = knob("CLUSTER_BENCH_GOSSIP_MS") {
+        options.membership.gossip_interval = Duration::from_millis(ms);
+    }
     if let Some(n) = knob("CLUSTER_BENCH_CATCH_UPS") {
         options.membership.catch_up_push_pulls = n;
     }
@@ -153,6 +156,12 @@ pub struct Progress {
     pub marks: [Option<Duration>; 3],
     /// When it first saw all of them alive.
     pub all: Option<Duration>,
+    /// When it first listed all of them as members, alive or suspect
+    /// (memberlist's `Members()` and ckit's peers: not dead, not left).
+    pub listed: Option<Duration>,
+    /// How many members it saw suspect, dead or left at least once while
+    /// it waited: none of them failed, so each is a false suspicion.
+    pub accused: usize,
 }
 
 /// [`first_seen_all`] with the times each member reached [`MARKS`] too:
@@ -167,7 +176,16 @@ pub async fn progress(
         let view = node.watch_members();
         async move {
             let mut p = Progress::default();
+            let mut accused = std::collections::HashSet::new();
             let at = wait_view(view, timeout, |v| {
+                for m in v.iter().filter(|m| m.state != MemberState::Alive) {
+                    if !accused.contains(&m.name) {
+                        accused.insert(m.name.clone());
+                    }
+                }
+                if p.listed.is_none() && listed(v) == want {
+                    p.listed = Some(t0.elapsed());
+                }
                 let n = alive(v);
                 for (mark, fraction) in p.marks.iter_mut().zip(MARKS) {
                     if mark.is_none() && n as f64 >= fraction * want as f64 {
@@ -178,6 +196,7 @@ pub async fn progress(
             })
             .await;
             p.all = at.map(|at| at.duration_since(t0));
+            p.accused = accused.len();
             p
         }
     });
@@ -238,6 +257,13 @@ pub async fn wait_view(
     .await
     .ok()
     .flatten()
+}
+
+/// Members alive or suspect: the ones memberlist's `Members()` lists.
+pub fn listed(view: &[MemberView]) -> usize {
+    view.iter()
+        .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+        .count()
 }
 
 pub fn alive(view: &[MemberView]) -> usize {

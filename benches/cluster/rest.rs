@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 const TX_BYTES: &str = "cluster_transport_tx_bytes_total";
 const TX_PACKETS: &str = "cluster_transport_tx_packets_total";
 const STREAM_TX_BYTES: &str = "cluster_transport_stream_tx_bytes_total";
+const TX_LOST: [&str; 2] = [
+    "cluster_transport_tx_packets_dropped_total",
+    "cluster_transport_tx_packets_failed_total",
+];
 
 /// Sums of the transport counters that carry gossip, over members.
 #[derive(Default, Clone, Copy)]
@@ -19,6 +23,8 @@ pub struct Sent {
     pub bytes: f64,
     pub packets: f64,
     pub stream_bytes: f64,
+    /// Packets dropped from a full send queue or failed to send.
+    pub lost: f64,
 }
 
 impl Sent {
@@ -26,6 +32,7 @@ impl Sent {
         self.bytes += metric_in(text, TX_BYTES);
         self.packets += metric_in(text, TX_PACKETS);
         self.stream_bytes += metric_in(text, STREAM_TX_BYTES);
+        self.lost += TX_LOST.iter().map(|m| metric_in(text, m)).sum::<f64>();
     }
 
     pub fn since(self, before: Sent) -> Sent {
@@ -33,6 +40,7 @@ impl Sent {
             bytes: self.bytes - before.bytes,
             packets: self.packets - before.packets,
             stream_bytes: self.stream_bytes - before.stream_bytes,
+            lost: self.lost - before.lost,
         }
     }
 }
