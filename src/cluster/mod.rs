@@ -185,6 +185,7 @@ impl Node {
         .map_err(|e| Error::Config(e.to_string()))?;
         let shared = Arc::new(Shared::default());
         let (view_tx, view) = watch::channel(Arc::new(Vec::new()));
+        let timeline = timeline::Timeline::default();
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let actor = Actor {
@@ -202,13 +203,12 @@ impl Node {
             self_commands: commands.clone(),
             done_tx,
             done_rx,
-            publisher: view::Publisher::new(view_tx, gauges, SystemTime::now()),
+            publisher: view::Publisher::new(view_tx, gauges, timeline.clone(), SystemTime::now()),
             leaving: None,
             resolving: false,
             dirty: true,
         };
 
-        let timeline = timeline::Timeline::spawn(view.clone());
         let fallback = http::routes(view.clone(), registry.clone(), timeline, options.hasher);
         let server =
             transport.serve_service(listener, transport.handler().with_fallback(fallback))?;

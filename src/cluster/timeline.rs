@@ -1,19 +1,14 @@
 //! The recent membership transitions a node has seen (`GET /api/v1/events`):
-//! joins, suspicions, deaths, leaves, returns and ckit state changes, derived
-//! by comparing each membership table the node publishes with the one
-//! before it.
-//!
-//! The table is a `watch` channel, so a change undone before the timeline
-//! looked (a suspicion refuted within microseconds) can be missed; every
-//! change that lasts long enough to be published is recorded. The timeline
-//! keeps the last [`CAPACITY`] events.
+//! joins, suspicions, deaths, leaves, returns and ckit state changes. The
+//! publisher records them as it builds each membership table from the one
+//! before (`view::Publisher`), so every change that lasts until a publish is
+//! recorded; one undone in between (a suspicion refuted within the publish
+//! interval) is not. The timeline keeps the last [`CAPACITY`] events.
 
 use super::view::{MemberState, MemberView};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-use tokio::sync::watch;
 
 /// How many events a node keeps (the oldest go first).
 pub const CAPACITY: usize = 512;
@@ -79,25 +74,6 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Starts recording the transitions of `view` in a task that ends when
-    /// the table's sender (the node's actor) is gone.
-    pub(crate) fn spawn(mut view: watch::Receiver<Arc<Vec<MemberView>>>) -> Timeline {
-        let timeline = Timeline::default();
-        let recorder = timeline.clone();
-        tokio::spawn(async move {
-            let mut previous: Arc<Vec<MemberView>> = Arc::new(Vec::new());
-            loop {
-                let current = view.borrow_and_update().clone();
-                recorder.record(&previous, &current, now_ms());
-                previous = current;
-                if view.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-        timeline
-    }
-
     /// The kept events with `seq > after`, oldest first.
     pub fn events_after(&self, after: u64) -> Vec<MemberEvent> {
         let log = self.log.lock().unwrap();
@@ -115,15 +91,13 @@ impl Timeline {
         self.log.lock().unwrap().next_seq
     }
 
-    /// Appends the transitions from `previous` to `current` (seen at
-    /// `now_ms`).
-    fn record(&self, previous: &[MemberView], current: &[MemberView], now_ms: u64) {
-        let changes = diff(previous, current, now_ms);
-        if changes.is_empty() {
+    /// Appends `events` (their `seq` is assigned here), oldest first.
+    pub(crate) fn record(&self, events: Vec<MemberEvent>) {
+        if events.is_empty() {
             return;
         }
         let mut log = self.log.lock().unwrap();
-        for mut event in changes {
+        for mut event in events {
             log.next_seq += 1;
             event.seq = log.next_seq;
             if log.events.len() == CAPACITY {
@@ -134,15 +108,8 @@ impl Timeline {
     }
 }
 
-/// The events that turn table `previous` into `current` (`seq` left 0):
-/// the changes in `current`'s order, then the removals. Both tables are
-/// sorted by name, as they are published, so one walk pairs their rows
-/// (with 500 members in a process, building maps of both tables for every
-/// publish was 5% of its CPU).
-fn diff(previous: &[MemberView], current: &[MemberView], now_ms: u64) -> Vec<MemberEvent> {
-    let mut events = Vec::new();
-    let mut removed = Vec::new();
-    let event = |kind, m: &MemberView, at_ms| MemberEvent {
+fn event(kind: EventKind, m: &MemberView, at_ms: u64) -> MemberEvent {
+    MemberEvent {
         seq: 0,
         at_ms,
         kind,
@@ -153,52 +120,51 @@ fn diff(previous: &[MemberView], current: &[MemberView], now_ms: u64) -> Vec<Mem
         ckit_state: m.ckit_state,
         ckit_from: None,
         incarnation: m.incarnation,
-    };
-    let removal = |old: &MemberView| MemberEvent {
-        from: Some(old.state),
-        ..event(EventKind::Removed, old, now_ms)
-    };
-    let mut before = previous.iter().peekable();
-    for m in current {
-        while let Some(old) = before.next_if(|old| old.name < m.name) {
-            removed.push(removal(old));
-        }
-        let Some(old) = before.next_if(|old| old.name == m.name) else {
-            events.push(event(EventKind::Joined, m, m.state_since_ms));
-            continue;
-        };
-        if old.state != m.state {
-            let kind = match m.state {
-                MemberState::Alive => EventKind::Alive,
-                MemberState::Suspect => EventKind::Suspect,
-                MemberState::Dead => EventKind::Dead,
-                MemberState::Left => EventKind::Left,
-            };
-            events.push(MemberEvent {
-                from: Some(old.state),
-                ..event(kind, m, m.state_since_ms)
-            });
-        }
-        // A first ckit state (None -> Some) is news too: the member became
-        // known to ckit's layer.
-        if old.ckit_state != m.ckit_state && m.ckit_state.is_some() {
-            events.push(MemberEvent {
-                from: Some(old.state),
-                ckit_from: old.ckit_state,
-                ..event(EventKind::Ckit, m, now_ms)
-            });
-        }
     }
-    removed.extend(before.map(removal));
-    events.append(&mut removed);
-    events
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The events that turn `old` (none: the member is new to the table) into
+/// `m`, seen at `now_ms`, appended to `out` (`seq` left 0): a join, a state
+/// change, a ckit state change.
+pub(crate) fn changes(
+    old: Option<&MemberView>,
+    m: &MemberView,
+    now_ms: u64,
+    out: &mut Vec<MemberEvent>,
+) {
+    let Some(old) = old else {
+        out.push(event(EventKind::Joined, m, m.state_since_ms));
+        return;
+    };
+    if old.state != m.state {
+        let kind = match m.state {
+            MemberState::Alive => EventKind::Alive,
+            MemberState::Suspect => EventKind::Suspect,
+            MemberState::Dead => EventKind::Dead,
+            MemberState::Left => EventKind::Left,
+        };
+        out.push(MemberEvent {
+            from: Some(old.state),
+            ..event(kind, m, m.state_since_ms)
+        });
+    }
+    // A first ckit state (None -> Some) is news too: the member became
+    // known to ckit's layer.
+    if old.ckit_state != m.ckit_state && m.ckit_state.is_some() {
+        out.push(MemberEvent {
+            from: Some(old.state),
+            ckit_from: old.ckit_state,
+            ..event(EventKind::Ckit, m, now_ms)
+        });
+    }
+}
+
+/// The event of `old`'s row leaving the table, seen at `now_ms`.
+pub(crate) fn removal(old: &MemberView, now_ms: u64) -> MemberEvent {
+    MemberEvent {
+        from: Some(old.state),
+        ..event(EventKind::Removed, old, now_ms)
+    }
 }
 
 #[cfg(test)]
@@ -226,73 +192,68 @@ mod tests {
         events.iter().map(|e| (e.name.as_str(), e.kind)).collect()
     }
 
+    fn changed(old: Option<&MemberView>, m: &MemberView, now_ms: u64) -> Vec<MemberEvent> {
+        let mut out = Vec::new();
+        changes(old, m, now_ms, &mut out);
+        out
+    }
+
     #[test]
     fn joins_state_changes_ckit_changes_and_removals_are_events() {
-        let t0 = vec![member("a", MemberState::Alive, None, 10)];
-        let t1 = vec![
-            member("a", MemberState::Alive, Some("participant"), 10),
-            member("b", MemberState::Alive, None, 20),
-        ];
-        let t2 = vec![
-            member("a", MemberState::Suspect, Some("participant"), 30),
-            member("b", MemberState::Alive, None, 20),
-        ];
-        let t3 = vec![member("a", MemberState::Dead, Some("participant"), 40)];
-
-        assert_eq!(kinds(&diff(&[], &t0, 5)), [("a", EventKind::Joined)]);
-        let e = diff(&t0, &t1, 25);
+        let a = member("a", MemberState::Alive, None, 10);
+        let e = changed(None, &a, 5);
+        assert_eq!(kinds(&e), [("a", EventKind::Joined)]);
         assert_eq!(
-            kinds(&e),
-            [("a", EventKind::Ckit), ("b", EventKind::Joined)]
+            e[0].at_ms, 10,
+            "a join is dated by the member's state_since_ms"
         );
+
+        let a_ckit = member("a", MemberState::Alive, Some("participant"), 10);
+        let e = changed(Some(&a), &a_ckit, 25);
+        assert_eq!(kinds(&e), [("a", EventKind::Ckit)]);
         assert_eq!(
             (e[0].ckit_from, e[0].ckit_state, e[0].at_ms),
             (None, Some("participant"), 25)
         );
-        assert_eq!(
-            e[1].at_ms, 20,
-            "a join is dated by the member's state_since_ms"
-        );
-        let e = diff(&t1, &t2, 35);
+
+        let a_suspect = member("a", MemberState::Suspect, Some("participant"), 30);
+        let e = changed(Some(&a_ckit), &a_suspect, 35);
         assert_eq!(kinds(&e), [("a", EventKind::Suspect)]);
         assert_eq!((e[0].from, e[0].at_ms), (Some(MemberState::Alive), 30));
-        let e = diff(&t2, &t3, 45);
-        assert_eq!(
-            kinds(&e),
-            [("a", EventKind::Dead), ("b", EventKind::Removed)]
-        );
+
+        // Both at once: the state change, then the ckit change.
+        let a_dead = member("a", MemberState::Dead, Some("terminating"), 40);
+        let e = changed(Some(&a_suspect), &a_dead, 45);
+        assert_eq!(kinds(&e), [("a", EventKind::Dead), ("a", EventKind::Ckit)]);
+
         assert!(
-            diff(&t3, &t3, 50).is_empty(),
-            "an unchanged table is no event"
+            changed(Some(&a_dead), &a_dead, 50).is_empty(),
+            "an unchanged row is no event"
         );
-        // Rows gone before, between and after the remaining ones.
-        let wide: Vec<_> = ["a", "c", "d", "f", "g"]
-            .map(|n| member(n, MemberState::Alive, None, 1))
-            .into();
-        let narrow: Vec<_> = ["b", "d", "e"]
-            .map(|n| member(n, MemberState::Alive, None, 1))
-            .into();
+        let gone_ckit = member("a", MemberState::Dead, None, 40);
+        assert!(
+            changed(Some(&a_dead), &gone_ckit, 50).is_empty(),
+            "a ckit state forgotten is no event"
+        );
+
+        let r = removal(&a_dead, 60);
         assert_eq!(
-            kinds(&diff(&wide, &narrow, 60)),
-            [
-                ("b", EventKind::Joined),
-                ("e", EventKind::Joined),
-                ("a", EventKind::Removed),
-                ("c", EventKind::Removed),
-                ("f", EventKind::Removed),
-                ("g", EventKind::Removed),
-            ]
+            (r.kind, r.from, r.at_ms),
+            (EventKind::Removed, Some(MemberState::Dead), 60)
         );
     }
 
     #[test]
     fn the_log_keeps_the_last_events_numbered() {
         let timeline = Timeline::default();
-        let mut previous = Vec::new();
+        let mut previous: Option<MemberView> = None;
         for i in 0..(CAPACITY + 10) {
-            let current = vec![member(&format!("m{i}"), MemberState::Alive, None, i as u64)];
-            timeline.record(&previous, &current, 0);
-            previous = current;
+            let current = member(&format!("m{i}"), MemberState::Alive, None, i as u64);
+            let mut events = Vec::new();
+            changes(None, &current, 0, &mut events);
+            events.extend(previous.as_ref().map(|old| removal(old, 0)));
+            timeline.record(events);
+            previous = Some(current);
         }
         // Each step is one join and one removal.
         let all = timeline.events_after(0);

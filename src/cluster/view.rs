@@ -1,6 +1,7 @@
 //! The membership table as the node publishes it: one row per member, and
 //! the `cluster_members{state}` gauges.
 
+use super::timeline::{self, Timeline};
 use crate::memberlist::engine::{Member, Time};
 use crate::memberlist::message::NodeState;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -110,11 +111,12 @@ const PUBLISH_INTERVAL_PER_ROW: Duration = Duration::from_micros(200);
 const MAX_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Publishes the node's membership table (the `watch` behind
-/// [`Node::members`](super::Node::members)) and the
-/// `cluster_members{state}` gauges, throttled (see `due`).
+/// [`Node::members`](super::Node::members)), the `cluster_members{state}`
+/// gauges and the [`Timeline`]'s events, throttled (see `due`).
 pub(crate) struct Publisher {
     tx: watch::Sender<Arc<Vec<MemberView>>>,
     gauges: MemberGauges,
+    timeline: Timeline,
     /// The published rows' sources, in the same order.
     sources: Vec<RowSource>,
     published_at: Option<Instant>,
@@ -126,11 +128,13 @@ impl Publisher {
     pub(crate) fn new(
         tx: watch::Sender<Arc<Vec<MemberView>>>,
         gauges: MemberGauges,
+        timeline: Timeline,
         origin_wall: SystemTime,
     ) -> Self {
         Publisher {
             tx,
             gauges,
+            timeline,
             sources: Vec::new(),
             published_at: None,
             origin_wall,
@@ -147,8 +151,17 @@ impl Publisher {
         }
     }
 
-    /// Publishes `members` (sorted by name, as the engine keeps them),
-    /// reusing the rows whose sources did not change.
+    /// Publishes `members` (sorted by name, as the engine keeps them) and
+    /// records what changed since the last table in the timeline.
+    ///
+    /// The new table is built from the last one in place: its rows are
+    /// moved, and only the rows whose sources changed are built again.
+    /// When a reader still holds the last table (a snapshot it took), that
+    /// one is copied first and the reader keeps it as it was. The timeline's
+    /// events come from the same walk (it used to walk both tables again in
+    /// a task of its own). Most of what a publish costs now is visiting
+    /// every row: with 500 members, 6-7% of the process's CPU during a join
+    /// wave, before and after this change (benches/RESULTS.md).
     pub(crate) fn publish<'a>(
         &mut self,
         members: impl Iterator<Item = &'a Member>,
@@ -156,45 +169,55 @@ impl Publisher {
         ckit_state: impl Fn(&str) -> Option<&'static str>,
     ) {
         self.published_at = Some(Instant::now());
-        let previous = self.tx.borrow().clone();
-        let mut old = previous.iter().zip(&self.sources).peekable();
-        let mut rows = Vec::with_capacity(previous.len() + 1);
-        let mut sources = Vec::with_capacity(previous.len() + 1);
+        let now_ms = epoch_ms(SystemTime::now());
+        let mut events = Vec::new();
+        let mut removed = Vec::new();
         let mut counts = [0i64; 4];
-        for m in members {
-            let mut source = RowSource {
-                addr: m.addr,
-                state: m.state,
-                incarnation: m.incarnation,
-                state_change: m.state_change,
-                ckit_state: ckit_state(&m.name),
-            };
-            // Both lists are sorted by name: skip the rows of members gone.
-            while old
-                .peek()
-                .is_some_and(|(row, _)| row.name.as_str() < m.name.as_str())
-            {
-                old.next();
-            }
-            let before = old.peek().copied().filter(|(row, _)| row.name == m.name);
-            // ckit forgets a member that died or left; its row keeps the
-            // last state heard.
-            if let Some((row, _)) = before {
-                if m.is_gone() && source.ckit_state.is_none() {
-                    source.ckit_state = row.ckit_state;
+        let old_sources = std::mem::take(&mut self.sources);
+        let mut sources = Vec::with_capacity(old_sources.len() + 1);
+        let origin_wall = self.origin_wall;
+        self.tx.send_modify(|table| {
+            let table = Arc::make_mut(table);
+            let previous = std::mem::take(table);
+            table.reserve(previous.len() + 1);
+            let mut old = previous.into_iter().zip(old_sources).peekable();
+            for m in members {
+                let mut source = RowSource {
+                    addr: m.addr,
+                    state: m.state,
+                    incarnation: m.incarnation,
+                    state_change: m.state_change,
+                    ckit_state: ckit_state(&m.name),
+                };
+                // Both lists are sorted by name: the rows before this one
+                // are of members gone.
+                while let Some((row, _)) = old.next_if(|(row, _)| row.name < m.name) {
+                    removed.push(timeline::removal(&row, now_ms));
                 }
-            }
-            let row = match before {
-                Some((row, was)) if *was == source => {
-                    old.next();
-                    row.clone()
+                let before = old.next_if(|(row, _)| row.name == m.name);
+                // ckit forgets a member that died or left; its row keeps
+                // the last state heard.
+                if let Some((row, _)) = &before {
+                    if m.is_gone() && source.ckit_state.is_none() {
+                        source.ckit_state = row.ckit_state;
+                    }
                 }
-                _ => self.row(m, &source, local),
-            };
-            counts[row.state as usize] += 1;
-            rows.push(row);
-            sources.push(source);
-        }
+                let row = match before {
+                    Some((row, was)) if was == source => row,
+                    before => {
+                        let row = build_row(m, &source, local, origin_wall);
+                        let old_row = before.as_ref().map(|(row, _)| row);
+                        timeline::changes(old_row, &row, now_ms, &mut events);
+                        row
+                    }
+                };
+                counts[row.state as usize] += 1;
+                table.push(row);
+                sources.push(source);
+            }
+            removed.extend(old.map(|(row, _)| timeline::removal(&row, now_ms)));
+        });
+        self.sources = sources;
         for (state, n) in MemberState::ALL.into_iter().zip(counts) {
             self.gauges
                 .get_or_create(&StateLabel {
@@ -202,29 +225,33 @@ impl Publisher {
                 })
                 .set(n);
         }
-        self.sources = sources;
-        self.tx.send_replace(Arc::new(rows));
+        events.append(&mut removed);
+        self.timeline.record(events);
     }
+}
 
-    fn row(&self, m: &Member, source: &RowSource, local: &str) -> MemberView {
-        let since = self.origin_wall + m.state_change.since_origin();
-        MemberView {
-            name: m.name.clone(),
-            addr: m.addr.to_string(),
-            state: MemberState::from(m.state),
-            incarnation: m.incarnation,
-            ckit_state: source.ckit_state,
-            state_since_ms: since
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-            local: m.name == local,
-        }
+fn build_row(m: &Member, source: &RowSource, local: &str, origin_wall: SystemTime) -> MemberView {
+    MemberView {
+        name: m.name.clone(),
+        addr: m.addr.to_string(),
+        state: MemberState::from(m.state),
+        incarnation: m.incarnation,
+        ckit_state: source.ckit_state,
+        state_since_ms: epoch_ms(origin_wall + m.state_change.since_origin()),
+        local: m.name == local,
     }
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock set before it).
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::timeline::EventKind as K;
     use super::*;
 
     fn member(name: &str, port: u16, state: NodeState, incarnation: u32) -> Member {
@@ -244,10 +271,12 @@ mod tests {
         let (tx, rx) = watch::channel(Arc::new(Vec::new()));
         let gauges = MemberGauges::default();
         let origin = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let mut p = Publisher::new(tx, gauges.clone(), origin);
+        let timeline = Timeline::default();
+        let mut p = Publisher::new(tx, gauges.clone(), timeline.clone(), origin);
         let a = member("a", 1, NodeState::Alive, 1);
         let b = member("b", 2, NodeState::Alive, 1);
         p.publish([&a, &b].into_iter(), "a", |_| None);
+        // A snapshot held across publishes stays as it was.
         let first = rx.borrow().clone();
         assert_eq!(first.len(), 2);
         assert!(first[0].local && !first[1].local);
@@ -272,6 +301,10 @@ mod tests {
                 ("c", MemberState::Alive, 4, None),
             ]
         );
+        assert_eq!(first.len(), 2, "the snapshot taken before is unchanged");
+        assert_eq!(first[1].state, MemberState::Alive);
+        // Nobody holds a table now: the next ones are built in place.
+        drop((first, second));
         // a dead: ckit forgot it, its row keeps the last state heard.
         let a_dead = member("a", 1, NodeState::Dead, 1);
         p.publish([&a_dead, &b, &c].into_iter(), "a", |_| None);
@@ -280,6 +313,24 @@ mod tests {
         p.publish([&a, &c].into_iter(), "a", |_| None);
         let names: Vec<_> = rx.borrow().iter().map(|r| r.name.clone()).collect();
         assert_eq!(names, ["a", "c"]);
+        // The timeline saw every published change, in order.
+        let events: Vec<_> = timeline
+            .events_after(0)
+            .into_iter()
+            .map(|e| (e.name, e.kind))
+            .collect();
+        let expect = [
+            ("a", K::Joined),
+            ("b", K::Joined),
+            ("a", K::Ckit),
+            ("b", K::Suspect),
+            ("c", K::Joined),
+            ("a", K::Dead),
+            ("a", K::Alive),
+            ("b", K::Removed),
+        ];
+        let expect: Vec<_> = expect.iter().map(|(n, k)| (n.to_string(), *k)).collect();
+        assert_eq!(events, expect);
         let alive = gauges.get_or_create(&StateLabel { state: "alive" }).get();
         let suspect = gauges.get_or_create(&StateLabel { state: "suspect" }).get();
         assert_eq!((alive, suspect), (2, 0));
@@ -288,7 +339,12 @@ mod tests {
     #[test]
     fn a_large_table_is_published_at_most_once_per_its_interval() {
         let (tx, _rx) = watch::channel(Arc::new(Vec::new()));
-        let mut p = Publisher::new(tx, MemberGauges::default(), SystemTime::now());
+        let mut p = Publisher::new(
+            tx,
+            MemberGauges::default(),
+            Timeline::default(),
+            SystemTime::now(),
+        );
         let before = Instant::now();
         assert!(
             p.due(500) <= Instant::now(),
