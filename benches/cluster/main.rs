@@ -19,7 +19,8 @@
 //! `CLUSTER_BENCH_OWN_CLIENTS=1` gives each in-process member a
 //! connection pool of its own instead of the process's one client,
 //! `CLUSTER_BENCH_PEER_CONNECTIONS` that pool's budget,
-//! `CLUSTER_BENCH_PROBE_MS` the probe interval, `CLUSTER_BENCH_CATCH_UPS`
+//! `CLUSTER_BENCH_PROBE_MS` the probe interval, `CLUSTER_BENCH_GOSSIP_MS`
+//! the gossip interval, `CLUSTER_BENCH_CATCH_UPS`
 //! the catch-up push-pulls after a join,
 //! `CLUSTER_BENCH_SIZES` (`100,500`) the in-process convergence
 //! sizes, `CLUSTER_BENCH_RUNS` the runs per size, and `BENCH_LOG` (an
