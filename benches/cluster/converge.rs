@@ -6,7 +6,7 @@ use crate::procs::{self, Proc, Seen};
 use crate::report::{secs, verdict, Row, Spread};
 use crate::rest;
 use crate::Cfg;
-use gossiphttp::cluster::MemberState;
+use gossiphttp::cluster::{MemberState, NodeOptions};
 use std::time::{Duration, Instant};
 
 /// The target for `n` members, and what it measured for ckit.
@@ -25,8 +25,10 @@ pub fn target(n: usize) -> (Duration, &'static str) {
     }
 }
 
-/// `n` members as `Node`s in this process, `cfg.runs` times.
-pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
+/// `n` members as `Node`s in this process, `cfg.runs` times: with the LAN
+/// defaults, or `scaled` as `gossiphttp cluster --nodes n` runs them
+/// (`NodeOptions::scaled_for_process`, and bodies without linger).
+pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
     let mut all = Spread::default();
     let mut p95 = Spread::default();
     let mut cpu_busy = Vec::new();
@@ -44,7 +46,13 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
     let me = std::process::id().to_string();
     for _ in 0..cfg.runs {
         let cpu0 = inproc::process_cpu(&me);
-        let cluster: Cluster = match inproc::start(n, |_, _, _| {}).await {
+        let tweak = |_: usize, _: &[String], options: &mut NodeOptions| {
+            if scaled {
+                *options = options.clone().scaled_for_process(n);
+                options.transport.message_body_linger = Duration::ZERO;
+            }
+        };
+        let cluster: Cluster = match inproc::start(n, tweak).await {
             Ok(c) => c,
             Err(e) => {
                 failures.push(format!("start: {e}"));
@@ -94,12 +102,16 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let (limit, ckit) = target(n);
-    let mut row = Row::new(format!("converge {n}, one process"));
+    let mut row = Row::new(if scaled {
+        format!("converge {n}, one process, the `cluster` command's rates")
+    } else {
+        format!("converge {n}, one process")
+    });
     row.result = format!("{} (every member sees all {n} alive)", all.summary());
     row.target = verdict(limit, &all, failures.len());
     row.ckit = ckit.into();
     row.notes = format!(
-        "{} runs: {}; every member listing all {n} (alive or suspect, memberlist's `Members()`) {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; members seen not alive until then, summed over the members' tables (per run; every one a false suspicion) {:?}; LAN defaults, {}, all join the first{}",
+        "{} runs: {}; every member listing all {n} (alive or suspect, memberlist's `Members()`) {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; members seen not alive until then, summed over the members' tables (per run; every one a false suspicion) {:?}; {}, {}, all join the first{}",
         cfg.runs,
         all.runs(),
         all_listed.runs(),
@@ -109,6 +121,11 @@ pub async fn in_process_row(cfg: &Cfg, n: usize) -> Row {
         traffic.join("; "),
         marks.join("; "),
         accusations,
+        if scaled {
+            "rates scaled to the process (`NodeOptions::scaled_for_process`: probes and gossip rounds n/100 times less often) and bodies without linger, as the `cluster` command runs its members"
+        } else {
+            "LAN defaults"
+        },
         inproc::connections_note(inproc::shares_client(), n),
         if failures.is_empty() { String::new() } else { format!("; failed: {}", failures.join("; ")) }
     );

@@ -107,6 +107,37 @@ impl NodeOptions {
         *streams = (*streams).max(shared.streams_per_connection());
         self
     }
+
+    /// Probe and gossip rates for one of `members` members run by one
+    /// process (as `gossiphttp cluster --nodes N` runs them): past 100
+    /// members each probes and gossips `members / 100` times (rounded up)
+    /// less often than set, so the process sends what 100 members at the
+    /// set rates send. Failures are detected as much more slowly.
+    ///
+    /// One process carries every member's packets, at about 0.3 ms of CPU
+    /// each (a request on both ends): 2 cores carry about 6,500 a second.
+    /// At memberlist's LAN rates 500 members ask for up to 7,500 a second
+    /// in a join wave, and the saturated process takes 4.5-20 s to converge
+    /// (false suspicions made under the load hold up the last members);
+    /// scaled, 3.4-4.7 s (`benches/RESULTS.md`).
+    ///
+    /// ```
+    /// use gossiphttp::cluster::NodeOptions;
+    ///
+    /// let options = NodeOptions::new("node-1").scaled_for_process(500);
+    /// let lan = NodeOptions::new("node-1");
+    /// assert_eq!(options.membership.probe_interval, lan.membership.probe_interval * 5);
+    /// assert_eq!(options.membership.gossip_interval, lan.membership.gossip_interval * 5);
+    /// ```
+    pub fn scaled_for_process(mut self, members: usize) -> Self {
+        let crowd = u32::try_from(members.div_ceil(100)).unwrap_or(u32::MAX);
+        if crowd > 1 {
+            let membership = &mut self.membership;
+            membership.probe_interval = membership.probe_interval.saturating_mul(crowd);
+            membership.gossip_interval = membership.gossip_interval.saturating_mul(crowd);
+        }
+        self
+    }
 }
 
 #[cfg(test)]

@@ -39,21 +39,10 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         if args.nodes <= 20 {
             options = options.fast();
         }
-        // One process carries every member's packets, and a packet costs
-        // the process about 0.3 ms of CPU (a request on each end, over the
-        // shared client; benches/RESULTS.md): 2 cores carry about
-        // 6,500 a second. With memberlist's LAN rates 500 members ask
-        // 1,000 a second at rest and up to 7,500 in a join wave, and the
-        // cluster converges in 15-40 s or accuses itself. Past 100 members
-        // each member probes and gossips as much less often as there are
-        // more of them, so the process sends what 100 LAN members send;
-        // failure detection slows by as much.
-        let crowd = u32::from(args.nodes).div_ceil(100);
-        if crowd > 1 {
-            let membership = &mut options.membership;
-            membership.probe_interval *= crowd;
-            membership.gossip_interval *= crowd;
-        }
+        // One process carries every member's packets: past 100 members
+        // each probes and gossips as much less often as there are more of
+        // them (`scaled_for_process` says what was measured).
+        options = options.scaled_for_process(usize::from(args.nodes));
         // Bodies end with their batch (no linger): members gossip with
         // every other in turn, so a lingering body seldom carries a second
         // batch, and it would hold a stream on the shared connection.
