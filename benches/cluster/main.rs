@@ -201,8 +201,11 @@ fn main() {
                 full_runs
             };
             done(rt.block_on(converge::in_process_row(&cfg, n, false)));
-            // Past 100 members, also as the `cluster` command runs them.
-            if n > 100 {
+            // Past 100 members, also as the `cluster` command runs them
+            // (and at the largest size of the quick run, which checks
+            // that the row works).
+            let largest = cfg.sizes.iter().max() == Some(&n);
+            if n > 100 || (cfg.quick && largest) {
                 done(rt.block_on(converge::in_process_row(&cfg, n, true)));
             }
         }
