@@ -27,7 +27,7 @@ pub fn target(n: usize) -> (Duration, &'static str) {
 
 /// `n` members as `Node`s in this process, `cfg.runs` times: with the LAN
 /// defaults, or `scaled` as `gossiphttp cluster --nodes n` runs them
-/// (`NodeOptions::scaled_for_process`, and bodies without linger).
+/// (`NodeOptions::scaled_for_process`).
 pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
     let mut all = Spread::default();
     let mut p95 = Spread::default();
@@ -49,7 +49,6 @@ pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
         let tweak = |_: usize, _: &[String], options: &mut NodeOptions| {
             if scaled {
                 *options = options.clone().scaled_for_process(n);
-                options.transport.message_body_linger = Duration::ZERO;
             }
         };
         let cluster: Cluster = match inproc::start(n, tweak).await {
@@ -122,7 +121,7 @@ pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
         marks.join("; "),
         accusations,
         if scaled {
-            "rates scaled to the process (`NodeOptions::scaled_for_process`: probes and gossip rounds n/100 times less often) and bodies without linger, as the `cluster` command runs its members"
+            "rates scaled to the process (`NodeOptions::scaled_for_process`: probes and gossip rounds n/100 times less often, bodies without linger past 20 members), as the `cluster` command runs its members"
         } else {
             "LAN defaults"
         },

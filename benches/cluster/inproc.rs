@@ -178,15 +178,22 @@ pub async fn progress(
             let mut p = Progress::default();
             let mut accused = std::collections::HashSet::new();
             let at = wait_view(view, timeout, |v| {
-                for m in v.iter().filter(|m| m.state != MemberState::Alive) {
-                    if !accused.contains(&m.name) {
+                // One walk per table: the observers share the members'
+                // runtime, so what they spend is taken from the cluster.
+                let (mut n, mut suspect) = (0, 0);
+                for m in v {
+                    match m.state {
+                        MemberState::Alive => n += 1,
+                        MemberState::Suspect => suspect += 1,
+                        _ => {}
+                    }
+                    if m.state != MemberState::Alive && !accused.contains(&m.name) {
                         accused.insert(m.name.clone());
                     }
                 }
-                if p.listed.is_none() && listed(v) == want {
+                if p.listed.is_none() && n + suspect == want {
                     p.listed = Some(t0.elapsed());
                 }
-                let n = alive(v);
                 for (mark, fraction) in p.marks.iter_mut().zip(MARKS) {
                     if mark.is_none() && n as f64 >= fraction * want as f64 {
                         *mark = Some(t0.elapsed());
@@ -257,13 +264,6 @@ pub async fn wait_view(
     .await
     .ok()
     .flatten()
-}
-
-/// Members alive or suspect: the ones memberlist's `Members()` lists.
-pub fn listed(view: &[MemberView]) -> usize {
-    view.iter()
-        .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-        .count()
 }
 
 pub fn alive(view: &[MemberView]) -> usize {

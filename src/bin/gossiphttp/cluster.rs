@@ -41,14 +41,9 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         }
         // One process carries every member's packets: past 100 members
         // each probes and gossips as much less often as there are more of
-        // them (`scaled_for_process` says what was measured).
+        // them, and past 20 bodies do not linger (`scaled_for_process` says
+        // why, and what was measured).
         options = options.scaled_for_process(usize::from(args.nodes));
-        // Bodies end with their batch (no linger): members gossip with
-        // every other in turn, so a lingering body seldom carries a second
-        // batch, and it would hold a stream on the shared connection.
-        if args.nodes > 20 {
-            options.transport.message_body_linger = Duration::ZERO;
-        }
         // Ctrl-C stops the process within 2 s: `Node::leave_all` takes at
         // most this long (1.5 s measured at 500 members, benches/RESULTS.md).
         options.leave_timeout = options.leave_timeout.min(Duration::from_millis(800));
