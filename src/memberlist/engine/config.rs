@@ -91,9 +91,14 @@ pub struct Config {
     /// How long a forgotten dead member is remembered (name, address,
     /// incarnation) so that its return still needs a probe.
     pub tombstone_time: Duration,
-    /// Push-pulls with random members after a join, at 1, 2, 4 ... times
-    /// `catch_up_base`: a member that joined while others were joining
-    /// learns them in seconds rather than at the next `PushPullInterval`.
+    /// Push-pulls with random members after a join, at most this many:
+    /// the first `catch_up_base` after the join's reply, each next one
+    /// twice as long after the last (0.2, 0.6, 1.4, 3.0 and 6.2 s with the
+    /// defaults). A member that joined while others were joining learns
+    /// them in seconds rather than at the next `PushPullInterval`. The
+    /// first whose reply brings no member we did not know ends them: each
+    /// carries a whole table both ways (50 KB among 500 members), and
+    /// gossip carries the rest.
     pub catch_up_push_pulls: u32,
     /// The first catch-up push-pull's delay after a join.
     pub catch_up_base: Duration,

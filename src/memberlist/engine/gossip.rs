@@ -21,11 +21,22 @@ pub(super) struct PendingPushPull {
     to: SocketAddr,
     /// The member we expect there.
     node: Option<String>,
-    join: bool,
-    /// A reconnect attempt with a member we hold dead.
-    reconnect: bool,
+    why: Why,
     /// Past this, the engine counts it failed even if the shell never says.
     pub(super) expires: Time,
+}
+
+/// Why a push-pull was started: its reply is handled accordingly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    /// Joining through this address (the join flag is set).
+    Join,
+    /// A catch-up after our join (see `Config::catch_up_push_pulls`).
+    CatchUp,
+    /// A reconnect attempt with a member we hold dead.
+    Reconnect,
+    /// The periodic one, a join follow-up, or a reconnect's follow-up.
+    Routine,
 }
 
 /// A leave in progress.
@@ -142,34 +153,22 @@ impl Engine {
     pub fn join(&mut self, addrs: &[SocketAddr], now: Time) {
         self.input_at(now);
         for addr in addrs {
-            self.start_push_pull(*addr, None, true, now);
+            self.start_push_pull(*addr, None, Why::Join, now);
         }
     }
 
-    fn start_push_pull(&mut self, to: SocketAddr, node: Option<String>, join: bool, now: Time) {
-        self.start_push_pull_as(to, node, join, false, now);
-    }
-
-    fn start_push_pull_as(
-        &mut self,
-        to: SocketAddr,
-        node: Option<String>,
-        join: bool,
-        reconnect: bool,
-        now: Time,
-    ) {
+    fn start_push_pull(&mut self, to: SocketAddr, node: Option<String>, why: Why, now: Time) {
         self.next_push_pull_id += 1;
         let id = self.next_push_pull_id;
         let expires = now + self.config.tcp_timeout.saturating_mul(2);
         let pending = PendingPushPull {
             to,
             node: node.clone(),
-            join,
-            reconnect,
+            why,
             expires,
         };
         self.push_pulls.insert(id, pending);
-        let state = self.local_push_pull(join);
+        let state = self.local_push_pull(why == Why::Join);
         self.outputs.push_back(Output::PushPull(PushPullRequest {
             id,
             to,
@@ -178,13 +177,13 @@ impl Engine {
         }));
     }
 
-    fn push_pull_random(&mut self, now: Time) {
+    fn push_pull_random(&mut self, why: Why, now: Time) {
         let me = self.name.clone();
         let target = self.members.random(1, &mut self.rng, |m| {
             m.name != me && m.state == NodeState::Alive
         });
         if let Some(target) = target.into_iter().next() {
-            self.start_push_pull(target.addr, Some(target.name), false, now);
+            self.start_push_pull(target.addr, Some(target.name), why, now);
         }
     }
 
@@ -194,11 +193,11 @@ impl Engine {
         let leaving = self.leaving.is_some();
         if !leaving && !self.config.push_pull_interval.is_zero() && now >= self.next_push_pull {
             self.next_push_pull = now + self.config.push_pull_interval_for(self.members.len());
-            self.push_pull_random(now);
+            self.push_pull_random(Why::Routine, now);
         }
         if let Some((at, left)) = self.catch_up.filter(|_| !leaving) {
             if now >= at {
-                self.push_pull_random(now);
+                self.push_pull_random(Why::CatchUp, now);
                 let done = self.config.catch_up_push_pulls - left + 1;
                 self.catch_up = (left > 1).then(|| {
                     (
@@ -211,13 +210,13 @@ impl Engine {
         if let Some(to) = self.join_follow_up.filter(|_| !leaving) {
             if now >= self.last_growth + self.config.join_follow_up {
                 self.join_follow_up = None;
-                self.start_push_pull(to, None, false, now);
+                self.start_push_pull(to, None, Why::Routine, now);
             }
         }
         if !leaving && !self.config.reconnect_interval.is_zero() && now >= self.next_reconnect {
             self.next_reconnect = now + self.config.reconnect_interval;
             if let Some((name, addr)) = self.members.reconnect_candidate(&mut self.rng) {
-                self.start_push_pull_as(addr, Some(name), false, true, now);
+                self.start_push_pull(addr, Some(name), Why::Reconnect, now);
             }
         }
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.follow_ups)
@@ -226,7 +225,7 @@ impl Engine {
         self.follow_ups = later;
         if !leaving {
             for (_, addr, name) in due {
-                self.start_push_pull(addr, Some(name), false, now);
+                self.start_push_pull(addr, Some(name), Why::Routine, now);
             }
         }
         let expired: Vec<u64> = self
@@ -267,15 +266,23 @@ impl Engine {
             verified.is_ok()
         });
         let ok = result.is_some();
+        let join = pending.why == Why::Join;
         if let Some(remote) = result {
+            let known = self.members.len();
             self.merge_remote(&remote, now);
+            if pending.why == Why::CatchUp && self.members.len() == known {
+                // It brought no member we did not know: we have caught up,
+                // and gossip carries the rest. Each further catch-up would
+                // cost a whole table each way (50 KB among 500 members).
+                self.catch_up = None;
+            }
             if !remote.user_state.is_empty() {
                 self.emit(Event::RemoteState {
                     state: remote.user_state,
-                    join: pending.join,
+                    join,
                 });
             }
-            if let (true, Some(name)) = (pending.reconnect, pending.node.clone()) {
+            if let (Why::Reconnect, Some(name)) = (pending.why, pending.node.clone()) {
                 // It answered: our view told it that it died, so it refutes;
                 // its reply told us whom its side holds dead, and they
                 // refute. Push-pulls a moment later carry the refutations.
@@ -288,17 +295,17 @@ impl Engine {
                     ));
                 }
             }
-            if pending.join && !self.config.join_follow_up.is_zero() {
+            if join && !self.config.join_follow_up.is_zero() {
                 self.join_follow_up = Some(pending.to);
             }
-            if pending.join && self.catch_up.is_none() && self.config.catch_up_push_pulls > 0 {
+            if join && self.catch_up.is_none() && self.config.catch_up_push_pulls > 0 {
                 self.catch_up = Some((
                     now + self.config.catch_up_base,
                     self.config.catch_up_push_pulls,
                 ));
             }
         }
-        if pending.join {
+        if join {
             self.emit(Event::JoinResult {
                 addr: pending.to,
                 ok,

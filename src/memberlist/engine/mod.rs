@@ -108,8 +108,9 @@
 //!   in milliseconds; past 10 members the spacing grows with the table (the
 //!   whole cluster's early rounds cost the same at any size), and a member
 //!   whose health score is above 0 has none. And a member that joined while others were joining
-//!   learns them by push-pulls with random members 0.2, 0.4, 0.8, 1.6 and
-//!   3.2 s after its join (`catch_up_push_pulls`), not at the next
+//!   learns them by push-pulls with random members 0.2, 0.6, 1.4, 3.0 and
+//!   6.2 s after its join, until one brings no member it did not know
+//!   (`catch_up_push_pulls`), not at the next
 //!   `PushPullInterval` (30 s, and up to 150 s at 500 members); once its
 //!   table has stopped growing for 300 ms, one more with the member its
 //!   join went through, which everyone joined through (`join_follow_up`).

@@ -1,9 +1,10 @@
-//! After a join: a push-pull with the member the join went through, once
+//! After a join: catch-up push-pulls with random members until one brings
+//! nothing new, and a push-pull with the member the join went through, once
 //! the table stops growing.
 
 use bytes::Bytes;
 
-use super::super::{Config, Output, Time};
+use super::super::{Config, Output, PushPullRequest, Time};
 use super::rules::{addr, drain, engine, ip, MS};
 use crate::memberlist::message::{NodeState, PushNodeState, PushPull};
 
@@ -30,24 +31,36 @@ fn state(names: &[(String, u16)]) -> PushPull {
 /// first `growing` exchanges; returns when each push-pull to the seed's
 /// address without a member name (the join and its follow-ups) went out.
 fn follow_ups(config: Config, growing: usize) -> Vec<Time> {
+    exchanges(config, growing, |req| {
+        req.to == addr(7100) && req.node.is_none()
+    })
+}
+
+/// Joins through a seed, answering every push-pull with the seed's view,
+/// which grows by one member on each of the first `growing` push-pulls
+/// `counted` picks; returns when each of those went out.
+fn exchanges(
+    config: Config,
+    growing: usize,
+    counted: impl Fn(&PushPullRequest) -> bool,
+) -> Vec<Time> {
     let seed = addr(7100);
     let mut view = vec![("seed".to_owned(), 7100), ("x".to_owned(), 7101)];
     let mut e = engine(config);
     e.join(&[seed], Time::ZERO);
     let mut sent = Vec::new();
     let mut now = Time::ZERO;
-    let end = Time::from_origin(MS(5000));
+    let end = Time::from_origin(MS(10_000));
     loop {
         for o in drain(&mut e) {
             let Output::PushPull(req) = o else { continue };
-            let to_seed = req.to == seed && req.node.is_none();
-            if to_seed {
+            if counted(&req) {
                 sent.push(now);
                 if sent.len() <= growing {
                     view.push((format!("new-{}", sent.len()), 7200 + sent.len() as u16));
                 }
             }
-            let reply = if to_seed { state(&view) } else { state(&[]) };
+            let reply = state(&view);
             e.push_pull_result(req.id, Ok(reply), now + MS(1));
         }
         match e.next_deadline().filter(|t| *t <= end) {
@@ -75,4 +88,40 @@ fn a_join_is_followed_by_a_push_pull_with_its_target_once_the_table_is_quiet() {
         ..Config::lan()
     };
     assert_eq!(follow_ups(off, 100).len(), 1);
+}
+
+/// Catch-ups alone: no periodic push-pull, no follow-up with the seed.
+fn catch_ups_only() -> Config {
+    Config {
+        push_pull_interval: std::time::Duration::ZERO,
+        join_follow_up: std::time::Duration::ZERO,
+        reconnect_interval: std::time::Duration::ZERO,
+        ..Config::lan()
+    }
+}
+
+#[test]
+fn catch_ups_stop_at_the_first_that_brings_no_new_member() {
+    // Push-pulls with a random member (named), after the join's reply.
+    let catch_up = |req: &PushPullRequest| req.node.is_some();
+    let config = catch_ups_only();
+    let all = config.catch_up_push_pulls as usize;
+    // Each brings a member: all of them, 0.2, 0.6, 1.4, 3.0 and 6.2 s
+    // after the join's reply.
+    let sent = exchanges(config.clone(), 100, catch_up);
+    let after_reply: Vec<u64> = [200, 600, 1400, 3000, 6200].map(|ms| ms + 1).into();
+    assert_eq!(sent.len(), all, "{sent:?}");
+    assert_eq!(
+        sent,
+        after_reply
+            .iter()
+            .map(|ms| Time::ZERO + MS(*ms))
+            .collect::<Vec<_>>()
+    );
+    // The first two bring one each, the third nothing: no fourth.
+    assert_eq!(exchanges(config.clone(), 2, catch_up).len(), 3);
+    // Nothing new from the first: it is the only one.
+    assert_eq!(exchanges(config.clone(), 0, catch_up).len(), 1);
+    // memberlist has none.
+    assert!(exchanges(config.as_memberlist(), 100, catch_up).is_empty());
 }
