@@ -135,7 +135,12 @@ impl NodeStates {
     /// The members, sorted by name, each with its last known state (Go's
     /// `Node.Peers`).
     pub fn peers(&self) -> Vec<Peer> {
-        self.members.values().map(|m| m.peer.clone()).collect()
+        self.peers_by_name().cloned().collect()
+    }
+
+    /// The members, sorted by name, without copying them.
+    pub fn peers_by_name(&self) -> impl Iterator<Item = &Peer> {
+        self.members.values().map(|m| &m.peer)
     }
 
     /// The member named `name`, if memberlist reported it.

@@ -526,10 +526,11 @@ impl Actor {
     /// Publishes the membership table and the gauges.
     fn publish(&mut self) {
         self.dirty = false;
-        let ckit = &self.ckit;
+        let ckit_states = self
+            .ckit
+            .peers_by_name()
+            .map(|p| (p.name.as_str(), p.state.as_str()));
         self.publisher
-            .publish(self.engine.members(), &self.options.name, |name| {
-                ckit.peer(name).map(|p| p.state.as_str())
-            });
+            .publish(self.engine.members(), &self.options.name, ckit_states);
     }
 }
