@@ -45,6 +45,8 @@ pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
     };
     let me = std::process::id().to_string();
     for _ in 0..cfg.runs {
+        // The last run's (or row's) members wind down first.
+        let _ = tokio::task::spawn_blocking(inproc::settle).await;
         let cpu0 = inproc::process_cpu(&me);
         let tweak = |_: usize, _: &[String], options: &mut NodeOptions| {
             if scaled {
@@ -141,6 +143,7 @@ pub fn processes_row(cfg: &Cfg, n: usize, kill: bool) -> (Row, Option<Row>) {
     let mut kill_row = None;
     let timeout = Duration::from_secs(if n >= 100 { 60 } else { 30 });
     for run in 0..cfg.runs {
+        inproc::settle();
         let (procs, t0, spawn_time) = match procs::start_cluster(n) {
             Ok(x) => x,
             Err(e) => {

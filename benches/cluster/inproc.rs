@@ -309,6 +309,42 @@ pub fn process_cpu(pid: &str) -> Duration {
     Duration::from_secs_f64(ticks as f64 / clock_ticks())
 }
 
+/// Waits (up to 10 s) until the machine is quiet: under a tenth of its
+/// CPU busy over a quarter of a second. The members of a row's last run
+/// wind down after it ends (tasks dropped, connections closed, a GB of
+/// heap returned), and a run timed during that starts on a busy machine.
+/// Blocks the calling thread (from async code: `spawn_blocking`).
+pub fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = machine_cpu();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = machine_cpu();
+        let (busy, total) = (now.0 - last.0, now.1 - last.1);
+        last = now;
+        if total > 0 && busy * 10 < total {
+            return;
+        }
+    }
+}
+
+/// The machine's busy and total CPU ticks so far (`/proc/stat`'s `cpu`
+/// line: idle and iowait are not busy).
+fn machine_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
 fn clock_ticks() -> f64 {
     100.0

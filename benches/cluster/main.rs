@@ -28,6 +28,11 @@
 //! `EnvFilter`, e.g. `gossiphttp=warn`) prints the in-process members'
 //! logs on stderr.
 //!
+//! Each convergence run starts once the machine is quiet (under a tenth of
+//! its CPU busy over a quarter of a second, waiting at most 10 s): the last
+//! run's members wind down after it ends, and a run timed during that
+//! starts on a busy machine.
+//!
 //! In-process members share one tokio runtime of 2 workers (the machine
 //! this was written for has 2 cores), and the observers that time them run
 //! on it too, with the allocator of `gossiphttp cluster` (mimalloc), as a
