@@ -64,7 +64,7 @@ pub fn run(
     }
     let mut last = Duration::ZERO;
     for i in 1..n {
-        let at = Duration::from_micros((i as u64 * 7919) % 50_000);
+        let at = Duration::from_micros((i as u64 * 7919) % spread_us());
         last = last.max(at);
         sim.join_later(i, &[0], at);
     }
@@ -112,6 +112,15 @@ fn tally_accusations(sim: &Sim, report: &mut Report) {
         }
         report.refutations += u64::from(node.engine.local_member().incarnation - 1);
     }
+}
+
+/// Joins come within this window: 50 ms, or `MEASURE_SPREAD_MS` (members
+/// started as separate processes join over about a second).
+fn spread_us() -> u64 {
+    std::env::var("MEASURE_SPREAD_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map_or(50_000, |ms| (ms * 1000).max(1))
 }
 
 /// `MEASURE_DELAY_MS=lo-hi` and `MEASURE_COST_US=c`: a load to try.
