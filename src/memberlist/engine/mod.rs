@@ -103,7 +103,7 @@
 //!   probe intervals, so two live processes given one name do not trade
 //!   refutations at gossip speed.
 //! - **Convergence**: while broadcasts that were never sent wait, a gossip
-//!   round follows 20 ms after the last rather than a `GossipInterval` later
+//!   round follows 10 ms after the last rather than a `GossipInterval` later
 //!   (`fresh_news_gossip`; at rest nothing changes), so news crosses a hop
 //!   in milliseconds; past 10 members the spacing grows with the table (the
 //!   whole cluster's early rounds cost the same at any size), and a member

@@ -67,20 +67,26 @@ fn rounds_in(e: &mut Engine, n: u16, window: Duration) -> usize {
 }
 
 #[test]
-fn early_rounds_come_every_20_ms_in_a_small_table_and_stretch_with_its_size() {
+fn early_rounds_come_every_10_ms_in_a_small_table_and_stretch_with_its_size() {
     let window = Duration::from_secs(1);
-    // 5 others: ceil(6 / 10) = 1, a round every 20 ms.
+    // 5 others: ceil(6 / 10) = 1, a round every 10 ms.
     let small = rounds_in(&mut knowing(5), 5, window);
-    assert!((40..=51).contains(&small), "{small} rounds in 1 s among 6");
-    // 45 others: ceil(46 / 10) = 5, a round every 100 ms.
+    assert!((80..=101).contains(&small), "{small} rounds in 1 s among 6");
+    // 45 others: ceil(46 / 10) = 5, a round every 50 ms.
     let middle = rounds_in(&mut knowing(45), 45, window);
     assert!(
-        (9..=11).contains(&middle),
+        (18..=21).contains(&middle),
         "{middle} rounds in 1 s among 46"
     );
-    // 95 others: every 200 ms, the regular cadence (5 per second).
+    // 95 others: ceil(96 / 10) = 10, every 100 ms.
     let large = rounds_in(&mut knowing(95), 95, window);
-    assert!((4..=6).contains(&large), "{large} rounds in 1 s among 96");
+    assert!((9..=11).contains(&large), "{large} rounds in 1 s among 96");
+    // 195 others: every 200 ms, the regular cadence (5 per second).
+    let larger = rounds_in(&mut knowing(195), 195, window);
+    assert!(
+        (4..=6).contains(&larger),
+        "{larger} rounds in 1 s among 196"
+    );
 }
 
 #[test]

@@ -225,6 +225,13 @@ fn measure_load() {
             },
         ),
         (
+            "lan, fresh-news rounds from 10 ms",
+            Config {
+                fresh_news_gossip: MS(10),
+                ..Config::lan()
+            },
+        ),
+        (
             "lan, no fresh-news rounds",
             Config {
                 fresh_news_gossip: Duration::ZERO,
