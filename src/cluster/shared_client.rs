@@ -112,8 +112,9 @@ impl NodeOptions {
     /// Settings for one of `members` members run by one process (as
     /// `gossiphttp cluster --nodes N` runs them). Past 100 members each
     /// probes and gossips `members / 100` times (rounded up) less often
-    /// than set, so the process sends what 100 members at the set rates
-    /// send; failures are detected as much more slowly. Past 20 members
+    /// than set, early rounds for fresh news included, so the process sends
+    /// what 100 members at the set rates send; failures are detected as
+    /// much more slowly. Past 20 members
     /// `/message` bodies end with their batch (no linger): members gossip
     /// with every other in turn, so a lingering body seldom carries a
     /// second batch, and it would hold a stream on the shared connection.
@@ -132,6 +133,7 @@ impl NodeOptions {
     /// let lan = NodeOptions::new("node-1");
     /// assert_eq!(options.membership.probe_interval, lan.membership.probe_interval * 5);
     /// assert_eq!(options.membership.gossip_interval, lan.membership.gossip_interval * 5);
+    /// assert_eq!(options.membership.fresh_news_gossip, lan.membership.fresh_news_gossip * 5);
     /// assert!(options.transport.message_body_linger.is_zero());
     /// ```
     pub fn scaled_for_process(mut self, members: usize) -> Self {
@@ -140,6 +142,7 @@ impl NodeOptions {
             let membership = &mut self.membership;
             membership.probe_interval = membership.probe_interval.saturating_mul(crowd);
             membership.gossip_interval = membership.gossip_interval.saturating_mul(crowd);
+            membership.fresh_news_gossip = membership.fresh_news_gossip.saturating_mul(crowd);
         }
         if members > 20 {
             self.transport.message_body_linger = Duration::ZERO;
