@@ -142,9 +142,9 @@ impl Engine {
     /// news all the time: unstretched, 20 ms rounds made a 100-member wave
     /// cost four times the packets and converge later, not sooner (with
     /// the stretch, 10 ms costs about 1.5 times 20 ms and converges
-    /// sooner). A member
-    /// that is behind on its own work (a health score above 0) has no early
-    /// rounds at all: they would only put it further behind.
+    /// sooner). A member that is behind on its own work (a health score
+    /// above 0) has no early rounds at all: they would only put it further
+    /// behind.
     fn early_round_spacing(&self) -> Duration {
         let stretch = (self.members.len() as u32).div_ceil(10).max(1);
         self.config.fresh_news_gossip * stretch
