@@ -100,7 +100,6 @@ pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
             }
         }
         inproc::kill_all(cluster.nodes).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let (limit, ckit) = target(n);
     let mut row = Row::new(if scaled {
@@ -160,7 +159,6 @@ pub fn processes_row(cfg: &Cfg, n: usize, kill: bool) -> (Row, Option<Row>) {
         if kill && run + 1 == cfg.runs {
             kill_row = Some(kill_process_row(procs, n));
         }
-        std::thread::sleep(Duration::from_millis(300));
     }
     let (limit, ckit) = target(n);
     let mut row = Row::new(format!("converge {n}, separate processes"));
