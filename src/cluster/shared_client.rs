@@ -114,17 +114,17 @@ impl NodeOptions {
     /// probes and gossips `members / 100` times (rounded up) less often
     /// than set, early rounds for fresh news included, so the process sends
     /// what 100 members at the set rates send; failures are detected as
-    /// much more slowly. Past 20 members
-    /// `/message` bodies end with their batch (no linger): members gossip
-    /// with every other in turn, so a lingering body seldom carries a
-    /// second batch, and it would hold a stream on the shared connection.
+    /// much more slowly. Past 20 members `/message` bodies end with their
+    /// batch (no linger): members gossip with every other in turn, so a
+    /// lingering body seldom carries a second batch, and it would hold a
+    /// stream on the shared connection.
     ///
     /// One process carries every member's packets, at about 0.3 ms of CPU
     /// each (a request on both ends): 2 cores carry about 6,500 a second.
     /// At memberlist's LAN rates 500 members ask for up to 7,500 a second
-    /// in a join wave, and the saturated process takes 4.5-20 s to converge
-    /// (false suspicions made under the load hold up the last members);
-    /// scaled, 3.4-4.7 s (`benches/RESULTS.md`).
+    /// in a join wave, and the saturated process takes 3.6-20 s to converge
+    /// (within 5 s in 26 of 43 runs on one day); scaled, 2.1-4.7 s
+    /// (`benches/RESULTS.md`).
     ///
     /// ```
     /// use gossiphttp::cluster::NodeOptions;
