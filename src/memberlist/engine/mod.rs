@@ -235,6 +235,8 @@ pub struct Engine {
     probes: BTreeMap<u32, Probe>,
     /// The round-robin probe in flight.
     current_probe: Option<u32>,
+    /// Members probed on a transport's hint, and when (see `probe_on_hint`).
+    hinted: BTreeMap<String, Time>,
     next_probe: Time,
     /// Indirect pings we serve, by the sequence number of our own ping.
     relays: BTreeMap<u32, Relay>,
@@ -319,6 +321,7 @@ impl Engine {
             suspicions: BTreeMap::new(),
             probes: BTreeMap::new(),
             current_probe: None,
+            hinted: BTreeMap::new(),
             next_probe,
             relays: BTreeMap::new(),
             next_gossip,
@@ -514,6 +517,20 @@ impl Engine {
     /// Notes that the shell called us at `now` (see `notice_lateness`).
     fn input_at(&mut self, now: Time) {
         self.last_input = self.last_input.max(now);
+    }
+
+    /// The transport says the peer at `addr` is likely gone: a connection
+    /// to it ended in an error (a killed process resets its connections) or
+    /// a connect to it failed. A hint, not a verdict: the live member at
+    /// that address is probed now instead of in its turn, and only that
+    /// probe's failure makes it suspect, so a wrong hint costs one probe.
+    ///
+    /// memberlist has no such input: a dead member waits for some member's
+    /// round-robin to reach it, a second on average and several in the
+    /// tail, before its suspicion even starts (`benches/RESULTS.md`).
+    pub fn peer_unreachable(&mut self, addr: SocketAddr, now: Time) {
+        self.input_at(now);
+        self.probe_on_hint(addr, now);
     }
 
     /// An input handled `delay` after the shell received it (packets

@@ -21,6 +21,10 @@ const MAX_RELAYS: usize = 1024;
 /// revivals and of our own hearing).
 const MAX_PROBES: usize = 256;
 
+/// Probe intervals after a probe on a hint during which further hints
+/// about the same member are ignored.
+const HINT_QUIET: u32 = 5;
+
 /// Why we probe.
 #[derive(Clone, Debug)]
 pub(super) enum Purpose {
@@ -139,13 +143,48 @@ impl Engine {
         }
         let interval = self.awareness.scale(self.config.probe_interval);
         self.next_probe = now + interval;
-        let Some(target) = target else {
+        if let Some(target) = target {
+            self.current_probe = Some(self.launch_probe(target, interval, now));
+        }
+    }
+
+    /// The transport lost its connection to `addr` or could not open one
+    /// (see [`Engine::peer_unreachable`]): probes the live member there now,
+    /// besides the round-robin. Ignored for a member already under a probe,
+    /// one not alive, and one probed on a hint within [`HINT_QUIET`] probe
+    /// intervals (a peer whose connects keep failing waits for its turn).
+    pub(super) fn probe_on_hint(&mut self, addr: SocketAddr, now: Time) {
+        if self.leaving.is_some() {
+            return;
+        }
+        let Some(target) = self
+            .members
+            .iter()
+            .find(|m| m.addr == addr && m.name != self.name && m.state == NodeState::Alive)
+            .map(|m| m.name.clone())
+        else {
             return;
         };
+        if self.probes.len() >= MAX_PROBES || self.probes.values().any(|p| p.target == target) {
+            return;
+        }
+        let quiet = self.config.probe_interval.saturating_mul(HINT_QUIET);
+        self.hinted.retain(|_, at| now.since(*at) < quiet);
+        if self.hinted.contains_key(&target) {
+            return;
+        }
+        self.hinted.insert(target.clone(), now);
+        let interval = self.awareness.scale(self.config.probe_interval);
+        self.launch_probe(target, interval, now);
+    }
+
+    /// Pings `target` (with its suspicion, if it is suspect) and keeps the
+    /// probe: a failure makes it suspect. Returns the probe's sequence number.
+    fn launch_probe(&mut self, target: String, interval: std::time::Duration, now: Time) -> u32 {
         let row = self
             .members
             .get(&target)
-            .expect("listed by the probe order")
+            .expect("a member of the table")
             .clone();
         let ping = self.our_ping(&target);
         let seq = ping.seq_no;
@@ -183,7 +222,7 @@ impl Engine {
             put_off: false,
         };
         self.probes.insert(seq, probe);
-        self.current_probe = Some(seq);
+        seq
     }
 
     /// Checks that `alive`'s member answers at `addr` before believing it.

@@ -2,9 +2,11 @@
 //! clusters on a simulated network in virtual time.
 
 mod cluster;
+mod detection;
 mod early_rounds;
 mod faults;
 mod follow_up;
+mod hints;
 mod late;
 mod load;
 mod probing;

@@ -227,6 +227,21 @@ impl Sim {
         self.recount();
     }
 
+    /// Kills node `i` and tells `noticers` random up members' engines that
+    /// its address is unreachable, as their transports do when its
+    /// connections to them reset.
+    pub fn kill_noticed(&mut self, i: usize, noticers: usize) {
+        self.kill(i);
+        let addr = self.nodes[i].addr;
+        let mut up: Vec<usize> = (0..self.nodes.len())
+            .filter(|j| self.nodes[*j].up)
+            .collect();
+        for _ in 0..noticers.min(up.len()) {
+            let j = up.swap_remove(self.rng.random_range(0..up.len()));
+            self.with(j, |engine, now| engine.peer_unreachable(addr, now));
+        }
+    }
+
     /// Starts a new process for node `i`'s name at `addr`, joining via `via`.
     pub fn restart(&mut self, i: usize, addr: SocketAddr, via: &[usize]) {
         let engine = self.new_engine(i, addr);
