@@ -126,6 +126,8 @@ impl Actor {
             self.settings.clone(),
             self.self_commands.clone(),
         ));
+        let mut lost_peers = self.transport.lost_peers();
+        let mut hearing_lost_peers = true;
         let mut rejoin = tokio::time::interval(self.options.rejoin_interval);
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.announce_ckit_state();
@@ -175,6 +177,12 @@ impl Actor {
                     let now = self.now();
                     self.engine.tick(now);
                 }
+                lost = lost_peers.recv(), if hearing_lost_peers => match lost {
+                    Ok(peer) => self.peer_lost(&peer),
+                    // Missed hints only leave their peers to their turn.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => hearing_lost_peers = false,
+                },
                 _ = rejoin.tick() => self.maybe_rejoin(),
                 _ = tokio::time::sleep_until(publish_at.unwrap_or(deadline).into()), if publish_at.is_some() => {}
             }
@@ -207,6 +215,16 @@ impl Actor {
                     .refused(packet.from, "a packet", &e)
             }
             Err(e) => tracing::debug!(from = %packet.from, error = %e, "packet refused"),
+        }
+    }
+
+    /// The transport found the peer at `authority` gone (a failed
+    /// connect, a connection reset): the engine probes the member there now
+    /// rather than in its turn.
+    fn peer_lost(&mut self, authority: &str) {
+        if let Ok(addr) = authority.parse::<SocketAddr>() {
+            let now = self.now();
+            self.engine.peer_unreachable(addr, now);
         }
     }
 

@@ -345,6 +345,14 @@ impl Transport {
         self.inner.senders.peer_count()
     }
 
+    /// The peers this transport's client finds gone from now on: a
+    /// connect that failed, or a connection that ended in an error, as the
+    /// `host:port` dialed. Hints for a cluster member's probes.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn lost_peers(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<str>> {
+        self.inner.client.connector().lost_peers()
+    }
+
     /// Lets go of every pooled connection to peers (each closes once its
     /// requests under way end), so new ones can be opened at once within
     /// `max_peer_connections`: a leaving cluster member, about to tell

@@ -3,6 +3,7 @@
 
 use super::diagnose;
 use super::sniff::{Carries, FirstAnswer, Sniffed};
+use super::LostPeers;
 use crate::native::tls::ClientTls;
 use crate::{Error, PeerAddr, Scheme};
 use rustls::pki_types::ServerName;
@@ -34,6 +35,8 @@ pub(super) struct Dialer {
     http1: bool,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Where failed connects and connections ended in errors are reported.
+    pub(super) lost: LostPeers,
 }
 
 impl Dialer {
@@ -60,6 +63,7 @@ impl Dialer {
             http1,
             shutdown,
             tasks,
+            lost: LostPeers::new(),
         })
     }
 
@@ -121,17 +125,24 @@ impl Dialer {
         }
     }
 
-    /// Runs a connection's driver until it ends or the transport shuts down.
-    pub(super) fn drive<F, E>(&self, conn: F)
+    /// Runs a connection's driver until it ends or the transport shuts
+    /// down. One that ends in an error (a reset, the peer gone without
+    /// `GOAWAY`, a keep-alive ping unanswered) reports `authority` lost;
+    /// one closed in order (ours dropped from the pool, or the peer's
+    /// `GOAWAY`) does not.
+    pub(super) fn drive<F, E>(&self, conn: F, authority: &str)
     where
         F: std::future::Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Display,
     {
         let shutdown = self.shutdown.clone();
+        let lost = self.lost.clone();
+        let authority = authority.to_owned();
         self.tasks.spawn(async move {
             tokio::select! {
                 r = conn => if let Err(e) = r {
-                    tracing::debug!(error = %e, "peer connection ended with an error");
+                    tracing::debug!(peer = %authority, error = %e, "peer connection ended with an error");
+                    lost.report(&authority);
                 },
                 _ = shutdown.cancelled() => {}
             }

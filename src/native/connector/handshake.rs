@@ -13,7 +13,9 @@ use tokio::sync::OwnedSemaphorePermit;
 /// it closes), runs `handshake` (HTTP/2 or HTTP/1.1) on the
 /// connection and drives the connection in the background. Returns its
 /// request sender and what the peer's first answer said; a handshake that
-/// fails is a connect error naming `peer`.
+/// fails is a connect error naming `peer`. A failed connect, and a
+/// connection that later ends in an error, are reported to the dialer's
+/// [`LostPeers`](super::LostPeers).
 pub(super) async fn open<S, C, H>(
     dialer: &Dialer,
     peer: &PeerAddr,
@@ -26,13 +28,25 @@ where
     C: Future<Output = hyper::Result<()>> + Send + 'static,
 {
     let first_answer = FirstAnswer::default();
-    let io = dialer.connect(peer, key.0, &first_answer, permit).await?;
-    let (sender, conn) = handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| Error::Connect {
-            addr: peer.to_string(),
-            source: e.into(),
-        })?;
-    dialer.drive(conn);
-    Ok((sender, first_answer))
+    let opened = async {
+        let io = dialer.connect(peer, key.0, &first_answer, permit).await?;
+        handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| Error::Connect {
+                addr: peer.to_string(),
+                source: e.into(),
+            })
+    };
+    match opened.await {
+        Ok((sender, conn)) => {
+            dialer.drive(conn, &key.1);
+            Ok((sender, first_answer))
+        }
+        Err(e) => {
+            if matches!(e, Error::Connect { .. }) {
+                dialer.lost.report(&key.1);
+            }
+            Err(e)
+        }
+    }
 }

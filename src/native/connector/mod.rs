@@ -9,6 +9,9 @@ mod dialer;
 mod h2_pool;
 mod handshake;
 mod http1_pool;
+mod lost;
+#[cfg(test)]
+mod lost_tests;
 mod sniff;
 
 pub(crate) use h2_pool::{CONNECTION_WINDOW, MAX_H2_FRAME, STREAM_WINDOW};
@@ -24,6 +27,7 @@ use http1_pool::Http1Pool;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response};
+pub(crate) use lost::LostPeers;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -130,6 +134,11 @@ impl Connector {
     }
 
     /// Whether requests go out over HTTP/1.1.
+    /// Every peer found gone from now on (see [`LostPeers`]).
+    pub(crate) fn lost_peers(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<str>> {
+        self.dialer.lost.subscribe()
+    }
+
     pub(crate) fn is_http1(&self) -> bool {
         matches!(self.pool, Pool::Http1(_))
     }
