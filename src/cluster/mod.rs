@@ -460,7 +460,12 @@ impl Node {
     /// this member dead.
     pub async fn kill(mut self) {
         self.actor.abort();
-        self.stop().await;
+        self.transport.shutdown().await;
+        // No GOAWAY: peers see their connections to it end in an error,
+        // as after a `kill -9`.
+        if let Some(server) = self.server.take() {
+            server.abort().await;
+        }
     }
 
     async fn stop(&mut self) {

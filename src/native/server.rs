@@ -122,6 +122,18 @@ impl Server {
         }
     }
 
+    /// Stops at once, as a crashed process does: no new connections, and
+    /// the open ones closed without `GOAWAY` or waiting for requests under
+    /// way, so peers see their connections end in an error. For
+    /// [`cluster::Node::kill`](crate::cluster::Node::kill).
+    #[cfg(feature = "cluster")]
+    pub(crate) async fn abort(self) {
+        self.closing.cancel();
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
     /// Shuts `transport` and this server down, in this order:
     ///
     /// 1. the transport ([`Transport::shutdown`]): the endpoints answer
@@ -373,6 +385,10 @@ impl Conn {
         let mut goaway_sent = false;
         loop {
             tokio::select! {
+                // First: a server aborted (`Server::abort`) sends nothing
+                // more, not even the GOAWAY its stop would ask for.
+                biased;
+                _ = self.closing.cancelled() => return,
                 r = conn.as_mut() => {
                     if let Err(e) = r {
                         if self.tls_hello.load(Ordering::Relaxed) {
@@ -402,7 +418,6 @@ impl Conn {
                     conn.as_mut().graceful_shutdown();
                     goaway_sent = true;
                 }
-                _ = self.closing.cancelled() => return,
             }
         }
     }

@@ -120,3 +120,33 @@ async fn a_refused_connect_reports_its_peer() {
         Some(peer.authority())
     );
 }
+
+/// Our own server, aborted (as `cluster::Node::kill` does) or shut down.
+#[cfg(feature = "cluster")]
+/// Returns the server's address and what was reported.
+async fn our_server_ended(abort: bool) -> (String, Option<String>) {
+    let (transport, _) = crate::Transport::new(crate::Options::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = transport.serve(listener).unwrap();
+    let peer: PeerAddr = server.local_addr().to_string().parse().unwrap();
+    let connector = connector();
+    let mut lost = connector.lost_peers();
+    // Any answer will do (an empty body is refused): the connection is up.
+    let _ = request(&connector, &peer).await;
+    if abort {
+        server.abort().await;
+    } else {
+        server.shutdown().await;
+    }
+    let within = Duration::from_millis(if abort { 5000 } else { 500 });
+    (peer.authority(), next_report(&mut lost, within).await)
+}
+
+#[cfg(feature = "cluster")]
+#[tokio::test]
+async fn an_aborted_server_is_reported_and_one_shut_down_is_not() {
+    let (peer, report) = our_server_ended(true).await;
+    assert_eq!(report, Some(peer), "abort: no GOAWAY, so reported");
+    let (_, report) = our_server_ended(false).await;
+    assert_eq!(report, None, "shutdown: GOAWAY");
+}
