@@ -43,7 +43,7 @@ use super::peer::{NodeState, Peer, StateTransitionError};
 pub const MAX_PENDING_STATES: usize = 4096;
 
 /// A node's announced state at a lamport time: ckit's State message
-/// (`NodeName`, `NewState`, `Time`), as [`message::State`] encodes it.
+/// (`NodeName`, `NewState`, `Time`), as [`message::State`](super::message::State) encodes it.
 pub use super::message::State as StateMessage;
 
 /// The user state of a push-pull exchange (Go's `localState`): the sender's

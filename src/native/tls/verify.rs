@@ -179,7 +179,7 @@ pub(crate) fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
     }
 }
 
-/// The verifier behind [`ClientTls::insecure`]: checks signatures (so the
+/// The verifier behind [`ClientTls::insecure`](super::ClientTls::insecure): checks signatures (so the
 /// handshake is well-formed) but trusts every certificate.
 #[derive(Debug)]
 pub(super) struct AcceptAnyCert(pub(super) Arc<CryptoProvider>);
