@@ -59,6 +59,7 @@ impl LostPeers {
     }
 
     /// Every report from now on.
+    #[cfg(any(test, feature = "cluster"))]
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.hints.subscribe()
     }

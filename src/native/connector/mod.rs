@@ -135,6 +135,7 @@ impl Connector {
 
     /// Whether requests go out over HTTP/1.1.
     /// Every peer found gone from now on (see [`LostPeers`]).
+    #[cfg(any(test, feature = "cluster"))]
     pub(crate) fn lost_peers(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<str>> {
         self.dialer.lost.subscribe()
     }
