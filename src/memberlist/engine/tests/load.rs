@@ -167,7 +167,8 @@ fn row(label: &str, r: &Report) {
 
 /// Prints the load table for the report (`cargo test --lib measure_load --
 /// --ignored --nocapture`; MEASURE_N picks sizes, e.g. `100,500`,
-/// MEASURE_PRESET presets separated by `|`, MEASURE_LOAD loads by `,`).
+/// MEASURE_PRESET presets separated by `|`, MEASURE_LOAD loads by `,`,
+/// MEASURE_SEEDS seeds by `,`, 7 by default).
 #[test]
 #[ignore]
 fn measure_load() {
@@ -273,8 +274,14 @@ fn measure_load() {
                 if load == "custom" && starvation.is_none() {
                     continue;
                 }
-                let (_, r) = run(n, config.clone(), starvation, 7, S(30));
-                row(&format!("{n}, {name}, {load}"), &r);
+                let seeds = std::env::var("MEASURE_SEEDS").unwrap_or_else(|_| "7".into());
+                for seed in seeds
+                    .split(',')
+                    .filter_map(|s| s.trim().parse::<u64>().ok())
+                {
+                    let (_, r) = run(n, config.clone(), starvation, seed, S(30));
+                    row(&format!("{n}, {name}, {load}, seed {seed}"), &r);
+                }
             }
         }
     }
