@@ -382,7 +382,7 @@ impl Node {
                 tracing::warn!(?limit, "leave: stopping before every member was told");
             }
         }
-        self.stop().await;
+        self.stop(Stop::InOrder).await;
     }
 
     /// Every node of `nodes` leaves at once (others see each as `left`), as
@@ -436,7 +436,8 @@ impl Node {
         // The stops are polled first: each transport drops its queued
         // packets at once, so none of them (an old alive message) reaches
         // a member outside after the leaves do.
-        let stops = futures_util::future::join_all(nodes.iter_mut().map(Node::stop));
+        let stops =
+            futures_util::future::join_all(nodes.iter_mut().map(|node| node.stop(Stop::InOrder)));
         let stopped = tokio::time::timeout(leave_timeout, stops);
         let (stopped, told) = futures_util::future::join(stopped, async {
             match goodbyes {
@@ -459,26 +460,34 @@ impl Node {
     /// Stops at once without leaving, as a crash would: others will find
     /// this member dead.
     pub async fn kill(mut self) {
-        self.actor.abort();
-        self.transport.shutdown().await;
-        // No GOAWAY: peers see their connections to it end in an error,
-        // as after a `kill -9`.
-        if let Some(server) = self.server.take() {
-            server.abort().await;
-        }
+        self.stop(Stop::Crash).await;
     }
 
-    async fn stop(&mut self) {
+    async fn stop(&mut self, how: Stop) {
         self.actor.abort();
         // Transport first: it ends open streams, so the server's graceful
         // shutdown has nothing to wait for.
         self.transport.shutdown().await;
-        // Whatever peers still have under way with a member that stopped
-        // gossiping carries nothing it needs: half a second for it.
         if let Some(server) = self.server.take() {
-            server.shutdown_within(Duration::from_millis(500)).await;
+            match how {
+                // Whatever peers still have under way with a member that
+                // stopped gossiping carries nothing it needs: half a
+                // second for it.
+                Stop::InOrder => server.shutdown_within(Duration::from_millis(500)).await,
+                // No GOAWAY: peers see their connections to it end in an
+                // error, as after a `kill -9`.
+                Stop::Crash => server.abort().await,
+            }
         }
     }
+}
+
+/// How [`Node::stop`] ends the member's server.
+enum Stop {
+    /// `GOAWAY`, and a moment for requests under way (after a leave).
+    InOrder,
+    /// Connections dropped as a crashed process's are ([`Node::kill`]).
+    Crash,
 }
 
 impl Drop for Node {

@@ -79,30 +79,34 @@ async fn next_report(rx: &mut broadcast::Receiver<Arc<str>>, within: Duration) -
         .map(|peer| peer.to_string())
 }
 
-#[tokio::test]
-async fn a_connection_closed_without_goaway_reports_its_peer() {
+/// How long to wait for a report: one due comes at once; one not due is
+/// given half a second to show up anyway.
+fn report_wait(due: bool) -> Duration {
+    Duration::from_millis(if due { 5000 } else { 500 })
+}
+
+/// A connection to a [`one_connection_server`] that ends `in_order` or
+/// not: the server's address and what was reported.
+async fn connection_ended(in_order: bool) -> (String, Option<String>) {
     let connector = connector();
     let mut lost = connector.lost_peers();
     let (peer, end) = one_connection_server().await;
     request(&connector, &peer).await.expect("the peer answers");
-    end.send(false).unwrap();
-    assert_eq!(
-        next_report(&mut lost, Duration::from_secs(5)).await,
-        Some(peer.authority())
-    );
+    end.send(in_order).unwrap();
+    let report = next_report(&mut lost, report_wait(!in_order)).await;
+    (peer.authority(), report)
+}
+
+#[tokio::test]
+async fn a_connection_closed_without_goaway_reports_its_peer() {
+    let (peer, report) = connection_ended(false).await;
+    assert_eq!(report, Some(peer));
 }
 
 #[tokio::test]
 async fn a_connection_closed_in_order_reports_nothing() {
-    let connector = connector();
-    let mut lost = connector.lost_peers();
-    let (peer, end) = one_connection_server().await;
-    request(&connector, &peer).await.expect("the peer answers");
-    end.send(true).unwrap();
-    assert_eq!(
-        next_report(&mut lost, Duration::from_millis(500)).await,
-        None
-    );
+    let (_, report) = connection_ended(true).await;
+    assert_eq!(report, None);
 }
 
 #[tokio::test]
@@ -116,14 +120,14 @@ async fn a_refused_connect_reports_its_peer() {
     let err = request(&connector, &peer).await.unwrap_err();
     assert!(matches!(err, crate::Error::Connect { .. }), "{err}");
     assert_eq!(
-        next_report(&mut lost, Duration::from_secs(5)).await,
+        next_report(&mut lost, report_wait(true)).await,
         Some(peer.authority())
     );
 }
 
-/// Our own server, aborted (as `cluster::Node::kill` does) or shut down.
+/// Our own server, aborted (as `cluster::Node::kill` does) or shut down:
+/// its address and what was reported.
 #[cfg(feature = "cluster")]
-/// Returns the server's address and what was reported.
 async fn our_server_ended(abort: bool) -> (String, Option<String>) {
     let (transport, _) = crate::Transport::new(crate::Options::default()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -138,8 +142,10 @@ async fn our_server_ended(abort: bool) -> (String, Option<String>) {
     } else {
         server.shutdown().await;
     }
-    let within = Duration::from_millis(if abort { 5000 } else { 500 });
-    (peer.authority(), next_report(&mut lost, within).await)
+    (
+        peer.authority(),
+        next_report(&mut lost, report_wait(abort)).await,
+    )
 }
 
 #[cfg(feature = "cluster")]

@@ -133,13 +133,13 @@ impl Connector {
         }
     }
 
-    /// Whether requests go out over HTTP/1.1.
     /// Every peer found gone from now on (see [`LostPeers`]).
     #[cfg(any(test, feature = "cluster"))]
     pub(crate) fn lost_peers(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<str>> {
         self.dialer.lost.subscribe()
     }
 
+    /// Whether requests go out over HTTP/1.1.
     pub(crate) fn is_http1(&self) -> bool {
         matches!(self.pool, Pool::Http1(_))
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::super::{Config, Time};
 use super::cluster::converge;
+use super::load::env_list;
 use super::sim::Sim;
 use crate::memberlist::message::NodeState;
 
@@ -47,11 +48,7 @@ fn quantiles(v: &mut [f64]) -> String {
 #[test]
 #[ignore = "a measurement: cargo test --release --lib measure_kill -- --ignored --nocapture"]
 fn measure_kill() {
-    let sizes: Vec<usize> = std::env::var("MEASURE_KILL_N")
-        .unwrap_or_else(|_| "50,100".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes: Vec<usize> = env_list("MEASURE_KILL_N", "50,100");
     let seeds: u64 = std::env::var("MEASURE_KILL_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -114,6 +114,16 @@ fn tally_accusations(sim: &Sim, report: &mut Report) {
     }
 }
 
+/// The comma-separated values of the environment variable `name` (a
+/// measurement's knob), or `default` when it is unset.
+pub fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
 /// Joins come within this window: 50 ms, or `MEASURE_SPREAD_MS` (members
 /// started as separate processes join over about a second).
 fn spread_us() -> u64 {
@@ -172,11 +182,8 @@ fn row(label: &str, r: &Report) {
 #[test]
 #[ignore]
 fn measure_load() {
-    let sizes: Vec<usize> = std::env::var("MEASURE_N")
-        .unwrap_or_else(|_| "100,500".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes: Vec<usize> = env_list("MEASURE_N", "100,500");
+    let seeds: Vec<u64> = env_list("MEASURE_SEEDS", "7");
     let only = std::env::var("MEASURE_PRESET").ok();
     let presets: Vec<(&str, Config)> = vec![
         ("lan as on main", as_on_main(Config::lan())),
@@ -274,11 +281,7 @@ fn measure_load() {
                 if load == "custom" && starvation.is_none() {
                     continue;
                 }
-                let seeds = std::env::var("MEASURE_SEEDS").unwrap_or_else(|_| "7".into());
-                for seed in seeds
-                    .split(',')
-                    .filter_map(|s| s.trim().parse::<u64>().ok())
-                {
+                for &seed in &seeds {
                     let (_, r) = run(n, config.clone(), starvation, seed, S(30));
                     row(&format!("{n}, {name}, {load}, seed {seed}"), &r);
                 }
