@@ -62,7 +62,7 @@ impl Engine {
             return;
         }
         if now >= self.next_gossip {
-            self.next_gossip = now + self.config.gossip_interval.max(Duration::from_millis(1));
+            self.next_gossip = now + self.gossip_interval().max(Duration::from_millis(1));
         }
         self.last_gossip = now;
         if self.config.gossip_interval.is_zero() || self.config.gossip_nodes == 0 {
@@ -103,6 +103,16 @@ impl Engine {
                 }));
                 messages = rest;
             }
+        }
+    }
+
+    /// `GossipInterval`, scaled by the health score while this member is
+    /// not leaving (see `Config::scale_gossip_interval`).
+    fn gossip_interval(&self) -> Duration {
+        if self.config.scale_gossip_interval && self.leaving.is_none() {
+            self.awareness.scale(self.config.gossip_interval)
+        } else {
+            self.config.gossip_interval
         }
     }
 

@@ -127,7 +127,9 @@
 //!   the acks queued behind it (`notice_late_ticks`). The health score
 //!   scales the probe timeout as well as the interval, as the Lifeguard
 //!   paper does (`scale_probe_timeout`; memberlist scales only the
-//!   interval).
+//!   interval), and it scales the gossip interval too
+//!   (`scale_gossip_interval`): a member behind on its inputs sends fewer
+//!   rounds for its runtime to carry (memberlist's cadence never changes).
 //! - **Partitions heal**: after a partition each side holds the other dead,
 //!   and once gossip to the dead stops memberlist never speaks to them again
 //!   (Serf adds a reconnect on top of it). Every `reconnect_interval` a

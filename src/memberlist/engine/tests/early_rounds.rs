@@ -90,7 +90,7 @@ fn early_rounds_come_every_10_ms_in_a_small_table_and_stretch_with_its_size() {
 }
 
 #[test]
-fn a_member_whose_inputs_wait_raises_its_health_score_and_has_no_early_rounds() {
+fn a_member_whose_inputs_wait_raises_its_health_score_and_gossips_less() {
     let mut e = knowing(5);
     let now = Time::from_origin(MS(500));
     // Handled 30 ms after it arrived: ordinary.
@@ -102,10 +102,35 @@ fn a_member_whose_inputs_wait_raises_its_health_score_and_has_no_early_rounds() 
     // At most once per probe interval.
     e.note_input_delay(MS(300), now + MS(10));
     assert_eq!(e.health_score(), 1);
+    // No early rounds, and the interval doubled (score 1): a round every
+    // 400 ms rather than every 200.
+    let rounds = rounds_in(&mut e, 5, Duration::from_secs(1));
+    assert!(
+        (2..=3).contains(&rounds),
+        "{rounds} rounds in 1 s while unhealthy"
+    );
+}
+
+#[test]
+fn memberlist_gossips_at_its_interval_whatever_its_health() {
+    let mut e = knowing(5);
+    e.note_input_delay(MS(300), Time::from_origin(MS(500)));
+    assert_eq!(e.health_score(), 1);
+    e.config = e.config.clone().as_memberlist();
+    let rounds = rounds_in(&mut e, 5, Duration::from_secs(1));
+    assert!((4..=6).contains(&rounds), "{rounds} rounds in 1 s");
+}
+
+#[test]
+fn a_leaving_member_gossips_at_the_plain_interval() {
+    let mut e = knowing(5);
+    e.note_input_delay(MS(300), Time::from_origin(MS(500)));
+    assert_eq!(e.health_score(), 1);
+    e.leave(Duration::from_secs(30), Time::from_origin(MS(600)));
     let rounds = rounds_in(&mut e, 5, Duration::from_secs(1));
     assert!(
         (4..=6).contains(&rounds),
-        "{rounds} rounds in 1 s while unhealthy"
+        "{rounds} rounds in 1 s while leaving"
     );
 }
 

@@ -151,6 +151,7 @@ fn custom_load() -> Option<Starvation> {
 pub fn as_on_main(config: Config) -> Config {
     Config {
         scale_probe_timeout: false,
+        scale_gossip_interval: false,
         notice_late_ticks: false,
         join_follow_up: Duration::ZERO,
         catch_up_push_pulls: 4,
