@@ -50,6 +50,16 @@ pub(super) struct Leaving {
 
 const LEAVE_TOKEN: u64 = 1;
 
+/// The furthest the health score spaces gossip rounds: news still crosses
+/// a hop within a second. The score falls by one per successful probe,
+/// (score + 1) probe intervals apart, so an ill member stays ill for long:
+/// uncapped, the `cluster` command's members at 500 (rounds every 1 s,
+/// probes every 5 s) could gossip 5 s apart for a minute after a join
+/// wave, and one run of that row waited 29 s for one member's news to
+/// reach another (none in about 40 runs before the scaling, none since
+/// the cap).
+const MAX_STRETCHED_GOSSIP: Duration = Duration::from_secs(1);
+
 impl Engine {
     /// A gossip round, when due: queued broadcasts to `GossipNodes` random
     /// members that are alive, suspect, or dead for less than
@@ -107,12 +117,16 @@ impl Engine {
     }
 
     /// `GossipInterval`, scaled by the health score while this member is
-    /// not leaving (see `Config::scale_gossip_interval`).
-    fn gossip_interval(&self) -> Duration {
+    /// not leaving (see `Config::scale_gossip_interval`), to at most
+    /// [`MAX_STRETCHED_GOSSIP`] (an interval set longer is kept).
+    pub(super) fn gossip_interval(&self) -> Duration {
+        let plain = self.config.gossip_interval;
         if self.config.scale_gossip_interval && self.leaving.is_none() {
-            self.awareness.scale(self.config.gossip_interval)
+            self.awareness
+                .scale(plain)
+                .min(plain.max(MAX_STRETCHED_GOSSIP))
         } else {
-            self.config.gossip_interval
+            plain
         }
     }
 

@@ -164,3 +164,18 @@ fn a_member_with_nothing_to_gossip_sleeps_and_sends_news_at_once() {
     });
     assert!(sent, "the news was not gossiped at once");
 }
+
+#[test]
+fn ill_health_spaces_gossip_rounds_a_second_apart_at_most() {
+    let mut e = knowing(5);
+    assert_eq!(e.gossip_interval(), MS(200));
+    e.awareness.apply(2);
+    assert_eq!(e.gossip_interval(), MS(600));
+    e.awareness.apply(7);
+    assert_eq!(e.gossip_interval(), MS(1000), "1.6 s uncapped");
+    let rounds = rounds_in(&mut e, 5, Duration::from_secs(3));
+    assert!((2..=4).contains(&rounds), "{rounds} rounds in 3 s");
+    // An interval set past the cap is the cadence whatever the health.
+    e.config.gossip_interval = MS(2000);
+    assert_eq!(e.gossip_interval(), MS(2000));
+}
