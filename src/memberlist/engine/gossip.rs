@@ -213,6 +213,16 @@ impl Engine {
         }
     }
 
+    /// The member the join went through and when the push-pull following
+    /// the join up is due: once the table has not grown for
+    /// `join_follow_up`, or `join_follow_up_within` after the join's reply
+    /// if that comes first.
+    pub(super) fn join_follow_up_due(&self) -> Option<(SocketAddr, Time)> {
+        let (to, latest) = self.join_follow_up?;
+        let quiet = self.last_growth + self.config.join_follow_up;
+        Some((to, latest.map_or(quiet, |latest| quiet.min(latest))))
+    }
+
     /// Periodic and catch-up push-pulls when due; push-pulls the shell
     /// never answered, failed.
     pub(super) fn tick_push_pull(&mut self, now: Time) {
@@ -233,8 +243,8 @@ impl Engine {
                 });
             }
         }
-        if let Some(to) = self.join_follow_up.filter(|_| !leaving) {
-            if now >= self.last_growth + self.config.join_follow_up {
+        if let Some((to, due)) = self.join_follow_up_due().filter(|_| !leaving) {
+            if now >= due {
                 self.join_follow_up = None;
                 self.start_push_pull(to, None, Why::Routine, now);
             }
@@ -322,7 +332,9 @@ impl Engine {
                 }
             }
             if join && !self.config.join_follow_up.is_zero() {
-                self.join_follow_up = Some(pending.to);
+                let within = self.config.join_follow_up_within;
+                let latest = (!within.is_zero()).then(|| now + within);
+                self.join_follow_up = Some((pending.to, latest));
             }
             if join && self.catch_up.is_none() && self.config.catch_up_push_pulls > 0 {
                 self.catch_up = Some((

@@ -112,8 +112,9 @@
 //!   6.2 s after its join, until one brings no member it did not know
 //!   (`catch_up_push_pulls`), not at the next
 //!   `PushPullInterval` (30 s, and up to 150 s at 500 members); once its
-//!   table has stopped growing for 300 ms, one more with the member its
-//!   join went through, which everyone joined through (`join_follow_up`).
+//!   table has stopped growing for 300 ms, or 500 ms after its join at the
+//!   latest, one more with the member its join went through, which
+//!   everyone joined through (`join_follow_up`, `join_follow_up_within`).
 //! - **A starved process** (a runtime that runs its members late, as 100
 //!   or 500 members in one process on a loaded machine): memberlist times
 //!   probes by the wall clock alone, so a member run late accuses the
@@ -262,8 +263,9 @@ pub struct Engine {
     last_late_tick: Option<Time>,
     /// The latest `now` the shell passed in (see `notice_lateness`).
     last_input: Time,
-    /// The member a join went through, for its follow-up push-pull.
-    join_follow_up: Option<SocketAddr>,
+    /// The member a join went through, for its follow-up push-pull, and
+    /// the latest time that may come (see `Config::join_follow_up_within`).
+    join_follow_up: Option<(SocketAddr, Option<Time>)>,
     /// When our table last gained a member.
     last_growth: Time,
     outputs: VecDeque<Output>,
@@ -487,8 +489,8 @@ impl Engine {
             if let Some((t, _)) = self.catch_up {
                 at(t);
             }
-            if self.join_follow_up.is_some() {
-                at(self.last_growth + self.config.join_follow_up);
+            if let Some((_, due)) = self.join_follow_up_due() {
+                at(due);
             }
             if !self.config.reconnect_interval.is_zero() {
                 at(self.next_reconnect);

@@ -90,6 +90,59 @@ fn a_join_is_followed_by_a_push_pull_with_its_target_once_the_table_is_quiet() {
     assert_eq!(follow_ups(off, 100).len(), 1);
 }
 
+#[test]
+fn a_table_that_keeps_growing_still_gets_its_follow_up_500_ms_after_the_join() {
+    let seed = addr(7100);
+    let follow_up_at = |config: Config| {
+        let mut e = engine(config);
+        e.join(&[seed], Time::ZERO);
+        let mut now = Time::ZERO;
+        let mut grown = 0u16;
+        while now < Time::from_origin(MS(3000)) {
+            for o in drain(&mut e) {
+                let Output::PushPull(req) = o else { continue };
+                if req.to == seed && req.node.is_none() && now > Time::ZERO {
+                    return Some(now);
+                }
+                let view = vec![("seed".to_owned(), 7100)];
+                e.push_pull_result(req.id, Ok(state(&view)), now + MS(1));
+            }
+            // Gossip brings a new member every 100 ms until 2 s: the table
+            // is never quiet for 300 ms before then.
+            if now.since_origin() < MS(2000) && now.since_origin() >= MS(100) * u32::from(grown + 1)
+            {
+                grown += 1;
+                let alive = super::rules::alive(&format!("g{grown}"), 7300 + grown, 1);
+                e.handle_message(
+                    addr(7001),
+                    crate::memberlist::message::Message::Alive(alive),
+                    now,
+                );
+            }
+            let next = e
+                .next_deadline()
+                .map_or(now + MS(10), |t| t.min(now + MS(10)));
+            now = next.max(now + MS(1));
+            e.tick(now);
+        }
+        None
+    };
+    let at = follow_up_at(Config::lan()).expect("a follow-up");
+    // The join's reply came at 1 ms.
+    assert!(
+        at.since_origin() >= MS(501) && at.since_origin() <= MS(511),
+        "{at:?}"
+    );
+    // Without the deadline: once the table has been quiet for 300 ms,
+    // after the last growth at 1.9 s.
+    let quiet_only = Config {
+        join_follow_up_within: std::time::Duration::ZERO,
+        ..Config::lan()
+    };
+    let at = follow_up_at(quiet_only).expect("a follow-up");
+    assert!(at.since_origin() >= MS(2200), "{at:?}");
+}
+
 /// Catch-ups alone: no periodic push-pull, no follow-up with the seed.
 fn catch_ups_only() -> Config {
     Config {

@@ -248,6 +248,13 @@ fn measure_load() {
             },
         ),
         (
+            "lan, gossip unscaled",
+            Config {
+                scale_gossip_interval: false,
+                ..Config::lan()
+            },
+        ),
+        (
             "lan, late ticks only",
             Config {
                 scale_probe_timeout: false,
