@@ -122,9 +122,10 @@ impl NodeOptions {
     /// One process carries every member's packets, at about 0.3 ms of CPU
     /// each (a request on both ends): 2 cores carry about 6,500 a second.
     /// At memberlist's LAN rates 500 members ask for up to 7,500 a second
-    /// in a join wave, and the saturated process takes 3.6-20 s to converge
-    /// (within 5 s in 26 of 43 runs on one day); scaled, 2.1-4.7 s
-    /// (`benches/RESULTS.md`).
+    /// in a join wave, and the saturated process took 3.6-20 s to converge
+    /// (within 5 s in 26 of 43 runs on one day); since ill members gossip
+    /// less and the join follow-up comes on time, 3.2-3.8 s; scaled,
+    /// 1.7-2.1 s (`benches/RESULTS.md`).
     ///
     /// ```
     /// use gossiphttp::cluster::NodeOptions;

@@ -123,11 +123,12 @@ pub struct Config {
     /// interval: a member behind on its own inputs (late timers, packets
     /// read late, missed nacks) gossips less often rather than add packets
     /// its runtime has no time for. A leaving member keeps the plain
-    /// interval. memberlist gossips every `GossipInterval` whatever its
-    /// health. With 500 members in one process at the LAN rates (every
-    /// member's score above 0 through most of a join wave) convergence
-    /// took 3.7-6.6 s, median 4.8, against 5.0-7.5 s, median 5.4, over 8
-    /// alternating pairs, with a quarter fewer packets (`benches/RESULTS.md`).
+    /// interval, up to a second apart (an interval set longer is kept).
+    /// memberlist gossips every `GossipInterval` whatever its health. With
+    /// 500 members in one process at the LAN rates (most members' scores
+    /// above 0 through most of a join wave) convergence took 3.7-6.6 s,
+    /// median 4.8, against 5.0-7.5 s, median 5.4, over 8 alternating
+    /// pairs, with about 30% fewer packets (`benches/RESULTS.md`).
     pub scale_gossip_interval: bool,
     /// A timer handled more than a fifth of the probe timeout (and more
     /// than 50 ms) past its deadline, or a packet handled that long after
