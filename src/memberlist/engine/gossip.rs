@@ -35,8 +35,11 @@ enum Why {
     CatchUp,
     /// A reconnect attempt with a member we hold dead.
     Reconnect,
-    /// The periodic one, a join follow-up, or a reconnect's follow-up.
+    /// The periodic one, or a reconnect's follow-up.
     Routine,
+    /// A push-pull with the member our join went through, after the join
+    /// (see `Config::join_follow_up`).
+    FollowUp,
 }
 
 /// A leave in progress.
@@ -213,6 +216,14 @@ impl Engine {
         }
     }
 
+    /// A push-pull with `to` once the table is quiet, or
+    /// `join_follow_up_within` from `now` at the latest.
+    fn schedule_join_follow_up(&mut self, to: SocketAddr, now: Time) {
+        let within = self.config.join_follow_up_within;
+        let latest = (!within.is_zero()).then(|| now + within);
+        self.join_follow_up = Some((to, latest));
+    }
+
     /// The member the join went through and when the push-pull following
     /// the join up is due: once the table has not grown for
     /// `join_follow_up`, or `join_follow_up_within` after the join's reply
@@ -246,7 +257,7 @@ impl Engine {
         if let Some((to, due)) = self.join_follow_up_due().filter(|_| !leaving) {
             if now >= due {
                 self.join_follow_up = None;
-                self.start_push_pull(to, None, Why::Routine, now);
+                self.start_push_pull(to, None, Why::FollowUp, now);
             }
         }
         if !leaving && !self.config.reconnect_interval.is_zero() && now >= self.next_reconnect {
@@ -331,10 +342,17 @@ impl Engine {
                     ));
                 }
             }
+            if pending.why == Why::FollowUp
+                && self.members.len() > known
+                && self.join_follow_ups_left > 0
+            {
+                // It was still taking joins when it answered: ask again.
+                self.join_follow_ups_left -= 1;
+                self.schedule_join_follow_up(pending.to, now);
+            }
             if join && !self.config.join_follow_up.is_zero() {
-                let within = self.config.join_follow_up_within;
-                let latest = (!within.is_zero()).then(|| now + within);
-                self.join_follow_up = Some((pending.to, latest));
+                self.join_follow_ups_left = self.config.join_follow_up_repeats;
+                self.schedule_join_follow_up(pending.to, now);
             }
             if join && self.catch_up.is_none() && self.config.catch_up_push_pulls > 0 {
                 self.catch_up = Some((

@@ -114,7 +114,9 @@
 //!   `PushPullInterval` (30 s, and up to 150 s at 500 members); once its
 //!   table has stopped growing for 300 ms, or 500 ms after its join at the
 //!   latest, one more with the member its join went through, which
-//!   everyone joined through (`join_follow_up`, `join_follow_up_within`).
+//!   everyone joined through, and up to two more while they bring members
+//!   it did not know (`join_follow_up`, `join_follow_up_within`,
+//!   `join_follow_up_repeats`).
 //! - **A starved process** (a runtime that runs its members late, as 100
 //!   or 500 members in one process on a loaded machine): memberlist times
 //!   probes by the wall clock alone, so a member run late accuses the
@@ -266,6 +268,8 @@ pub struct Engine {
     /// The member a join went through, for its follow-up push-pull, and
     /// the latest time that may come (see `Config::join_follow_up_within`).
     join_follow_up: Option<(SocketAddr, Option<Time>)>,
+    /// Follow-ups still allowed after one that brought news.
+    join_follow_ups_left: u32,
     /// When our table last gained a member.
     last_growth: Time,
     outputs: VecDeque<Output>,
@@ -342,6 +346,7 @@ impl Engine {
             last_late_tick: None,
             last_input: now,
             join_follow_up: None,
+            join_follow_ups_left: 0,
             last_growth: now,
             outputs: VecDeque::new(),
             config,

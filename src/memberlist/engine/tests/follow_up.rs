@@ -76,12 +76,26 @@ fn exchanges(
 
 #[test]
 fn a_join_is_followed_by_a_push_pull_with_its_target_once_the_table_is_quiet() {
-    let sent = follow_ups(Config::lan(), 100);
+    // The seed's view grows with the join only: one follow-up.
+    let sent = follow_ups(Config::lan(), 1);
     assert_eq!(sent.len(), 2, "the join and one follow-up: {sent:?}");
     assert_eq!(sent[0], Time::ZERO);
     // 300 ms after the table last grew (at the join's reply, 1 ms after
     // the join went out).
     assert_eq!(sent[1], Time::ZERO + MS(301));
+    // A seed still taking joins: each follow-up brings a member, and
+    // another follows 300 ms after its reply, twice at most.
+    let sent = follow_ups(Config::lan(), 100);
+    assert_eq!(
+        sent,
+        [0, 301, 602, 903].map(|ms| Time::ZERO + MS(ms)).to_vec(),
+        "the join, the follow-up and two more"
+    );
+    let once = Config {
+        join_follow_up_repeats: 0,
+        ..Config::lan()
+    };
+    assert_eq!(follow_ups(once, 100).len(), 2);
     // memberlist: the join alone.
     let off = Config {
         join_follow_up: std::time::Duration::ZERO,
