@@ -121,9 +121,9 @@ pub struct Config {
     pub scale_probe_timeout: bool,
     /// The health score scales the gossip interval as it scales the probe
     /// interval: a member behind on its own inputs (late timers, packets
-    /// read late, missed nacks) gossips less often rather than add packets
-    /// its runtime has no time for. A leaving member keeps the plain
-    /// interval, up to a second apart (an interval set longer is kept).
+    /// read late, missed nacks) gossips less often, up to a second apart
+    /// (an interval set longer is kept), rather than add packets its
+    /// runtime has no time for. A leaving member keeps the plain interval.
     /// memberlist gossips every `GossipInterval` whatever its health. With
     /// 500 members in one process at the LAN rates (most members' scores
     /// above 0 through most of a join wave) convergence took 3.7-6.6 s,

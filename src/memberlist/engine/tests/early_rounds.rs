@@ -111,11 +111,18 @@ fn a_member_whose_inputs_wait_raises_its_health_score_and_gossips_less() {
     );
 }
 
-#[test]
-fn memberlist_gossips_at_its_interval_whatever_its_health() {
+/// [`knowing`] 5 others, with a health score of 1 from an input handled
+/// 300 ms late.
+fn unhealthy() -> Engine {
     let mut e = knowing(5);
     e.note_input_delay(MS(300), Time::from_origin(MS(500)));
     assert_eq!(e.health_score(), 1);
+    e
+}
+
+#[test]
+fn memberlist_gossips_at_its_interval_whatever_its_health() {
+    let mut e = unhealthy();
     e.config = e.config.clone().as_memberlist();
     let rounds = rounds_in(&mut e, 5, Duration::from_secs(1));
     assert!((4..=6).contains(&rounds), "{rounds} rounds in 1 s");
@@ -123,9 +130,7 @@ fn memberlist_gossips_at_its_interval_whatever_its_health() {
 
 #[test]
 fn a_leaving_member_gossips_at_the_plain_interval() {
-    let mut e = knowing(5);
-    e.note_input_delay(MS(300), Time::from_origin(MS(500)));
-    assert_eq!(e.health_score(), 1);
+    let mut e = unhealthy();
     e.leave(Duration::from_secs(30), Time::from_origin(MS(600)));
     let rounds = rounds_in(&mut e, 5, Duration::from_secs(1));
     assert!(

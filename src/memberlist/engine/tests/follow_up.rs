@@ -1,12 +1,13 @@
 //! After a join: catch-up push-pulls with random members until one brings
 //! nothing new, and a push-pull with the member the join went through, once
-//! the table stops growing.
+//! the table stops growing or 500 ms after the join, again while it brings
+//! news.
 
 use bytes::Bytes;
 
 use super::super::{Config, Output, PushPullRequest, Time};
-use super::rules::{addr, drain, engine, ip, MS};
-use crate::memberlist::message::{NodeState, PushNodeState, PushPull};
+use super::rules::{addr, alive, drain, engine, ip, MS};
+use crate::memberlist::message::{Message, NodeState, PushNodeState, PushPull};
 
 fn state(names: &[(String, u16)]) -> PushPull {
     PushPull {
@@ -126,12 +127,8 @@ fn a_table_that_keeps_growing_still_gets_its_follow_up_500_ms_after_the_join() {
             if now.since_origin() < MS(2000) && now.since_origin() >= MS(100) * u32::from(grown + 1)
             {
                 grown += 1;
-                let alive = super::rules::alive(&format!("g{grown}"), 7300 + grown, 1);
-                e.handle_message(
-                    addr(7001),
-                    crate::memberlist::message::Message::Alive(alive),
-                    now,
-                );
+                let news = alive(&format!("g{grown}"), 7300 + grown, 1);
+                e.handle_message(addr(7001), Message::Alive(news), now);
             }
             let next = e
                 .next_deadline()
