@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::super::message::{Dead, NodeState, PushPull};
 use super::output::{Event, OutPacket, Output, PushPullFailed, PushPullRequest};
-use super::queue::Finished;
+use super::queue::{Finished, Lane};
 use super::time::Time;
 use super::Engine;
 
@@ -148,17 +148,23 @@ impl Engine {
         if self.queued_broadcasts() == 0 {
             return None;
         }
-        let fresh = self.news_pending
-            && self.awareness.score() == 0
-            && (self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh());
-        if fresh && !self.config.fresh_news_gossip.is_zero() {
-            Some(
-                self.next_gossip
-                    .min(self.last_gossip + self.early_round_spacing()),
-            )
-        } else {
-            Some(self.next_gossip)
+        if self.config.fresh_news_gossip.is_zero() || !self.news_pending {
+            return Some(self.next_gossip);
         }
+        // A refutation never sent goes in a round of its own at once,
+        // whatever our health: until it arrives, members hold a live
+        // member suspect (see `Config::refutations_first`).
+        let refutation = self.broadcasts.has_fresh_in(Lane::Refutation);
+        let fresh = self.awareness.score() == 0
+            && (self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh());
+        let spacing = if refutation {
+            self.config.fresh_news_gossip
+        } else if fresh {
+            self.early_round_spacing()
+        } else {
+            return Some(self.next_gossip);
+        };
+        Some(self.next_gossip.min(self.last_gossip + spacing))
     }
 
     /// How soon after the last round an early one (for never-sent news)

@@ -62,6 +62,9 @@ pub(super) struct Probe {
     nacks: u32,
     /// The decision was already put off once because we got to it late.
     put_off: bool,
+    /// The decision was already put off once for helpers that had not
+    /// answered.
+    waited_for_helpers: bool,
 }
 
 impl Probe {
@@ -220,6 +223,7 @@ impl Engine {
             expected_nacks: 0,
             nacks: 0,
             put_off: false,
+            waited_for_helpers: false,
         };
         self.probes.insert(seq, probe);
         seq
@@ -254,6 +258,7 @@ impl Engine {
             expected_nacks: 0,
             nacks: 0,
             put_off: false,
+            waited_for_helpers: false,
         };
         self.probes.insert(seq, probe);
     }
@@ -291,6 +296,20 @@ impl Engine {
                     let wait = late.min(self.probe_timeout());
                     let probe = self.probes.get_mut(&seq).expect("present");
                     probe.put_off = true;
+                    probe.decide_at = now + wait;
+                    continue;
+                }
+                if self.config.quiet_probes_accuse_nobody
+                    && probe.indirect_at.is_none()
+                    && probe.nacks < probe.expected_nacks
+                    && !probe.waited_for_helpers
+                {
+                    // A helper has not answered: its nack (or the ack it
+                    // relays) is likelier late than missing (see
+                    // `Config::quiet_probes_accuse_nobody`).
+                    let wait = self.probe_timeout();
+                    let probe = self.probes.get_mut(&seq).expect("present");
+                    probe.waited_for_helpers = true;
                     probe.decide_at = now + wait;
                     continue;
                 }
@@ -427,6 +446,7 @@ impl Engine {
             expected_nacks: 0,
             nacks: 0,
             put_off: false,
+            waited_for_helpers: false,
         };
         self.probes.insert(probe.ping.seq_no, probe);
     }

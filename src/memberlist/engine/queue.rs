@@ -20,11 +20,24 @@ pub enum Finished {
     Replaced,
 }
 
-/// Order: fewest transmits, then largest, then newest (the id).
-type Key = (u32, Reverse<usize>, Reverse<u64>);
+/// Which broadcasts go first: a lane before the other, then within a lane
+/// memberlist's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lane {
+    /// A member's news that undoes a suspicion or a death (a refutation,
+    /// a restart): every member holding the old state needs it.
+    Refutation,
+    /// Everything else (memberlist has only this lane).
+    Normal,
+}
+
+/// Order: the lane, then fewest transmits, then largest, then newest (the
+/// id).
+type Key = (Lane, u32, Reverse<usize>, Reverse<u64>);
 
 #[derive(Clone, Debug)]
 struct Entry {
+    lane: Lane,
     /// The member the broadcast is about (`None`: a user broadcast that
     /// replaces nothing).
     about: Option<String>,
@@ -38,7 +51,12 @@ struct Entry {
 
 impl Entry {
     fn key(&self, id: u64) -> Key {
-        (self.transmits, Reverse(self.message.len()), Reverse(id))
+        (
+            self.lane,
+            self.transmits,
+            Reverse(self.message.len()),
+            Reverse(id),
+        )
     }
 }
 
@@ -63,6 +81,7 @@ impl BroadcastQueue {
     /// membership broadcast; returns the tokens of broadcasts it replaced.
     pub fn push(
         &mut self,
+        lane: Lane,
         about: Option<String>,
         message: Message,
         token: Option<u64>,
@@ -82,6 +101,7 @@ impl BroadcastQueue {
             self.by_member.insert(name.clone(), id);
         }
         let entry = Entry {
+            lane,
             about,
             message: EncodedMessage::new(&message),
             transmits: 0,
@@ -94,7 +114,15 @@ impl BroadcastQueue {
 
     /// True when a queued broadcast was never sent.
     pub fn has_fresh(&self) -> bool {
-        self.order.first().is_some_and(|k| k.0 == 0)
+        self.has_fresh_in(Lane::Refutation) || self.has_fresh_in(Lane::Normal)
+    }
+
+    /// True when a broadcast queued in `lane` was never sent.
+    pub fn has_fresh_in(&self, lane: Lane) -> bool {
+        self.order
+            .range(tier_start(lane, 0)..)
+            .next()
+            .is_some_and(|k| k.0 == lane && k.1 == 0)
     }
 
     /// Broadcasts queued.
@@ -117,31 +145,39 @@ impl BroadcastQueue {
         let mut out = Vec::new();
         let mut used = 0usize;
         let mut reinsert = Vec::new();
-        let Some(mut tier) = self.order.first().map(|k| k.0) else {
+        let Some(mut tier) = self.order.first().map(|k| (k.0, k.1)) else {
             return out;
         };
-        let max_tier = self.order.last().map_or(0, |k| k.0);
-        while tier <= max_tier && out.len() < max_count {
+        while out.len() < max_count {
             let free = limit.saturating_sub(used + overhead);
             if free == 0 {
                 break;
             }
             // The first entry in this tier whose length fits in `free`.
+            let (lane, transmits) = tier;
             let found = self
                 .order
                 .range(
-                    (tier, Reverse(free), Reverse(u64::MAX))
-                        ..(tier + 1, Reverse(usize::MAX), Reverse(u64::MAX)),
+                    (lane, transmits, Reverse(free), Reverse(u64::MAX))
+                        ..tier_start(lane, transmits.saturating_add(1)),
                 )
                 .next()
                 .copied();
             let Some(key) = found else {
-                tier += 1;
+                // On to the next tier that has entries.
+                match self
+                    .order
+                    .range(tier_start(lane, transmits.saturating_add(1))..)
+                    .next()
+                {
+                    Some(k) => tier = (k.0, k.1),
+                    None => break,
+                }
                 continue;
             };
             self.order.remove(&key);
-            let id = key.2 .0;
-            used += overhead + key.1 .0;
+            let id = key.3 .0;
+            used += overhead + key.2 .0;
             let entry = self.entries.get_mut(&id).expect("ordered ids are queued");
             entry.transmits += 1;
             if entry.transmits >= transmit_limit {
@@ -161,6 +197,11 @@ impl BroadcastQueue {
         self.order.extend(reinsert);
         out
     }
+}
+
+/// The smallest key of a tier (a lane and a transmit count).
+fn tier_start(lane: Lane, transmits: u32) -> Key {
+    (lane, transmits, Reverse(usize::MAX), Reverse(u64::MAX))
 }
 
 #[cfg(test)]
@@ -184,8 +225,8 @@ mod tests {
     #[test]
     fn a_broadcast_about_a_member_replaces_the_older_one() {
         let mut q = BroadcastQueue::default();
-        q.push(Some("a".into()), suspect("a", 1), Some(7));
-        let replaced = q.push(Some("a".into()), suspect("a", 2), None);
+        q.push(Lane::Normal, Some("a".into()), suspect("a", 1), Some(7));
+        let replaced = q.push(Lane::Normal, Some("a".into()), suspect("a", 2), None);
         assert_eq!(replaced, vec![7]);
         assert_eq!(q.len(), 1);
         let mut done = Vec::new();
@@ -198,7 +239,7 @@ mod tests {
     #[test]
     fn each_broadcast_goes_out_at_most_the_transmit_limit_and_then_finishes() {
         let mut q = BroadcastQueue::default();
-        q.push(Some("a".into()), suspect("a", 1), Some(1));
+        q.push(Lane::Normal, Some("a".into()), suspect("a", 1), Some(1));
         let mut done = Vec::new();
         for _ in 0..3 {
             assert_eq!(q.take(2, 1400, 3, usize::MAX, &mut done).len(), 1);
@@ -212,8 +253,8 @@ mod tests {
         let mut q = BroadcastQueue::default();
         let big = Message::User(Bytes::from(vec![0u8; 100]));
         let small = Message::User(Bytes::from(vec![1u8; 10]));
-        q.push(None, small.clone(), None);
-        q.push(None, big.clone(), None);
+        q.push(Lane::Normal, None, small.clone(), None);
+        q.push(Lane::Normal, None, big.clone(), None);
         let mut done = Vec::new();
         // Room for the big one only: it is taken first as the largest.
         assert_eq!(
@@ -227,5 +268,34 @@ mod tests {
         );
         // Nothing fits in too small a budget.
         assert!(q.take(2, 10, 10, usize::MAX, &mut done).is_empty());
+    }
+
+    #[test]
+    fn the_refutation_lane_goes_first_however_often_it_was_sent() {
+        let mut q = BroadcastQueue::default();
+        for i in 0..3 {
+            q.push(
+                Lane::Normal,
+                Some(format!("joined-{i}")),
+                suspect("a-longer-name", i),
+                None,
+            );
+        }
+        q.push(Lane::Refutation, Some("r".into()), suspect("r", 2), None);
+        let mut done = Vec::new();
+        // Sent once already, and the smallest: still first.
+        assert_eq!(
+            q.take(2, 1400, 10, 1, &mut done),
+            encoded(&[suspect("r", 2)])
+        );
+        assert_eq!(
+            q.take(2, 1400, 10, 1, &mut done),
+            encoded(&[suspect("r", 2)])
+        );
+        assert!(q.has_fresh(), "the normal lane was never sent");
+        let rest = q.take(2, 1400, 10, usize::MAX, &mut done);
+        assert_eq!(rest[0], EncodedMessage::new(&suspect("r", 2)));
+        assert_eq!(rest.len(), 4);
+        assert!(!q.has_fresh());
     }
 }

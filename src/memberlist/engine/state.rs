@@ -3,8 +3,9 @@
 //! refutation, and the suspicion that ends in death.
 
 use super::super::message::{Alive, Dead, Message, NodeState, PushNodeState, PushPull, Suspect};
+use super::super::wire::EncodedMessage;
 use super::members::{socket_addr, vsn_array, Member};
-use super::output::MemberChange;
+use super::output::{MemberChange, OutPacket, Output};
 use super::suspicion::Suspicion;
 use super::time::Time;
 use super::Engine;
@@ -95,7 +96,14 @@ impl Engine {
             row.state = NodeState::Alive;
             row.state_change = now;
         }
-        self.queue_broadcast(name.clone(), Message::Alive(a), None);
+        // A higher incarnation with nothing else new is a refutation:
+        // somewhere the member is held suspect.
+        let refutes = old.state != NodeState::Alive || (old.meta == a.meta && !addr_changed);
+        if refutes {
+            self.queue_refutation(name.clone(), Message::Alive(a));
+        } else {
+            self.queue_broadcast(name.clone(), Message::Alive(a), None);
+        }
         let change = match old.state {
             NodeState::Dead | NodeState::Left => Some(MemberChange::Joined),
             NodeState::Suspect => Some(MemberChange::Alive),
@@ -161,7 +169,7 @@ impl Engine {
         let alive = me.alive();
         // Having to refute means others could not hear us: less healthy.
         self.awareness.apply(1);
-        self.queue_broadcast(name, Message::Alive(alive), None);
+        self.queue_refutation(name, Message::Alive(alive));
     }
 
     /// memberlist's `suspectNode`.
@@ -201,7 +209,16 @@ impl Engine {
         row.incarnation = s.incarnation;
         row.state = NodeState::Suspect;
         row.state_change = now;
+        let (addr, crc) = (row.addr, row.protocol_max() >= 5);
         let node = s.node.clone();
+        if self.config.tell_the_accused && s.from == self.name {
+            self.outputs.push_back(Output::Packet(OutPacket {
+                to: addr,
+                node: Some(node.clone()),
+                crc,
+                messages: vec![EncodedMessage::new(&Message::Suspect(s.clone()))],
+            }));
+        }
         self.queue_broadcast(node.clone(), Message::Suspect(s), None);
         self.member_event(&node, MemberChange::Suspect);
     }

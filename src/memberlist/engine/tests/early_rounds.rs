@@ -29,8 +29,9 @@ fn knowing(n: u16) -> Engine {
 }
 
 /// Gossip rounds in `window` while news arrives every 5 ms (a known
-/// member's alive with a newer incarnation: never-sent news is always
-/// waiting, as in a join wave, and the table keeps its size).
+/// member's new metadata: never-sent news is always waiting, as in a join
+/// wave, and the table keeps its size; a newer incarnation alone would be
+/// a refutation, which has rounds of its own).
 fn rounds_in(e: &mut Engine, n: u16, window: Duration) -> usize {
     let start = Time::from_origin(Duration::from_secs(1));
     let end = start + window;
@@ -45,11 +46,9 @@ fn rounds_in(e: &mut Engine, n: u16, window: Duration) -> usize {
     while now < end {
         let i = news % n;
         let incarnation = 2 + u32::from(news / n);
-        e.handle_message(
-            addr(7001),
-            Message::Alive(alive(&format!("m{i}"), 8000 + i, incarnation)),
-            now,
-        );
+        let mut update = alive(&format!("m{i}"), 8000 + i, incarnation);
+        update.meta = Some(bytes::Bytes::from(incarnation.to_string()));
+        e.handle_message(addr(7001), Message::Alive(update), now);
         news += 1;
         let step = now + MS(5);
         // Timers on time: a deadline the news made due at once runs now,

@@ -10,6 +10,7 @@ mod hints;
 mod late;
 mod load;
 mod probing;
+mod refutation;
 mod rules;
 mod sim;
 mod starvation;
