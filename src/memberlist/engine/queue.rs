@@ -2,7 +2,9 @@
 //! at most `retransmit_limit(n)` times; the least sent go first, and among
 //! those the largest that still fits, then the newest. A broadcast about a
 //! member replaces any older one about the same member (an alive after a
-//! suspect makes the suspect moot).
+//! suspect makes the suspect moot). One departure: broadcasts queued in
+//! [`Lane::Refutation`] all go before any other, however often they were
+//! sent (memberlist has one lane).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
