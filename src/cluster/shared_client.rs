@@ -124,8 +124,8 @@ impl NodeOptions {
     /// At memberlist's LAN rates 500 members ask for up to 7,500 a second
     /// in a join wave, and the saturated process took 3.6-20 s to converge
     /// (within 5 s in 26 of 43 runs on one day); since ill members gossip
-    /// less and the join follow-up comes on time, 3.2-3.8 s; scaled,
-    /// 1.7-2.1 s (`benches/RESULTS.md`).
+    /// less and the join follow-up comes on time, 3.2-5.3 s, and up to
+    /// 8.5 s when the VM runs slow; scaled, 1.7-3.9 s (`benches/RESULTS.md`).
     ///
     /// ```
     /// use gossiphttp::cluster::NodeOptions;

@@ -111,7 +111,7 @@ impl Engine {
                 self.outputs.push_back(Output::Packet(OutPacket {
                     to: target.addr,
                     node: Some(target.name.clone()),
-                    crc: target.protocol_max() >= 5,
+                    crc: target.reads_crc(),
                     messages,
                 }));
                 messages = rest;
@@ -135,7 +135,8 @@ impl Engine {
 
     /// When the next gossip round is due: on the `GossipInterval` cadence,
     /// or sooner while never-sent news waits and this member is healthy
-    /// (see `early_round_spacing`); `None` while no broadcast is queued.
+    /// (see `early_round_spacing`), or a never-sent refutation waits
+    /// whatever its health; `None` while no broadcast is queued.
     ///
     /// memberlist's gossip ticker wakes every `GossipInterval` and finds
     /// nothing to send in a cluster at rest; a round with nothing queued
@@ -154,12 +155,11 @@ impl Engine {
         // A refutation never sent goes in a round of its own at once,
         // whatever our health: until it arrives, members hold a live
         // member suspect (see `Config::refutations_first`).
-        let refutation = self.broadcasts.has_fresh_in(Lane::Refutation);
-        let fresh = self.awareness.score() == 0
-            && (self.broadcasts.has_fresh() || self.user_broadcasts.has_fresh());
-        let spacing = if refutation {
+        let spacing = if self.broadcasts.has_fresh_in(Lane::Refutation) {
             self.config.fresh_news_gossip
-        } else if fresh {
+        } else if self.awareness.score() == 0
+            && (self.broadcasts.has_fresh_in(Lane::Normal) || self.user_broadcasts.has_fresh())
+        {
             self.early_round_spacing()
         } else {
             return Some(self.next_gossip);

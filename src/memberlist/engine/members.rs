@@ -38,6 +38,11 @@ impl Member {
         self.vsn[1]
     }
 
+    /// Whether packets to it carry the CRC wrapper (protocol 5 added it).
+    pub fn reads_crc(&self) -> bool {
+        self.protocol_max() >= 5
+    }
+
     /// Dead or left.
     pub fn is_gone(&self) -> bool {
         matches!(self.state, NodeState::Dead | NodeState::Left)

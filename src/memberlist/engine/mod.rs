@@ -434,7 +434,7 @@ impl Engine {
     /// sent `retransmit_limit(n)` times.
     pub fn broadcast_user(&mut self, payload: Bytes) {
         self.user_broadcasts
-            .push(queue::Lane::Normal, None, Message::User(payload), None);
+            .push(None, Message::User(payload), None);
     }
 
     /// Queues a user message that is news about `about` (memberlist's
@@ -442,12 +442,8 @@ impl Engine {
     /// queued user message about the same name, so only the newest news
     /// about a member keeps being gossiped.
     pub fn broadcast_user_about(&mut self, about: &str, payload: Bytes) {
-        self.user_broadcasts.push(
-            queue::Lane::Normal,
-            Some(about.to_owned()),
-            Message::User(payload),
-            None,
-        );
+        self.user_broadcasts
+            .push(Some(about.to_owned()), Message::User(payload), None);
     }
 
     /// The user state sent in every push-pull (the delegate's `LocalState`).
@@ -621,7 +617,7 @@ impl Engine {
     }
 
     fn queue_in(&mut self, lane: queue::Lane, about: String, message: Message, token: Option<u64>) {
-        let replaced = self.broadcasts.push(lane, Some(about), message, token);
+        let replaced = self.broadcasts.push_in(lane, Some(about), message, token);
         self.news_pending = true;
         self.broadcasts_finished(replaced, queue::Finished::Replaced);
     }

@@ -203,7 +203,7 @@ impl Engine {
             self.outputs.push_back(Output::Packet(OutPacket {
                 to: row.addr,
                 node: Some(target.clone()),
-                crc: row.protocol_max() >= 5,
+                crc: row.reads_crc(),
                 messages: vec![
                     EncodedMessage::new(&Message::Ping(ping.clone())),
                     EncodedMessage::new(&Message::Suspect(suspect)),

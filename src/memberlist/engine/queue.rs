@@ -79,9 +79,20 @@ pub struct BroadcastQueue {
 }
 
 impl BroadcastQueue {
-    /// Queues `message` (encoded here, once), about `about` when it is a
-    /// membership broadcast; returns the tokens of broadcasts it replaced.
+    /// Queues `message` (encoded here, once) in the normal lane, about
+    /// `about` when it is a membership broadcast; returns the tokens of
+    /// broadcasts it replaced.
     pub fn push(
+        &mut self,
+        about: Option<String>,
+        message: Message,
+        token: Option<u64>,
+    ) -> Vec<u64> {
+        self.push_in(Lane::Normal, about, message, token)
+    }
+
+    /// [`BroadcastQueue::push`] into `lane`.
+    pub fn push_in(
         &mut self,
         lane: Lane,
         about: Option<String>,
@@ -227,8 +238,8 @@ mod tests {
     #[test]
     fn a_broadcast_about_a_member_replaces_the_older_one() {
         let mut q = BroadcastQueue::default();
-        q.push(Lane::Normal, Some("a".into()), suspect("a", 1), Some(7));
-        let replaced = q.push(Lane::Normal, Some("a".into()), suspect("a", 2), None);
+        q.push(Some("a".into()), suspect("a", 1), Some(7));
+        let replaced = q.push(Some("a".into()), suspect("a", 2), None);
         assert_eq!(replaced, vec![7]);
         assert_eq!(q.len(), 1);
         let mut done = Vec::new();
@@ -241,7 +252,7 @@ mod tests {
     #[test]
     fn each_broadcast_goes_out_at_most_the_transmit_limit_and_then_finishes() {
         let mut q = BroadcastQueue::default();
-        q.push(Lane::Normal, Some("a".into()), suspect("a", 1), Some(1));
+        q.push(Some("a".into()), suspect("a", 1), Some(1));
         let mut done = Vec::new();
         for _ in 0..3 {
             assert_eq!(q.take(2, 1400, 3, usize::MAX, &mut done).len(), 1);
@@ -255,8 +266,8 @@ mod tests {
         let mut q = BroadcastQueue::default();
         let big = Message::User(Bytes::from(vec![0u8; 100]));
         let small = Message::User(Bytes::from(vec![1u8; 10]));
-        q.push(Lane::Normal, None, small.clone(), None);
-        q.push(Lane::Normal, None, big.clone(), None);
+        q.push(None, small.clone(), None);
+        q.push(None, big.clone(), None);
         let mut done = Vec::new();
         // Room for the big one only: it is taken first as the largest.
         assert_eq!(
@@ -277,13 +288,12 @@ mod tests {
         let mut q = BroadcastQueue::default();
         for i in 0..3 {
             q.push(
-                Lane::Normal,
                 Some(format!("joined-{i}")),
                 suspect("a-longer-name", i),
                 None,
             );
         }
-        q.push(Lane::Refutation, Some("r".into()), suspect("r", 2), None);
+        q.push_in(Lane::Refutation, Some("r".into()), suspect("r", 2), None);
         let mut done = Vec::new();
         // Sent once already, and the smallest: still first.
         assert_eq!(

@@ -209,7 +209,7 @@ impl Engine {
         row.incarnation = s.incarnation;
         row.state = NodeState::Suspect;
         row.state_change = now;
-        let (addr, crc) = (row.addr, row.protocol_max() >= 5);
+        let (addr, crc) = (row.addr, row.reads_crc());
         let node = s.node.clone();
         if self.config.tell_the_accused && s.from == self.name {
             self.outputs.push_back(Output::Packet(OutPacket {

@@ -62,9 +62,13 @@ fn a_suspicion_we_start_is_sent_to_the_accused() {
     assert!(suspicions_sent_to(&hear_b_is_dead(&mut m), 7002).is_empty());
 }
 
-/// Queues news of 100 joins (names longer than the four members', so that
-/// memberlist's largest-first order puts them ahead of news about those).
-fn join_news(e: &mut Engine) {
+/// With news of 100 joins queued (names longer than the four members',
+/// so that memberlist's largest-first order puts them ahead of news about
+/// those), `news` from a (built from the engine) arrives: the first alive
+/// the engine then sends in 250 ms (a gossip round, or a probe's
+/// piggyback).
+fn first_alive_sent_after(config: Config, news: impl FnOnce(&Engine) -> Message) -> Alive {
+    let mut e = with_members(config);
     for i in 0..100u16 {
         let name = format!("a-member-who-joined-just-now-{i}");
         e.handle_message(
@@ -73,13 +77,10 @@ fn join_news(e: &mut Engine) {
             Time::ZERO,
         );
     }
-    drain(e);
-}
-
-/// The first alive the engine sends in its next 250 ms (a gossip round,
-/// or a probe's piggyback).
-fn first_alive_sent(e: &mut Engine) -> Alive {
-    packets(&run_until(e, Time::ZERO + MS(250)))
+    let news = news(&e);
+    e.handle_message(addr(7001), news, Time::ZERO);
+    drain(&mut e);
+    packets(&run_until(&mut e, Time::ZERO + MS(250)))
         .into_iter()
         .flat_map(|(_, messages)| messages)
         .find_map(|m| match m {
@@ -89,39 +90,34 @@ fn first_alive_sent(e: &mut Engine) -> Alive {
         .expect("gossip within 250 ms")
 }
 
-#[test]
-fn a_refutation_we_relay_goes_out_before_news_of_joins() {
-    for (config, first) in [
+/// Ours, and memberlist's, which queues refutations with the rest.
+fn both_rules() -> [(Config, bool); 2] {
+    [
         (Config::lan(), true),
         (Config::lan().as_memberlist(), false),
-    ] {
-        let mut e = with_members(config);
-        join_news(&mut e);
+    ]
+}
+
+#[test]
+fn a_refutation_we_relay_goes_out_before_news_of_joins() {
+    for (config, first) in both_rules() {
         // a's incarnation goes up with nothing else new: a refuted a
         // suspicion somewhere.
-        e.handle_message(addr(7001), Message::Alive(alive("a", 7001, 2)), Time::ZERO);
-        drain(&mut e);
-        let sent = first_alive_sent(&mut e);
+        let sent = first_alive_sent_after(config, |_| Message::Alive(alive("a", 7001, 2)));
         assert_eq!(sent == alive("a", 7001, 2), first, "first sent: {sent:?}");
     }
 }
 
 #[test]
 fn our_own_refutation_goes_out_before_news_of_joins() {
-    for (config, first) in [
-        (Config::lan(), true),
-        (Config::lan().as_memberlist(), false),
-    ] {
-        let mut e = with_members(config);
-        join_news(&mut e);
-        let accusation = Suspect {
-            incarnation: e.local_member().incarnation,
-            node: "me".into(),
-            from: "a".into(),
-        };
-        e.handle_message(addr(7001), Message::Suspect(accusation), Time::ZERO);
-        drain(&mut e);
-        let sent = first_alive_sent(&mut e);
+    for (config, first) in both_rules() {
+        let sent = first_alive_sent_after(config, |e| {
+            Message::Suspect(Suspect {
+                incarnation: e.local_member().incarnation,
+                node: "me".into(),
+                from: "a".into(),
+            })
+        });
         assert_eq!(sent.node == "me", first, "first sent: {sent:?}");
     }
 }
