@@ -171,6 +171,7 @@ impl Node {
             compress: membership.enable_compression,
             timeout: membership.tcp_timeout,
             label_warnings: Default::default(),
+            last_reply: Default::default(),
         };
         let engine = Engine::new(
             membership,
@@ -192,6 +193,7 @@ impl Node {
             engine,
             ckit: NodeStates::new(options.name.clone()),
             ckit_version: u64::MAX,
+            user_state_version: u64::MAX,
             own_state: Default::default(),
             shared: shared.clone(),
             transport: transport.clone(),

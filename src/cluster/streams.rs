@@ -9,10 +9,10 @@
 use super::actor::{Command, Done};
 use crate::memberlist::engine::{PushPullFailed, PushPullRequest, StreamPingRequest};
 use crate::memberlist::packet::{label_header, LabelPolicy};
-use crate::memberlist::stream::{StreamDecoder, StreamMessage};
+use crate::memberlist::stream::{finish_encoding, ReplyCache, StreamDecoder, StreamMessage};
 use crate::memberlist::WireError;
 use crate::{StreamConn, Streams, Transport};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +27,8 @@ pub(crate) struct StreamSettings {
     pub compress: bool,
     pub timeout: Duration,
     pub label_warnings: Arc<LabelWarnings>,
+    /// The last push-pull reply, shared by the tasks that serve streams.
+    pub last_reply: Arc<Mutex<ReplyCache>>,
 }
 
 /// Traffic refused for its label is a configuration problem: it is logged
@@ -211,6 +213,26 @@ pub(crate) async fn accept_all(
     }
 }
 
+/// The bytes of `answer`; a push-pull reply that is the last one again is
+/// not compressed again ([`ReplyCache`]). The lock is not held while
+/// compressing: the seed of a join wave serves many at once.
+fn encode_answer(answer: &StreamMessage, settings: &StreamSettings) -> Bytes {
+    let plain = answer.encode_plain();
+    if !matches!(answer, StreamMessage::PushPull(_)) {
+        return finish_encoding(plain, settings.compress).into();
+    }
+    if let Some(encoded) = settings.last_reply.lock().unwrap().get(&plain) {
+        return encoded;
+    }
+    let encoded = Bytes::from(finish_encoding(plain.clone(), settings.compress));
+    settings
+        .last_reply
+        .lock()
+        .unwrap()
+        .put(plain, encoded.clone());
+    encoded
+}
+
 /// Serves a stream another member opened: one message in, at most one out.
 pub(crate) async fn serve(
     mut conn: StreamConn,
@@ -255,7 +277,7 @@ pub(crate) async fn serve(
             StreamMessage::Ack(_) => return Err("an ack nobody asked for".into()),
         };
         if let Some(answer) = answer {
-            conn.write_all(&answer.encode(settings.compress))
+            conn.write_all(&encode_answer(&answer, &settings))
                 .await
                 .map_err(|e| format!("answering: {e}"))?;
         }

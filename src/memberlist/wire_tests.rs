@@ -11,7 +11,7 @@ use super::packet::{
     compound, compress_message, decode_packet, decode_packet_with_limit, encode_packets,
     LabelPolicy, PacketOptions, MAX_COMPOUND_PARTS,
 };
-use super::stream::{StreamDecoder, StreamMessage};
+use super::stream::{finish_encoding, ReplyCache, StreamDecoder, StreamMessage};
 use super::wire_error::WireError;
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
@@ -206,6 +206,28 @@ proptest! {
         }
         prop_assert_eq!(decoder.decode_eof(&mut src), Ok(None));
         prop_assert_eq!(got, vec![message]);
+    }
+
+    #[test]
+    fn a_cached_reply_is_sent_only_for_the_same_message(
+        first in any_stream_message(),
+        second in any_stream_message(),
+        compress in any::<bool>(),
+    ) {
+        let mut cache = ReplyCache::default();
+        let plain = first.encode_plain();
+        prop_assert_eq!(cache.get(&plain), None);
+        let encoded = finish_encoding(plain.clone(), compress);
+        prop_assert_eq!(&encoded, &first.encode(compress));
+        cache.put(plain, encoded.clone().into());
+        let again = cache.get(&first.encode_plain());
+        prop_assert_eq!(again.as_deref(), Some(&encoded[..]));
+        let reused = cache.get(&second.encode_plain());
+        if second == first {
+            prop_assert_eq!(reused.as_deref(), Some(&encoded[..]));
+        } else {
+            prop_assert_eq!(reused, None);
+        }
     }
 
     #[test]

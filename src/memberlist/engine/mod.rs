@@ -451,6 +451,11 @@ impl Engine {
         self.user_state = state;
     }
 
+    /// The user state set by [`Engine::set_user_state`].
+    pub fn user_state(&self) -> Bytes {
+        self.user_state.clone()
+    }
+
     /// Handles one message of a decoded packet from `from` (the packet's
     /// source; acks go to a ping's source address when it names one).
     pub fn handle_message(&mut self, from: SocketAddr, message: Message, now: Time) {

@@ -161,6 +161,38 @@ async fn a_late_rust_node_learns_a_go_state_by_push_pull() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_join_push_pull_carries_our_state() {
+    if !go_peer::available() {
+        return;
+    }
+    let mut g1 = go_ckit("g1").spawn().await;
+    // The user state is encoded when a push-pull needs it, not on each
+    // change: the join's must already hold the state announced at start.
+    let r1 = rust_node("r1", &g1.addr, CkitState::Participant).await;
+    let merge = g1
+        .wait_event("r1's join push-pull", CONVERGE, |e| {
+            e["event"] == "ckit_merge" && e["join"] == true
+        })
+        .await;
+    let carried: Vec<(String, String)> = merge["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().into(),
+                s["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        carried.contains(&("r1".into(), "participant".into())),
+        "the join push-pull carried {carried:?}"
+    );
+    r1.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_go_node_learns_our_state_by_push_pull() {
     if !go_peer::available() {
         return;
