@@ -316,10 +316,19 @@ impl NodeStates {
     }
 
     fn upsert_member(&mut self, name: &str, addr: &str) {
-        let stamp = match self.members.get(name) {
-            Some(member) => member.stamp(),
-            None => self.pending.remove(name),
-        };
+        if let Some(member) = self.members.get_mut(name) {
+            // Known: its state and time stay; only the address can change.
+            // memberlist reports a member on each refutation and update;
+            // among 500 members joining in one process, building and
+            // inserting a fresh row each time was 2% of the CPU.
+            if member.peer.addr != addr {
+                member.peer.addr = addr.to_owned();
+                self.peers_changed();
+            }
+            return;
+        }
+        // New: it takes the state already learned about its name.
+        let stamp = self.pending.remove(name);
         let peer = Peer {
             name: name.to_owned(),
             addr: addr.to_owned(),
@@ -330,14 +339,8 @@ impl NodeStates {
             peer,
             time: stamp.map(|s| s.time),
         };
-        let changed = self
-            .members
-            .get(name)
-            .is_none_or(|old| old.peer != member.peer);
         self.members.insert(name.to_owned(), member);
-        if changed {
-            self.peers_changed();
-        }
+        self.peers_changed();
     }
 
     fn peers_changed(&mut self) {

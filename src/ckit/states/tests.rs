@@ -282,3 +282,16 @@ fn messages_about_unknown_names_are_kept_up_to_the_cap_and_then_ignored() {
         .apply_message(msg("one-more", Participant, 1))
         .is_some());
 }
+
+#[test]
+fn a_repeated_report_of_a_known_member_changes_nothing() {
+    let mut table = node_a_with_b();
+    table.apply_message(msg("b", Participant, 2));
+    let version = table.version();
+    table.member_joined("b", "127.0.0.1:7947");
+    table.member_updated("b", "127.0.0.1:7947");
+    assert_eq!(table.version(), version);
+    assert_eq!(state_of(&table, "b"), Participant);
+    table.member_updated("b", "127.0.0.1:7000");
+    assert_ne!(table.version(), version);
+}
