@@ -44,9 +44,11 @@ pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
         Duration::from_secs(30)
     };
     let me = std::process::id().to_string();
+    let mut speed = Vec::new();
     for _ in 0..cfg.runs {
         // The last run's (or row's) members wind down first.
         let _ = tokio::task::spawn_blocking(inproc::settle).await;
+        speed.push(crate::speed::reference());
         let cpu0 = inproc::process_cpu(&me);
         let tweak = |_: usize, _: &[String], options: &mut NodeOptions| {
             if scaled {
@@ -101,6 +103,8 @@ pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
         }
         inproc::kill_all(cluster.nodes).await;
     }
+    let _ = tokio::task::spawn_blocking(inproc::settle).await;
+    speed.push(crate::speed::reference());
     let (limit, ckit) = target(n);
     let mut row = Row::new(if scaled {
         format!("converge {n}, one process, the `cluster` command's rates")
@@ -111,12 +115,13 @@ pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
     row.target = verdict(limit, &all, failures.len());
     row.ckit = ckit.into();
     row.notes = format!(
-        "{} runs: {}; every member listing all {n} (alive or suspect, memberlist's `Members()`) {}; 95% of members by {}; starting the {n} `Node`s took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; members seen not alive until then, summed over the members' tables (per run; every one a false suspicion) {:?}; {}, {}, all join the first{}",
+        "{} runs: {}; every member listing all {n} (alive or suspect, memberlist's `Members()`) {}; 95% of members by {}; starting the {n} `Node`s took {}; the reference work (`speed.rs`) before each run and after the last took {}; CPU busy during convergence {} cores; sent until then (per run) {}; the median member saw (per run) {}; members seen not alive until then, summed over the members' tables (per run; every one a false suspicion) {:?}; {}, {}, all join the first{}",
         cfg.runs,
         all.runs(),
         all_listed.runs(),
         p95.summary(),
         start_times.summary(),
+        crate::speed::summary(&speed),
         cpu_busy.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(", "),
         traffic.join("; "),
         marks.join("; "),
@@ -141,8 +146,10 @@ pub fn processes_row(cfg: &Cfg, n: usize, kill: bool) -> (Row, Option<Row>) {
     let mut failures = Vec::new();
     let mut kill_row = None;
     let timeout = Duration::from_secs(if n >= 100 { 60 } else { 30 });
+    let mut speed = Vec::new();
     for run in 0..cfg.runs {
         inproc::settle();
+        speed.push(crate::speed::reference());
         let (procs, t0, spawn_time) = match procs::start_cluster(n) {
             Ok(x) => x,
             Err(e) => {
@@ -160,6 +167,8 @@ pub fn processes_row(cfg: &Cfg, n: usize, kill: bool) -> (Row, Option<Row>) {
             kill_row = Some(kill_process_row(procs, n));
         }
     }
+    inproc::settle();
+    speed.push(crate::speed::reference());
     let (limit, ckit) = target(n);
     let mut row = Row::new(format!("converge {n}, separate processes"));
     row.result = format!(
@@ -170,10 +179,11 @@ pub fn processes_row(cfg: &Cfg, n: usize, kill: bool) -> (Row, Option<Row>) {
     row.target = verdict(limit, &all, failures.len());
     row.ckit = ckit.into();
     row.notes = format!(
-        "{} runs: {}; timed from spawning the first process; spawning all {n} took {}; LAN defaults (`gossiphttp node`), all join the first{}",
+        "{} runs: {}; timed from spawning the first process; spawning all {n} took {}; the reference work (`speed.rs`) before each run and after the last took {}; LAN defaults (`gossiphttp node`), all join the first{}",
         cfg.runs,
         all.runs(),
         spawned.summary(),
+        crate::speed::summary(&speed),
         if failures.is_empty() { String::new() } else { format!("; failed: {}", failures.join("; ")) }
     );
     (row, kill_row)

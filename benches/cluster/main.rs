@@ -53,6 +53,7 @@ mod procs;
 mod report;
 mod rest;
 mod scale;
+mod speed;
 
 use report::Row;
 use std::time::{Duration, Instant};
