@@ -144,20 +144,33 @@ func (c *streamConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	case <-c.writeDeadline.passed():
 		c.writeErr = timeoutError{}
-	case <-c.closed:
-		c.writeErr = net.ErrClosed
-	}
-	// Both may be ready: a peer that read our last bytes closes the stream
-	// at once, and its reset can be seen here before our write's result.
-	// The write went out, so it succeeded (HTTP/2's server prefers the
-	// write result the same way).
-	select {
-	case err := <-done:
-		if err == nil {
-			c.writeErr = nil
-			return len(p), nil
+		// Both may be ready; the write's result wins.
+		select {
+		case err := <-done:
+			if err == nil {
+				c.writeErr = nil
+				return len(p), nil
+			}
+		default:
 		}
-	default:
+	case <-c.closed:
+		// A peer that read our last bytes closes the stream at once, and
+		// its reset can close the conn before writeFrames has returned
+		// (seen: a push-pull reply read by the joiner, then refused here,
+		// so memberlist skipped merging the joiner's state). Closing ends
+		// a write promptly on both sides (HTTP/2's server ends a handler's
+		// write on a reset stream, preferring the write's result as here;
+		// a closed pipe ends the client's), so its result is waited for,
+		// within the deadline.
+		select {
+		case err := <-done:
+			if err == nil {
+				return len(p), nil
+			}
+			c.writeErr = net.ErrClosed
+		case <-c.writeDeadline.passed():
+			c.writeErr = net.ErrClosed
+		}
 	}
 	return 0, c.writeErr
 }
