@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 /// memberlist's `MetaMaxSize`: a Go node refuses an `alive` whose metadata
 /// is longer.
-pub const META_MAX_SIZE: usize = 512;
+pub use crate::memberlist::engine::META_MAX_SIZE;
 
 /// One member's state: key to value.
 pub(crate) type StateMap = BTreeMap<String, Bytes>;

@@ -170,8 +170,10 @@
 //! Not done here: the ping and merge delegates, encryption, and updating one's own meta.
 
 mod awareness;
+mod broadcasts;
 mod config;
 mod gossip;
+mod identity;
 mod local;
 mod members;
 mod output;
@@ -194,9 +196,9 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use super::message::{Ack, Message, NodeState, Ping};
-use super::wire::EncodedMessage;
 
 pub use config::{Config, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
+pub use identity::{Identity, IdentityError, META_MAX_SIZE};
 pub use members::Member;
 pub use output::{
     Event, MemberChange, OutPacket, Output, PushPullFailed, PushPullRequest, StreamPingRequest,
@@ -209,34 +211,6 @@ use gossip::{Leaving, PendingPushPull};
 use probe::{Probe, Relay};
 use queue::BroadcastQueue;
 use suspicion::Suspicion;
-
-/// Who this member is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// Its name, unique in the cluster.
-    pub name: String,
-    /// The address it advertises (where others reach it).
-    pub addr: SocketAddr,
-    /// Its metadata (at most 512 bytes; ckit's is nil).
-    pub meta: Option<Bytes>,
-}
-
-/// memberlist's `MetaMaxSize`: Go nodes refuse longer metadata.
-pub const META_MAX_SIZE: usize = 512;
-
-/// Why an [`Identity`] cannot start an engine.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum IdentityError {
-    /// Members are keyed by name.
-    #[error("a member needs a name: give the identity a non-empty name, unique in the cluster")]
-    EmptyName,
-    /// Go memberlist caps metadata at 512 bytes.
-    #[error("node metadata is {len} bytes, more than memberlist's 512: shorten it")]
-    MetaTooLong {
-        /// Its length.
-        len: usize,
-    },
-}
 
 /// memberlist's SWIM + Lifeguard as a state machine. See the module doc.
 #[derive(Debug)]
@@ -604,62 +578,5 @@ impl Engine {
     fn next_seq_no(&mut self) -> u32 {
         self.seq_no = self.seq_no.wrapping_add(1);
         self.seq_no
-    }
-
-    fn queue_broadcast(&mut self, about: String, message: Message, token: Option<u64>) {
-        self.queue_in(queue::Lane::Normal, about, message, token);
-    }
-
-    /// Queues news that undoes a suspicion or a death ahead of the rest
-    /// (when `refutations_first` says so).
-    fn queue_refutation(&mut self, about: String, message: Message) {
-        let lane = if self.config.refutations_first {
-            queue::Lane::Refutation
-        } else {
-            queue::Lane::Normal
-        };
-        self.queue_in(lane, about, message, None);
-    }
-
-    fn queue_in(&mut self, lane: queue::Lane, about: String, message: Message, token: Option<u64>) {
-        let replaced = self.broadcasts.push_in(lane, Some(about), message, token);
-        self.news_pending = true;
-        self.broadcasts_finished(replaced, queue::Finished::Replaced);
-    }
-
-    /// A packet with `message` first and as many broadcasts as fit after it.
-    fn send_with_piggyback(&mut self, to: SocketAddr, node: Option<String>, message: Message) {
-        let message = EncodedMessage::new(&message);
-        let budget = self.config.packet_budget(message.len());
-        let mut messages = vec![message];
-        messages.extend(self.take_broadcasts(budget, gossip::MAX_PARTS - 1));
-        self.outputs.push_back(Output::Packet(OutPacket {
-            to,
-            node,
-            crc: false,
-            messages,
-        }));
-    }
-
-    /// Broadcasts for a packet, within `budget` bytes: membership first,
-    /// then user messages in what is left (memberlist's `getBroadcasts`).
-    fn take_broadcasts(&mut self, budget: usize, max_count: usize) -> Vec<EncodedMessage> {
-        const COMPOUND_OVERHEAD: usize = 2;
-        let limit = self.config.retransmit_limit(self.members.len());
-        let mut finished = Vec::new();
-        let mut out =
-            self.broadcasts
-                .take(COMPOUND_OVERHEAD, budget, limit, max_count, &mut finished);
-        let used: usize = out.iter().map(|m| m.len() + COMPOUND_OVERHEAD).sum();
-        let left = budget.saturating_sub(used);
-        if left > COMPOUND_OVERHEAD + 1 {
-            let room = max_count.saturating_sub(out.len());
-            let user =
-                self.user_broadcasts
-                    .take(COMPOUND_OVERHEAD, left, limit, room, &mut Vec::new());
-            out.extend(user);
-        }
-        self.broadcasts_finished(finished, queue::Finished::Sent);
-        out
     }
 }
