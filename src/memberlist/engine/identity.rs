@@ -23,8 +23,8 @@ pub enum IdentityError {
     /// Members are keyed by name.
     #[error("a member needs a name: give the identity a non-empty name, unique in the cluster")]
     EmptyName,
-    /// Go memberlist caps metadata at 512 bytes.
-    #[error("node metadata is {len} bytes, more than memberlist's 512: shorten it")]
+    /// Go memberlist caps metadata at [`META_MAX_SIZE`] bytes.
+    #[error("node metadata is {len} bytes, more than memberlist's {META_MAX_SIZE}: shorten it")]
     MetaTooLong {
         /// Its length.
         len: usize,
