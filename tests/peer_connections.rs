@@ -11,7 +11,9 @@
 
 mod common;
 
+use common::metrics::metric;
 use common::{within, Peer, WAIT};
+use gossiphttp::contract::MessageReader;
 use gossiphttp::{Client, Options, Transport};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,6 +25,9 @@ use tokio::net::TcpListener;
 struct CountingPeer {
     addr: String,
     open: Arc<AtomicUsize>,
+    /// Requests begun, and the frames (packets) their bodies carried.
+    requests: Arc<AtomicUsize>,
+    frames: Arc<AtomicUsize>,
 }
 
 impl CountingPeer {
@@ -30,18 +35,29 @@ impl CountingPeer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let open = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let frames = Arc::new(AtomicUsize::new(0));
         let counter = open.clone();
+        let counts = (requests.clone(), frames.clone());
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let counter = counter.clone();
+                let (requests, frames) = counts.clone();
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     if let Ok(mut conn) = h2::server::handshake(tcp).await {
                         while let Some(Ok((req, mut respond))) = conn.accept().await {
+                            requests.fetch_add(1, Ordering::SeqCst);
+                            let frames = frames.clone();
                             tokio::spawn(async move {
                                 let mut body = req.into_body();
+                                let mut reader = MessageReader::new(1 << 20);
                                 while let Some(Ok(chunk)) = body.data().await {
                                     let _ = body.flow_control().release_capacity(chunk.len());
+                                    reader.push(chunk);
+                                    while let Ok(Some(_)) = reader.next_packet() {
+                                        frames.fetch_add(1, Ordering::SeqCst);
+                                    }
                                 }
                                 let resp = http::Response::builder().status(200).body(()).unwrap();
                                 let _ = respond.send_response(resp, true);
@@ -52,7 +68,12 @@ impl CountingPeer {
                 });
             }
         });
-        CountingPeer { addr, open }
+        CountingPeer {
+            addr,
+            open,
+            requests,
+            frames,
+        }
     }
 
     fn open(&self) -> usize {
@@ -415,6 +436,63 @@ async fn transports_sharing_a_client_share_its_connections() {
     }
     peer.wait_open(0, "the shared connection closed with its last user")
         .await;
+}
+
+/// Transports sharing a client share its senders too: the packets of
+/// several members to one peer ride one `/message` body (a process's
+/// members each send a given peer a packet every few seconds, the process
+/// several a second), each counted in its own transport's metrics; a
+/// member that shut down takes no more packets, and the others go on.
+#[tokio::test]
+async fn transports_sharing_a_client_share_its_message_bodies() {
+    let peer = CountingPeer::start().await;
+    let shared = Client::new(&Options::default()).unwrap();
+    let members: Vec<_> = (0..3)
+        .map(|_| {
+            let mut options = Options::default();
+            options.client = Some(shared.clone());
+            Transport::new(options).unwrap()
+        })
+        .collect();
+    // The first packet to a quiet peer goes alone; the peer is busy from
+    // then on, and the next body lingers for more.
+    within("first send", members[0].0.send("p0".into(), &peer.addr))
+        .await
+        .unwrap();
+    for (i, (member, _)) in members.iter().enumerate() {
+        for j in 0..=i {
+            member
+                .write_to(format!("{i}-{j}").into(), &peer.addr)
+                .unwrap();
+        }
+    }
+    // Awaited: it ends the body.
+    within("last send", members[1].0.send("p1".into(), &peer.addr))
+        .await
+        .unwrap();
+    assert_eq!(peer.frames.load(Ordering::SeqCst), 8);
+    assert_eq!(
+        peer.requests.load(Ordering::SeqCst),
+        2,
+        "the first packet, then one body for the three members' seven"
+    );
+    let sent: Vec<f64> = members
+        .iter()
+        .map(|(_, registry)| metric(registry, "cluster_transport_tx_packets_total"))
+        .collect();
+    assert_eq!(sent, [2.0, 3.0, 3.0]);
+
+    members[2].0.shutdown().await;
+    assert!(matches!(
+        members[2].0.write_to("late".into(), &peer.addr),
+        Err(gossiphttp::Error::Shutdown)
+    ));
+    within("send after another member shut down", async {
+        members[0].0.send("q".into(), &peer.addr).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(peer.frames.load(Ordering::SeqCst), 9);
 }
 
 /// A shared client sends with its own settings, so a transport whose

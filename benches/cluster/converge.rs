@@ -127,7 +127,7 @@ pub async fn in_process_row(cfg: &Cfg, n: usize, scaled: bool) -> Row {
         marks.join("; "),
         accusations,
         if scaled {
-            "rates scaled to the process (`NodeOptions::scaled_for_process`: probes and gossip rounds n/100 times less often, bodies without linger past 20 members), as the `cluster` command runs its members"
+            "rates scaled to the process (`NodeOptions::scaled_for_process`: probes and gossip rounds n/100 times less often), as the `cluster` command runs its members"
         } else {
             "LAN defaults"
         },

@@ -4,7 +4,6 @@
 use super::NodeOptions;
 use crate::native::options::MAX_COUNT;
 use crate::{Client, Error, Options};
-use std::time::Duration;
 
 /// Connections a shared client may pool beyond one per member of the
 /// process: for the members outside it.
@@ -20,7 +19,9 @@ const STREAMS_PER_MEMBER: u32 = 4;
 /// ([`Options::client`]), so the process keeps one connection per peer
 /// instead of one per member and peer (measured with 200 members in one
 /// process: otherwise nearly every packet of a join wave opened a TCP
-/// connection and an HTTP/2 handshake of its own, `benches/RESULTS.md`).
+/// connection and an HTTP/2 handshake of its own, `benches/RESULTS.md`),
+/// and the members' packets to one peer ride the same `/message` bodies
+/// (see [`Client`]).
 ///
 /// The rule, in one place (the `cluster` command and the bench use it too):
 /// - the client pools up to `members + 64` connections (one to each member
@@ -114,10 +115,8 @@ impl NodeOptions {
     /// probes and gossips `members / 100` times (rounded up) less often
     /// than set, early rounds for fresh news included, so the process sends
     /// what 100 members at the set rates send; failures are detected as
-    /// much more slowly. Past 20 members `/message` bodies end with their
-    /// batch (no linger): members gossip with every other in turn, so a
-    /// lingering body seldom carries a second batch, and it would hold a
-    /// stream on the shared connection.
+    /// much more slowly. (Their packets to a peer ride one lingering body
+    /// for the process when they share a client: see [`SharedClient`].)
     ///
     /// One process carries every member's packets, at about 0.3 ms of CPU
     /// each (a request on both ends): 2 cores carry about 6,500 a second.
@@ -135,7 +134,6 @@ impl NodeOptions {
     /// assert_eq!(options.membership.probe_interval, lan.membership.probe_interval * 5);
     /// assert_eq!(options.membership.gossip_interval, lan.membership.gossip_interval * 5);
     /// assert_eq!(options.membership.fresh_news_gossip, lan.membership.fresh_news_gossip * 5);
-    /// assert!(options.transport.message_body_linger.is_zero());
     /// ```
     pub fn scaled_for_process(mut self, members: usize) -> Self {
         let crowd = u32::try_from(members.div_ceil(100)).unwrap_or(u32::MAX);
@@ -144,9 +142,6 @@ impl NodeOptions {
             membership.probe_interval = membership.probe_interval.saturating_mul(crowd);
             membership.gossip_interval = membership.gossip_interval.saturating_mul(crowd);
             membership.fresh_news_gossip = membership.fresh_news_gossip.saturating_mul(crowd);
-        }
-        if members > 20 {
-            self.transport.message_body_linger = Duration::ZERO;
         }
         self
     }

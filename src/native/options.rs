@@ -211,8 +211,9 @@ pub struct Options {
     /// given the same [`Client`] (many cluster members in one process);
     /// when `None` (the default) the transport makes its own from these
     /// options. A shared client's own settings (TLS, token, HTTP/1.1, pool
-    /// bounds) are the ones it sends with, and `Transport::new` refuses
-    /// options whose token, HTTP/1.1 or TLS (set or not) differ from them.
+    /// bounds, packet queues and bodies: see [`Client`]) are the ones it
+    /// sends with, and `Transport::new` refuses options whose token,
+    /// HTTP/1.1 or TLS (set or not) differ from them.
     pub client: Option<Client>,
 }
 

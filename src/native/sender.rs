@@ -9,6 +9,13 @@
 //! peer's one HTTP/2 connection, and retires itself when the peer goes
 //! quiet.
 //!
+//! Transports handed one [`Client`](crate::Client) share its senders as
+//! they share its connections: the packets of every cluster member of a
+//! process to one peer wait in one queue and ride the same `/message`
+//! bodies, each packet still counted in its own transport's metrics
+//! ([`Outgoing::metrics`]): see [`Client`](crate::Client) for why and
+//! what it measured.
+//!
 //! A peer that cannot be connected to (a closed port, a failed handshake) is
 //! retried after a backoff that doubles from
 //! [`RECONNECT_BACKOFF_MIN`](machine::RECONNECT_BACKOFF_MIN) to
@@ -33,7 +40,7 @@ use super::connector::Connector;
 use super::metrics::Metrics;
 use super::write_buffers::{WriteBuffer, WriteBuffers};
 use crate::codec::{encoded_len, frame_header};
-use crate::{Error, PeerAddr, MESSAGE_PATH};
+use crate::{Error, Options, PeerAddr, MESSAGE_PATH};
 use bytes::Bytes;
 use direct::Shared;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -50,6 +57,26 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use machine::SendLimits;
 
+/// The limits a sender built from `options` delivers within. Over
+/// HTTP/1.1 (`http1`) a body holds a whole connection, and the worker
+/// runtimes it is for may read a body whole before delivering any of it:
+/// bodies end after their first batch there.
+pub(crate) fn limits_from(options: &Options, http1: bool) -> SendLimits {
+    SendLimits {
+        queue_size: options.peer_queue_size,
+        packet_timeout: options.packet_timeout,
+        max_batch_bytes: options.max_batch_bytes,
+        max_in_flight: options.max_in_flight_per_peer,
+        idle_timeout: options.idle_peer_timeout,
+        body_linger: if http1 {
+            Duration::ZERO
+        } else {
+            options.message_body_linger
+        },
+        body_max_age: options.message_body_max_age,
+    }
+}
+
 /// Chunks (batches) queued for a `/message` body beyond what HTTP/2 flow
 /// control lets out; past it, packets wait in the peer's queue, where
 /// drop-oldest applies.
@@ -65,10 +92,20 @@ pub(crate) struct Outgoing {
     /// When `write_to` took it: a packet that waited `packet_timeout` in the
     /// queue fails rather than going out stale.
     pub queued_at: Instant,
+    /// The metrics of the transport that queued it, which count it (sent,
+    /// dropped, failed, waiting) whoever's sender carries it.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What a packet leaves in its request's ledger: the counters its outcome
+/// goes to, and the caller waiting for it, if any.
+pub(crate) struct Settle {
+    metrics: Arc<Metrics>,
+    done: Option<Waiter>,
 }
 
 impl Queued for Outgoing {
-    type Waiter = Waiter;
+    type Waiter = Settle;
 
     fn wire_len(&self) -> usize {
         encoded_len(self.payload.len())
@@ -78,8 +115,15 @@ impl Queued for Outgoing {
         self.queued_at
     }
 
-    fn take_waiter(&mut self) -> Option<Waiter> {
-        self.done.take()
+    fn awaited(&self) -> bool {
+        self.done.is_some()
+    }
+
+    fn take_waiter(&mut self) -> Option<Settle> {
+        Some(Settle {
+            metrics: self.metrics.clone(),
+            done: self.done.take(),
+        })
     }
 }
 
@@ -107,9 +151,18 @@ impl MessageSink for Connector {
 
 type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>, foldhash::fast::RandomState>>;
 
-/// Every peer's queue and delivery task, over a connection layer `S`.
+/// Every peer's queue and delivery task, over a connection layer `S`: a
+/// transport's own, or a shared client's (cheap to clone).
 pub(crate) struct Senders<S = Connector> {
     ctx: Arc<SendCtx<S>>,
+}
+
+impl<S> Clone for Senders<S> {
+    fn clone(&self) -> Self {
+        Senders {
+            ctx: self.ctx.clone(),
+        }
+    }
 }
 
 struct SendCtx<S> {
@@ -117,7 +170,6 @@ struct SendCtx<S> {
     /// Buffers batches are encoded into, reused (see `write_buffers`).
     bodies: Arc<WriteBuffers>,
     sink: Arc<S>,
-    metrics: Metrics,
     limits: SendLimits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -134,7 +186,6 @@ struct PeerQueue {
 impl<S: MessageSink> Senders<S> {
     pub(crate) fn new(
         sink: Arc<S>,
-        metrics: Metrics,
         limits: SendLimits,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -144,7 +195,6 @@ impl<S: MessageSink> Senders<S> {
                 peers: Mutex::new(HashMap::default()),
                 bodies: WriteBuffers::new(limits.max_batch_bytes),
                 sink,
-                metrics,
                 limits,
                 shutdown,
                 tasks,
@@ -179,10 +229,11 @@ impl<S: MessageSink> Senders<S> {
             // Lock order: the peer map, then a queue (as `try_retire`).
             let mut state = queue.state.lock().unwrap();
             let len = out.payload.len() as u64;
+            let metrics = out.metrics.clone();
             let out = match state.write_direct(out, |payload| self.ctx.encode_one(payload)) {
                 Ok(()) => {
-                    self.ctx.metrics.tx_packets.inc();
-                    self.ctx.metrics.tx_bytes.inc_by(len);
+                    metrics.tx_packets.inc();
+                    metrics.tx_bytes.inc_by(len);
                     return Ok(());
                 }
                 Err(out) => out,
@@ -193,10 +244,9 @@ impl<S: MessageSink> Senders<S> {
                 .queue
                 .push(out, self.ctx.limits.queue_size)
                 .map_err(|_| Error::Shutdown)?;
-            if pushed.dropped.is_none() {
-                // Counted before the task can take it (and count it out).
-                self.ctx.metrics.tx_packet_queue_length.inc();
-            }
+            // Counted before the task can take it (and count it out); a
+            // dropped packet is counted out below.
+            metrics.tx_packet_queue_length.inc();
             if pushed.wake {
                 queue.wake.notify_one();
             }
@@ -206,9 +256,9 @@ impl<S: MessageSink> Senders<S> {
                 .and_then(|d| d.done.as_ref())
                 .map(|_| queue.addr.to_string());
         }
-        // One in, one out: the queue length gauge is unchanged.
         if let Some(old) = pushed.dropped {
-            self.ctx.metrics.tx_packets_dropped.inc();
+            old.metrics.tx_packet_queue_length.dec();
+            old.metrics.tx_packets_dropped.inc();
             if let Some(n) = pushed.log_drops {
                 tracing::warn!(
                     peer = addr,
@@ -242,6 +292,11 @@ impl<S: MessageSink> Senders<S> {
         Ok(peers.entry(addr.to_string()).or_insert(queue))
     }
 
+    /// The limits it delivers within.
+    pub(crate) fn limits(&self) -> &SendLimits {
+        &self.ctx.limits
+    }
+
     /// Peers with a live queue right now.
     pub(crate) fn peer_count(&self) -> usize {
         self.ctx.peers.lock().unwrap().len()
@@ -261,27 +316,28 @@ impl<S: MessageSink> SendCtx<S> {
         true
     }
 
-    /// Fails packets, telling whoever waits on them why.
+    /// Fails packets that were queued (counting them out of the queue),
+    /// telling whoever waits on them why.
     fn fail(&self, items: impl IntoIterator<Item = Outgoing>, err: &Error) {
         let mut ledger = Ledger::default();
-        for item in items {
+        for mut item in items {
+            item.metrics.tx_packet_queue_length.dec();
             ledger.packets += 1;
-            ledger.waiters.extend(item.done);
+            ledger.waiters.extend(item.take_waiter());
         }
-        settle(ledger, &self.metrics, Err(err));
+        settle(ledger, Err(err));
     }
 
     /// Encodes a batch (its waiters already in a ledger) as one chunk of
     /// frames.
     fn encode(&self, items: Vec<Outgoing>) -> Bytes {
         let mut body = self.bodies.take(items.iter().map(Queued::wire_len).sum());
-        let mut payload_bytes = 0u64;
         for item in &items {
-            payload_bytes += item.payload.len() as u64;
+            item.metrics.tx_packet_queue_length.dec();
+            item.metrics.tx_packets.inc();
+            item.metrics.tx_bytes.inc_by(item.payload.len() as u64);
             push_frame(&mut body, &item.payload);
         }
-        self.metrics.tx_packets.inc_by(items.len() as u64);
-        self.metrics.tx_bytes.inc_by(payload_bytes);
         body.freeze()
     }
 
@@ -329,15 +385,17 @@ fn push_frame(body: &mut WriteBuffer, payload: &[u8]) {
 }
 
 /// Tells a request's waiters how it ended; a failure counts every packet it
-/// carried as failed (HTTP gives no per-frame answer, so a failed body's
-/// packets are not known to have arrived). The metric is counted before
-/// anyone is told, so a caller that saw its `send` fail also sees it
-/// counted.
-fn settle(ledger: Ledger<Waiter>, metrics: &Metrics, result: Result<(), &Error>) {
+/// carried as failed, each in its own transport's metrics (HTTP gives no
+/// per-frame answer, so a failed body's packets are not known to have
+/// arrived). The metrics are counted before anyone is told, so a caller
+/// that saw its `send` fail also sees it counted.
+fn settle(ledger: Ledger<Settle>, result: Result<(), &Error>) {
     if result.is_err() {
-        metrics.tx_packets_failed.inc_by(ledger.packets);
+        for packet in &ledger.waiters {
+            packet.metrics.tx_packets_failed.inc();
+        }
     }
-    for done in ledger.waiters {
+    for done in ledger.waiters.into_iter().filter_map(|packet| packet.done) {
         let _ = done.send(result.map_err(Error::duplicate));
     }
 }
@@ -392,9 +450,6 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
                 batch
             };
             if !expired.is_empty() {
-                ctx.metrics
-                    .tx_packet_queue_length
-                    .dec_by(expired.len() as i64);
                 tracing::debug!(peer = %queue.addr, packets = expired.len(), "packets waited out the packet timeout in the send queue");
                 ctx.fail(
                     expired.drain(..),
@@ -407,9 +462,6 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
             if batch.is_empty() {
                 break;
             }
-            ctx.metrics
-                .tx_packet_queue_length
-                .dec_by(batch.len() as i64);
             let route = sender.send(now, &mut batch);
             let chunk = ctx.encode(batch);
             if let Route::Open { lane, timeout } = route {
@@ -476,7 +528,7 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
                     if let Err(e) = &result {
                         tracing::debug!(peer = %queue.addr, packets = ledger.packets, error = %e, "packet delivery failed");
                     }
-                    settle(ledger, &ctx.metrics, result.as_ref().map(|_| ()));
+                    settle(ledger, result.as_ref().map(|_| ()));
                 }
             }
             Event::BodyHasRoom => sender.body_has_room(),
@@ -500,9 +552,8 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
     drop(body);
     let left = queue.state.lock().unwrap().queue.close();
     for ledger in sender.into_ledgers() {
-        settle(ledger, &ctx.metrics, Err(&Error::Shutdown));
+        settle(ledger, Err(&Error::Shutdown));
     }
-    ctx.metrics.tx_packet_queue_length.dec_by(left.len() as i64);
     ctx.fail(left, &Error::Shutdown);
 }
 

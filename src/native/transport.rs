@@ -3,7 +3,7 @@
 use super::client::Client;
 use super::metrics::{Metrics, MetricsRegistry};
 use super::options::{Options, BODY_AGE_MARGIN};
-use super::sender::{Outgoing, SendLimits, Senders};
+use super::sender::{limits_from, Outgoing, Senders};
 use super::stream::{write_channel, StreamConn, StreamContext};
 use crate::contract::{Cors, Token};
 use crate::{Error, Packet, PeerAddr, STREAM_PATH};
@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub(crate) streams_tx: async_channel::Sender<Box<StreamConn>>,
     streams_rx: async_channel::Receiver<Box<StreamConn>>,
     senders: Senders,
+    /// `metrics`, as every packet this transport queues carries them.
+    send_metrics: Arc<Metrics>,
     client: Client,
     /// The client came from [`Options::client`]: other transports use
     /// its connections too, so this one leaves them alone.
@@ -102,16 +104,21 @@ impl Transport {
             }
             None => Client::owned_by_transport(&options, shutdown.clone(), tasks.clone())?,
         };
-        // Over HTTP/1.1 a body holds a whole connection, and the worker
-        // runtimes it is for may read a body whole before delivering any of
-        // it: bodies end after their first batch there.
-        let body_linger = if client.is_http1() {
-            Duration::ZERO
-        } else {
-            options.message_body_linger
-        };
-        let body_max_age = options.message_body_max_age;
-        if !body_linger.is_zero() && options.body_read_timeout < body_max_age + BODY_AGE_MARGIN {
+        // A shared client's senders carry every sharing transport's
+        // packets, with the client's limits; a transport's own client gets
+        // senders of the transport's.
+        let senders = client.shared_senders().cloned().unwrap_or_else(|| {
+            Senders::new(
+                client.connector().clone(),
+                limits_from(&options, client.is_http1()),
+                shutdown.clone(),
+                tasks.clone(),
+            )
+        });
+        let body_max_age = senders.limits().body_max_age;
+        if !senders.limits().body_linger.is_zero()
+            && options.body_read_timeout < body_max_age + BODY_AGE_MARGIN
+        {
             // Not an error: it is the peers' setting that matters, but a
             // cluster is usually configured alike.
             tracing::warn!(
@@ -122,21 +129,6 @@ impl Transport {
                  lower message_body_max_age"
             );
         }
-        let senders = Senders::new(
-            client.connector().clone(),
-            metrics.clone(),
-            SendLimits {
-                queue_size: options.peer_queue_size,
-                packet_timeout: options.packet_timeout,
-                max_batch_bytes: options.max_batch_bytes,
-                max_in_flight: options.max_in_flight_per_peer,
-                idle_timeout: options.idle_peer_timeout,
-                body_linger,
-                body_max_age,
-            },
-            shutdown.clone(),
-            tasks.clone(),
-        );
         let (packets_tx, packets_rx) = async_channel::bounded(options.packet_queue_size);
         let (streams_tx, streams_rx) = async_channel::bounded(options.stream_queue_size);
         let advertise = Arc::new(Mutex::new(options.advertise_addr));
@@ -147,6 +139,7 @@ impl Transport {
             advertise.clone(),
         );
         let inner = Inner {
+            send_metrics: Arc::new(metrics.clone()),
             advertise,
             stream_ctx,
             cors: Cors::new(&options.cors_allowed_origins),
@@ -234,12 +227,17 @@ impl Transport {
                 max: self.inner.options.max_packet_size,
             });
         }
+        // A shared client's senders outlive this transport.
+        if self.inner.shutdown.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
         self.inner.senders.enqueue(
             addr,
             Outgoing {
                 payload,
                 done,
                 queued_at,
+                metrics: self.inner.send_metrics.clone(),
             },
         )
     }

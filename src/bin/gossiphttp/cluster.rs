@@ -41,8 +41,7 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
         }
         // One process carries every member's packets: past 100 members
         // each probes and gossips as much less often as there are more of
-        // them, and past 20 bodies do not linger (`scaled_for_process` says
-        // why, and what was measured).
+        // them (`scaled_for_process` says why, and what was measured).
         options = options.scaled_for_process(usize::from(args.nodes));
         // Ctrl-C stops the process within 2 s: `Node::leave_all` takes at
         // most this long (1.5 s measured at 500 members, benches/RESULTS.md).

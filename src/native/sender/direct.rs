@@ -21,7 +21,7 @@
 
 use super::machine::{DirectBody, DirectWrites, Lane};
 use super::queue::{Queue, Queued};
-use super::Outgoing;
+use super::{Outgoing, Settle};
 use crate::native::write_buffers::POOLED_WRITE_MIN;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
@@ -60,6 +60,7 @@ struct Published {
     /// When a packet last went into the body, directly or not.
     quiet_since: Instant,
     packets: u64,
+    waiters: Vec<Settle>,
     last_write: Option<Instant>,
     filled: bool,
 }
@@ -75,6 +76,7 @@ impl Shared {
             until: body.until,
             quiet_since: body.last_write,
             packets: 0,
+            waiters: Vec::new(),
             last_write: None,
             filled: false,
         });
@@ -88,11 +90,12 @@ impl Shared {
 
     /// Closes the fast path and hands back what went through it, for the
     /// machine ([`PeerSender::wrote_directly`](super::machine::PeerSender::wrote_directly)).
-    pub(super) fn take_back(&mut self) -> Option<DirectWrites> {
+    pub(super) fn take_back(&mut self) -> Option<DirectWrites<Settle>> {
         let published = self.direct.take()?;
         Some(DirectWrites {
             lane: published.lane,
             packets: published.packets,
+            waiters: published.waiters,
             last_write: published.last_write,
             full: published.filled,
         })
@@ -108,7 +111,7 @@ impl Shared {
     /// queued.
     pub(super) fn write_direct(
         &mut self,
-        out: Outgoing,
+        mut out: Outgoing,
         encode: impl FnOnce(&Bytes) -> Bytes,
     ) -> Result<(), Outgoing> {
         let Some(published) = self.direct.as_mut() else {
@@ -136,6 +139,7 @@ impl Shared {
             return Err(out);
         }
         published.packets += 1;
+        published.waiters.extend(out.take_waiter());
         published.last_write = published.last_write.max(Some(out.queued_at));
         published.quiet_since = published.quiet_since.max(out.queued_at);
         if pipe.capacity() == 0 {
@@ -157,6 +161,7 @@ mod tests {
             payload: Bytes::from_static(payload),
             done: None,
             queued_at: at,
+            metrics: Default::default(),
         }
     }
 
@@ -179,20 +184,20 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let mut shared = Shared::default();
         assert!(shared.write_direct(packet(b"a", t0 + Q), encode).is_err());
-        assert_eq!(shared.take_back(), None);
+        assert!(shared.take_back().is_none());
         shared.publish(body(7, t0), &tx);
         assert!(shared.write_direct(packet(b"b", t0 + Q), encode).is_ok());
         assert_eq!(rx.try_recv().unwrap(), "b");
         assert!(shared
             .write_direct(packet(b"c", t0 + 2 * Q), encode)
             .is_ok());
-        let back = DirectWrites {
-            lane: 7,
-            packets: 2,
-            last_write: Some(t0 + 2 * Q),
-            full: false,
-        };
-        assert_eq!(shared.take_back(), Some(back));
+        let back = shared.take_back().unwrap();
+        assert_eq!(
+            (back.lane, back.packets, back.last_write, back.full),
+            (7, 2, Some(t0 + 2 * Q), false)
+        );
+        assert_eq!(back.waiters.len(), 2, "each leaves its counters");
+        assert_eq!(shared.take_back().map(|b| b.lane), None);
         assert!(shared
             .write_direct(packet(b"d", t0 + 3 * Q), encode)
             .is_err());

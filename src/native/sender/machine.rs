@@ -88,11 +88,13 @@ pub(crate) enum Timeout {
 
 /// What `write_to` pushed straight into the open body while the shell
 /// waited (the fast path), for the machine's bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DirectWrites {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirectWrites<W> {
     /// The body they went into.
     pub lane: Lane,
     pub packets: u64,
+    /// What they leave in that body's ledger.
+    pub waiters: Vec<W>,
     /// When the last of them was written, if any was.
     pub last_write: Option<Instant>,
     /// They filled the body's pipe.
@@ -110,8 +112,9 @@ pub(crate) struct DirectBody {
     pub last_write: Instant,
 }
 
-/// What one `/message` request carries: how many packets, and the callers
-/// waiting to hear how it went.
+/// What one `/message` request carries: how many packets, and what they
+/// left to be settled with its outcome (the callers waiting to hear how it
+/// went, and in the shell every packet's counters).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Ledger<W> {
     pub packets: u64,
@@ -221,11 +224,10 @@ impl<W> PeerSender<W> {
         let (lane, ledger) = &mut self.lanes[index];
         let lane = *lane;
         ledger.packets += batch.len() as u64;
-        let waiting = ledger.waiters.len();
+        let awaited = batch.iter().any(Queued::awaited);
         ledger
             .waiters
             .extend(batch.iter_mut().filter_map(Queued::take_waiter));
-        let awaited = ledger.waiters.len() > waiting;
         let lingers = !self.limits.body_linger.is_zero() && !awaited;
         if open_index.is_none() {
             let mut timeout = self.limits.packet_timeout;
@@ -296,9 +298,10 @@ impl<W> PeerSender<W> {
     /// waited: the packets join that request's ledger (its outcome is
     /// theirs), the last one counts as a write for the linger and as
     /// activity for the idle clock, and a pipe they filled is full.
-    pub(crate) fn wrote_directly(&mut self, direct: DirectWrites) {
+    pub(crate) fn wrote_directly(&mut self, direct: DirectWrites<W>) {
         if let Some((_, ledger)) = self.lanes.iter_mut().find(|(l, _)| *l == direct.lane) {
             ledger.packets += direct.packets;
+            ledger.waiters.extend(direct.waiters);
         }
         if let Some(at) = direct.last_write {
             self.last_active = self.last_active.max(at);

@@ -108,6 +108,7 @@ fn a_direct_write_counts_as_a_recent_packet_for_the_next_body() {
     let direct = DirectWrites {
         lane: 0,
         packets: 1,
+        waiters: Vec::<u32>::new(),
         last_write: Some(t0 + LINGER),
         full: false,
     };

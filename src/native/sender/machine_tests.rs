@@ -145,10 +145,11 @@ fn direct_body(t0: Instant) -> DirectBody {
     }
 }
 
-fn direct(lane: Lane, packets: u64, last_write: Instant, full: bool) -> DirectWrites {
+fn direct(lane: Lane, packets: u64, last_write: Instant, full: bool) -> DirectWrites<u32> {
     DirectWrites {
         lane,
         packets,
+        waiters: Vec::new(),
         last_write: Some(last_write),
         full,
     }
@@ -164,9 +165,11 @@ fn direct_writes_join_the_open_bodys_ledger_and_count_for_its_linger() {
     assert_eq!(peer.sender.direct_body(), Some(direct_body(t0)));
 
     // Written straight into the body while the shell slept: the linger
-    // runs from the last of them.
-    peer.sender
-        .wrote_directly(direct(0, 3, t0 + 90 * MS, false));
+    // runs from the last of them, and what they left joins the ledger.
+    peer.sender.wrote_directly(DirectWrites {
+        waiters: vec![7, 8, 9],
+        ..direct(0, 3, t0 + 90 * MS, false)
+    });
     assert_eq!(peer.sender.handle_timeout(t0 + LINGER), Timeout::Nothing);
     assert_eq!(peer.sender.open_body(), Some(0));
     assert_eq!(peer.sender.poll_timeout(), t0 + 190 * MS);
@@ -177,7 +180,9 @@ fn direct_writes_join_the_open_bodys_ledger_and_count_for_its_linger() {
     let ledger = peer
         .sender
         .request_finished(t0 + 200 * MS, 0, Outcome::Failed);
-    assert_eq!(ledger.map(|l| l.packets), Some(4), "its outcome is theirs");
+    let ledger = ledger.unwrap();
+    assert_eq!(ledger.packets, 4, "its outcome is theirs");
+    assert_eq!(ledger.waiters, [7, 8, 9]);
 }
 
 #[test]
@@ -190,6 +195,7 @@ fn direct_writes_count_as_activity_and_none_leaves_the_body_as_it_was() {
     peer.sender.wrote_directly(DirectWrites {
         lane: 0,
         packets: 0,
+        waiters: Vec::new(),
         last_write: None,
         full: false,
     });

@@ -14,7 +14,11 @@ pub(crate) trait Queued {
     fn wire_len(&self) -> usize;
     /// When `write_to` took it.
     fn queued_at(&self) -> Instant;
-    /// Takes the waiter out, for the request's ledger.
+    /// Whether a caller waits on this packet's outcome (`send`): its
+    /// request's body ends at once, not after a linger.
+    fn awaited(&self) -> bool;
+    /// Takes what the packet leaves in its request's ledger, to be settled
+    /// with the request's outcome.
     fn take_waiter(&mut self) -> Option<Self::Waiter>;
 }
 
@@ -182,6 +186,9 @@ pub(crate) mod tests {
         }
         fn queued_at(&self) -> Instant {
             self.at
+        }
+        fn awaited(&self) -> bool {
+            self.waiter.is_some()
         }
         fn take_waiter(&mut self) -> Option<u32> {
             self.waiter.take()
