@@ -171,7 +171,7 @@ impl Node {
             compress: membership.enable_compression,
             timeout: membership.tcp_timeout,
             label_warnings: Default::default(),
-            last_reply: Default::default(),
+            last_push_pull: Default::default(),
         };
         let engine = Engine::new(
             membership,

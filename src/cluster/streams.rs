@@ -9,7 +9,7 @@
 use super::actor::{Command, Done};
 use crate::memberlist::engine::{PushPullFailed, PushPullRequest, StreamPingRequest};
 use crate::memberlist::packet::{label_header, LabelPolicy};
-use crate::memberlist::stream::{finish_encoding, ReplyCache, StreamDecoder, StreamMessage};
+use crate::memberlist::stream::{finish_encoding, PushPullCache, StreamDecoder, StreamMessage};
 use crate::memberlist::WireError;
 use crate::{StreamConn, Streams, Transport};
 use bytes::{Bytes, BytesMut};
@@ -27,8 +27,9 @@ pub(crate) struct StreamSettings {
     pub compress: bool,
     pub timeout: Duration,
     pub label_warnings: Arc<LabelWarnings>,
-    /// The last push-pull reply, shared by the tasks that serve streams.
-    pub last_reply: Arc<Mutex<ReplyCache>>,
+    /// The last push-pull this member sent (a reply or its own), shared
+    /// by its stream tasks.
+    pub last_push_pull: Arc<Mutex<PushPullCache>>,
 }
 
 /// Traffic refused for its label is a configuration problem: it is logged
@@ -110,7 +111,7 @@ async fn open(
         .await
         .map_err(|e| e.to_string())?;
     let mut bytes = label_header(&settings.label).map_err(|e| e.to_string())?;
-    bytes.extend_from_slice(&message.encode(settings.compress));
+    bytes.extend_from_slice(&encode_cached(message, settings));
     conn.write_all(&bytes)
         .await
         .map_err(|e| format!("writing the stream: {e}"))?;
@@ -213,20 +214,21 @@ pub(crate) async fn accept_all(
     }
 }
 
-/// The bytes of `answer`; a push-pull reply that is the last one again is
-/// not compressed again ([`ReplyCache`]). The lock is not held while
-/// compressing: the seed of a join wave serves many at once.
-fn encode_answer(answer: &StreamMessage, settings: &StreamSettings) -> Bytes {
-    let plain = answer.encode_plain();
-    if !matches!(answer, StreamMessage::PushPull(_)) {
+/// The bytes of `message`; a push-pull that is the last one this member
+/// sent again (a reply or its own) is not compressed again
+/// ([`PushPullCache`]). The lock is not held while compressing: the seed
+/// of a join wave serves many at once.
+fn encode_cached(message: &StreamMessage, settings: &StreamSettings) -> Bytes {
+    let plain = message.encode_plain();
+    if !matches!(message, StreamMessage::PushPull(_)) {
         return finish_encoding(plain, settings.compress).into();
     }
-    if let Some(encoded) = settings.last_reply.lock().unwrap().get(&plain) {
+    if let Some(encoded) = settings.last_push_pull.lock().unwrap().get(&plain) {
         return encoded;
     }
     let encoded = Bytes::from(finish_encoding(plain.clone(), settings.compress));
     settings
-        .last_reply
+        .last_push_pull
         .lock()
         .unwrap()
         .put(plain, encoded.clone());
@@ -277,7 +279,7 @@ pub(crate) async fn serve(
             StreamMessage::Ack(_) => return Err("an ack nobody asked for".into()),
         };
         if let Some(answer) = answer {
-            conn.write_all(&encode_answer(&answer, &settings))
+            conn.write_all(&encode_cached(&answer, &settings))
                 .await
                 .map_err(|e| format!("answering: {e}"))?;
         }

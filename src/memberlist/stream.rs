@@ -106,27 +106,29 @@ impl StreamMessage {
     }
 }
 
-/// The last push-pull reply a member sent, to send its bytes again when
-/// the next reply is the same: a member that everyone joins through answers
-/// hundreds of push-pulls, and its table often has not changed between two
-/// of them (43% of replies among 500 members joining in one process).
-/// Compressing a reply is what costs (a 500-member table is about 50 KB);
-/// comparing it with the last one is a `memcmp`. Holds one reply, plain
-/// and encoded.
+/// The last push-pull a member sent, to send its bytes again when the
+/// next one is the same. A member's replies and its own push-pulls (all
+/// but a join's, whose header says join) carry the same message, its
+/// table: a member that everyone joins through answers hundreds of
+/// push-pulls, and its table often has not changed between two of them
+/// (43% of replies among 500 members joining in one process), and a
+/// member's catch-up often follows a reply it just sent. Compressing one is
+/// what costs (a 500-member table is about 50 KB); comparing it with the
+/// last one is a `memcmp`. Holds one message, plain and encoded.
 #[derive(Debug, Default)]
-pub struct ReplyCache {
+pub struct PushPullCache {
     last: Option<(Vec<u8>, Bytes)>,
 }
 
-impl ReplyCache {
-    /// The encoded bytes of a reply whose plain bytes
+impl PushPullCache {
+    /// The encoded bytes of a push-pull whose plain bytes
     /// ([`StreamMessage::encode_plain`]) are `plain`, if it was the last one.
     pub fn get(&self, plain: &[u8]) -> Option<Bytes> {
         let (last, encoded) = self.last.as_ref()?;
         (last.as_slice() == plain).then(|| encoded.clone())
     }
 
-    /// Remembers `encoded` as the bytes of the reply `plain`.
+    /// Remembers `encoded` as the bytes of the push-pull `plain`.
     pub fn put(&mut self, plain: Vec<u8>, encoded: Bytes) {
         self.last = Some((plain, encoded));
     }

@@ -11,7 +11,7 @@ use super::packet::{
     compound, compress_message, decode_packet, decode_packet_with_limit, encode_packets,
     LabelPolicy, PacketOptions, MAX_COMPOUND_PARTS,
 };
-use super::stream::{finish_encoding, ReplyCache, StreamDecoder, StreamMessage};
+use super::stream::{finish_encoding, PushPullCache, StreamDecoder, StreamMessage};
 use super::wire_error::WireError;
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
@@ -214,7 +214,7 @@ proptest! {
         second in any_stream_message(),
         compress in any::<bool>(),
     ) {
-        let mut cache = ReplyCache::default();
+        let mut cache = PushPullCache::default();
         let plain = first.encode_plain();
         prop_assert_eq!(cache.get(&plain), None);
         let encoded = finish_encoding(plain.clone(), compress);
