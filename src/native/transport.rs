@@ -338,7 +338,9 @@ impl Transport {
         Ok((addr.ip(), addr.port()))
     }
 
-    /// Peers that currently have a send task (for diagnostics).
+    /// Peers that currently have a send task (for diagnostics): for a
+    /// transport sharing a [`Client`], the client's, which every
+    /// transport sharing it sends through.
     pub fn active_peers(&self) -> usize {
         self.inner.senders.peer_count()
     }
