@@ -124,7 +124,8 @@ impl NodeOptions {
     /// in a join wave, and the saturated process took 3.6-20 s to converge
     /// (within 5 s in 26 of 43 runs on one day); since ill members gossip
     /// less and the join follow-up comes on time, 3.2-5.3 s, and up to
-    /// 8.5 s when the VM runs slow; scaled, 1.7-3.9 s (`benches/RESULTS.md`).
+    /// 8.5 s when the VM runs slow; since their packets to a peer share
+    /// one body, 2.3-3.7 s; scaled, 1.6-2.8 s (`benches/RESULTS.md`).
     ///
     /// ```
     /// use gossiphttp::cluster::NodeOptions;
