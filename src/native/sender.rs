@@ -228,14 +228,8 @@ impl<S: MessageSink> Senders<S> {
             };
             // Lock order: the peer map, then a queue (as `try_retire`).
             let mut state = queue.state.lock().unwrap();
-            let len = out.payload.len() as u64;
-            let metrics = out.metrics.clone();
             let out = match state.write_direct(out, |payload| self.ctx.encode_one(payload)) {
-                Ok(()) => {
-                    metrics.tx_packets.inc();
-                    metrics.tx_bytes.inc_by(len);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(out) => out,
             };
             // Only shutdown closes a queue that is still in the map (a
@@ -246,7 +240,9 @@ impl<S: MessageSink> Senders<S> {
                 .map_err(|_| Error::Shutdown)?;
             // Counted before the task can take it (and count it out); a
             // dropped packet is counted out below.
-            metrics.tx_packet_queue_length.inc();
+            if let Some(queued) = state.queue.newest() {
+                queued.metrics.tx_packet_queue_length.inc();
+            }
             if pushed.wake {
                 queue.wake.notify_one();
             }
@@ -341,8 +337,8 @@ impl<S: MessageSink> SendCtx<S> {
         body.freeze()
     }
 
-    /// Encodes one packet as a chunk of one frame (the fast path; the
-    /// caller counts it).
+    /// Encodes one packet as a chunk of one frame (the fast path, which
+    /// counts it).
     fn encode_one(&self, payload: &Bytes) -> Bytes {
         let mut body = self.bodies.take(encoded_len(payload.len()));
         push_frame(&mut body, payload);

@@ -59,7 +59,7 @@ struct Published {
     until: Instant,
     /// When a packet last went into the body, directly or not.
     quiet_since: Instant,
-    packets: u64,
+    /// What each packet written into it leaves for its request's ledger.
     waiters: Vec<Settle>,
     last_write: Option<Instant>,
     filled: bool,
@@ -75,7 +75,6 @@ impl Shared {
             pipe: Some(pipe.clone()),
             until: body.until,
             quiet_since: body.last_write,
-            packets: 0,
             waiters: Vec::new(),
             last_write: None,
             filled: false,
@@ -94,7 +93,7 @@ impl Shared {
         let published = self.direct.take()?;
         Some(DirectWrites {
             lane: published.lane,
-            packets: published.packets,
+            packets: published.waiters.len() as u64,
             waiters: published.waiters,
             last_write: published.last_write,
             full: published.filled,
@@ -107,8 +106,8 @@ impl Shared {
     /// task's to do), it is small ([`DIRECT_MAX_WIRE_LEN`]), nothing is
     /// queued ahead of it, the body has been quiet for [`DIRECT_QUIET`] and
     /// has read every chunk before it (see the module's doc), and is
-    /// younger than its max age. Hands the packet back otherwise, to be
-    /// queued.
+    /// younger than its max age, and counts it sent. Hands the packet back
+    /// otherwise, to be queued.
     pub(super) fn write_direct(
         &mut self,
         mut out: Outgoing,
@@ -138,7 +137,8 @@ impl Shared {
             published.pipe = None;
             return Err(out);
         }
-        published.packets += 1;
+        out.metrics.tx_packets.inc();
+        out.metrics.tx_bytes.inc_by(out.payload.len() as u64);
         published.waiters.extend(out.take_waiter());
         published.last_write = published.last_write.max(Some(out.queued_at));
         published.quiet_since = published.quiet_since.max(out.queued_at);

@@ -94,6 +94,11 @@ impl<T: Queued> Queue<T> {
         })
     }
 
+    /// The packet queued last (the one a `push` just queued).
+    pub(crate) fn newest(&self) -> Option<&T> {
+        self.items.back()
+    }
+
     /// Whether no packet is queued.
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
