@@ -16,6 +16,27 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long data written to a peer may go unacknowledged by its TCP stack
+/// before the connection counts as dead (`TCP_USER_TIMEOUT`): a peer whose
+/// machine vanished, or a network that drops everything, then fails the
+/// connection's requests and the next one dials afresh. It replaces
+/// HTTP/2 keep-alive pings (20 s apart, answered within 10 s), which a
+/// cluster at rest paid on nearly every packet, at no cost while all is
+/// well: the kernel acknowledges data even when the peer process is busy,
+/// so a slow peer is not taken for a dead one. Linux and Android only;
+/// elsewhere a vanished peer's requests time out one by one
+/// (`packet_timeout`) until the connection idles out.
+pub(crate) const DEAD_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A dialed socket's options: no Nagle delay (gossip packets are small and
+/// latency-sensitive) and [`DEAD_CONNECTION_TIMEOUT`]. Best effort: a
+/// socket that refuses an option still carries traffic.
+pub(crate) fn tune(tcp: &TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(DEAD_CONNECTION_TIMEOUT));
+}
+
 /// A connection to a peer, cleartext or TLS, its answers checked (see
 /// [`Sniffed`]).
 pub(super) type PeerIo = Either<Sniffed<TcpStream>, Sniffed<Box<TlsStream<TcpStream>>>>;
@@ -93,8 +114,7 @@ impl Dialer {
         let tcp = TcpStream::connect((peer.host(), peer.port()))
             .await
             .map_err(|e| connect_err(diagnose::tcp_connect(e)))?;
-        // Gossip packets are small and latency-sensitive.
-        let _ = tcp.set_nodelay(true);
+        tune(&tcp);
         match scheme {
             Scheme::Http => Ok(Either::Left(
                 Sniffed::new(
@@ -127,7 +147,8 @@ impl Dialer {
 
     /// Runs a connection's driver until it ends or the transport shuts
     /// down. One that ends in an error (a reset, the peer gone without
-    /// `GOAWAY`, a keep-alive ping unanswered) reports `authority` lost;
+    /// `GOAWAY`, data unacknowledged for [`DEAD_CONNECTION_TIMEOUT`])
+    /// reports `authority` lost;
     /// one closed in order (ours dropped from the pool, or the peer's
     /// `GOAWAY`) does not.
     pub(super) fn drive<F, E>(&self, conn: F, authority: &str)
@@ -147,5 +168,32 @@ impl Dialer {
                 _ = shutdown.cancelled() => {}
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule that replaced keep-alive pings holds on the sockets the
+    /// dialer makes.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[tokio::test]
+    async fn a_dialed_socket_gives_up_on_unacknowledged_data() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            socket2::SockRef::from(&tcp).tcp_user_timeout().unwrap(),
+            None
+        );
+        tune(&tcp);
+        let sock = socket2::SockRef::from(&tcp);
+        assert_eq!(
+            sock.tcp_user_timeout().unwrap(),
+            Some(DEAD_CONNECTION_TIMEOUT)
+        );
+        assert!(tcp.nodelay().unwrap());
     }
 }

@@ -35,9 +35,6 @@ pub(crate) const CONNECTION_WINDOW: u32 = 4 << 20;
 /// more) per DATA frame instead of the default 16 KiB, a quarter of the
 /// per-frame work on streams and batches.
 pub(crate) const MAX_H2_FRAME: u32 = 256 << 10;
-/// A connection whose peer stops answering pings is closed after this.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A peer's connection, and what its first answer said.
 type Conn = (SendRequest<FrameBody>, FirstAnswer);
@@ -254,8 +251,13 @@ async fn connect(
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(limits.connection_window)
             .max_frame_size(MAX_H2_FRAME)
-            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            // No keep-alive pings: hyper's client pings when a request
+            // opens on a connection that read nothing for the interval,
+            // and in a cluster at rest every request is such a one (a
+            // member sends a given peer a packet a minute or so), so each
+            // packet cost a PING and its answer on top. A peer that
+            // vanished is found by the dialed socket's TCP user timeout
+            // instead (see `dialer`), and each request has its own timeout.
             .handshake(io)
     })
     .await
