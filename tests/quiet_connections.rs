@@ -3,7 +3,8 @@
 //! cluster at rest a member sends a given peer a packet a minute or so, so
 //! a keep-alive ping on the first request after a quiet spell (hyper's
 //! client, with a keep-alive interval, pings then) doubled the frames of
-//! nearly every packet. What the peer's HTTP/2 stack reads is counted on
+//! nearly every packet. Such a request is its HEADERS and one DATA frame
+//! that ends the stream. What the peer's HTTP/2 stack reads is counted on
 //! the wire, not taken from the transport.
 
 mod common;
@@ -21,6 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const PREFACE_LEN: usize = 24;
 const FRAME_HEADER_LEN: usize = 9;
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
 const PING: u8 = 0x6;
 const ACK: u8 = 0x1;
 
@@ -29,6 +32,7 @@ const ACK: u8 = 0x1;
 struct FrameCounts {
     pings: AtomicUsize,
     headers: AtomicUsize,
+    data: AtomicUsize,
 }
 
 /// A server's end of a connection that parses the frame headers it reads
@@ -66,7 +70,10 @@ impl Tap {
                         PING if h[4] & ACK == 0 => {
                             self.counts.pings.fetch_add(1, Ordering::SeqCst);
                         }
-                        0x1 => {
+                        DATA => {
+                            self.counts.data.fetch_add(1, Ordering::SeqCst);
+                        }
+                        HEADERS => {
                             self.counts.headers.fetch_add(1, Ordering::SeqCst);
                         }
                         _ => {}
@@ -183,5 +190,8 @@ async fn a_request_after_a_quiet_spell_carries_no_ping() {
         "two requests read"
     );
     assert_eq!(counts.pings.load(Ordering::SeqCst), 0, "pings read");
+    // Each request of one packet is its HEADERS and one DATA frame that
+    // also ends the stream (no empty DATA frame after it).
+    assert_eq!(counts.data.load(Ordering::SeqCst), 2, "DATA frames read");
     transport.shutdown().await;
 }
