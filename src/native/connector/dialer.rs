@@ -26,12 +26,12 @@ use tokio_util::task::TaskTracker;
 /// so a slow peer is not taken for a dead one. Linux and Android only;
 /// elsewhere a vanished peer's requests time out one by one
 /// (`packet_timeout`) until the connection idles out.
-pub(crate) const DEAD_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const DEAD_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A dialed socket's options: no Nagle delay (gossip packets are small and
 /// latency-sensitive) and [`DEAD_CONNECTION_TIMEOUT`]. Best effort: a
 /// socket that refuses an option still carries traffic.
-pub(crate) fn tune(tcp: &TcpStream) {
+fn tune(tcp: &TcpStream) {
     let _ = tcp.set_nodelay(true);
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(DEAD_CONNECTION_TIMEOUT));
