@@ -299,10 +299,7 @@ impl Transport {
                 .and_then(|mut a| a.next())
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], peer.port()))),
         };
-        let body = resp
-            .into_body()
-            .map_err(crate::BoxError::from)
-            .boxed_unsync();
+        let body = resp.into_body().boxed_unsync();
         Ok(StreamConn::new(
             body,
             writer,

@@ -44,7 +44,11 @@ impl std::error::Error for Diagnosed {
 /// An HTTP exchange that failed once the connection was made, with what
 /// the connection's first answer said was wrong (whether the peer expects
 /// TLS, say), if anything.
-pub(super) fn exchange(e: hyper::Error, peer: &PeerAddr, first_answer: &FirstAnswer) -> Error {
+pub(super) fn exchange(
+    e: impl Into<BoxError>,
+    peer: &PeerAddr,
+    first_answer: &FirstAnswer,
+) -> Error {
     let hint = first_answer.misread().map(str::to_string);
     Error::Http {
         addr: peer.to_string(),

@@ -3,8 +3,8 @@
 //! The pool is bounded: past [`PoolLimits::max_connections`] the least
 //! recently used connection leaves it, and so does one idle for
 //! [`PoolLimits::idle_timeout`]; a connection that left the pool closes
-//! once its last request ends (hyper ends a client connection when its
-//! last `SendRequest` is dropped).
+//! once its last request ends (h2 ends a client connection when its last
+//! request handle and its last stream are gone).
 //! Connections that left the pool but still finish a request count
 //! against a second allowance of the same size: past it a new connection
 //! waits for one of them to close, so the transport never holds more than
@@ -15,14 +15,12 @@
 //! request.
 
 use super::dialer::Dialer;
+use super::h2_client::{self, H2Conn, H2Settings, RecvBody, SendError};
 use super::sniff::FirstAnswer;
 use super::{diagnose, handshake, PoolKey};
 use crate::native::body::FrameBody;
 use crate::{Error, PeerAddr};
-use hyper::body::Incoming;
-use hyper::client::conn::http2::{self, SendRequest};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +35,7 @@ pub(crate) const CONNECTION_WINDOW: u32 = 4 << 20;
 pub(crate) const MAX_H2_FRAME: u32 = 256 << 10;
 
 /// A peer's connection, and what its first answer said.
-type Conn = (SendRequest<FrameBody>, FirstAnswer);
+type Conn = (H2Conn, FirstAnswer);
 
 /// How many connections the pool keeps, for how long unused, and how much
 /// of the peers' answers each lets wait unread.
@@ -88,10 +86,10 @@ impl H2Pool {
         peer: &PeerAddr,
         key: PoolKey,
         mut req: Request<FrameBody>,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<RecvBody>, Error> {
         let mut fresh = false;
         loop {
-            let (mut sender, first_answer) = match self.pooled(&key) {
+            let (conn, first_answer) = match self.pooled(&key) {
                 Some(conn) => conn,
                 None => {
                     let (conn, opened) = self.connect_single_flight(dialer, peer, &key).await?;
@@ -99,29 +97,20 @@ impl H2Pool {
                     conn
                 }
             };
-            let sent = match sender.ready().await {
-                Ok(()) => sender.try_send_request(req).await,
-                Err(e) => {
-                    self.forget(&key, &sender);
+            match conn.send(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(SendError::Unsent(e, unsent)) => {
+                    self.forget(&key, &conn);
                     if fresh {
                         return Err(diagnose::exchange(e, peer, &first_answer));
                     }
                     fresh = true;
-                    // `req` was not handed over; try a new connection.
-                    continue;
+                    // The request never left: a new connection carries it.
+                    req = *unsent;
                 }
-            };
-            match sent {
-                Ok(resp) => return Ok(resp),
-                Err(mut e) => {
-                    self.forget(&key, &sender);
-                    match e.take_message() {
-                        Some(unsent) if !fresh => {
-                            fresh = true;
-                            req = unsent;
-                        }
-                        _ => return Err(diagnose::exchange(e.into_error(), peer, &first_answer)),
-                    }
+                Err(SendError::Failed(e)) => {
+                    self.forget(&key, &conn);
+                    return Err(diagnose::exchange(e, peer, &first_answer));
                 }
             }
         }
@@ -204,7 +193,7 @@ impl H2Pool {
     }
 
     /// Drops `sender` from the pool if its connection is gone.
-    fn forget(&self, key: &PoolKey, sender: &SendRequest<FrameBody>) {
+    fn forget(&self, key: &PoolKey, sender: &H2Conn) {
         if sender.is_closed() {
             let mut pool = self.pool.lock().unwrap();
             if pool.get(key).is_some_and(|p| p.conn.0.is_closed()) {
@@ -246,19 +235,21 @@ async fn connect(
     limits: PoolLimits,
 ) -> Result<Conn, Error> {
     handshake::open(dialer, peer, key, Some(permit), |io| {
-        http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(limits.connection_window)
-            .max_frame_size(MAX_H2_FRAME)
-            // No keep-alive pings: hyper's client pings when a request
-            // opens on a connection that read nothing for the interval,
-            // and in a cluster at rest every request is such a one (a
-            // member sends a given peer a packet a minute or so), so each
-            // packet cost a PING and its answer on top. A peer that
-            // vanished is found by the dialed socket's TCP user timeout
-            // instead (see `dialer`), and each request has its own timeout.
-            .handshake(io)
+        // No keep-alive pings: a client that pings (hyper's did, when a
+        // request opened on a connection that had read nothing for the
+        // interval) pinged on nearly every request of a cluster at rest,
+        // where a member sends a given peer a packet a minute or so. A
+        // peer that vanished is found by the dialed socket's TCP user
+        // timeout instead (see `dialer`), and each request has its own
+        // timeout.
+        h2_client::handshake(
+            io,
+            H2Settings {
+                stream_window: STREAM_WINDOW,
+                connection_window: limits.connection_window,
+                max_frame_size: MAX_H2_FRAME,
+            },
+        )
     })
     .await
 }

@@ -4,8 +4,7 @@
 use super::dialer::{Dialer, PeerIo};
 use super::sniff::FirstAnswer;
 use super::PoolKey;
-use crate::{Error, PeerAddr};
-use hyper_util::rt::TokioIo;
+use crate::{BoxError, Error, PeerAddr};
 use std::future::Future;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -16,26 +15,26 @@ use tokio::sync::OwnedSemaphorePermit;
 /// fails is a connect error naming `peer`. A failed connect, and a
 /// connection that later ends in an error, are reported to the dialer's
 /// [`LostPeers`](super::LostPeers).
-pub(super) async fn open<S, C, H>(
+pub(super) async fn open<S, C, H, E, CE>(
     dialer: &Dialer,
     peer: &PeerAddr,
     key: &PoolKey,
     permit: Option<OwnedSemaphorePermit>,
-    handshake: impl FnOnce(TokioIo<PeerIo>) -> H,
+    handshake: impl FnOnce(PeerIo) -> H,
 ) -> Result<(S, FirstAnswer), Error>
 where
-    H: Future<Output = hyper::Result<(S, C)>>,
-    C: Future<Output = hyper::Result<()>> + Send + 'static,
+    H: Future<Output = Result<(S, C), E>>,
+    E: Into<BoxError>,
+    C: Future<Output = Result<(), CE>> + Send + 'static,
+    CE: std::fmt::Display,
 {
     let first_answer = FirstAnswer::default();
     let opened = async {
         let io = dialer.connect(peer, key.0, &first_answer, permit).await?;
-        handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| Error::Connect {
-                addr: peer.to_string(),
-                source: e.into(),
-            })
+        handshake(io).await.map_err(|e| Error::Connect {
+            addr: peer.to_string(),
+            source: e.into(),
+        })
     };
     match opened.await {
         Ok((sender, conn)) => {

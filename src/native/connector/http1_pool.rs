@@ -9,6 +9,7 @@ use crate::{Error, PeerAddr};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -97,7 +98,7 @@ impl Http1Pool {
 
 async fn connect(dialer: &Dialer, peer: &PeerAddr, key: &PoolKey) -> Result<Conn, Error> {
     handshake::open(dialer, peer, key, None, |io| {
-        http1::Builder::new().handshake(io)
+        http1::Builder::new().handshake(TokioIo::new(io))
     })
     .await
 }

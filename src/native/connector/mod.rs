@@ -6,6 +6,9 @@
 
 mod diagnose;
 mod dialer;
+mod h2_client;
+#[cfg(test)]
+mod h2_client_tests;
 mod h2_pool;
 mod handshake;
 mod http1_pool;
@@ -20,16 +23,51 @@ use super::body::FrameBody;
 use super::tls::ClientTls;
 use crate::contract::Token;
 use crate::{Error, PeerAddr, Scheme};
+use bytes::Bytes;
 use dialer::Dialer;
+use h2_client::RecvBody;
 use h2_pool::H2Pool;
 pub(crate) use h2_pool::PoolLimits;
 use http1_pool::Http1Pool;
+use http_body::{Body, Frame};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response};
 pub(crate) use lost::LostPeers;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// A peer's answer's body, from either pool.
+pub(crate) enum ResponseBody {
+    H2(RecvBody),
+    Http1(Incoming),
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::H2(body) => std::pin::Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(Into::into))),
+            ResponseBody::Http1(body) => std::pin::Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::H2(body) => body.is_end_stream(),
+            ResponseBody::Http1(body) => body.is_end_stream(),
+        }
+    }
+}
 
 /// A pool's key: a peer as it is connected to.
 type PoolKey = (Scheme, String);
@@ -121,15 +159,21 @@ impl Connector {
         &self,
         peer: &PeerAddr,
         mut req: Request<FrameBody>,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<ResponseBody>, Error> {
         if let Some(value) = &self.authorization {
             req.headers_mut()
                 .insert(hyper::header::AUTHORIZATION, value.clone());
         }
         let key = (self.scheme_for(peer), peer.authority());
         match &self.pool {
-            Pool::H2(pool) => pool.request(&self.dialer, peer, key, req).await,
-            Pool::Http1(pool) => pool.request(&self.dialer, peer, key, req).await,
+            Pool::H2(pool) => Ok(pool
+                .request(&self.dialer, peer, key, req)
+                .await?
+                .map(ResponseBody::H2)),
+            Pool::Http1(pool) => Ok(pool
+                .request(&self.dialer, peer, key, req)
+                .await?
+                .map(ResponseBody::Http1)),
         }
     }
 
