@@ -77,8 +77,8 @@ impl Body for FrameBody {
             // Its writer is gone and nothing is left: the chunk just taken
             // was the last, so it carries the end of the stream itself
             // (the client, and hyper's server, set END_STREAM on that DATA
-            // frame) instead of an empty DATA frame after it. A request of one chunk, ended at
-            // once, is then a HEADERS and a DATA frame.
+            // frame) instead of an empty DATA frame after it. A request of
+            // one chunk, ended at once, is then a HEADERS and a DATA frame.
             Kind::Channel { rx, .. } => rx.is_closed() && rx.is_empty(),
         }
     }

@@ -180,8 +180,8 @@ impl H2Conn {
                 ));
             }
         };
-        // Told `true` once the answer came; dropped unsent when this
-        // future is, which resets the stream.
+        // Told once the answer came; dropped untold when this future is
+        // dropped before it, which resets the stream (`until_cancelled`).
         let (answered, cancelled) = oneshot::channel();
         if !end_of_stream {
             let mut pipe = Pipe::new(body, stream);

@@ -192,9 +192,9 @@ impl H2Pool {
         result
     }
 
-    /// Drops `sender` from the pool if its connection is gone.
-    fn forget(&self, key: &PoolKey, sender: &H2Conn) {
-        if sender.is_closed() {
+    /// Drops `conn` from the pool if it is gone.
+    fn forget(&self, key: &PoolKey, conn: &H2Conn) {
+        if conn.is_closed() {
             let mut pool = self.pool.lock().unwrap();
             if pool.get(key).is_some_and(|p| p.conn.0.is_closed()) {
                 pool.remove(key);

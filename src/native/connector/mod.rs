@@ -23,13 +23,12 @@ use super::body::FrameBody;
 use super::tls::ClientTls;
 use crate::contract::Token;
 use crate::{Error, PeerAddr, Scheme};
-use bytes::Bytes;
 use dialer::Dialer;
 use h2_client::RecvBody;
 use h2_pool::H2Pool;
 pub(crate) use h2_pool::PoolLimits;
 use http1_pool::Http1Pool;
-use http_body::{Body, Frame};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response};
@@ -38,36 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// A peer's answer's body, from either pool.
-pub(crate) enum ResponseBody {
-    H2(RecvBody),
-    Http1(Incoming),
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = crate::BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
-        match self.get_mut() {
-            ResponseBody::H2(body) => std::pin::Pin::new(body)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(Into::into))),
-            ResponseBody::Http1(body) => std::pin::Pin::new(body)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(Into::into))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::H2(body) => body.is_end_stream(),
-            ResponseBody::Http1(body) => body.is_end_stream(),
-        }
-    }
-}
+pub(crate) type ResponseBody = Either<RecvBody, Incoming>;
 
 /// A pool's key: a peer as it is connected to.
 type PoolKey = (Scheme, String);
@@ -169,11 +139,11 @@ impl Connector {
             Pool::H2(pool) => Ok(pool
                 .request(&self.dialer, peer, key, req)
                 .await?
-                .map(ResponseBody::H2)),
+                .map(Either::Left)),
             Pool::Http1(pool) => Ok(pool
                 .request(&self.dialer, peer, key, req)
                 .await?
-                .map(ResponseBody::Http1)),
+                .map(Either::Right)),
         }
     }
 
