@@ -375,8 +375,14 @@ impl Actor {
                     match encode_packet_parts(&packet.messages, &options) {
                         Ok(bytes) => {
                             let to = packet.to.to_string();
+                            let mut awaits_answer = packet.awaits_answer();
                             for payload in bytes {
-                                if let Err(e) = self.transport.write_to(payload, &to) {
+                                let queued = if std::mem::take(&mut awaits_answer) {
+                                    self.transport.write_to_awaiting_answer(payload, &to)
+                                } else {
+                                    self.transport.write_to(payload, &to)
+                                };
+                                if let Err(e) = queued {
                                     tracing::debug!(peer = %to, error = %e, "packet not queued");
                                 }
                             }

@@ -2,11 +2,12 @@
 //! ([`crate::contract`]) carried out with hyper, then the endpoints; the
 //! statuses are listed on [`TransportService`].
 
+use super::answers::{self, Held, ANSWER_WAIT, REPLY_TO};
 use super::body::FrameBody;
 use super::stream::{write_channel, IncomingBody, StreamConn};
 use super::transport::{Inner, Transport};
 use crate::contract::{self, Decision, Endpoint, Refusal, RequestFacts, Route, Rules};
-use crate::{BoxError, Packet};
+use crate::BoxError;
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -45,7 +46,10 @@ pub struct RemoteAddr(pub SocketAddr);
 ///   `Origin` outside `cors_allowed_origins`) or `204` (its preflight),
 ///   `503` (transport shut down), `505` (HTTP/1.x without `accept_http1`),
 ///   `401` (token), `400` (content type), `405` with `Allow: POST`;
-/// - `/message`: `200` once the body ended with every frame delivered;
+/// - `/message`: `200` once the body ended with every frame delivered
+///   (for a request naming its sender in `gossiphttp-reply-to`, once the
+///   application sent that address a packet, at most 1 s later, with
+///   the packets in its body: see [`Options::answers_in_responses`](crate::Options::answers_in_responses));
 ///   `413` at a frame over `max_packet_size`, `400` at a malformed frame or
 ///   a failed body (the frames before it delivered), `408` when the body
 ///   takes longer than `body_read_timeout`, `503` if the transport shuts
@@ -196,9 +200,20 @@ impl TransportService {
                     .remote
                     .or_else(|| req.extensions().get::<RemoteAddr>().map(|r| r.0))
                     .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                // Opened before the body is read: the packets it carries
+                // may be answered before its end is seen.
+                let held = match (endpoint, req.headers().get(REPLY_TO)) {
+                    (Endpoint::Message, Some(value))
+                        if inner.options.answers_in_responses && !facts.http1 =>
+                    {
+                        answers::reply_to(value.as_bytes(), remote)
+                            .and_then(|to| inner.answers.open(to))
+                    }
+                    _ => None,
+                };
                 let body = req.into_body().map_err(Into::into).boxed_unsync();
                 match endpoint {
-                    Endpoint::Message => receive_packets(inner, body, remote).await,
+                    Endpoint::Message => receive_packets(inner, body, remote, held).await,
                     Endpoint::Stream => accept_stream(inner, body, remote).await,
                 }
             }
@@ -292,11 +307,14 @@ where
     let _ = tokio::time::timeout(contract::DRAIN_TIME, read).await;
 }
 
-/// `/message`: every frame is a packet, delivered as soon as it is whole.
+/// `/message`: every frame is a packet, delivered as soon as it is whole;
+/// with a mailbox `held` for the peer, the `200` carries what the
+/// application sent it meanwhile (see [`answers`]).
 async fn receive_packets(
     inner: &Inner,
     mut body: IncomingBody,
     from: SocketAddr,
+    held: Option<Held<'_>>,
 ) -> Response<FrameBody> {
     // A body can stay open for more packets (see `message_body_linger`):
     // each packet is stamped when the chunk holding it arrived.
@@ -312,7 +330,7 @@ async fn receive_packets(
         loop {
             match reader.next_packet() {
                 Ok(Some(payload)) => {
-                    if !deliver(inner, payload, from, received_at).await {
+                    if !inner.inbox.deliver(payload, from, received_at).await {
                         return status(StatusCode::SERVICE_UNAVAILABLE);
                     }
                 }
@@ -352,10 +370,22 @@ async fn receive_packets(
             }
         }
     }
-    match reader.finish() {
-        Ok(()) => status(StatusCode::OK),
-        Err(e) => refuse_body(inner, from, Refusal::for_frame(&e), &e.to_string()),
+    if let Err(e) = reader.finish() {
+        return refuse_body(inner, from, Refusal::for_frame(&e), &e.to_string());
     }
+    let Some(held) = held else {
+        return status(StatusCode::OK);
+    };
+    let frames = held.collect(ANSWER_WAIT, &inner.shutdown).await;
+    if frames.is_empty() {
+        return status(StatusCode::OK);
+    }
+    let mut resp = Response::new(FrameBody::once(frames));
+    resp.headers_mut().insert(
+        CONTENT_TYPE_HEADER,
+        HeaderValue::from_static(crate::CONTENT_TYPE),
+    );
+    resp
 }
 
 /// Counts a refused body (`rx_packets_failed`, `requests_refused{reason}`)
@@ -375,37 +405,6 @@ fn refuse_body(
         }
     }
     status(code)
-}
-
-/// Hands a packet to the application, waiting for room in the queue (so
-/// HTTP/2 flow control slows the sender rather than anything being
-/// dropped). False once the transport is shut down.
-async fn deliver(inner: &Inner, payload: Bytes, from: SocketAddr, received_at: Instant) -> bool {
-    let len = payload.len() as u64;
-    let packet = Packet {
-        payload,
-        from,
-        received_at,
-    };
-    // Room in the queue is the common case: no future, no select.
-    let sent = !inner.shutdown.is_cancelled()
-        && match inner.packets_tx.try_send(packet) {
-            Ok(()) => true,
-            Err(async_channel::TrySendError::Closed(_)) => false,
-            Err(async_channel::TrySendError::Full(packet)) => tokio::select! {
-                r = inner.packets_tx.send(packet) => r.is_ok(),
-                _ = inner.shutdown.cancelled() => false,
-            },
-        };
-    if sent {
-        inner.metrics.rx_packets.inc();
-        inner.metrics.rx_bytes.inc_by(len);
-        inner
-            .metrics
-            .rx_packet_queue_length
-            .set(inner.packets_tx.len() as i64);
-    }
-    sent
 }
 
 /// `/stream`: answer `200` at once (Go dialers wait for the headers before

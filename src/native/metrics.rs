@@ -25,6 +25,11 @@ pub(crate) struct Metrics {
     pub tx_bytes: Counter,
     pub tx_packets_failed: Counter,
     pub tx_packets_dropped: Counter,
+    /// Of `rx_packets`, those read from the answer to one of our requests
+    /// (see `answers`).
+    pub rx_packets_in_answers: Counter,
+    /// Of `tx_packets`, those sent in the answer to a peer's request.
+    pub tx_packets_in_answers: Counter,
     pub streams: Gauge,
     pub stream_rx_packets: Counter,
     pub stream_rx_bytes: Counter,
@@ -81,7 +86,7 @@ impl Metrics {
     /// Registers every metric, prefixed `cluster_transport_`, into `registry`.
     pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("cluster_transport");
-        let counters: [(&str, &str, &Counter); 13] = [
+        let counters: [(&str, &str, &Counter); 15] = [
             (
                 "rx_packets",
                 "Packets received through /message",
@@ -117,6 +122,18 @@ impl Metrics {
                 "tx_packets_dropped",
                 "Packets dropped from a full per-peer send queue",
                 &self.tx_packets_dropped,
+            ),
+            (
+                "rx_packets_in_answers",
+                "Of rx_packets, those a gossiphttp peer sent in the answer to one of this \
+                 transport's /message requests",
+                &self.rx_packets_in_answers,
+            ),
+            (
+                "tx_packets_in_answers",
+                "Of tx_packets, those sent in the answer to a gossiphttp peer's /message request \
+                 instead of a request of their own",
+                &self.tx_packets_in_answers,
             ),
             (
                 "stream_rx_packets",

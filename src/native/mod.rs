@@ -1,6 +1,7 @@
 //! The native runtime: tokio, hyper 1.x and h2, rustls.
 
 mod accepted;
+mod answers;
 mod body;
 mod client;
 mod connector;
@@ -9,6 +10,7 @@ mod deadline;
 pub mod discovery;
 mod framed;
 mod handler;
+mod inbox;
 mod metrics;
 pub(crate) mod options;
 mod sender;

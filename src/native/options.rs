@@ -164,6 +164,19 @@ pub struct Options {
     /// Go peers answer it `505`, and Rust peers only with
     /// [`accept_http1`](Options::accept_http1).
     pub client_http1: bool,
+    /// **Extension, on by default**: answers ride in responses. A packet
+    /// sent with [`Transport::write_to_awaiting_answer`](crate::Transport::write_to_awaiting_answer)
+    /// (a probe's ping) asks its peer, in a request header, to put what
+    /// it sends back at once (the ack) in the response to that request,
+    /// and this transport's server does that for peers that ask. Between
+    /// gossiphttp peers a probe is then one request instead of two, which
+    /// is most of a resting member's CPU; Go peers neither ask nor
+    /// answer so and see nothing different. Needs HTTP/2 and the
+    /// advertise address ([`Transport::final_advertise_addr`](crate::Transport::final_advertise_addr));
+    /// the server honours only a request whose named address has the IP
+    /// the request came from. Counted in
+    /// `cluster_transport_{rx,tx}_packets_in_answers_total`.
+    pub answers_in_responses: bool,
     /// Most TCP connections the server keeps at once; beyond, new ones are
     /// closed at once (counted as `requests_refused{reason="connections"}`).
     /// Default 10,000.
@@ -239,6 +252,7 @@ impl Default for Options {
             cors_allowed_origins: Vec::new(),
             accept_http1: false,
             client_http1: false,
+            answers_in_responses: true,
             auth_token: None,
             client: None,
             max_connections: 10_000,
@@ -276,6 +290,7 @@ impl std::fmt::Debug for Options {
             cors_allowed_origins,
             accept_http1,
             client_http1,
+            answers_in_responses,
             max_connections,
             max_accepted_connections,
             idle_connection_timeout,
@@ -307,6 +322,7 @@ impl std::fmt::Debug for Options {
             .field("cors_allowed_origins", cors_allowed_origins)
             .field("accept_http1", accept_http1)
             .field("client_http1", client_http1)
+            .field("answers_in_responses", answers_in_responses)
             .field("max_connections", max_connections)
             .field("max_accepted_connections", max_accepted_connections)
             .field("idle_connection_timeout", idle_connection_timeout)

@@ -35,20 +35,24 @@ mod direct;
 mod machine;
 mod queue;
 
+use super::answers::{read_answers, AnswerTo, REPLY_TO};
 use super::body::FrameBody;
-use super::connector::Connector;
+use super::connector::{Connector, ResponseBody};
 use super::metrics::Metrics;
 use super::write_buffers::{WriteBuffer, WriteBuffers};
 use crate::codec::{encoded_len, frame_header};
-use crate::{Error, Options, PeerAddr, MESSAGE_PATH};
+use crate::{BoxError, Error, Options, PeerAddr, MESSAGE_PATH};
 use bytes::Bytes;
 use direct::Shared;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use hyper::StatusCode;
+use http_body::Body;
+use hyper::header::HeaderValue;
+use hyper::{Response, StatusCode};
 use machine::{Lane, Ledger, Outcome, PeerSender, Route, Timeout};
 use queue::Queued;
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -95,6 +99,9 @@ pub(crate) struct Outgoing {
     /// The metrics of the transport that queued it, which count it (sent,
     /// dropped, failed, waiting) whoever's sender carries it.
     pub metrics: Arc<Metrics>,
+    /// The peer answers it at once: where the answer goes, if its request
+    /// asks for it in the response (see `answers`).
+    pub answer_to: Option<AnswerTo>,
 }
 
 /// What a packet leaves in its request's ledger: the counters its outcome
@@ -132,20 +139,35 @@ pub(crate) const QUEUE_WAIT: &str = "packet waiting in the send queue";
 
 /// What the sender needs from the connection layer: one `/message` request.
 pub(crate) trait MessageSink: Send + Sync + 'static {
-    /// Posts `body` to `peer`'s `/message` path and returns the status of
-    /// the answer. Fails with [`Error::InvalidAddress`] (not a panic) when
-    /// no request can be made for `peer`.
+    /// The body of a response.
+    type Answer: Body<Data = Bytes, Error: Into<BoxError>> + Send;
+
+    /// Posts `body` to `peer`'s `/message` path, asking for answers in the
+    /// response for `reply_to` if given, and returns the response. Fails
+    /// with [`Error::InvalidAddress`] (not a panic) when no request can be
+    /// made for `peer`.
     fn post_message(
         &self,
         peer: &PeerAddr,
         body: FrameBody,
-    ) -> impl Future<Output = Result<StatusCode, Error>> + Send;
+        reply_to: Option<SocketAddr>,
+    ) -> impl Future<Output = Result<Response<Self::Answer>, Error>> + Send;
 }
 
 impl MessageSink for Connector {
-    async fn post_message(&self, peer: &PeerAddr, body: FrameBody) -> Result<StatusCode, Error> {
-        let req = self.post(peer, MESSAGE_PATH, body)?;
-        Ok(self.request(peer, req).await?.status())
+    type Answer = ResponseBody;
+
+    async fn post_message(
+        &self,
+        peer: &PeerAddr,
+        body: FrameBody,
+        reply_to: Option<SocketAddr>,
+    ) -> Result<Response<ResponseBody>, Error> {
+        let mut req = self.post(peer, MESSAGE_PATH, body)?;
+        if let Some(Ok(value)) = reply_to.map(|a| HeaderValue::try_from(a.to_string())) {
+            req.headers_mut().insert(REPLY_TO, value);
+        }
+        self.request(peer, req).await
     }
 }
 
@@ -346,29 +368,57 @@ impl<S: MessageSink> SendCtx<S> {
     }
 
     /// Sends one `/message` request whose body is whatever arrives on
-    /// `body` until it closes, failing it after `timeout`.
+    /// `body` until it closes, failing it after `timeout`; with `answer`,
+    /// it asks for answers in the response and delivers them.
     async fn send_body(
         &self,
         addr: &PeerAddr,
         lane: Lane,
         body: mpsc::Receiver<Bytes>,
         timeout: Duration,
+        answer: Option<AnswerTo>,
     ) -> (Lane, Result<(), Error>) {
         let body = FrameBody::channel(body, self.shutdown.clone().cancelled_owned());
-        let result = match tokio::time::timeout(timeout, self.sink.post_message(addr, body)).await {
+        let exchange = async {
+            let reply_to = answer.as_ref().map(|a| a.reply_to);
+            let resp = self.sink.post_message(addr, body, reply_to).await?;
+            if resp.status() != StatusCode::OK {
+                return Err(Error::Status {
+                    addr: addr.to_string(),
+                    status: resp.status().as_u16(),
+                });
+            }
+            if let Some(answer) = &answer {
+                // The peer as the answers' source: memberlist peers are
+                // IP addresses.
+                let from = match addr.host().parse::<IpAddr>() {
+                    Ok(ip) => SocketAddr::new(ip, addr.port()),
+                    Err(_) => SocketAddr::from(([0, 0, 0, 0], addr.port())),
+                };
+                if let Err(why) = read_answers(resp.into_body(), answer, from).await {
+                    answer.inbox.metrics().rx_packets_failed.inc();
+                    tracing::debug!(peer = %addr, error = why, "answers in a response cut short");
+                }
+            }
+            Ok(())
+        };
+        let result = match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(Error::Timeout {
                 what: "packet delivery",
                 after: timeout,
             }),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(StatusCode::OK)) => Ok(()),
-            Ok(Ok(status)) => Err(Error::Status {
-                addr: addr.to_string(),
-                status: status.as_u16(),
-            }),
+            Ok(result) => result,
         };
         (lane, result)
     }
+}
+
+/// Where the answers to a batch's request go: the place its packets that
+/// await one name, if they all name the same.
+fn answer_for(batch: &[Outgoing]) -> Option<AnswerTo> {
+    let mut asking = batch.iter().filter_map(|o| o.answer_to.as_ref());
+    let first = asking.next()?;
+    asking.all(|a| a.same(first)).then(|| first.clone())
 }
 
 /// Appends `payload` to `body` as one frame.
@@ -459,10 +509,17 @@ async fn run_peer<S: MessageSink>(ctx: Arc<SendCtx<S>>, queue: Arc<PeerQueue>) {
                 break;
             }
             let route = sender.send(now, &mut batch);
+            // Answers are asked for on a request ended with its first
+            // chunk: a lingering body's answer would wait for its end.
+            let answer = match route {
+                Route::Open { lane, .. } if sender.open_body() != Some(lane) => answer_for(&batch),
+                _ => None,
+            };
             let chunk = ctx.encode(batch);
             if let Route::Open { lane, timeout } = route {
                 let (tx, rx) = mpsc::channel(BODY_CHUNKS);
-                in_flight.push(Box::pin(ctx.send_body(&queue.addr, lane, rx, timeout)));
+                let request = ctx.send_body(&queue.addr, lane, rx, timeout, answer);
+                in_flight.push(Box::pin(request));
                 body = Some((lane, tx));
             }
             if let Some((_, tx)) = &body {

@@ -1,6 +1,8 @@
 //! The transport: sending, receiving, dialing, shutting down.
 
+use super::answers::{AnswerTo, Answers};
 use super::client::Client;
+use super::inbox::Inbox;
 use super::metrics::{Metrics, MetricsRegistry};
 use super::options::{Options, BODY_AGE_MARGIN};
 use super::sender::{limits_from, Outgoing, Senders};
@@ -50,9 +52,12 @@ pub(crate) struct Inner {
     pub(crate) options: Options,
     pub(crate) metrics: Metrics,
     pub(crate) registry: MetricsRegistry,
-    // Not boxed, unlike the streams below: a box per packet made the 64-byte
-    // packet row 7% slower (benches/RESULTS.md), for 88 KB per transport.
-    pub(crate) packets_tx: async_channel::Sender<Packet>,
+    /// Where received packets go. Its channel is not boxed, unlike the
+    /// streams below: a box per packet made the 64-byte packet row 7%
+    /// slower (benches/RESULTS.md), for 88 KB per transport.
+    pub(crate) inbox: Arc<Inbox>,
+    /// Packets for peers whose requests are being answered (see `answers`).
+    pub(crate) answers: Answers,
     packets_rx: async_channel::Receiver<Packet>,
     // Boxed: `async_channel::bounded` allocates and writes every slot up
     // front, and a `StreamConn` is about 500 bytes: a cluster member's 1024
@@ -138,6 +143,7 @@ impl Transport {
             shutdown.clone(),
             advertise.clone(),
         );
+        let inbox = Arc::new(Inbox::new(packets_tx, metrics.clone(), shutdown.clone()));
         let inner = Inner {
             send_metrics: Arc::new(metrics.clone()),
             advertise,
@@ -148,7 +154,8 @@ impl Transport {
             options,
             metrics,
             registry: registry.clone(),
-            packets_tx,
+            inbox,
+            answers: Answers::default(),
             packets_rx,
             streams_tx,
             streams_rx,
@@ -186,8 +193,40 @@ impl Transport {
     /// Outside a tokio runtime, when it starts the peer's send task.
     pub fn write_to(&self, payload: Bytes, addr: &str) -> Result<Instant, Error> {
         let now = Instant::now();
-        self.enqueue(payload, addr, None, now)?;
+        self.enqueue(payload, addr, None, None, now)?;
         Ok(now)
+    }
+
+    /// [`write_to`](Self::write_to) for a packet the peer answers at once,
+    /// such as a memberlist probe's ping: a gossiphttp peer may then put
+    /// its answer in the response to the request carrying this packet
+    /// instead of a request of its own ([`Options::answers_in_responses`]),
+    /// which halves the requests a probe costs. The answer is received as
+    /// any packet is, from [`packets`](Self::packets). With a Go peer, over
+    /// HTTP/1.1, or before [`final_advertise_addr`](Self::final_advertise_addr)
+    /// set the address to name, the same as `write_to`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, when it starts the peer's send task.
+    pub fn write_to_awaiting_answer(&self, payload: Bytes, addr: &str) -> Result<Instant, Error> {
+        let now = Instant::now();
+        let answer_to = self.answer_to();
+        self.enqueue(payload, addr, None, answer_to, now)?;
+        Ok(now)
+    }
+
+    /// Where this transport's answers go, if it asks for them.
+    fn answer_to(&self) -> Option<AnswerTo> {
+        let inner = &self.inner;
+        if !inner.options.answers_in_responses || inner.client.is_http1() {
+            return None;
+        }
+        Some(AnswerTo {
+            reply_to: (*inner.advertise.lock().unwrap())?,
+            inbox: inner.inbox.clone(),
+            max_packet_size: inner.options.max_packet_size,
+        })
     }
 
     /// [`write_to`](Self::write_to) for memberlist's `NodeAwareTransport`:
@@ -210,7 +249,7 @@ impl Transport {
     /// future afterwards does not take it back, only the outcome is lost.
     pub async fn send(&self, payload: Bytes, addr: &str) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(payload, addr, Some(tx), Instant::now())?;
+        self.enqueue(payload, addr, Some(tx), None, Instant::now())?;
         rx.await.unwrap_or(Err(Error::Shutdown))
     }
 
@@ -219,6 +258,7 @@ impl Transport {
         payload: Bytes,
         addr: &str,
         done: Option<oneshot::Sender<Result<(), Error>>>,
+        answer_to: Option<AnswerTo>,
         queued_at: Instant,
     ) -> Result<(), Error> {
         if payload.len() > self.inner.options.max_packet_size {
@@ -231,6 +271,17 @@ impl Transport {
         if self.inner.shutdown.is_cancelled() {
             return Err(Error::Shutdown);
         }
+        // A packet for a peer whose request is being answered goes in the
+        // answer; not one whose caller waits for a delivery outcome, which
+        // an answer does not give.
+        let max_answer = self.inner.options.max_batch_bytes;
+        if done.is_none() && self.inner.answers.offer(addr, &payload, max_answer) {
+            let metrics = &self.inner.metrics;
+            metrics.tx_packets.inc();
+            metrics.tx_bytes.inc_by(payload.len() as u64);
+            metrics.tx_packets_in_answers.inc();
+            return Ok(());
+        }
         self.inner.senders.enqueue(
             addr,
             Outgoing {
@@ -238,6 +289,7 @@ impl Transport {
                 done,
                 queued_at,
                 metrics: self.inner.send_metrics.clone(),
+                answer_to,
             },
         )
     }
@@ -374,7 +426,7 @@ impl Transport {
     /// received stay readable from [`packets`](Self::packets).
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        self.inner.packets_tx.close();
+        self.inner.inbox.close();
         self.inner.streams_tx.close();
         if !self.inner.shares_client {
             self.inner.client.connector().clear();

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::super::message::{Message, Ping, PushPull};
+use super::super::message::{Message, MessageType, Ping, PushPull};
 use super::super::wire::EncodedMessage;
 use super::super::WireError;
 use super::members::Member;
@@ -47,6 +47,18 @@ pub struct OutPacket {
 }
 
 impl OutPacket {
+    /// Whether the target answers it at once: a ping (a probe's, or one
+    /// on behalf of a member that asked for an indirect probe), which it
+    /// acks. Its first part is the ping, so the first packet holds it
+    /// however the compound is split; a transport may have the answer
+    /// ride back with that packet's delivery.
+    pub fn awaits_answer(&self) -> bool {
+        self.messages
+            .first()
+            .and_then(|m| m.as_bytes().first())
+            .is_some_and(|&t| t == MessageType::Ping as u8)
+    }
+
     /// The messages decoded again (for tests and logs: an engine's own
     /// encoding always decodes).
     pub fn decode_messages(&self) -> Result<Vec<Message>, WireError> {

@@ -162,6 +162,7 @@ mod tests {
             done: None,
             queued_at: at,
             metrics: Default::default(),
+            answer_to: None,
         }
     }
 

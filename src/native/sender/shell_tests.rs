@@ -5,20 +5,37 @@ use super::*;
 use http_body_util::BodyExt;
 
 /// Answers each `/message` with its answer once the body has ended,
-/// keeping what each body carried.
+/// keeping what each body carried and whom it asked answers for; a request
+/// that asks gets the packet `ack` in its `200`.
 struct FakeSink {
     answer: fn(&PeerAddr) -> Result<StatusCode, Error>,
     bodies: Mutex<Vec<Bytes>>,
+    reply_to: Mutex<Vec<Option<SocketAddr>>>,
 }
 
 impl MessageSink for FakeSink {
-    async fn post_message(&self, peer: &PeerAddr, body: FrameBody) -> Result<StatusCode, Error> {
+    type Answer = FrameBody;
+
+    async fn post_message(
+        &self,
+        peer: &PeerAddr,
+        body: FrameBody,
+        reply_to: Option<SocketAddr>,
+    ) -> Result<Response<FrameBody>, Error> {
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(never) => match never {},
         };
         self.bodies.lock().unwrap().push(bytes);
-        (self.answer)(peer)
+        self.reply_to.lock().unwrap().push(reply_to);
+        let status = (self.answer)(peer)?;
+        let body = match reply_to {
+            Some(_) => FrameBody::once(Bytes::from_static(b"\xcc\x00\x03ack")),
+            None => FrameBody::empty(),
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        Ok(resp)
     }
 }
 
@@ -28,6 +45,7 @@ fn senders(
     let sink = Arc::new(FakeSink {
         answer,
         bodies: Mutex::new(Vec::new()),
+        reply_to: Mutex::new(Vec::new()),
     });
     let metrics = Arc::new(Metrics::default());
     let limits = SendLimits {
@@ -55,6 +73,7 @@ fn packet(metrics: &Arc<Metrics>, payload: &'static [u8], done: Option<Waiter>) 
         done,
         queued_at: Instant::now(),
         metrics: metrics.clone(),
+        answer_to: None,
     }
 }
 
@@ -306,4 +325,58 @@ async fn a_dropped_packet_counts_for_the_transport_that_queued_it() {
     );
     assert_eq!(a.tx_packet_queue_length.get(), 0);
     assert_eq!(b.tx_packet_queue_length.get(), queue_size as i64);
+}
+
+/// Where a test transport's answers go, and its queue of received packets.
+fn answer_to() -> (AnswerTo, async_channel::Receiver<crate::Packet>) {
+    let (tx, rx) = async_channel::bounded(8);
+    let inbox = super::super::inbox::Inbox::new(tx, Metrics::default(), CancellationToken::new());
+    let to = AnswerTo {
+        reply_to: "127.0.0.1:7000".parse().unwrap(),
+        inbox: Arc::new(inbox),
+        max_packet_size: 1024,
+    };
+    (to, rx)
+}
+
+#[tokio::test]
+async fn a_packet_awaiting_an_answer_asks_for_it_on_a_request_of_its_own() {
+    let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    let (to, answers) = answer_to();
+    // A quiet peer: the ping is a request of its own, ended with it.
+    let ping = Outgoing {
+        answer_to: Some(to),
+        ..packet(&metrics, b"ping", None)
+    };
+    senders.enqueue("127.0.0.1:9", ping).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), answers.recv())
+        .await
+        .expect("the answer was delivered")
+        .unwrap();
+    assert_eq!(&answer.payload[..], b"ack");
+    assert_eq!(answer.from, "127.0.0.1:9".parse().unwrap());
+    assert_eq!(
+        *sink.reply_to.lock().unwrap(),
+        [Some("127.0.0.1:7000".parse().unwrap())]
+    );
+    assert_eq!(sink.bodies.lock().unwrap()[0], frames(&[b"ping"]));
+}
+
+#[tokio::test]
+async fn a_lingering_body_asks_for_no_answer() {
+    let (senders, sink, metrics) = senders(|_| Ok(StatusCode::OK));
+    let (to, answers) = answer_to();
+    make_busy(&senders, &metrics, &sink, "127.0.0.1:9").await;
+    // A busy peer: the ping opens a body that stays open for more, whose
+    // answer would come only at its end; the send ends it.
+    let ping = Outgoing {
+        answer_to: Some(to),
+        ..packet(&metrics, b"ping", None)
+    };
+    senders.enqueue("127.0.0.1:9", ping).unwrap();
+    until_published(&senders, "127.0.0.1:9").await;
+    send(&senders, &metrics, "127.0.0.1:9", b"x").await.unwrap();
+    assert_eq!(*sink.reply_to.lock().unwrap(), [None, None]);
+    assert_eq!(sink.bodies.lock().unwrap()[0], frames(&[b"ping", b"x"]));
+    assert!(answers.try_recv().is_err());
 }
