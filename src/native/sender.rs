@@ -29,30 +29,28 @@
 //! a batch goes, bodies, backoff, retirement). [`direct`] is the fast path
 //! (`write_to` pushing into an open body while the task sleeps). This file
 //! is their shell: the shared queues, the tasks, timers and channels,
-//! encoding, HTTP.
+//! encoding; [`request`] is one `/message` request over HTTP.
 
 mod direct;
 mod machine;
 mod queue;
+mod request;
 
-use super::answers::{read_answers, AnswerTo, REPLY_TO};
+use super::answers::AnswerTo;
 use super::body::FrameBody;
-use super::connector::{Connector, ResponseBody};
+use super::connector::Connector;
 use super::metrics::Metrics;
 use super::write_buffers::{WriteBuffer, WriteBuffers};
 use crate::codec::{encoded_len, frame_header};
-use crate::{BoxError, Error, Options, PeerAddr, MESSAGE_PATH};
+use crate::{Error, Options, PeerAddr};
 use bytes::Bytes;
 use direct::Shared;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use http_body::Body;
-use hyper::header::HeaderValue;
-use hyper::{Response, StatusCode};
 use machine::{Lane, Ledger, Outcome, PeerSender, Route, Timeout};
 use queue::Queued;
+use request::answer_for;
+pub(crate) use request::MessageSink;
 use std::collections::HashMap;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -136,40 +134,6 @@ impl Queued for Outgoing {
 
 /// What a packet that waited out `packet_timeout` in its queue fails with.
 pub(crate) const QUEUE_WAIT: &str = "packet waiting in the send queue";
-
-/// What the sender needs from the connection layer: one `/message` request.
-pub(crate) trait MessageSink: Send + Sync + 'static {
-    /// The body of a response.
-    type Answer: Body<Data = Bytes, Error: Into<BoxError>> + Send;
-
-    /// Posts `body` to `peer`'s `/message` path, asking for answers in the
-    /// response for `reply_to` if given, and returns the response. Fails
-    /// with [`Error::InvalidAddress`] (not a panic) when no request can be
-    /// made for `peer`.
-    fn post_message(
-        &self,
-        peer: &PeerAddr,
-        body: FrameBody,
-        reply_to: Option<SocketAddr>,
-    ) -> impl Future<Output = Result<Response<Self::Answer>, Error>> + Send;
-}
-
-impl MessageSink for Connector {
-    type Answer = ResponseBody;
-
-    async fn post_message(
-        &self,
-        peer: &PeerAddr,
-        body: FrameBody,
-        reply_to: Option<SocketAddr>,
-    ) -> Result<Response<ResponseBody>, Error> {
-        let mut req = self.post(peer, MESSAGE_PATH, body)?;
-        if let Some(Ok(value)) = reply_to.map(|a| HeaderValue::try_from(a.to_string())) {
-            req.headers_mut().insert(REPLY_TO, value);
-        }
-        self.request(peer, req).await
-    }
-}
 
 type PeerMap = Mutex<HashMap<String, Arc<PeerQueue>, foldhash::fast::RandomState>>;
 
@@ -368,8 +332,7 @@ impl<S: MessageSink> SendCtx<S> {
     }
 
     /// Sends one `/message` request whose body is whatever arrives on
-    /// `body` until it closes, failing it after `timeout`; with `answer`,
-    /// it asks for answers in the response and delivers them.
+    /// `body` until it closes (see [`request::exchange`]).
     async fn send_body(
         &self,
         addr: &PeerAddr,
@@ -379,46 +342,9 @@ impl<S: MessageSink> SendCtx<S> {
         answer: Option<AnswerTo>,
     ) -> (Lane, Result<(), Error>) {
         let body = FrameBody::channel(body, self.shutdown.clone().cancelled_owned());
-        let exchange = async {
-            let reply_to = answer.as_ref().map(|a| a.reply_to);
-            let resp = self.sink.post_message(addr, body, reply_to).await?;
-            if resp.status() != StatusCode::OK {
-                return Err(Error::Status {
-                    addr: addr.to_string(),
-                    status: resp.status().as_u16(),
-                });
-            }
-            if let Some(answer) = &answer {
-                // The peer as the answers' source: memberlist peers are
-                // IP addresses.
-                let from = match addr.host().parse::<IpAddr>() {
-                    Ok(ip) => SocketAddr::new(ip, addr.port()),
-                    Err(_) => SocketAddr::from(([0, 0, 0, 0], addr.port())),
-                };
-                if let Err(why) = read_answers(resp.into_body(), answer, from).await {
-                    answer.inbox.metrics().rx_packets_failed.inc();
-                    tracing::debug!(peer = %addr, error = why, "answers in a response cut short");
-                }
-            }
-            Ok(())
-        };
-        let result = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => Err(Error::Timeout {
-                what: "packet delivery",
-                after: timeout,
-            }),
-            Ok(result) => result,
-        };
+        let result = request::exchange(&*self.sink, addr, body, timeout, answer).await;
         (lane, result)
     }
-}
-
-/// Where the answers to a batch's request go: the place its packets that
-/// await one name, if they all name the same.
-fn answer_for(batch: &[Outgoing]) -> Option<AnswerTo> {
-    let mut asking = batch.iter().filter_map(|o| o.answer_to.as_ref());
-    let first = asking.next()?;
-    asking.all(|a| a.same(first)).then(|| first.clone())
 }
 
 /// Appends `payload` to `body` as one frame.

@@ -3,6 +3,8 @@
 
 use super::*;
 use http_body_util::BodyExt;
+use hyper::{Response, StatusCode};
+use std::net::SocketAddr;
 
 /// Answers each `/message` with its answer once the body has ended,
 /// keeping what each body carried and whom it asked answers for; a request
