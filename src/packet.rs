@@ -20,7 +20,9 @@ pub struct Packet {
     /// The packet's bytes: one frame's payload.
     pub payload: Bytes,
     /// The sender's TCP address (not its advertised address), as the
-    /// reference reports it.
+    /// reference reports it. For a packet a gossiphttp peer put in its
+    /// answer to one of this transport's requests, the address that request
+    /// went to (see [`Options::answers_in_responses`](crate::Options::answers_in_responses)).
     pub from: SocketAddr,
     /// When the request carrying the packet was received.
     #[cfg(not(target_arch = "wasm32"))]
