@@ -84,6 +84,14 @@ impl PeerAddr {
     pub fn port(&self) -> u16 {
         self.port
     }
+    /// The socket address it names, when its host is an IP address (not a
+    /// name to resolve).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn ip_socket_addr(&self) -> Option<SocketAddr> {
+        let ip = self.host.parse::<std::net::IpAddr>().ok()?;
+        Some(SocketAddr::new(ip, self.port))
+    }
+
     /// `host:port`, with brackets around IPv6 addresses.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {

@@ -37,7 +37,7 @@
 //! [`Options::answers_in_responses`]: crate::Options::answers_in_responses
 
 use super::inbox::Inbox;
-use crate::codec::{encoded_len, frame_header};
+use crate::codec::{encode_frame, encoded_len};
 use crate::contract::MessageReader;
 use crate::BoxError;
 use bytes::{Bytes, BytesMut};
@@ -208,9 +208,9 @@ impl Held<'_> {
         let packets = self.answers.close(self.to);
         let mut body = BytesMut::with_capacity(packets.iter().map(|p| encoded_len(p.len())).sum());
         for payload in &packets {
-            let (header, len) = frame_header(payload.len());
-            body.extend_from_slice(&header[..len]);
-            body.extend_from_slice(payload);
+            // Cannot fail: `write_to` refused anything over
+            // `max_packet_size`, far below a frame's `u32` limit.
+            let _ = encode_frame(payload, &mut body);
         }
         body.freeze()
     }

@@ -273,6 +273,16 @@ fn status(code: impl TryInto<StatusCode>) -> Response<FrameBody> {
     resp
 }
 
+/// A `200` whose body is frames, labelled as the contract's content type.
+fn of_frames(body: FrameBody) -> Response<FrameBody> {
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        CONTENT_TYPE_HEADER,
+        HeaderValue::from_static(crate::CONTENT_TYPE),
+    );
+    resp
+}
+
 fn metrics_response(inner: &Inner) -> Response<FrameBody> {
     let mut resp = Response::new(FrameBody::once(inner.registry.encode_text().into()));
     resp.headers_mut().insert(
@@ -380,12 +390,7 @@ async fn receive_packets(
     if frames.is_empty() {
         return status(StatusCode::OK);
     }
-    let mut resp = Response::new(FrameBody::once(frames));
-    resp.headers_mut().insert(
-        CONTENT_TYPE_HEADER,
-        HeaderValue::from_static(crate::CONTENT_TYPE),
-    );
-    resp
+    of_frames(FrameBody::once(frames))
 }
 
 /// Counts a refused body (`rx_packets_failed`, `requests_refused{reason}`)
@@ -424,14 +429,7 @@ async fn accept_stream(
     let (writer, response_body) = write_channel(&inner.shutdown);
     let conn = StreamConn::new(body, writer, remote, Some(permit), &inner.stream_ctx);
     match inner.streams_tx.try_send(Box::new(conn)) {
-        Ok(()) => {
-            let mut resp = Response::new(response_body);
-            resp.headers_mut().insert(
-                CONTENT_TYPE_HEADER,
-                HeaderValue::from_static(crate::CONTENT_TYPE),
-            );
-            resp
-        }
+        Ok(()) => of_frames(response_body),
         Err(async_channel::TrySendError::Full(_)) => {
             if inner.metrics.refuse("stream_queue") {
                 tracing::warn!(peer = %remote, "refused a stream: the stream queue is full (is anyone accepting streams?)");

@@ -343,9 +343,9 @@ impl Transport {
         }
         // The remote address is the dialed one when it is an IP literal;
         // for a host name, the first address it resolves to.
-        let remote = match peer.host().parse::<IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, peer.port()),
-            Err(_) => tokio::net::lookup_host((peer.host(), peer.port()))
+        let remote = match peer.ip_socket_addr() {
+            Some(addr) => addr,
+            None => tokio::net::lookup_host((peer.host(), peer.port()))
                 .await
                 .ok()
                 .and_then(|mut a| a.next())

@@ -12,7 +12,7 @@ use http_body::Body;
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// What the sender needs from the connection layer: one `/message` request.
@@ -72,10 +72,9 @@ pub(super) async fn exchange<S: MessageSink>(
         if let Some(answer) = &answer {
             // The peer as the answers' source: memberlist peers are IP
             // addresses.
-            let from = match addr.host().parse::<IpAddr>() {
-                Ok(ip) => SocketAddr::new(ip, addr.port()),
-                Err(_) => SocketAddr::from(([0, 0, 0, 0], addr.port())),
-            };
+            let from = addr
+                .ip_socket_addr()
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], addr.port())));
             if let Err(why) = read_answers(resp.into_body(), answer, from).await {
                 answer.inbox.metrics().rx_packets_failed.inc();
                 tracing::debug!(peer = %addr, error = why, "answers in a response cut short");
