@@ -13,9 +13,10 @@
 //! `benches/RESULTS.md` keeps it.
 //!
 //! `--quick` runs small sizes once with short windows (CI's smoke run of
-//! the harness). A FILTER runs only the rows whose id contains it (ids:
-//! `converge`, `processes`, `rest`, `rest-processes`, `send-only`,
-//! `restart`, `cluster-command`). For experiments,
+//! the harness). A FILTER runs only the rows whose id contains it, or is
+//! it when it starts with `=` (ids: `converge`, `processes`, `rest`,
+//! `rest-processes`, `send-only`, `restart`, `cluster-command`; `=processes`
+//! runs the separate-process convergence rows without the at-rest one). For experiments,
 //! `CLUSTER_BENCH_REST_MEMBERS` sets the at-rest rows' size,
 //! `CLUSTER_BENCH_OWN_CLIENTS=1` gives each in-process member a
 //! connection pool of its own instead of the process's one client,
@@ -141,7 +142,11 @@ impl Cfg {
     }
 
     fn wants(&self, id: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| id.contains(f.as_str()))
+        self.filters.is_empty()
+            || self.filters.iter().any(|f| match f.strip_prefix('=') {
+                Some(exact) => id == exact,
+                None => id.contains(f.as_str()),
+            })
     }
 }
 
