@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::super::message::{Dead, NodeState, PushPull};
+use super::members::Member;
 use super::output::{Event, OutPacket, Output, PushPullFailed, PushPullRequest};
 use super::queue::{Finished, Lane};
 use super::time::Time;
@@ -83,16 +84,30 @@ impl Engine {
         }
         let me = self.name.clone();
         let dead_time = self.config.gossip_to_the_dead_time;
-        let targets = self
-            .members
-            .random(self.config.gossip_nodes, &mut self.rng, |m| {
-                m.name != me
-                    && match m.state {
-                        NodeState::Alive | NodeState::Suspect => true,
-                        NodeState::Dead => now.since(m.state_change) <= dead_time,
-                        NodeState::Left => false,
-                    }
-            });
+        let eligible = |m: &Member| {
+            m.name != me
+                && match m.state {
+                    NodeState::Alive | NodeState::Suspect => true,
+                    NodeState::Dead => now.since(m.state_change) <= dead_time,
+                    NodeState::Left => false,
+                }
+        };
+        // All but one among the members sent to lately (see `warm`), the
+        // rest at random.
+        let k = self.config.gossip_nodes;
+        let warm_k = self.config.warm_gossip_nodes.min(k.saturating_sub(1));
+        let mut targets = self.warm.pick(
+            warm_k,
+            self.config.warm_for,
+            now,
+            &self.members,
+            &mut self.rng,
+            eligible,
+        );
+        let picked: Vec<String> = targets.iter().map(|m| m.name.clone()).collect();
+        targets.extend(self.members.random(k - targets.len(), &mut self.rng, |m| {
+            eligible(m) && !picked.contains(&m.name)
+        }));
         if targets.is_empty() {
             // No one to tell: no early rounds until there is new news.
             self.news_pending = false;

@@ -117,6 +117,13 @@
 //!   everyone joined through, and up to two more while they bring members
 //!   it did not know (`join_follow_up`, `join_follow_up_within`,
 //!   `join_follow_up_repeats`).
+//! - **Gossip keeps to the connections it has**: of a round's
+//!   `GossipNodes` targets all but one are members this one sent to in the
+//!   last minute (the one sent to longest ago first, so a broadcast's
+//!   repeats still go to different members), and one is random, so a
+//!   round reaches a random member as memberlist's do, and adds at most
+//!   one member to those this one has connections to (`warm_gossip_nodes`,
+//!   `warm_for`).
 //! - **A starved process** (a runtime that runs its members late, as 100
 //!   or 500 members in one process on a loaded machine): memberlist times
 //!   probes by the wall clock alone, so a member run late accuses the
@@ -183,6 +190,7 @@ mod state;
 mod suspicion;
 mod time;
 mod versions;
+mod warm;
 
 #[cfg(test)]
 mod tests;
@@ -211,6 +219,7 @@ use gossip::{Leaving, PendingPushPull};
 use probe::{Probe, Relay};
 use queue::BroadcastQueue;
 use suspicion::Suspicion;
+use warm::WarmPeers;
 
 /// memberlist's SWIM + Lifeguard as a state machine. See the module doc.
 #[derive(Debug)]
@@ -262,6 +271,8 @@ pub struct Engine {
     join_follow_ups_left: u32,
     /// When our table last gained a member.
     last_growth: Time,
+    /// Members sent to lately: most gossip targets come from them.
+    warm: WarmPeers,
     outputs: VecDeque<Output>,
 }
 
@@ -338,6 +349,7 @@ impl Engine {
             join_follow_up: None,
             join_follow_ups_left: 0,
             last_growth: now,
+            warm: WarmPeers::default(),
             outputs: VecDeque::new(),
             config,
             rng,
@@ -400,7 +412,25 @@ impl Engine {
     /// The next output, or `None` when there is nothing to do until another
     /// input or [`Engine::next_deadline`].
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front()?;
+        // What the shell sends now opens (or keeps) a connection to its
+        // target: gossip prefers those (see `warm`). An answer (ack,
+        // nack) does not count: between gossiphttp peers it rides back
+        // in the response to the ping it answers.
+        match &output {
+            Output::Packet(p) if !p.is_answer() => {
+                if let Some(name) = &p.node {
+                    self.warm.sent(name, p.to, self.last_input);
+                }
+            }
+            Output::PushPull(req) => {
+                if let Some(name) = &req.node {
+                    self.warm.sent(name, req.to, self.last_input);
+                }
+            }
+            _ => {}
+        }
+        Some(output)
     }
 
     /// Queues a user message for gossip (memberlist's delegate

@@ -59,6 +59,14 @@ impl OutPacket {
             .is_some_and(|&t| t == MessageType::Ping as u8)
     }
 
+    /// Whether it answers a ping: its first part is an ack or a nack.
+    pub fn is_answer(&self) -> bool {
+        self.messages
+            .first()
+            .and_then(|m| m.as_bytes().first())
+            .is_some_and(|&t| t == MessageType::Ack as u8 || t == MessageType::Nack as u8)
+    }
+
     /// The messages decoded again (for tests and logs: an engine's own
     /// encoding always decodes).
     pub fn decode_messages(&self) -> Result<Vec<Message>, WireError> {

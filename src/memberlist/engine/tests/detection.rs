@@ -43,8 +43,19 @@ fn quantiles(v: &mut [f64]) -> String {
     )
 }
 
+/// The LAN defaults, with every gossip target random when
+/// `MEASURE_RANDOM_TARGETS` is set (memberlist's way).
+fn measured_config() -> Config {
+    let mut config = Config::lan();
+    if std::env::var_os("MEASURE_RANDOM_TARGETS").is_some() {
+        config.warm_gossip_nodes = 0;
+    }
+    config
+}
+
 /// The kill's spread at `MEASURE_KILL_N` sizes (50,100) over
-/// `MEASURE_KILL_SEEDS` seeds (40), with no member hinted, one, and all.
+/// `MEASURE_KILL_SEEDS` seeds (40), with no member hinted, one, and all
+/// (`MEASURE_RANDOM_TARGETS`: see `measured_config`).
 #[test]
 #[ignore = "a measurement: cargo test --release --lib measure_kill -- --ignored --nocapture"]
 fn measure_kill() {
@@ -58,7 +69,7 @@ fn measure_kill() {
         for noticers in [0, 1, n] {
             let (mut first, mut dead) = (Vec::new(), Vec::new());
             for seed in 0..seeds {
-                let (f, d) = kill_run(n, Config::lan(), 1000 + seed, noticers);
+                let (f, d) = kill_run(n, measured_config(), 1000 + seed, noticers);
                 first.push(f.as_secs_f64());
                 dead.push(d.as_secs_f64());
             }

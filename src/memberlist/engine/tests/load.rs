@@ -32,6 +32,9 @@ pub struct Report {
     /// what the process must carry in that time.
     pub packets_until_converged: u64,
     pub push_pulls_until_converged: u64,
+    /// Distinct (sender, target) pairs of packets and push-pulls until
+    /// convergence (or the end): the connections a TCP transport opens.
+    pub links_until_converged: usize,
 }
 
 /// A light load: inputs handled 0-100 ms late, 20 us of a shared core each.
@@ -74,17 +77,18 @@ pub fn run(
     let converged = |s: &Sim| s.now >= last && s.converged();
     let mut t = sim.run_until(quiet_from, converged);
     let early = sim.converged();
-    let mut carried = (sim.packets, sim.push_pulls);
+    let mut carried = (sim.packets, sim.push_pulls, sim.links.len());
     sim.run_until(quiet_from, |_| false);
     let before = sim.packets;
     if !early {
         t = sim.run_until(end, converged);
-        carried = (sim.packets, sim.push_pulls);
+        carried = (sim.packets, sim.push_pulls, sim.links.len());
     }
     let mut report = Report {
         converged: sim.converged().then(|| t.since(last)),
         packets_until_converged: carried.0,
         push_pulls_until_converged: carried.1,
+        links_until_converged: carried.2,
         ..Report::default()
     };
     sim.run_until(end, |_| false);
@@ -162,11 +166,12 @@ pub fn as_on_main(config: Config) -> Config {
 
 fn row(label: &str, r: &Report) {
     eprintln!(
-        "| {label} | {} | {} / {} | {} | {} | {} | {} | {:.1} | {:.2} s |",
+        "| {label} | {} | {} / {} / {} | {} | {} | {} | {} | {:.1} | {:.2} s |",
         r.converged
             .map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
         r.packets_until_converged,
         r.push_pulls_until_converged,
+        r.links_until_converged,
         if r.converged_at_end { "yes" } else { "no" },
         r.false_suspects,
         r.false_deaths,
@@ -189,6 +194,20 @@ fn measure_load() {
     let presets: Vec<(&str, Config)> = vec![
         ("lan as on main", as_on_main(Config::lan())),
         ("lan", Config::lan()),
+        (
+            "lan, 1 warm target",
+            Config {
+                warm_gossip_nodes: 1,
+                ..Config::lan()
+            },
+        ),
+        (
+            "lan, targets all random",
+            Config {
+                warm_gossip_nodes: 0,
+                ..Config::lan()
+            },
+        ),
         ("lan, memberlist's rules", Config::lan().as_memberlist()),
         (
             "lan, probe timeout scaled only",
@@ -268,7 +287,7 @@ fn measure_load() {
             .is_none_or(|o| o.split('|').any(|x| x == *name))
     })
     .collect();
-    eprintln!("| run | converged after last join | packets / push-pulls until then | converged at 30 s | false suspects | false deaths | refutations | packets/member/s (last 10 s) | longest wait for the core |");
+    eprintln!("| run | converged after last join | packets / push-pulls / links until then | converged at 30 s | false suspects | false deaths | refutations | packets/member/s (last 10 s) | longest wait for the core |");
     eprintln!("|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         for (name, config) in &presets {

@@ -15,3 +15,4 @@ mod rules;
 mod sim;
 mod starvation;
 mod versions;
+mod warm_targets;

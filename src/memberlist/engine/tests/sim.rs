@@ -102,6 +102,9 @@ pub struct Sim {
     pub packets: u64,
     /// Push-pulls a member answered (for reports).
     pub push_pulls: u64,
+    /// Who sent a packet (not an answer) or a push-pull to whom: the
+    /// connections a transport over TCP would open (for reports).
+    pub links: HashSet<(usize, SocketAddr)>,
     /// Late handling of inputs (none: every input is handled on arrival).
     starver: Option<Starver>,
     /// Per member: a late timer tick is waiting (no other is armed).
@@ -135,6 +138,7 @@ impl Sim {
             complete: 0,
             packets: 0,
             push_pulls: 0,
+            links: HashSet::new(),
             starver: None,
             tick_pending: vec![false; n],
         };

@@ -10,6 +10,9 @@ impl Sim {
         while let Some(output) = self.nodes[i].engine.poll_output() {
             match output {
                 Output::Packet(p) => {
+                    if !p.is_answer() {
+                        self.links.insert((i, p.to));
+                    }
                     if self.loss > 0.0 && self.rng.random::<f64>() < self.loss {
                         continue;
                     }
@@ -24,6 +27,7 @@ impl Sim {
                     );
                 }
                 Output::PushPull(req) => {
+                    self.links.insert((i, req.to));
                     let after = self.latency();
                     let generation = self.nodes[i].generation;
                     self.schedule(

@@ -1,0 +1,147 @@
+//! Gossip targets among the members sent to lately (`warm_gossip_nodes`):
+//! a round adds at most one member to those this one has connections to.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::super::{Config, Engine, Output, Time};
+use super::rules::{addr, alive, decoded, drain, engine, ip, MS};
+use crate::memberlist::message::{Message, Ping};
+
+/// An engine that knows `n` others and never probes or push-pulls on its
+/// own: what it sends is gossip.
+fn knowing(n: u16, warm_gossip_nodes: usize) -> Engine {
+    let config = Config {
+        probe_interval: Duration::from_secs(3600),
+        push_pull_interval: Duration::ZERO,
+        warm_gossip_nodes,
+        ..Config::lan()
+    };
+    let mut e = engine(config);
+    for i in 0..n {
+        let name = format!("m{i}");
+        e.handle_message(
+            addr(7001),
+            Message::Alive(alive(&name, 8000 + i, 1)),
+            Time::ZERO,
+        );
+    }
+    drain(&mut e);
+    e
+}
+
+/// The targets of each gossip round over `window` while news arrives every
+/// 5 ms (a known member's new metadata), as in a join wave.
+fn rounds(e: &mut Engine, n: u16, window: Duration) -> Vec<HashSet<SocketAddr>> {
+    let start = Time::ZERO;
+    let mut rounds = Vec::new();
+    let mut now = start;
+    let mut news = 0u16;
+    while now < start + window {
+        let i = news % n;
+        let mut update = alive(&format!("m{i}"), 8000 + i, 2 + u32::from(news / n));
+        update.meta = Some(bytes::Bytes::from(news.to_string()));
+        e.handle_message(addr(7001), Message::Alive(update), now);
+        news += 1;
+        let step = now + MS(5);
+        while let Some(t) = e.next_deadline().filter(|t| *t < step) {
+            e.tick(t.max(now));
+            let targets: HashSet<SocketAddr> = drain(e)
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Packet(p) if matches!(decoded(p)[0], Message::Alive(_)) => Some(p.to),
+                    _ => None,
+                })
+                .collect();
+            if !targets.is_empty() {
+                rounds.push(targets);
+            }
+        }
+        now = step;
+    }
+    rounds
+}
+
+/// How many members each round sent to for the first time.
+fn first_contacts(rounds: &[HashSet<SocketAddr>]) -> Vec<usize> {
+    let mut known = HashSet::new();
+    rounds
+        .iter()
+        .map(|targets| targets.iter().filter(|t| known.insert(**t)).count())
+        .collect()
+}
+
+#[test]
+fn each_round_goes_to_three_members_and_at_most_one_of_them_new() {
+    let mut e = knowing(59, 2);
+    let rounds = rounds(&mut e, 59, Duration::from_secs(3));
+    assert!(rounds.len() >= 25, "{} rounds", rounds.len());
+    assert!(rounds.iter().all(|r| r.len() == 3), "{rounds:?}");
+    let new = first_contacts(&rounds);
+    assert_eq!(new[0], 3, "nobody is warm at first");
+    assert!(new[1..].iter().all(|&n| n <= 1), "{new:?}");
+    // And the one picked at random is often new: news still reaches a
+    // random member every round.
+    let reached: usize = new.iter().sum();
+    assert!(
+        reached >= 15,
+        "{reached} members reached in {} rounds",
+        rounds.len()
+    );
+}
+
+#[test]
+fn with_all_targets_random_a_round_reaches_new_members_three_at_a_time() {
+    let mut warm = knowing(59, 2);
+    let mut random = knowing(59, 0);
+    let warm_rounds = rounds(&mut warm, 59, Duration::from_secs(1));
+    let random_rounds = rounds(&mut random, 59, Duration::from_secs(1));
+    let reached = |r: &[HashSet<SocketAddr>]| first_contacts(r).iter().sum::<usize>();
+    // About 10 rounds: memberlist's way reaches 3 a round (less repeats),
+    // ours 3 then 1 a round.
+    assert!(
+        reached(&random_rounds) > reached(&warm_rounds) + 8,
+        "random {} against warm {}",
+        reached(&random_rounds),
+        reached(&warm_rounds)
+    );
+    assert!(reached(&warm_rounds) <= 3 + warm_rounds.len());
+}
+
+#[test]
+fn an_answer_does_not_make_its_target_warm_and_gossip_and_push_pulls_do() {
+    let mut e = knowing(5, 2);
+    assert_eq!(e.warm.len(), 0);
+    let ping = Ping {
+        seq_no: 9,
+        node: "me".into(),
+        source_addr: ip(),
+        source_port: 8001,
+        source_node: "m1".into(),
+    };
+    e.handle_message(addr(8001), Message::Ping(ping), Time::from_origin(MS(1)));
+    let out = drain(&mut e);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Packet(p) if p.is_answer())),
+        "{out:?}"
+    );
+    assert_eq!(e.warm.len(), 0, "the ack rides the ping's response");
+    // The first gossip round (the table's news) goes to 3 members.
+    let first = e.next_deadline().expect("a gossip round is due");
+    e.tick(first);
+    drain(&mut e);
+    assert_eq!(e.warm.len(), 3);
+    // A routine push-pull's target (the push-pull interval is 30 s).
+    let mut target = None;
+    while target.is_none() {
+        let t = e.next_deadline().expect("a deadline");
+        e.tick(t);
+        target = drain(&mut e).into_iter().find_map(|o| match o {
+            Output::PushPull(req) => req.node,
+            _ => None,
+        });
+    }
+    assert!(e.warm.contains(&target.unwrap()));
+}
