@@ -417,18 +417,13 @@ impl Engine {
         // target: gossip prefers those (see `warm`). An answer (ack,
         // nack) does not count: between gossiphttp peers it rides back
         // in the response to the ping it answers.
-        match &output {
-            Output::Packet(p) if !p.is_answer() => {
-                if let Some(name) = &p.node {
-                    self.warm.sent(name, p.to, self.last_input);
-                }
-            }
-            Output::PushPull(req) => {
-                if let Some(name) = &req.node {
-                    self.warm.sent(name, req.to, self.last_input);
-                }
-            }
-            _ => {}
+        let sent_to = match &output {
+            Output::Packet(p) if !p.is_answer() => p.node.as_deref().map(|n| (n, p.to)),
+            Output::PushPull(req) => req.node.as_deref().map(|n| (n, req.to)),
+            _ => None,
+        };
+        if let Some((name, to)) = sent_to {
+            self.warm.sent(name, to, self.last_input);
         }
         Some(output)
     }

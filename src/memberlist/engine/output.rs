@@ -53,18 +53,21 @@ impl OutPacket {
     /// however the compound is split; a transport may have the answer
     /// ride back with that packet's delivery.
     pub fn awaits_answer(&self) -> bool {
-        self.messages
-            .first()
-            .and_then(|m| m.as_bytes().first())
-            .is_some_and(|&t| t == MessageType::Ping as u8)
+        self.first_type() == Some(MessageType::Ping as u8)
     }
 
     /// Whether it answers a ping: its first part is an ack or a nack.
     pub fn is_answer(&self) -> bool {
+        self.first_type()
+            .is_some_and(|t| t == MessageType::Ack as u8 || t == MessageType::Nack as u8)
+    }
+
+    /// The type byte of its first message.
+    fn first_type(&self) -> Option<u8> {
         self.messages
             .first()
             .and_then(|m| m.as_bytes().first())
-            .is_some_and(|&t| t == MessageType::Ack as u8 || t == MessageType::Nack as u8)
+            .copied()
     }
 
     /// The messages decoded again (for tests and logs: an engine's own

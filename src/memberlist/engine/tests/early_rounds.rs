@@ -3,17 +3,24 @@
 
 use std::time::Duration;
 
-use super::super::{Config, Engine, Output, Time};
+use super::super::{Config, Engine, OutPacket, Output, Time};
 use super::rules::{addr, alive, decoded, drain, engine, MS};
 use crate::memberlist::message::Message;
 
 /// An engine that knows `n` other members (no probes: only gossip is
 /// counted).
 fn knowing(n: u16) -> Engine {
+    knowing_with(n, Config::lan())
+}
+
+/// An engine on `config` that knows `n` other members and never probes or
+/// push-pulls on its own (those two intervals are overridden): what it
+/// sends is gossip.
+pub(super) fn knowing_with(n: u16, config: Config) -> Engine {
     let config = Config {
         probe_interval: Duration::from_secs(3600),
         push_pull_interval: Duration::ZERO,
-        ..Config::lan()
+        ..config
     };
     let mut e = engine(config);
     for i in 0..n {
@@ -33,14 +40,25 @@ fn knowing(n: u16) -> Engine {
 /// wave, and the table keeps its size; a newer incarnation alone would be
 /// a refutation, which has rounds of its own).
 fn rounds_in(e: &mut Engine, n: u16, window: Duration) -> usize {
-    let start = Time::from_origin(Duration::from_secs(1));
+    gossip_rounds(e, n, Time::from_origin(Duration::from_secs(1)), window).len()
+}
+
+/// The gossip packets (those that open with an alive) of each round from
+/// `start` over `window` while news arrives every 5 ms, as `rounds_in`
+/// says; the rounds due before `start` (the table's own news) pass
+/// unrecorded.
+pub(super) fn gossip_rounds(
+    e: &mut Engine,
+    n: u16,
+    start: Time,
+    window: Duration,
+) -> Vec<Vec<OutPacket>> {
     let end = start + window;
-    // Let the rounds the table's own news started pass first.
     while let Some(t) = e.next_deadline().filter(|t| *t < start) {
         e.tick(t);
         drain(e);
     }
-    let mut rounds = 0;
+    let mut rounds = Vec::new();
     let mut news = 0u16;
     let mut now = start;
     while now < end {
@@ -55,10 +73,16 @@ fn rounds_in(e: &mut Engine, n: u16, window: Duration) -> usize {
         // which is not late.
         while let Some(t) = e.next_deadline().filter(|t| *t < step) {
             e.tick(t.max(now));
-            let gossiped = drain(e).iter().any(
-                |o| matches!(o, Output::Packet(p) if matches!(decoded(p)[0], Message::Alive(_))),
-            );
-            rounds += usize::from(gossiped);
+            let gossip: Vec<OutPacket> = drain(e)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Packet(p) if matches!(decoded(&p)[0], Message::Alive(_)) => Some(p),
+                    _ => None,
+                })
+                .collect();
+            if !gossip.is_empty() {
+                rounds.push(gossip);
+            }
         }
         now = step;
     }

@@ -6,61 +6,27 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::super::{Config, Engine, Output, Time};
-use super::rules::{addr, alive, decoded, drain, engine, ip, MS};
+use super::early_rounds::{gossip_rounds, knowing_with};
+use super::rules::{addr, drain, ip, MS};
 use crate::memberlist::message::{Message, Ping};
 
-/// An engine that knows `n` others and never probes or push-pulls on its
-/// own: what it sends is gossip.
+/// An engine that knows `n` others and sends only gossip (see
+/// `knowing_with`).
 fn knowing(n: u16, warm_gossip_nodes: usize) -> Engine {
     let config = Config {
-        probe_interval: Duration::from_secs(3600),
-        push_pull_interval: Duration::ZERO,
         warm_gossip_nodes,
         ..Config::lan()
     };
-    let mut e = engine(config);
-    for i in 0..n {
-        let name = format!("m{i}");
-        e.handle_message(
-            addr(7001),
-            Message::Alive(alive(&name, 8000 + i, 1)),
-            Time::ZERO,
-        );
-    }
-    drain(&mut e);
-    e
+    knowing_with(n, config)
 }
 
-/// The targets of each gossip round over `window` while news arrives every
-/// 5 ms (a known member's new metadata), as in a join wave.
+/// The targets of each gossip round over `window` from the start, news
+/// arriving every 5 ms as in a join wave (see `gossip_rounds`).
 fn rounds(e: &mut Engine, n: u16, window: Duration) -> Vec<HashSet<SocketAddr>> {
-    let start = Time::ZERO;
-    let mut rounds = Vec::new();
-    let mut now = start;
-    let mut news = 0u16;
-    while now < start + window {
-        let i = news % n;
-        let mut update = alive(&format!("m{i}"), 8000 + i, 2 + u32::from(news / n));
-        update.meta = Some(bytes::Bytes::from(news.to_string()));
-        e.handle_message(addr(7001), Message::Alive(update), now);
-        news += 1;
-        let step = now + MS(5);
-        while let Some(t) = e.next_deadline().filter(|t| *t < step) {
-            e.tick(t.max(now));
-            let targets: HashSet<SocketAddr> = drain(e)
-                .iter()
-                .filter_map(|o| match o {
-                    Output::Packet(p) if matches!(decoded(p)[0], Message::Alive(_)) => Some(p.to),
-                    _ => None,
-                })
-                .collect();
-            if !targets.is_empty() {
-                rounds.push(targets);
-            }
-        }
-        now = step;
-    }
-    rounds
+    gossip_rounds(e, n, Time::ZERO, window)
+        .iter()
+        .map(|packets| packets.iter().map(|p| p.to).collect())
+        .collect()
 }
 
 /// How many members each round sent to for the first time.
