@@ -493,3 +493,56 @@ fn an_identity_without_a_name_or_with_long_meta_is_refused() {
     assert_eq!(err, IdentityError::MetaTooLong { len: 513 });
     assert!(err.to_string().contains("shorten"));
 }
+
+#[test]
+fn a_dead_member_gets_gossip_for_gossip_to_the_dead_time_then_none() {
+    // GossipNodes 4 of 4 members: every member gossip may go to is a
+    // target of every round; no probes or push-pulls, so what goes out is
+    // gossip.
+    let config = Config {
+        gossip_nodes: 4,
+        warm_gossip_nodes: 0,
+        probe_interval: Duration::from_secs(3600),
+        push_pull_interval: Duration::ZERO,
+        ..Config::lan()
+    };
+    let dead_time = config.gossip_to_the_dead_time;
+    let mut e = with_members(config);
+    let died = Time::from_origin(Duration::from_secs(1));
+    let d = Dead {
+        incarnation: 1,
+        node: "d".into(),
+        from: "b".into(),
+    };
+    e.handle_message(addr(7002), Message::Dead(d), died);
+    drain(&mut e);
+    assert_eq!(e.member("d").unwrap().state, NodeState::Dead);
+    // News every 100 ms (a's metadata changes), and where rounds went.
+    let mut news = 0u32;
+    let mut targets_until = |e: &mut Engine, end: Time, now: &mut Time| {
+        let mut to = std::collections::BTreeSet::new();
+        while *now < end {
+            news += 1;
+            let mut update = alive("a", 7001, 1 + news);
+            update.meta = Some(Bytes::from(news.to_string()));
+            e.handle_message(addr(7001), Message::Alive(update), *now);
+            let step = *now + MS(100);
+            // Timers on time: a deadline the news made due at once runs now.
+            while let Some(t) = e.next_deadline().filter(|t| *t < step) {
+                e.tick(t.max(*now));
+                for (port, _) in packets(&drain(e)) {
+                    to.insert(port.port());
+                }
+            }
+            *now = step;
+        }
+        to
+    };
+    let mut now = died;
+    targets_until(&mut e, died + dead_time - Duration::from_secs(5), &mut now);
+    let last_5_s = targets_until(&mut e, died + dead_time - MS(100), &mut now);
+    assert_eq!(last_5_s, [7001, 7002, 7003, 7004].into(), "d included");
+    now = died + dead_time + MS(100);
+    let after = targets_until(&mut e, now + Duration::from_secs(5), &mut now);
+    assert_eq!(after, [7001, 7002, 7003].into(), "d no longer");
+}
