@@ -3,7 +3,9 @@
 //! rejoin attempt. When every member comes back on a new IP, and DNS only
 //! later lists the new ones (as a Kubernetes Service does while pods turn
 //! ready), the cluster re-forms with no restart (grafana/alloy#3865 reports
-//! ckit clusters that never do).
+//! ckit clusters that never do). And two clusters that formed apart, each
+//! from the part of the members DNS listed while they started, merge once
+//! DNS lists them all.
 #![cfg(feature = "cluster")]
 
 mod common;
@@ -20,11 +22,32 @@ const CONVERGE: Duration = Duration::from_secs(30);
 const NAME: &str = "members.rollout.test";
 
 async fn start(dns: &DnsServer, name: &str, ip: Ipv4Addr, port: u16) -> Node {
+    start_with(dns, name, ip, port, |_| {}).await
+}
+
+async fn start_with(
+    dns: &DnsServer,
+    name: &str,
+    ip: Ipv4Addr,
+    port: u16,
+    tweak: impl FnOnce(&mut NodeOptions),
+) -> Node {
     let listener = TcpListener::bind((ip, port)).await.unwrap();
     let mut options = NodeOptions::new(name).fast();
     options.join = vec![format!("{NAME}:{port}")];
     options.nameserver = Some(dns.addr);
+    tweak(&mut options);
     Node::start(options, listener).await.unwrap()
+}
+
+/// A free port, to be taken on several loopback addresses.
+async fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.2:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn all_alive(n: usize) -> impl Fn(&[MemberView]) -> bool + Clone {
@@ -47,13 +70,7 @@ async fn wait_all(nodes: &[Node], what: &str, ready: impl Fn(&[MemberView]) -> b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_member_back_on_a_new_ip_re_forms_once_dns_lists_them() {
     let dns = DnsServer::start().await;
-    // A free port, then the same port on other loopback addresses.
-    let port = TcpListener::bind("127.0.0.2:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port().await;
     let old: Vec<Ipv4Addr> = (2..=4).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
     let new: Vec<Ipv4Addr> = (5..=7).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
 
@@ -94,6 +111,50 @@ async fn every_member_back_on_a_new_ip_re_forms_once_dns_lists_them() {
     // DNS catches up: the members find each other with no restart.
     dns.set_a(NAME, &new);
     wait_all(&nodes, "the re-formed cluster", all_alive(3)).await;
+    for node in nodes {
+        node.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_formed_apart_merge_once_dns_lists_every_member() {
+    let dns = DnsServer::start().await;
+    let port = free_port().await;
+    let first: Vec<Ipv4Addr> = (8..=9).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let second: Vec<Ipv4Addr> = (10..=11).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let rediscover = |o: &mut NodeOptions| o.rediscover_interval = Duration::from_secs(1);
+    // Each pair starts while DNS lists only its own two addresses.
+    let mut nodes = Vec::new();
+    for (group, ips) in [("a", &first), ("b", &second)] {
+        dns.set_a(NAME, ips);
+        let pair = [
+            start_with(&dns, &format!("{group}0"), ips[0], port, rediscover).await,
+            start_with(&dns, &format!("{group}1"), ips[1], port, rediscover).await,
+        ];
+        wait_all(&pair, &format!("cluster {group}"), all_alive(2)).await;
+        nodes.extend(pair);
+    }
+    // Apart, and neither alone: only rediscovery tries the join list now.
+    for node in &nodes {
+        assert_eq!(
+            node.members().len(),
+            2,
+            "{}: {:?}",
+            node.id().name,
+            node.members()
+        );
+    }
+    // DNS lists all four: within a rediscovery or two they are one.
+    dns.set_a(NAME, &[first, second].concat());
+    wait_all(&nodes, "one cluster of four", all_alive(4)).await;
+    // Rediscovery goes on asking DNS; every address it lists is a
+    // member's now, so it joins nobody.
+    let asked = dns.questions(NAME);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(dns.questions(NAME) > asked, "rediscovery keeps asking");
+    for node in &nodes {
+        assert_eq!(node.members().len(), 4, "{}", node.id().name);
+    }
     for node in nodes {
         node.leave().await;
     }

@@ -19,7 +19,7 @@ use crate::memberlist::packet::{
 };
 use crate::{Error, Packet, Transport};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -107,6 +107,8 @@ pub(crate) struct Actor {
     pub publisher: Publisher,
     pub leaving: Option<oneshot::Sender<()>>,
     pub resolving: bool,
+    /// When the join list was last resolved (see `maybe_rejoin`).
+    pub last_resolved: Option<Instant>,
     pub dirty: bool,
 }
 
@@ -231,20 +233,21 @@ impl Actor {
         }
     }
 
-    /// Alone (no other live member): resolves the join list again and joins
-    /// through every address it has now.
+    /// Resolves the join list again, to join through what it lists now
+    /// (see `Command::Resolved`): at every tick while alone (no other live
+    /// member), every `rediscover_interval` otherwise.
     fn maybe_rejoin(&mut self) {
-        let alone = !self
-            .engine
-            .members()
-            .any(|m| m.name != self.options.name && m.state == NodeState::Alive);
         let Some(discovery) = self.discovery.clone() else {
             return;
         };
-        if !alone || self.resolving || self.leaving.is_some() {
+        let every = self.options.rediscover_interval;
+        let due = self.alone()
+            || (!every.is_zero() && self.last_resolved.is_none_or(|at| at.elapsed() >= every));
+        if !due || self.resolving || self.leaving.is_some() {
             return;
         }
         self.resolving = true;
+        self.last_resolved = Some(Instant::now());
         let commands = self.self_commands.clone();
         tokio::spawn(async move {
             let resolved = discovery.resolve().await;
@@ -253,6 +256,14 @@ impl Actor {
             }
             let _ = commands.send(Command::Resolved(resolved.addrs));
         });
+    }
+
+    /// No other member is alive.
+    fn alone(&self) -> bool {
+        !self
+            .engine
+            .members()
+            .any(|m| m.name != self.options.name && m.state == NodeState::Alive)
     }
 
     fn command(&mut self, cmd: Command) {
@@ -286,8 +297,17 @@ impl Actor {
             Command::InboundUser(payload) => self.user_message(payload),
             Command::Resolved(addrs) => {
                 self.resolving = false;
-                let me = self.engine.local_member().addr;
-                let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| *a != me).collect();
+                // Addresses a live member has are in the cluster already:
+                // once the join list is all members, rediscovery sends
+                // nothing.
+                let members: HashSet<SocketAddr> = self
+                    .engine
+                    .members()
+                    .filter(|m| matches!(m.state, NodeState::Alive | NodeState::Suspect))
+                    .map(|m| m.addr)
+                    .collect();
+                let addrs: Vec<SocketAddr> =
+                    addrs.into_iter().filter(|a| !members.contains(a)).collect();
                 if !addrs.is_empty() && self.leaving.is_none() {
                     tracing::debug!(?addrs, "joining");
                     self.engine.join(&addrs, now);

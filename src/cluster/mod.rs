@@ -208,6 +208,7 @@ impl Node {
             publisher: view::Publisher::new(view_tx, gauges, timeline.clone(), SystemTime::now()),
             leaving: None,
             resolving: false,
+            last_resolved: None,
             dirty: true,
         };
 

@@ -34,7 +34,8 @@ pub struct NodeOptions {
     /// Where to join: `ip:port`, `name:port` (every A and AAAA address) or
     /// `_service._proto.name` (SRV). Resolved again on every attempt; retried
     /// every [`rejoin_interval`](Self::rejoin_interval) while the node knows
-    /// no live member.
+    /// no live member, and every
+    /// [`rediscover_interval`](Self::rediscover_interval) after.
     pub join: Vec<String>,
     /// The transport's options (TLS, timeouts, queues, token, CORS).
     /// `Options::default()` but for `stream_queue_size`, 1024 (as many as
@@ -63,6 +64,15 @@ pub struct NodeOptions {
     pub hasher: Hasher,
     /// How often to try the join list again while alone. Default 5 s.
     pub rejoin_interval: Duration,
+    /// How often a node that knows live members resolves the join list
+    /// again and joins every address there that no live member has: two
+    /// clusters that formed apart (during a rollout DNS listed only some
+    /// of the new members while they started) find each other and merge.
+    /// Default 60 s, Alloy's `--cluster.rejoin-interval`; `ZERO` never.
+    /// Alloy's rejoin pushes and pulls the whole state with every address
+    /// listed; here a cluster whose members are all listed sends nothing
+    /// but the DNS questions.
+    pub rediscover_interval: Duration,
     /// How long [`Node::leave`](super::Node::leave) may take to tell the
     /// others. Default 2 s.
     pub leave_timeout: Duration,
@@ -90,6 +100,7 @@ impl NodeOptions {
             ckit_state: CkitState::Participant,
             hasher: Hasher::Ring(Hasher::ALLOY_RING_TOKENS),
             rejoin_interval: Duration::from_secs(5),
+            rediscover_interval: Duration::from_secs(60),
             leave_timeout: Duration::from_secs(2),
             nameserver: None,
             outgoing_filter: None,
