@@ -20,7 +20,8 @@ mod membership;
 mod mixed;
 mod transport;
 
-use common::go_peer::{GoPeer, GoPeerConfig, Member};
+use cli_proc::CliProc;
+use common::go_peer::{GoPeer, GoPeerConfig, Member, PEER_WAIT};
 use common::ports::restartable_addr;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -62,6 +63,54 @@ pub fn state_of(members: &[Member], name: &str) -> Option<String> {
         .iter()
         .find(|m| m.name == name)
         .map(|m| m.state.clone())
+}
+
+/// A running `gossiphttp node` (the binary cargo built), killed (SIGKILL)
+/// when dropped.
+pub struct CliNode {
+    process: CliProc,
+    /// Where it listens (and advertises).
+    pub addr: String,
+}
+
+impl CliNode {
+    /// `gossiphttp node --preset fast` named `name`, joining `join`,
+    /// announcing `ckit_state` if given; returns once it said where it
+    /// listens.
+    pub fn spawn(name: &str, join: &str, ckit_state: Option<&str>) -> CliNode {
+        let mut args = vec![
+            "node",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--preset",
+            "fast",
+            "--join",
+            join,
+        ];
+        if let Some(state) = ckit_state {
+            args.extend(["--ckit-state", state]);
+        }
+        let mut process = CliProc::spawn(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
+        // Its first stdout line says where it listens.
+        let addr = process
+            .address(" listening on ", PEER_WAIT)
+            .unwrap_or_else(|e| panic!("gossiphttp node {name}: {e}"));
+        CliNode { process, addr }
+    }
+
+    /// `GET /api/v1/members`, the JSON body.
+    pub fn members(&self) -> serde_json::Value {
+        cli_proc::members_json(&self.addr)
+    }
+
+    /// `kill -9`: the process ends with no word to the cluster (std's
+    /// `Child::kill` sends SIGKILL on Unix), and is reaped.
+    pub fn kill_9(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
 }
 
 /// Three fast peers, b joining a and c joining b, each seeing all three

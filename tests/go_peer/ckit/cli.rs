@@ -3,49 +3,9 @@
 //! Go node as ckit's default, a viewer.
 
 use super::go_ckit;
-use crate::cli_proc::{self, CliProc};
 use crate::common::go_peer;
-use crate::CONVERGE;
+use crate::{CliNode, CONVERGE};
 use std::time::{Duration, Instant};
-
-/// A running `gossiphttp node`, killed on drop.
-struct CliNode {
-    _process: CliProc,
-    addr: String,
-}
-
-impl CliNode {
-    fn spawn(name: &str, join: &str, ckit_state: Option<&str>) -> CliNode {
-        let mut args = vec![
-            "node",
-            "--name",
-            name,
-            "--listen",
-            "127.0.0.1:0",
-            "--preset",
-            "fast",
-            "--join",
-            join,
-        ];
-        if let Some(state) = ckit_state {
-            args.extend(["--ckit-state", state]);
-        }
-        let mut process = CliProc::spawn(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
-        // Its first stdout line says where it listens.
-        let addr = process
-            .address(" listening on ", go_peer::PEER_WAIT)
-            .unwrap_or_else(|e| panic!("gossiphttp node {name}: {e}"));
-        CliNode {
-            _process: process,
-            addr,
-        }
-    }
-
-    /// `GET /api/v1/members`, the JSON body.
-    fn members(&self) -> serde_json::Value {
-        cli_proc::members_json(&self.addr)
-    }
-}
 
 /// The ckit state a members JSON gives `name`.
 fn ckit_state_in(members: &serde_json::Value, name: &str) -> Option<String> {
