@@ -121,13 +121,12 @@ pub struct NodeArgs {
     #[arg(
         long,
         value_name = "FILE",
-        requires = "tls_cert",
         env = "GOSSIPHTTP_TLS_CA",
         help_heading = "TLS"
     )]
     tls_ca: Option<PathBuf>,
-    /// The certificate this node presents to peers that ask for one (mutual
-    /// TLS); default: --tls-cert.
+    /// With --tls-cert, the certificate this node presents to peers that
+    /// ask for one (mutual TLS); default: --tls-cert.
     #[arg(
         long,
         value_name = "FILE",
@@ -145,8 +144,8 @@ pub struct NodeArgs {
         help_heading = "TLS"
     )]
     tls_client_key: Option<PathBuf>,
-    /// The name to verify in peers' certificates instead of their address
-    /// (Alloy: --cluster.tls-server-name).
+    /// With --tls-cert, the name to verify in peers' certificates instead
+    /// of their address (Alloy: --cluster.tls-server-name).
     #[arg(
         long,
         value_name = "NAME",
@@ -158,7 +157,53 @@ pub struct NodeArgs {
     serve: ServeArgs,
 }
 
+/// The flags that set how the node dials its peers over TLS, with their
+/// environment variables: they apply only when it serves TLS.
+const CLIENT_TLS_FLAGS: [(&str, &str); 4] = [
+    ("--tls-ca", "GOSSIPHTTP_TLS_CA"),
+    ("--tls-client-cert", "GOSSIPHTTP_TLS_CLIENT_CERT"),
+    ("--tls-client-key", "GOSSIPHTTP_TLS_CLIENT_KEY"),
+    ("--tls-server-name", "GOSSIPHTTP_TLS_SERVER_NAME"),
+];
+
+/// Refuses the client-side TLS flags without --tls-cert: a node dials TLS
+/// only when it serves it, so they would be ignored. (clap's `requires`
+/// would refuse them too, but its message lists --tls-cert as missing
+/// without saying which flag needs it, nor that the flag came from a
+/// variable.)
+fn check_client_tls_flags(args: &NodeArgs) -> Result<(), Failure> {
+    if args.serve.tls_cert.is_some() {
+        return Ok(());
+    }
+    let given = [
+        args.tls_ca.is_some(),
+        args.tls_client_cert.is_some(),
+        args.tls_client_key.is_some(),
+        args.tls_server_name.is_some(),
+    ];
+    let mut named: Vec<String> = CLIENT_TLS_FLAGS
+        .iter()
+        .zip(given)
+        .filter(|(_, given)| *given)
+        .map(|((flag, var), _)| format!("{flag} (or {var})"))
+        .collect();
+    let Some(last) = named.pop() else {
+        return Ok(());
+    };
+    let (flags, them, verb) = if named.is_empty() {
+        (last, "it", "needs")
+    } else {
+        (format!("{} and {last}", named.join(", ")), "them", "need")
+    };
+    Err(Failure::usage(format!(
+        "{flags} {verb} --tls-cert/--tls-key: a node dials its peers over TLS \
+         only when it serves TLS, and would ignore {them}; give --tls-cert and \
+         --tls-key, or drop {them}"
+    )))
+}
+
 pub async fn run(args: NodeArgs) -> CmdResult {
+    check_client_tls_flags(&args)?;
     let mut options = NodeOptions::new(args.name.clone());
     options.membership = match args.preset {
         Preset::Lan | Preset::Fast => MembershipConfig::lan(),
