@@ -105,6 +105,21 @@ impl CliNode {
         cli_proc::members_json(&self.addr)
     }
 
+    /// Sends it `signal` (`-USR1`, ...) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.process.pid().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.process.stderr_text()
+    }
+
     /// `kill -9`: the process ends with no word to the cluster (std's
     /// `Child::kill` sends SIGKILL on Unix), and is reaped.
     pub fn kill_9(&mut self) {

@@ -63,7 +63,7 @@ pub async fn run(args: ClusterArgs) -> CmdResult {
     ));
     let mut last = String::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let stop = crate::shutdown_signal();
+    let stop = crate::signals::shutdown();
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -39,7 +39,7 @@ pub async fn run(args: ListenArgs) -> CmdResult {
     let mut streams = transport.streams();
     let mut stream_tasks = JoinSet::new();
     let mut opened: u64 = 0;
-    let signal = crate::shutdown_signal();
+    let signal = crate::signals::shutdown();
     tokio::pin!(signal);
     loop {
         tokio::select! {

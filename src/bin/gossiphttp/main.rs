@@ -34,7 +34,9 @@
 //!   [--fast] [--tls-ca FILE] [server flags]` runs one cluster member and
 //!   serves `/metrics`, `/api/v1/members` and a live page at `/`; with TLS
 //!   it reaches its peers over TLS too (and presents its certificate to
-//!   them). With the `cluster` feature (on by default).
+//!   them). With the `cluster` feature (on by default). Ctrl-C or SIGTERM
+//!   leaves the cluster; SIGUSR1 makes a viewer a ckit participant, SIGUSR2
+//!   a participant terminating.
 //!
 //! - `gossiphttp cluster [--nodes N] [--base-port PORT]` runs N members on
 //!   loopback in this process and prints the membership table as it
@@ -95,6 +97,7 @@ mod node;
 mod output;
 mod send;
 mod serve;
+mod signals;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -212,28 +215,4 @@ fn init_logging(default: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// Resolves when Ctrl-C or (on Unix) SIGTERM arrives.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

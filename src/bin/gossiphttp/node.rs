@@ -82,7 +82,8 @@ pub struct NodeArgs {
     #[arg(long, env = "GOSSIPHTTP_SKIP_INBOUND_LABEL_CHECK", help_heading = "Cluster",
           value_parser = clap::builder::BoolishValueParser::new())]
     skip_inbound_label_check: bool,
-    /// The ckit node state to announce.
+    /// The ckit node state to announce at start. Later, SIGUSR1 makes a
+    /// viewer a participant, SIGUSR2 a participant terminating.
     #[arg(
         long,
         value_enum,
@@ -253,7 +254,10 @@ pub async fn run(args: NodeArgs) -> CmdResult {
         "node {} listening on {addr} (members: {scheme}://{addr}/api/v1/members, page: {scheme}://{addr}/)",
         args.name,
     ));
-    crate::shutdown_signal().await;
+    tokio::select! {
+        _ = crate::signals::shutdown() => {}
+        _ = crate::signals::ckit_state_changes(&node) => {}
+    }
     node.leave().await;
     Ok(())
 }
