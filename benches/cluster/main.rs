@@ -25,7 +25,8 @@
 //! the gossip interval, `CLUSTER_BENCH_CATCH_UPS`
 //! the catch-up push-pulls after a join,
 //! `CLUSTER_BENCH_SIZES` (`100,500`) the in-process convergence
-//! sizes, `CLUSTER_BENCH_RUNS` the runs per size, and `BENCH_LOG` (an
+//! sizes, `CLUSTER_BENCH_RUNS` the runs per size,
+//! `CLUSTER_BENCH_FAULT_SECS` the send-only row's window (60 s), and `BENCH_LOG` (an
 //! `EnvFilter`, e.g. `gossiphttp=warn`) prints the in-process members'
 //! logs on stderr.
 //!
@@ -181,6 +182,11 @@ fn main() {
     }
     if let Some(runs) = knob("CLUSTER_BENCH_RUNS") {
         cfg.runs = runs;
+    }
+    // For experiments: the send-only row's window (issue 14 measured
+    // ckit and foca over 180 s).
+    if let Some(secs) = knob("CLUSTER_BENCH_FAULT_SECS") {
+        cfg.fault_window = Duration::from_secs(secs);
     }
     println!("{}", report::machine());
     let started = Instant::now();
