@@ -118,23 +118,30 @@ async fn every_member_back_on_a_new_ip_re_forms_once_dns_lists_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_formed_apart_merge_once_dns_lists_every_member() {
-    let dns = DnsServer::start().await;
+    // Each pair asks a DNS server of its own, which lists only the pair:
+    // the two views a name had while the pairs started (one server, its
+    // answer changed between them, would let the first pair's
+    // rediscovery find the second pair while it forms).
+    let dns = [DnsServer::start().await, DnsServer::start().await];
     let port = free_port().await;
-    let first: Vec<Ipv4Addr> = (8..=9).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
-    let second: Vec<Ipv4Addr> = (10..=11).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let ips: [Vec<Ipv4Addr>; 2] = [
+        (8..=9).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect(),
+        (10..=11).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect(),
+    ];
     let rediscover = |o: &mut NodeOptions| o.rediscover_interval = Duration::from_secs(1);
-    // Each pair starts while DNS lists only its own two addresses.
     let mut nodes = Vec::new();
-    for (group, ips) in [("a", &first), ("b", &second)] {
+    for (group, (dns, ips)) in ["a", "b"].into_iter().zip(dns.iter().zip(&ips)) {
         dns.set_a(NAME, ips);
         let pair = [
-            start_with(&dns, &format!("{group}0"), ips[0], port, rediscover).await,
-            start_with(&dns, &format!("{group}1"), ips[1], port, rediscover).await,
+            start_with(dns, &format!("{group}0"), ips[0], port, rediscover).await,
+            start_with(dns, &format!("{group}1"), ips[1], port, rediscover).await,
         ];
         wait_all(&pair, &format!("cluster {group}"), all_alive(2)).await;
         nodes.extend(pair);
     }
-    // Apart, and neither alone: only rediscovery tries the join list now.
+    // Apart, and neither alone: only rediscovery tries the join list now,
+    // and for at least a rediscovery it finds nobody new.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     for node in &nodes {
         assert_eq!(
             node.members().len(),
@@ -145,13 +152,16 @@ async fn two_clusters_formed_apart_merge_once_dns_lists_every_member() {
         );
     }
     // DNS lists all four: within a rediscovery or two they are one.
-    dns.set_a(NAME, &[first, second].concat());
+    let all = [ips[0].clone(), ips[1].clone()].concat();
+    for dns in &dns {
+        dns.set_a(NAME, &all);
+    }
     wait_all(&nodes, "one cluster of four", all_alive(4)).await;
     // Rediscovery goes on asking DNS; every address it lists is a
     // member's now, so it joins nobody.
-    let asked = dns.questions(NAME);
+    let asked = dns[0].questions(NAME);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(dns.questions(NAME) > asked, "rediscovery keeps asking");
+    assert!(dns[0].questions(NAME) > asked, "rediscovery keeps asking");
     for node in &nodes {
         assert_eq!(node.members().len(), 4, "{}", node.id().name);
     }
