@@ -24,6 +24,14 @@ pub(super) const ANSWERED_HTTP1: &str = "the peer answered in HTTP/1: it does no
 pub(super) const NO_ANSWER: &str = "the peer closed the connection without answering: the \
      peer may expect TLS: use https:// or set client TLS (or it is refusing connections)";
 
+/// A TLS server that requires client certificates checks ours after the
+/// handshake (TLS 1.3) and, refusing it, sends an alert and closes; our
+/// first write may see the connection closed before a read sees the
+/// alert, and HTTP/2 reports only "broken pipe".
+pub(super) const CLOSED_AFTER_HANDSHAKE: &str = "the peer closed the connection after the TLS \
+     handshake without answering: if it requires client certificates (mutual TLS), it refused \
+     this side's, or that it had none: present one issued by a CA the peer trusts";
+
 /// What the peer's first answer on a connection said was wrong, if
 /// anything: set before the connection fails, so that a request failing
 /// with it (HTTP/2 reports a bare "broken pipe" to the requests of a
@@ -73,7 +81,7 @@ impl<T> Sniffed<T> {
     pub(super) fn new(io: T, carries: Carries, verdict: FirstAnswer) -> Self {
         Sniffed {
             io,
-            answered: carries == Carries::Tls,
+            answered: false,
             carries,
             verdict,
             _open: None,
@@ -114,10 +122,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Sniffed<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.carries == Carries::Tls {
+            let before = buf.filled().len();
             let r = ready!(Pin::new(&mut this.io).poll_read(cx, buf));
             if let Some(why) = r.as_ref().err().and_then(super::diagnose::tls_alert) {
                 this.verdict.set(why);
             }
+            this.answered |= buf.filled().len() > before;
             return Poll::Ready(r);
         }
         if this.answered || buf.remaining() == 0 {
@@ -139,18 +149,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for Sniffed<T> {
 }
 
 impl<T> Sniffed<T> {
-    /// A connection broken before the peer answered anything: most likely
-    /// a TLS server that refused the h2c preface (rustls and Go close the
-    /// connection; a write may see that before the read sees its alert).
+    /// A connection broken before the peer answered anything: in
+    /// cleartext most likely a TLS server that refused the h2c preface
+    /// (rustls and Go close the connection; a write may see that before
+    /// the read sees its alert), over TLS a server that refused our client
+    /// certificate.
     fn unanswered<R>(&self, r: io::Result<R>) -> io::Result<R> {
         use io::ErrorKind::*;
+        let why = match self.carries {
+            Carries::Tls => CLOSED_AFTER_HANDSHAKE,
+            Carries::H2c | Carries::Http1 => NO_ANSWER,
+        };
         match r {
             Err(e)
                 if !self.answered
                     && matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted) =>
             {
-                self.verdict.set(NO_ANSWER);
-                Err(io::Error::new(e.kind(), format!("{e}: {NO_ANSWER}")))
+                self.verdict.set(why);
+                Err(io::Error::new(e.kind(), format!("{e}: {why}")))
             }
             r => r,
         }
@@ -228,5 +244,28 @@ mod tests {
         assert_eq!(err.to_string(), NO_ANSWER);
         // An HTTP/2 SETTINGS frame passes.
         assert_eq!(first_read(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap(), 9);
+    }
+
+    #[tokio::test]
+    async fn a_tls_peer_closing_before_any_answer_is_named_a_refused_certificate() {
+        // What is under Sniffed here is the TLS session: a write that finds
+        // the connection closed, before any byte was read.
+        let (peer, ours) = tokio::io::duplex(64);
+        drop(peer);
+        let verdict = FirstAnswer::default();
+        let mut tls = Sniffed::new(ours, Carries::Tls, verdict.clone());
+        let err = tls.write_all(b"PRI * HTTP/2.0").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert!(err.to_string().ends_with(CLOSED_AFTER_HANDSHAKE), "{err}");
+        assert_eq!(verdict.misread(), Some(CLOSED_AFTER_HANDSHAKE));
+        // Once the peer has answered, a broken connection is just that.
+        let (mut peer, ours) = tokio::io::duplex(64);
+        let mut tls = Sniffed::new(ours, Carries::Tls, FirstAnswer::default());
+        peer.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+        let mut buf = [0; 64];
+        assert_eq!(tls.read(&mut buf).await.unwrap(), 9);
+        drop(peer);
+        let err = tls.write_all(b"more").await.unwrap_err();
+        assert!(!err.to_string().contains(CLOSED_AFTER_HANDSHAKE), "{err}");
     }
 }
